@@ -1,0 +1,286 @@
+//! The policy document: the serde shape of a policy, as written in TOML.
+//!
+//! A [`PolicyDocument`] is plain data and may be invalid; [`crate::Policy`] is a validated one.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+/// The whole policy as data: permission registry, roles, tenants and subjects.
+///
+/// ```toml
+/// [permissions.finance.invoices]
+/// read = "Read invoices"
+/// approve = "Approve invoices"
+///
+/// [roles.viewer]
+/// grants = ["finance.invoices.read"]
+///
+/// [roles.accountant]
+/// inherits = ["viewer"]
+/// grants = ["finance.*"]
+/// denies = ["finance.invoices.approve"]
+///
+/// [tenants.acme]
+/// description = "Acme Corp"
+///
+/// [tenants.acme.roles.auditor]          # a custom role that exists only in acme
+/// grants = ["finance.invoices.read"]
+///
+/// [subjects.alice.tenants]
+/// acme = ["accountant"]
+/// ```
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PolicyDocument {
+    /// The permission registry: every permission the application knows, with a description.
+    /// In TOML, nested tables (`[permissions.finance.invoices] read = "…"`) or dotted keys.
+    #[serde(default, skip_serializing_if = "Registry::is_empty")]
+    pub permissions: Registry,
+    /// Global roles: templates that exist in every tenant and in the global scope.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub roles: BTreeMap<String, RoleDef>,
+    /// Tenants (organizations), each with its own roles and tenant-scoped rules.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub tenants: BTreeMap<String, TenantDef>,
+    /// Subjects (users, service accounts) and the roles they hold.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub subjects: BTreeMap<String, SubjectDef>,
+}
+
+/// A role's rules in one scope (global, or one tenant).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RoleDef {
+    /// What the role is for.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+    /// Roles whose grants and denies this role takes on.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub inherits: Vec<String>,
+    /// Permissions or wildcard patterns (`finance.*`, `*`) this role allows.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub grants: Vec<String>,
+    /// Permissions or patterns this role refuses. A deny wins over any grant, at any depth.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub denies: Vec<String>,
+}
+
+/// A tenant (organization).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TenantDef {
+    /// A readable name for the tenant.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+    /// Roles in this tenant only. A name that is also a global role adds tenant-scoped inherits,
+    /// grants and denies to that role in this tenant (casbin's `p, role, tenant, obj, act`); any
+    /// other name is a custom role of this tenant.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub roles: BTreeMap<String, RoleDef>,
+}
+
+/// The roles a subject holds.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SubjectDef {
+    /// Global roles: they apply in the global scope and in every tenant.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub roles: Vec<String>,
+    /// Roles held in one tenant only, by tenant name.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub tenants: BTreeMap<String, Vec<String>>,
+}
+
+/// The permission registry: full permission name to description, in name order.
+///
+/// Written in TOML as a tree (`[permissions.finance.invoices] read = "Read invoices"`), kept here
+/// flat (`finance.invoices.read`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Registry(pub BTreeMap<String, String>);
+
+impl Registry {
+    /// Whether no permission is declared.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// Declares (or re-describes) a permission.
+    pub fn declare(&mut self, name: impl Into<String>, description: impl Into<String>) {
+        self.0.insert(name.into(), description.into());
+    }
+
+    /// Whether `name` is declared.
+    pub fn contains(&self, name: &str) -> bool {
+        self.0.contains_key(name)
+    }
+
+    /// Declared names, in order.
+    pub fn names(&self) -> impl Iterator<Item = &str> {
+        self.0.keys().map(String::as_str)
+    }
+}
+
+#[derive(Serialize, Deserialize)]
+#[serde(untagged)]
+enum RegistryNode {
+    Leaf(String),
+    Branch(BTreeMap<String, RegistryNode>),
+}
+
+fn flatten(prefix: &str, node: RegistryNode, out: &mut BTreeMap<String, String>) {
+    match node {
+        RegistryNode::Leaf(description) => {
+            out.insert(prefix.to_owned(), description);
+        }
+        RegistryNode::Branch(children) => {
+            for (key, child) in children {
+                let name = if prefix.is_empty() {
+                    key
+                } else {
+                    format!("{prefix}.{key}")
+                };
+                flatten(&name, child, out);
+            }
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for Registry {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let tree = BTreeMap::<String, RegistryNode>::deserialize(deserializer).map_err(|_| {
+            serde::de::Error::custom(
+                "`permissions` must be a tree of tables whose leaves are descriptions, \
+                 e.g. `[permissions.finance.invoices]` then `read = \"Read invoices\"`",
+            )
+        })?;
+        let mut out = BTreeMap::new();
+        flatten("", RegistryNode::Branch(tree), &mut out);
+        Ok(Registry(out))
+    }
+}
+
+impl Serialize for Registry {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        // Build the tree back. A validated registry never has a name that is also a prefix of
+        // another, so a leaf never collides with a branch; if one does, the name is written as a
+        // quoted dotted key, which reads back the same.
+        let mut root: BTreeMap<String, RegistryNode> = BTreeMap::new();
+        for (name, description) in &self.0 {
+            let segments: Vec<&str> = name.split('.').collect();
+            if !insert_node(&mut root, &segments, description) {
+                root.insert(name.clone(), RegistryNode::Leaf(description.clone()));
+            }
+        }
+        root.serialize(serializer)
+    }
+}
+
+fn insert_node(
+    level: &mut BTreeMap<String, RegistryNode>,
+    segments: &[&str],
+    description: &str,
+) -> bool {
+    match segments {
+        [] => false,
+        [last] => {
+            if level.contains_key(*last) {
+                return false;
+            }
+            level.insert(
+                (*last).to_owned(),
+                RegistryNode::Leaf(description.to_owned()),
+            );
+            true
+        }
+        [head, rest @ ..] => {
+            match level
+                .entry((*head).to_owned())
+                .or_insert_with(|| RegistryNode::Branch(BTreeMap::new()))
+            {
+                RegistryNode::Branch(children) => insert_node(children, rest, description),
+                RegistryNode::Leaf(_) => false,
+            }
+        }
+    }
+}
+
+impl PolicyDocument {
+    /// Parses TOML into a document without validating it; see [`crate::Policy::from_toml_str`].
+    pub fn from_toml_str(text: &str) -> Result<PolicyDocument, toml::de::Error> {
+        toml::from_str(text)
+    }
+
+    /// Writes the document as TOML.
+    pub fn to_toml_string(&self) -> String {
+        // Serialising plain maps, strings and vectors cannot fail; an empty string would only
+        // come from a bug in the toml crate, and then validation of the output would catch it.
+        toml::to_string(self).unwrap_or_default()
+    }
+
+    /// The global role `name`, created empty if missing.
+    pub fn role_mut(&mut self, name: &str) -> &mut RoleDef {
+        self.roles.entry(name.to_owned()).or_default()
+    }
+
+    /// The layer of role `role` inside `tenant`, creating the tenant and the layer if missing.
+    pub fn tenant_role_mut(&mut self, tenant: &str, role: &str) -> &mut RoleDef {
+        self.tenants
+            .entry(tenant.to_owned())
+            .or_default()
+            .roles
+            .entry(role.to_owned())
+            .or_default()
+    }
+
+    /// Gives `subject` the role `role`, globally (`tenant` `None`) or in one tenant.
+    /// Assigning a role twice is a no-op.
+    pub fn assign(&mut self, subject: &str, tenant: Option<&str>, role: &str) {
+        let def = self.subjects.entry(subject.to_owned()).or_default();
+        let list = match tenant {
+            None => &mut def.roles,
+            Some(tenant) => def.tenants.entry(tenant.to_owned()).or_default(),
+        };
+        if !list.iter().any(|r| r == role) {
+            list.push(role.to_owned());
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn registry_reads_nested_and_dotted_keys_and_writes_a_tree() {
+        let doc = PolicyDocument::from_toml_str(
+            r#"
+            [permissions]
+            "crm.leads.read" = "Read leads"
+            [permissions.finance.invoices]
+            read = "Read invoices"
+            [permissions.finance]
+            journal.post = "Post journal entries"
+            "#,
+        )
+        .unwrap();
+        let names: Vec<_> = doc.permissions.names().collect();
+        assert_eq!(
+            names,
+            [
+                "crm.leads.read",
+                "finance.invoices.read",
+                "finance.journal.post"
+            ]
+        );
+        let text = doc.to_toml_string();
+        assert!(text.contains("[permissions.finance.invoices]"), "{text}");
+        assert_eq!(PolicyDocument::from_toml_str(&text).unwrap(), doc);
+    }
+
+    #[test]
+    fn unknown_fields_are_refused() {
+        let err = PolicyDocument::from_toml_str("[roles.a]\ngrant = [\"x\"]\n").unwrap_err();
+        assert!(err.to_string().contains("unknown field `grant`"), "{err}");
+    }
+}

@@ -1,0 +1,957 @@
+//! The compiled, immutable form of a policy that checks run against.
+
+use std::collections::{BTreeSet, HashMap};
+use std::ops::Range;
+use std::sync::atomic::{AtomicU32, Ordering};
+
+use foldhash::fast::RandomState;
+use hashbrown::HashTable;
+
+use crate::decision::{Cause, Decision, Effect, Explanation, Rule};
+use crate::document::RoleDef;
+use crate::name::Pattern;
+use crate::policy::Policy;
+
+const NONE: u32 = u32::MAX;
+/// The tenant id of the global scope (the empty tenant name).
+const GLOBAL: u32 = u32::MAX;
+
+static GENERATION: AtomicU32 = AtomicU32::new(1);
+
+/// Names interned to dense ids, with one copy of each name.
+#[derive(Debug, Default)]
+struct Interner {
+    names: Vec<Box<str>>,
+    table: HashTable<u32>,
+    hasher: RandomState,
+}
+
+impl Interner {
+    fn hash(&self, name: &str) -> u64 {
+        use std::hash::BuildHasher;
+        self.hasher.hash_one(name)
+    }
+
+    #[inline]
+    fn get(&self, name: &str) -> Option<u32> {
+        let hash = self.hash(name);
+        self.table
+            .find(hash, |&id| {
+                self.names.get(id as usize).is_some_and(|n| &**n == name)
+            })
+            .copied()
+    }
+
+    /// Interns `name` (a no-op if it is there already) and returns its id.
+    fn intern(&mut self, name: &str) -> u32 {
+        if let Some(id) = self.get(name) {
+            return id;
+        }
+        let id = self.names.len() as u32;
+        let hash = self.hash(name);
+        self.names.push(name.into());
+        let (names, hasher) = (&self.names, &self.hasher);
+        self.table.insert_unique(hash, id, |&i| {
+            use std::hash::BuildHasher;
+            names.get(i as usize).map_or(0, |n| hasher.hash_one(&**n))
+        });
+        id
+    }
+
+    fn name(&self, id: u32) -> &str {
+        self.names.get(id as usize).map_or("", |n| n)
+    }
+
+    fn len(&self) -> usize {
+        self.names.len()
+    }
+}
+
+/// A role's rules in one scope, with patterns resolved to ranges of permission ids.
+#[derive(Debug, Default)]
+struct Layer {
+    parents: Vec<u32>,
+    grants: Vec<(Pattern, Range<u32>)>,
+    denies: Vec<(Pattern, Range<u32>)>,
+}
+
+/// Allow and deny bits of a role or a set, each `words` long, in [`Bits`].
+#[derive(Debug, Clone, Copy)]
+struct Eff {
+    allow: u32,
+    deny: u32,
+}
+
+/// An arena of fixed-width bitsets over permission ids.
+#[derive(Debug)]
+struct Bits {
+    words: usize,
+    data: Vec<u64>,
+}
+
+impl Bits {
+    fn alloc(&mut self) -> u32 {
+        let index = (self.data.len() / self.words) as u32;
+        self.data.resize(self.data.len() + self.words, 0);
+        index
+    }
+
+    fn slice(&self, index: u32) -> &[u64] {
+        let start = index as usize * self.words;
+        self.data.get(start..start + self.words).unwrap_or(&[])
+    }
+
+    fn set_range(&mut self, index: u32, range: Range<u32>) {
+        let start = index as usize * self.words;
+        if let Some(words) = self.data.get_mut(start..start + self.words) {
+            for bit in range {
+                if let Some(w) = words.get_mut(bit as usize / 64) {
+                    *w |= 1 << (bit % 64);
+                }
+            }
+        }
+    }
+
+    fn or_into(&mut self, into: u32, from: u32) {
+        let (into, from) = (into as usize * self.words, from as usize * self.words);
+        for i in 0..self.words {
+            let v = self.data.get(from + i).copied().unwrap_or(0);
+            if let Some(w) = self.data.get_mut(into + i) {
+                *w |= v;
+            }
+        }
+    }
+
+    #[inline]
+    fn test(&self, index: u32, bit: u32) -> bool {
+        self.data
+            .get(index as usize * self.words + bit as usize / 64)
+            .is_some_and(|w| (w >> (bit % 64)) & 1 == 1)
+    }
+}
+
+#[derive(Debug, Clone, Copy)]
+struct SubjectRec {
+    /// Interned list of global roles, or NONE.
+    global_combo: u32,
+    /// Effective set in the global scope, or NONE.
+    global_set: u32,
+    /// Tenant entries: `entries[start .. start + len]`, sorted by tenant id.
+    start: u32,
+    len: u32,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct TenantEntry {
+    tenant: u32,
+    set: u32,
+    combo: u32,
+}
+
+/// An immutable, compiled policy. Checks against it are a few hash lookups and a bit test;
+/// it is shared between threads behind an `Arc` and never changes.
+///
+/// Obtain one from [`crate::Engine::snapshot`] (or [`Snapshot::compile`]) and use the interned
+/// fast path in hot loops:
+///
+/// ```
+/// # use rbac_core::{Engine, Policy};
+/// # let policy = Policy::from_toml_str(r#"
+/// #   [permissions.finance.invoices]
+/// #   read = "Read invoices"
+/// #   [roles.viewer]
+/// #   grants = ["finance.*"]
+/// #   [tenants.acme]
+/// #   [subjects.alice.tenants]
+/// #   acme = ["viewer"]
+/// # "#)?;
+/// let engine = Engine::new(&policy);
+/// let snapshot = engine.snapshot();
+/// let read = snapshot.permission_id("finance.invoices.read").unwrap();
+/// let acme = snapshot.tenant_id("acme").unwrap();
+/// let alice = snapshot.subject_id("alice").unwrap();
+/// assert!(snapshot.is_allowed(alice, acme, read));
+/// # Ok::<(), rbac_core::PolicyError>(())
+/// ```
+#[derive(Debug)]
+pub struct Snapshot {
+    generation: u32,
+    permissions: Interner,
+    tenants: Interner,
+    roles: Interner,
+    subjects: Interner,
+    records: Vec<SubjectRec>,
+    entries: Vec<TenantEntry>,
+    combos: Vec<Box<[u32]>>,
+    /// Effective sets of (subject, scope) combinations: allowed bits in `allowed`, denied bits
+    /// (for the reason of a deny) in `denied`, both indexed by set id.
+    allowed: Bits,
+    denied: Bits,
+    /// For subjects with only global roles, in tenants whose own rules change those roles:
+    /// tenant id → (global combo → set).
+    overlays: HashMap<u32, HashMap<u32, u32>>,
+    /// Global layer of each role id (None for roles that exist only inside tenants).
+    global_layers: Vec<Option<Layer>>,
+    /// Tenant layers by (tenant, role).
+    tenant_layers: HashMap<(u32, u32), Layer>,
+}
+
+macro_rules! id_type {
+    ($(#[$doc:meta])* $name:ident) => {
+        $(#[$doc])*
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+        pub struct $name {
+            generation: u32,
+            index: u32,
+        }
+    };
+}
+
+id_type!(
+    /// An interned permission, valid for the snapshot that issued it.
+    PermissionId
+);
+id_type!(
+    /// An interned tenant (or the global scope), valid for the snapshot that issued it.
+    TenantId
+);
+id_type!(
+    /// An interned subject, valid for the snapshot that issued it.
+    SubjectId
+);
+
+impl Snapshot {
+    /// Compiles a validated policy: interns every name, resolves wildcards, inheritance and
+    /// denies into one bitset per distinct (role set, scope), and indexes subjects.
+    pub fn compile(policy: &Policy) -> Snapshot {
+        Compiler::new(policy).run()
+    }
+
+    /// The id of a declared permission.
+    pub fn permission_id(&self, name: &str) -> Option<PermissionId> {
+        self.permissions.get(name).map(|index| PermissionId {
+            generation: self.generation,
+            index,
+        })
+    }
+
+    /// The id of a declared tenant; the empty name is the global scope.
+    pub fn tenant_id(&self, name: &str) -> Option<TenantId> {
+        let index = if name.is_empty() {
+            GLOBAL
+        } else {
+            self.tenants.get(name)?
+        };
+        Some(TenantId {
+            generation: self.generation,
+            index,
+        })
+    }
+
+    /// The id of a subject the policy knows.
+    pub fn subject_id(&self, name: &str) -> Option<SubjectId> {
+        self.subjects.get(name).map(|index| SubjectId {
+            generation: self.generation,
+            index,
+        })
+    }
+
+    /// The fast path: whether `subject` may `permission` in `tenant`. Ids from another snapshot
+    /// are refused (deny), never misread.
+    #[inline]
+    pub fn is_allowed(
+        &self,
+        subject: SubjectId,
+        tenant: TenantId,
+        permission: PermissionId,
+    ) -> bool {
+        let g = self.generation;
+        if (subject.generation ^ g) | (tenant.generation ^ g) | (permission.generation ^ g) != 0 {
+            return false;
+        }
+        match self.set_of(subject.index, tenant.index) {
+            Some(set) => self.allowed.test(set, permission.index),
+            None => false,
+        }
+    }
+
+    /// Like [`Snapshot::is_allowed`], with the cause.
+    pub fn decide(
+        &self,
+        subject: SubjectId,
+        tenant: TenantId,
+        permission: PermissionId,
+    ) -> Decision {
+        let g = self.generation;
+        if (subject.generation ^ g) | (tenant.generation ^ g) | (permission.generation ^ g) != 0 {
+            return Decision::new(Cause::StaleIds);
+        }
+        self.decide_raw(subject.index, tenant.index, permission.index)
+    }
+
+    /// Whether `subject` may `permission` in `tenant` (empty for the global scope). Unknown
+    /// names are denies.
+    #[inline]
+    pub fn check(&self, subject: &str, tenant: &str, permission: &str) -> Decision {
+        let Some(p) = self.permissions.get(permission) else {
+            return Decision::new(Cause::UnknownPermission);
+        };
+        let t = if tenant.is_empty() {
+            GLOBAL
+        } else {
+            match self.tenants.get(tenant) {
+                Some(t) => t,
+                None => return Decision::new(Cause::UnknownTenant),
+            }
+        };
+        let Some(s) = self.subjects.get(subject) else {
+            return Decision::new(Cause::UnknownSubject);
+        };
+        self.decide_raw(s, t, p)
+    }
+
+    #[inline]
+    fn decide_raw(&self, s: u32, t: u32, p: u32) -> Decision {
+        match self.set_of(s, t) {
+            Some(set) if self.allowed.test(set, p) => Decision::new(Cause::Granted),
+            Some(set) if self.denied.test(set, p) => Decision::new(Cause::ExplicitDeny),
+            Some(_) => Decision::new(Cause::NoGrant),
+            None => Decision::new(Cause::NoRoles),
+        }
+    }
+
+    /// The effective set of a subject in a scope, if it holds any role there.
+    #[inline]
+    fn set_of(&self, s: u32, t: u32) -> Option<u32> {
+        let rec = self.records.get(s as usize)?;
+        if t == GLOBAL {
+            return (rec.global_set != NONE).then_some(rec.global_set);
+        }
+        if let Some(entry) = self.entry(rec, t) {
+            return Some(entry.set);
+        }
+        if rec.global_combo == NONE {
+            return None;
+        }
+        let overlay = self.overlays.get(&t).and_then(|m| m.get(&rec.global_combo));
+        Some(overlay.copied().unwrap_or(rec.global_set))
+    }
+
+    #[inline]
+    fn entry(&self, rec: &SubjectRec, t: u32) -> Option<&TenantEntry> {
+        let start = rec.start as usize;
+        let entries = self.entries.get(start..start + rec.len as usize)?;
+        if entries.len() <= 8 {
+            entries.iter().find(|e| e.tenant == t)
+        } else {
+            entries
+                .binary_search_by_key(&t, |e| e.tenant)
+                .ok()
+                .and_then(|i| entries.get(i))
+        }
+    }
+
+    /// Every permission `subject` holds in `tenant` (empty for the global scope), in name order.
+    pub fn permissions_of(&self, subject: &str, tenant: &str) -> Vec<&str> {
+        let set = self.subjects.get(subject).and_then(|s| {
+            let t = if tenant.is_empty() {
+                Some(GLOBAL)
+            } else {
+                self.tenants.get(tenant)
+            };
+            t.and_then(|t| self.set_of(s, t))
+        });
+        let Some(set) = set else { return Vec::new() };
+        let n = self.permissions.len() as u32;
+        (0..n)
+            .filter(|&p| self.allowed.test(set, p))
+            .map(|p| self.permissions.name(p))
+            .collect()
+    }
+
+    /// The decision with the role chain and the rule that decided it.
+    pub fn explain(&self, subject: &str, tenant: &str, permission: &str) -> Explanation {
+        let decision = self.check(subject, tenant, permission);
+        let mut out = Explanation {
+            decision,
+            subject: subject.to_owned(),
+            tenant: tenant.to_owned(),
+            permission: permission.to_owned(),
+            held_roles: Vec::new(),
+            chain: Vec::new(),
+            rule: None,
+        };
+        let (Some(s), Some(p)) = (self.subjects.get(subject), self.permissions.get(permission))
+        else {
+            return out;
+        };
+        let t = if tenant.is_empty() {
+            Some(GLOBAL)
+        } else {
+            self.tenants.get(tenant)
+        };
+        let Some(t) = t else { return out };
+        let held = self.held_roles(s, t);
+        out.held_roles = held
+            .iter()
+            .map(|&r| self.roles.name(r).to_owned())
+            .collect();
+        // Breadth-first from every held role at once, so the chain reported is a shortest one;
+        // any deny decides, else the first grant found.
+        let mut queue: std::collections::VecDeque<u32> = std::collections::VecDeque::new();
+        let mut parent_of: HashMap<u32, Option<u32>> = HashMap::new();
+        for &r in &held {
+            if parent_of.insert(r, None).is_none() {
+                queue.push_back(r);
+            }
+        }
+        let mut grant: Option<(u32, Rule)> = None;
+        let mut deny: Option<(u32, Rule)> = None;
+        while let Some(role) = queue.pop_front() {
+            for (layer, scope) in self.layers_of(role, t) {
+                let tenant_name = scope.map(|_| tenant.to_owned());
+                let rule = |effect, pattern: &Pattern| Rule {
+                    effect,
+                    role: self.roles.name(role).to_owned(),
+                    pattern: pattern.to_string(),
+                    tenant: tenant_name.clone(),
+                };
+                if deny.is_none()
+                    && let Some((pat, _)) = layer.denies.iter().find(|(_, r)| r.contains(&p))
+                {
+                    deny = Some((role, rule(Effect::Deny, pat)));
+                }
+                if grant.is_none()
+                    && let Some((pat, _)) = layer.grants.iter().find(|(_, r)| r.contains(&p))
+                {
+                    grant = Some((role, rule(Effect::Grant, pat)));
+                }
+                for &parent in &layer.parents {
+                    if let std::collections::hash_map::Entry::Vacant(slot) = parent_of.entry(parent)
+                    {
+                        slot.insert(Some(role));
+                        queue.push_back(parent);
+                    }
+                }
+            }
+        }
+        if let Some((role, rule)) = deny.or(grant) {
+            let mut chain = vec![self.roles.name(role).to_owned()];
+            let mut at = role;
+            while let Some(Some(child)) = parent_of.get(&at) {
+                chain.push(self.roles.name(*child).to_owned());
+                at = *child;
+            }
+            chain.reverse();
+            out.chain = chain;
+            out.rule = Some(rule);
+        }
+        out
+    }
+
+    fn held_roles(&self, s: u32, t: u32) -> Vec<u32> {
+        let Some(rec) = self.records.get(s as usize) else {
+            return Vec::new();
+        };
+        let combo = match (t, self.entry(rec, t)) {
+            (GLOBAL, _) | (_, None) => rec.global_combo,
+            (_, Some(entry)) => entry.combo,
+        };
+        self.combos
+            .get(combo as usize)
+            .map(|c| c.to_vec())
+            .unwrap_or_default()
+    }
+
+    /// The layers of `role` that apply in scope `t`: its global one, then its tenant one.
+    fn layers_of(&self, role: u32, t: u32) -> impl Iterator<Item = (&Layer, Option<u32>)> {
+        let global = self
+            .global_layers
+            .get(role as usize)
+            .and_then(Option::as_ref);
+        let scoped = if t == GLOBAL {
+            None
+        } else {
+            self.tenant_layers.get(&(t, role))
+        };
+        global
+            .map(|l| (l, None))
+            .into_iter()
+            .chain(scoped.map(|l| (l, Some(t))))
+    }
+
+    /// How many subjects, tenants, roles, permissions and distinct effective sets it holds.
+    pub fn stats(&self) -> SnapshotStats {
+        SnapshotStats {
+            subjects: self.subjects.len(),
+            tenants: self.tenants.len(),
+            roles: self.roles.len(),
+            permissions: self.permissions.len(),
+            effective_sets: self.allowed.data.len() / self.allowed.words,
+        }
+    }
+}
+
+/// Sizes of a compiled snapshot.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SnapshotStats {
+    /// Subjects.
+    pub subjects: usize,
+    /// Tenants.
+    pub tenants: usize,
+    /// Roles (global and tenant-only names).
+    pub roles: usize,
+    /// Declared permissions.
+    pub permissions: usize,
+    /// Distinct (role set, scope) combinations compiled to a bitset.
+    pub effective_sets: usize,
+}
+
+struct Compiler<'a> {
+    policy: &'a Policy,
+    snap: Snapshot,
+    /// Sorted permission names, for wildcard ranges.
+    perm_names: Vec<&'a str>,
+    /// Per-role bit arena (allow/deny of single roles per scope).
+    role_bits: Bits,
+    global_eff: Vec<Option<Eff>>,
+    /// (tenant, role) → effective bits of roles whose rules differ in that tenant.
+    tenant_eff: HashMap<(u32, u32), Eff>,
+    /// Roles whose effective rules differ in a tenant, per tenant.
+    affected: HashMap<u32, BTreeSet<u32>>,
+    combo_ids: HashMap<Box<[u32]>, u32>,
+    set_ids: HashMap<(u32, u32), u32>,
+}
+
+impl<'a> Compiler<'a> {
+    fn new(policy: &'a Policy) -> Self {
+        let doc = policy.document();
+        let perm_names: Vec<&str> = doc.permissions.names().collect();
+        let words = perm_names.len().div_ceil(64).max(1);
+        let snap = Snapshot {
+            generation: GENERATION.fetch_add(1, Ordering::Relaxed),
+            permissions: Interner::default(),
+            tenants: Interner::default(),
+            roles: Interner::default(),
+            subjects: Interner::default(),
+            records: Vec::with_capacity(doc.subjects.len()),
+            entries: Vec::new(),
+            combos: Vec::new(),
+            allowed: Bits {
+                words,
+                data: Vec::new(),
+            },
+            denied: Bits {
+                words,
+                data: Vec::new(),
+            },
+            overlays: HashMap::new(),
+            global_layers: Vec::new(),
+            tenant_layers: HashMap::new(),
+        };
+        Compiler {
+            policy,
+            snap,
+            perm_names,
+            role_bits: Bits {
+                words,
+                data: Vec::new(),
+            },
+            global_eff: Vec::new(),
+            tenant_eff: HashMap::new(),
+            affected: HashMap::new(),
+            combo_ids: HashMap::new(),
+            set_ids: HashMap::new(),
+        }
+    }
+
+    fn run(mut self) -> Snapshot {
+        let doc = self.policy.document();
+        for name in &self.perm_names {
+            self.snap.permissions.intern(name);
+        }
+        for name in doc.tenants.keys() {
+            self.snap.tenants.intern(name);
+        }
+        for name in doc.roles.keys() {
+            self.snap.roles.intern(name);
+        }
+        for def in doc.tenants.values() {
+            for name in def.roles.keys() {
+                self.snap.roles.intern(name);
+            }
+        }
+        let n_roles = self.snap.roles.len();
+        self.snap.global_layers = (0..n_roles).map(|_| None).collect();
+        for (name, def) in &doc.roles {
+            let id = self.snap.roles.get(name).unwrap_or(NONE);
+            let layer = self.layer(def);
+            if let Some(slot) = self.snap.global_layers.get_mut(id as usize) {
+                *slot = Some(layer);
+            }
+        }
+        for (tenant, def) in &doc.tenants {
+            let t = self.snap.tenants.get(tenant).unwrap_or(NONE);
+            for (role, layer_def) in &def.roles {
+                let r = self.snap.roles.get(role).unwrap_or(NONE);
+                let layer = self.layer(layer_def);
+                self.snap.tenant_layers.insert((t, r), layer);
+            }
+        }
+        self.global_effects();
+        self.tenant_effects();
+        self.subjects();
+        self.overlays();
+        self.snap
+    }
+
+    fn range(&self, pattern: &Pattern) -> Range<u32> {
+        let names = &self.perm_names;
+        let (lo, hi) = match pattern {
+            Pattern::All => (0, names.len()),
+            Pattern::Exact(name) => match names.binary_search(&name.as_str()) {
+                Ok(i) => (i, i + 1),
+                Err(_) => (0, 0),
+            },
+            Pattern::Prefix(prefix) => {
+                // Every name under `prefix.` sorts between `prefix.` and `prefix/`.
+                let (from, to) = (format!("{prefix}."), format!("{prefix}/"));
+                let lo = names.partition_point(|n| *n < from.as_str());
+                let hi = names.partition_point(|n| *n < to.as_str());
+                (lo, hi)
+            }
+        };
+        lo as u32..hi as u32
+    }
+
+    fn layer(&self, def: &RoleDef) -> Layer {
+        let rules = |list: &[String]| {
+            list.iter()
+                .filter_map(|text| Pattern::parse(text).ok())
+                .map(|p| {
+                    let range = self.range(&p);
+                    (p, range)
+                })
+                .collect()
+        };
+        Layer {
+            parents: def
+                .inherits
+                .iter()
+                .filter_map(|r| self.snap.roles.get(r))
+                .collect(),
+            grants: rules(&def.grants),
+            denies: rules(&def.denies),
+        }
+    }
+
+    /// Effective allow/deny bits of every global role, parents before children.
+    fn global_effects(&mut self) {
+        let n = self.snap.roles.len();
+        self.global_eff = vec![None; n];
+        let parents = |r: u32| -> Vec<u32> {
+            self.snap
+                .global_layers
+                .get(r as usize)
+                .and_then(Option::as_ref)
+                .map(|l| l.parents.clone())
+                .unwrap_or_default()
+        };
+        let roots: Vec<u32> = (0..n as u32)
+            .filter(|&r| {
+                self.snap
+                    .global_layers
+                    .get(r as usize)
+                    .is_some_and(Option::is_some)
+            })
+            .collect();
+        for r in post_order(&roots, parents) {
+            let Some(Some(layer)) = self.snap.global_layers.get(r as usize) else {
+                continue;
+            };
+            let eff = own_bits(&mut self.role_bits, &[layer]);
+            let parent_ids = layer.parents.clone();
+            for p in parent_ids {
+                if let Some(Some(pe)) = self.global_eff.get(p as usize).copied() {
+                    self.role_bits.or_into(eff.allow, pe.allow);
+                    self.role_bits.or_into(eff.deny, pe.deny);
+                }
+            }
+            if let Some(slot) = self.global_eff.get_mut(r as usize) {
+                *slot = Some(eff);
+            }
+        }
+    }
+
+    /// For each tenant with rules of its own: which roles they change (the roles with a tenant
+    /// layer and every role inheriting one, in that tenant), and those roles' effective bits.
+    fn tenant_effects(&mut self) {
+        let mut by_tenant: HashMap<u32, Vec<u32>> = HashMap::new();
+        for &(t, r) in self.snap.tenant_layers.keys() {
+            by_tenant.entry(t).or_default().push(r);
+        }
+        // Who inherits whom, globally: role → children.
+        let mut children: HashMap<u32, Vec<u32>> = HashMap::new();
+        for (r, layer) in self.snap.global_layers.iter().enumerate() {
+            for &p in layer.iter().flat_map(|l| l.parents.iter()) {
+                children.entry(p).or_default().push(r as u32);
+            }
+        }
+        let mut tenants: Vec<u32> = by_tenant.keys().copied().collect();
+        tenants.sort_unstable();
+        for t in tenants {
+            let layered = by_tenant.get(&t).cloned().unwrap_or_default();
+            // Tenant-scoped children: in t, role r with a layer inheriting p is a child of p.
+            let mut t_children = children.clone();
+            for &r in &layered {
+                if let Some(layer) = self.snap.tenant_layers.get(&(t, r)) {
+                    for &p in &layer.parents {
+                        t_children.entry(p).or_default().push(r);
+                    }
+                }
+            }
+            let mut affected: BTreeSet<u32> = BTreeSet::new();
+            let mut stack = layered.clone();
+            while let Some(r) = stack.pop() {
+                if affected.insert(r) {
+                    stack.extend(t_children.get(&r).into_iter().flatten().copied());
+                }
+            }
+            let parents_in_t = |r: u32| -> Vec<u32> {
+                let global = self
+                    .snap
+                    .global_layers
+                    .get(r as usize)
+                    .and_then(Option::as_ref);
+                let scoped = self.snap.tenant_layers.get(&(t, r));
+                global
+                    .into_iter()
+                    .chain(scoped)
+                    .flat_map(|l| l.parents.iter().copied())
+                    .collect()
+            };
+            let roots: Vec<u32> = affected.iter().copied().collect();
+            let order = post_order(&roots, parents_in_t);
+            for r in order {
+                if !affected.contains(&r) {
+                    continue;
+                }
+                let global = self
+                    .snap
+                    .global_layers
+                    .get(r as usize)
+                    .and_then(Option::as_ref);
+                let scoped = self.snap.tenant_layers.get(&(t, r));
+                let parents: Vec<u32> = global
+                    .into_iter()
+                    .chain(scoped)
+                    .flat_map(|l| l.parents.iter().copied())
+                    .collect();
+                let own: Vec<&Layer> = global.into_iter().chain(scoped).collect();
+                let eff = own_bits(&mut self.role_bits, &own);
+                for p in parents {
+                    let pe = self
+                        .tenant_eff
+                        .get(&(t, p))
+                        .copied()
+                        .or_else(|| self.global_eff.get(p as usize).copied().flatten());
+                    if let Some(pe) = pe {
+                        self.role_bits.or_into(eff.allow, pe.allow);
+                        self.role_bits.or_into(eff.deny, pe.deny);
+                    }
+                }
+                self.tenant_eff.insert((t, r), eff);
+            }
+            self.affected.insert(t, affected);
+        }
+    }
+
+    fn combo(&mut self, mut roles: Vec<u32>) -> u32 {
+        roles.sort_unstable();
+        roles.dedup();
+        let key: Box<[u32]> = roles.into();
+        if let Some(&id) = self.combo_ids.get(&key) {
+            return id;
+        }
+        let id = self.snap.combos.len() as u32;
+        self.snap.combos.push(key.clone());
+        self.combo_ids.insert(key, id);
+        id
+    }
+
+    /// The effective set of a role combination in scope `t` (GLOBAL or a tenant). Combinations
+    /// that no tenant rule touches share the global set.
+    fn set(&mut self, combo: u32, t: u32) -> u32 {
+        let roles = self
+            .snap
+            .combos
+            .get(combo as usize)
+            .cloned()
+            .unwrap_or_default();
+        let scope = match self.affected.get(&t) {
+            Some(aff) if t != GLOBAL && roles.iter().any(|r| aff.contains(r)) => t,
+            _ => GLOBAL,
+        };
+        if let Some(&id) = self.set_ids.get(&(combo, scope)) {
+            return id;
+        }
+        let allowed = self.snap.allowed.alloc();
+        let denied = self.snap.denied.alloc();
+        let mut allow = vec![0u64; self.role_bits.words];
+        let mut deny = vec![0u64; self.role_bits.words];
+        for &r in roles.iter() {
+            let eff = if scope == GLOBAL {
+                self.global_eff.get(r as usize).copied().flatten()
+            } else {
+                self.tenant_eff
+                    .get(&(scope, r))
+                    .copied()
+                    .or_else(|| self.global_eff.get(r as usize).copied().flatten())
+            };
+            if let Some(eff) = eff {
+                for (a, w) in allow.iter_mut().zip(self.role_bits.slice(eff.allow)) {
+                    *a |= w;
+                }
+                for (d, w) in deny.iter_mut().zip(self.role_bits.slice(eff.deny)) {
+                    *d |= w;
+                }
+            }
+        }
+        let words = self.snap.allowed.words;
+        let start = allowed as usize * words;
+        for i in 0..words {
+            let (a, d) = (
+                allow.get(i).copied().unwrap_or(0),
+                deny.get(i).copied().unwrap_or(0),
+            );
+            if let Some(w) = self.snap.allowed.data.get_mut(start + i) {
+                *w = a & !d;
+            }
+            if let Some(w) = self.snap.denied.data.get_mut(start + i) {
+                *w = d;
+            }
+        }
+        debug_assert_eq!(allowed, denied);
+        self.set_ids.insert((combo, scope), allowed);
+        allowed
+    }
+
+    fn subjects(&mut self) {
+        let doc = self.policy.document();
+        for (subject, def) in &doc.subjects {
+            self.snap.subjects.intern(subject);
+            let global: Vec<u32> = def
+                .roles
+                .iter()
+                .filter_map(|r| self.snap.roles.get(r))
+                .collect();
+            let (global_combo, global_set) = if global.is_empty() {
+                (NONE, NONE)
+            } else {
+                let c = self.combo(global.clone());
+                (c, self.set(c, GLOBAL))
+            };
+            let start = self.snap.entries.len() as u32;
+            let mut entries: Vec<TenantEntry> = Vec::with_capacity(def.tenants.len());
+            for (tenant, roles) in &def.tenants {
+                let Some(t) = self.snap.tenants.get(tenant) else {
+                    continue;
+                };
+                let mut held = global.clone();
+                held.extend(roles.iter().filter_map(|r| self.snap.roles.get(r)));
+                let combo = self.combo(held);
+                let set = self.set(combo, t);
+                entries.push(TenantEntry {
+                    tenant: t,
+                    set,
+                    combo,
+                });
+            }
+            entries.sort_unstable_by_key(|e| e.tenant);
+            let len = entries.len() as u32;
+            self.snap.entries.extend(entries);
+            self.snap.records.push(SubjectRec {
+                global_combo,
+                global_set,
+                start,
+                len,
+            });
+        }
+    }
+
+    /// Sets for global-only subjects in tenants whose own rules change one of their roles.
+    fn overlays(&mut self) {
+        let global_combos: BTreeSet<u32> = self
+            .snap
+            .records
+            .iter()
+            .map(|r| r.global_combo)
+            .filter(|&c| c != NONE)
+            .collect();
+        let mut tenants: Vec<u32> = self.affected.keys().copied().collect();
+        tenants.sort_unstable();
+        for t in tenants {
+            for &c in &global_combos {
+                let touched = {
+                    let roles = self.snap.combos.get(c as usize);
+                    let aff = self.affected.get(&t);
+                    match (roles, aff) {
+                        (Some(roles), Some(aff)) => roles.iter().any(|r| aff.contains(r)),
+                        _ => false,
+                    }
+                };
+                if touched {
+                    let set = self.set(c, t);
+                    self.snap.overlays.entry(t).or_default().insert(c, set);
+                }
+            }
+        }
+    }
+}
+
+/// Allocates allow/deny bits holding the direct grants and denies of `layers`.
+fn own_bits(bits: &mut Bits, layers: &[&Layer]) -> Eff {
+    let eff = Eff {
+        allow: bits.alloc(),
+        deny: bits.alloc(),
+    };
+    for layer in layers {
+        for (_, range) in &layer.grants {
+            bits.set_range(eff.allow, range.clone());
+        }
+        for (_, range) in &layer.denies {
+            bits.set_range(eff.deny, range.clone());
+        }
+    }
+    eff
+}
+
+/// Nodes reachable from `roots` through `parents`, each after all of its parents.
+fn post_order(roots: &[u32], parents: impl Fn(u32) -> Vec<u32>) -> Vec<u32> {
+    let mut done: BTreeSet<u32> = BTreeSet::new();
+    let mut order = Vec::new();
+    for &root in roots {
+        if done.contains(&root) {
+            continue;
+        }
+        let mut stack: Vec<(u32, Vec<u32>)> = vec![(root, parents(root))];
+        let mut open: BTreeSet<u32> = BTreeSet::from([root]);
+        while let Some((node, pending)) = stack.last_mut() {
+            if let Some(next) = pending.pop() {
+                // A validated policy has no cycle; `open` guards against looping anyway.
+                if !done.contains(&next) && open.insert(next) {
+                    let ps = parents(next);
+                    stack.push((next, ps));
+                }
+            } else {
+                let node = *node;
+                stack.pop();
+                open.remove(&node);
+                if done.insert(node) {
+                    order.push(node);
+                }
+            }
+        }
+    }
+    order
+}

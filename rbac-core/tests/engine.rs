@@ -1,0 +1,320 @@
+//! Behaviour of the engine on hand-written policies: scopes, inheritance, denies, wildcards,
+//! unknown names, explanations, the interned path and atomic replacement.
+
+#![allow(clippy::unwrap_used, reason = "a test fails loudly on a broken fixture")]
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use rbac_core::{Cause, Effect, Engine, Policy, PolicyDocument};
+
+const POLICY: &str = r#"
+[permissions.finance.invoices]
+read = "r"
+create = "c"
+approve = "a"
+[permissions.finance.payments]
+execute = "x"
+[permissions.crm.leads]
+read = "r"
+delete = "d"
+
+[roles.root]
+grants = ["*"]
+[roles.viewer]
+grants = ["finance.invoices.read", "crm.leads.read"]
+[roles.clerk]
+inherits = ["viewer"]
+grants = ["finance.invoices.*"]
+denies = ["finance.invoices.approve"]
+[roles.manager]
+inherits = ["viewer"]
+grants = ["finance.*"]
+[roles.trainee]
+inherits = ["clerk"]
+
+[tenants.acme]
+[tenants.globex]
+[tenants.globex.roles.viewer]
+denies = ["crm.leads.read"]
+[tenants.globex.roles.auditor]
+inherits = ["viewer"]
+grants = ["finance.payments.execute"]
+[tenants.acme.roles.auditor]
+grants = ["crm.*"]
+
+[subjects.ops]
+roles = ["root"]
+[subjects.vera]
+roles = ["viewer"]
+[subjects.alice.tenants]
+acme = ["manager"]
+[subjects.tom.tenants]
+acme = ["trainee", "manager"]
+globex = ["auditor"]
+[subjects.gus]
+roles = ["viewer"]
+[subjects.gus.tenants]
+acme = ["auditor"]
+"#;
+
+fn engine() -> Engine {
+    Engine::new(&Policy::from_toml_str(POLICY).unwrap())
+}
+
+fn allowed(e: &Engine, s: &str, t: &str, p: &str) -> bool {
+    e.check(s, t, p).is_allowed()
+}
+
+#[test]
+fn grants_flow_down_inheritance_and_wildcards() {
+    let e = engine();
+    assert!(allowed(&e, "alice", "acme", "finance.payments.execute"));
+    assert!(
+        allowed(&e, "alice", "acme", "crm.leads.read"),
+        "inherited from viewer"
+    );
+    assert!(!allowed(&e, "alice", "acme", "crm.leads.delete"));
+    assert!(
+        allowed(&e, "ops", "globex", "crm.leads.delete"),
+        "root's `*`"
+    );
+    assert!(
+        allowed(&e, "ops", "", "crm.leads.delete"),
+        "global roles hold in the global scope"
+    );
+}
+
+#[test]
+fn deny_wins_at_any_depth_and_across_roles() {
+    let e = engine();
+    // trainee inherits clerk, which denies approve; tom also holds manager, which grants it.
+    let d = e.check("tom", "acme", "finance.invoices.approve");
+    assert_eq!(d.cause(), Cause::ExplicitDeny);
+    assert!(allowed(&e, "tom", "acme", "finance.invoices.create"));
+    let why = e.explain("tom", "acme", "finance.invoices.approve");
+    assert_eq!(why.chain, ["trainee", "clerk"]);
+    let rule = why.rule.unwrap();
+    assert_eq!(
+        (rule.effect, rule.role.as_str(), rule.pattern.as_str()),
+        (Effect::Deny, "clerk", "finance.invoices.approve")
+    );
+}
+
+#[test]
+fn tenants_never_leak_into_each_other() {
+    let e = engine();
+    assert!(!allowed(&e, "alice", "globex", "finance.invoices.read"));
+    assert_eq!(
+        e.check("alice", "globex", "finance.invoices.read").cause(),
+        Cause::NoRoles
+    );
+    assert!(
+        !allowed(&e, "alice", "", "finance.invoices.read"),
+        "tenant roles do not apply globally"
+    );
+    // The same custom role name means different things in two tenants.
+    assert!(allowed(&e, "tom", "globex", "finance.payments.execute"));
+    assert!(allowed(&e, "gus", "acme", "crm.leads.delete"));
+    assert!(!allowed(&e, "gus", "acme", "finance.payments.execute"));
+}
+
+#[test]
+fn tenant_scoped_rules_change_a_global_role_in_that_tenant_only() {
+    let e = engine();
+    // vera holds viewer globally; globex's own rules deny viewer crm.leads.read.
+    assert!(allowed(&e, "vera", "acme", "crm.leads.read"));
+    assert!(allowed(&e, "vera", "", "crm.leads.read"));
+    assert_eq!(
+        e.check("vera", "globex", "crm.leads.read").cause(),
+        Cause::ExplicitDeny
+    );
+    let why = e.explain("vera", "globex", "crm.leads.read");
+    assert_eq!(why.rule.unwrap().tenant.as_deref(), Some("globex"));
+    // tom's auditor in globex inherits viewer, and so the globex deny too.
+    assert!(!allowed(&e, "tom", "globex", "crm.leads.read"));
+    assert!(allowed(&e, "tom", "globex", "finance.invoices.read"));
+}
+
+#[test]
+fn unknown_names_are_denied_with_their_cause() {
+    let e = engine();
+    assert_eq!(
+        e.check("nobody", "acme", "crm.leads.read").cause(),
+        Cause::UnknownSubject
+    );
+    assert_eq!(
+        e.check("alice", "initech", "crm.leads.read").cause(),
+        Cause::UnknownTenant
+    );
+    assert_eq!(
+        e.check("alice", "acme", "crm.leads.export").cause(),
+        Cause::UnknownPermission
+    );
+    assert_eq!(
+        e.check("alice", "acme", "crm.*").cause(),
+        Cause::UnknownPermission,
+        "patterns are not permissions"
+    );
+    assert_eq!(
+        e.check("alice", "acme", "").cause(),
+        Cause::UnknownPermission
+    );
+    assert_eq!(
+        e.check("", "", "crm.leads.read").cause(),
+        Cause::UnknownSubject
+    );
+    assert_eq!(
+        e.check("ops", "acme", "finance.invoices.read").cause(),
+        Cause::Granted
+    );
+}
+
+#[test]
+fn explain_agrees_with_check_on_every_query() {
+    let e = engine();
+    let subjects = ["ops", "vera", "alice", "tom", "gus", "nobody"];
+    let tenants = ["", "acme", "globex", "initech"];
+    let perms = [
+        "finance.invoices.read",
+        "finance.invoices.approve",
+        "finance.payments.execute",
+        "crm.leads.read",
+        "crm.leads.delete",
+        "x.y",
+    ];
+    for s in subjects {
+        for t in tenants {
+            for p in perms {
+                let why = e.explain(s, t, p);
+                assert_eq!(why.decision, e.check(s, t, p), "{s} {t} {p}");
+                assert_eq!(
+                    why.rule.is_some(),
+                    matches!(why.decision.cause(), Cause::Granted | Cause::ExplicitDeny),
+                    "{why}"
+                );
+                let verdict = if why.decision.is_allowed() {
+                    "allow: "
+                } else {
+                    "deny: "
+                };
+                assert!(why.to_string().starts_with(verdict), "{why}");
+            }
+        }
+    }
+}
+
+#[test]
+fn permissions_of_lists_the_effective_set() {
+    let e = engine();
+    assert_eq!(
+        e.permissions_of("tom", "acme"),
+        [
+            "crm.leads.read",
+            "finance.invoices.create",
+            "finance.invoices.read",
+            "finance.payments.execute"
+        ]
+    );
+    assert!(e.permissions_of("tom", "initech").is_empty());
+    assert!(e.permissions_of("nobody", "acme").is_empty());
+}
+
+#[test]
+fn interned_ids_match_the_string_api_and_refuse_other_snapshots() {
+    let e = engine();
+    let snap = e.snapshot();
+    let s = snap.subject_id("tom").unwrap();
+    let t = snap.tenant_id("acme").unwrap();
+    let p = snap.permission_id("finance.invoices.create").unwrap();
+    assert!(snap.is_allowed(s, t, p));
+    let global = snap.tenant_id("").unwrap();
+    assert!(!snap.is_allowed(s, global, p));
+    assert!(snap.tenant_id("initech").is_none());
+    // Ids from an older snapshot are denied, not misread against the new one.
+    e.replace(&Policy::from_toml_str(POLICY).unwrap());
+    let fresh = e.snapshot();
+    assert!(!fresh.is_allowed(s, t, p));
+    assert_eq!(fresh.decide(s, t, p).cause(), Cause::StaleIds);
+    let s2 = fresh.subject_id("tom").unwrap();
+    let t2 = fresh.tenant_id("acme").unwrap();
+    let p2 = fresh.permission_id("finance.invoices.create").unwrap();
+    assert!(fresh.is_allowed(s2, t2, p2));
+}
+
+#[test]
+fn a_replaced_policy_is_seen_whole_or_not_at_all() {
+    // Policy A gives alice exactly {x.a, x.b}; policy B exactly {x.c}. A reader must never see a
+    // mix while the two are swapped in a loop.
+    let registry =
+        "[permissions.x]\na = \"\"\nb = \"\"\nc = \"\"\n[subjects.alice]\nroles = [\"r\"]\n";
+    let a = Policy::from_toml_str(&format!(
+        "{registry}[roles.r]\ngrants = [\"x.a\", \"x.b\"]\n"
+    ))
+    .unwrap();
+    let b = Policy::from_toml_str(&format!("{registry}[roles.r]\ngrants = [\"x.c\"]\n")).unwrap();
+    let engine = Arc::new(Engine::new(&a));
+    let stop = Arc::new(AtomicBool::new(false));
+    let readers: Vec<_> = (0..2)
+        .map(|_| {
+            let (engine, stop) = (engine.clone(), stop.clone());
+            std::thread::spawn(move || {
+                let mut seen = [0usize; 2];
+                while !stop.load(Ordering::Relaxed) {
+                    let set = engine.permissions_of("alice", "");
+                    match set.as_slice() {
+                        [x, y] if x == "x.a" && y == "x.b" => seen[0] += 1,
+                        [z] if z == "x.c" => seen[1] += 1,
+                        other => panic!("half-applied policy seen: {other:?}"),
+                    }
+                }
+                seen
+            })
+        })
+        .collect();
+    for i in 0..2_000 {
+        engine.replace(if i % 2 == 0 { &b } else { &a });
+    }
+    stop.store(true, Ordering::Relaxed);
+    for r in readers {
+        let seen = r.join().unwrap();
+        assert!(seen[0] + seen[1] > 0);
+    }
+}
+
+#[test]
+fn documents_built_in_code_validate_like_toml() {
+    let mut doc = PolicyDocument::default();
+    doc.permissions.declare("hr.payroll.read", "Read payroll");
+    doc.role_mut("hr").grants.push("hr.*".into());
+    doc.assign("ann", None, "hr");
+    doc.assign("ann", None, "hr");
+    let policy = Policy::from_document(doc.clone()).unwrap();
+    assert!(
+        Engine::new(&policy)
+            .check("ann", "", "hr.payroll.read")
+            .is_allowed()
+    );
+    doc.assign("ann", Some("nowhere"), "hr");
+    let err = Policy::from_document(doc).unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "<document>: 1 error in the policy\n  <document>: subject `ann` in tenant `nowhere`: \
+         unknown tenant `nowhere` (declare it under `[tenants.nowhere]`)"
+    );
+}
+
+#[test]
+fn bundled_example_policy_is_valid() {
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../examples/policies/erp.toml");
+    let policy = Policy::from_toml_file(path).unwrap();
+    let e = Engine::new(&policy);
+    assert!(
+        e.check("alice", "acme", "finance.invoices.approve")
+            .is_allowed()
+    );
+    assert!(
+        !e.check("dave", "acme", "finance.invoices.delete")
+            .is_allowed()
+    );
+}
