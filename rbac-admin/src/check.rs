@@ -29,20 +29,11 @@ pub fn run_batch(
 ) -> std::io::Result<BatchSummary> {
     let snapshot = engine.snapshot();
     let mut summary = BatchSummary::default();
-    let mut reader = csv::ReaderBuilder::new()
-        .has_headers(false)
-        .flexible(true)
-        .trim(csv::Trim::All)
-        .comment(Some(b'#'))
-        .from_reader(text.as_bytes());
     let mut out = std::io::BufWriter::new(out);
-    for record in reader.records() {
+    for record in rbac_core::lines::records(text) {
         let (line, fields) = match record {
-            Ok(record) => {
-                let line = record.position().map_or(0, |p| p.line());
-                (line, Ok(record))
-            }
-            Err(e) => (e.position().map_or(0, |p| p.line()), Err(e.to_string())),
+            Ok(record) => (record.line, Ok(record.fields)),
+            Err((line, e)) => (line, Err(e)),
         };
         let query = fields.and_then(|r| parse_query(&r));
         match query {
@@ -70,11 +61,11 @@ pub fn run_batch(
 }
 
 /// `Ok(None)` for a blank line.
-fn parse_query(record: &csv::StringRecord) -> Result<Option<(String, String, String)>, String> {
-    if record.iter().all(str::is_empty) {
+fn parse_query(record: &[String]) -> Result<Option<(String, String, String)>, String> {
+    if record.iter().all(String::is_empty) {
         return Ok(None);
     }
-    let [subject, tenant, permission] = record.iter().collect::<Vec<_>>()[..] else {
+    let [subject, tenant, permission] = record else {
         return Err(format!(
             "expected 3 fields `subject,tenant,permission`, found {}",
             record.len()

@@ -73,7 +73,7 @@ pub enum CasbinError {
         /// The policy file, or `<policy>`.
         source_name: String,
         /// 1-based line number.
-        line: u64,
+        line: usize,
         /// What is wrong.
         detail: String,
     },
@@ -355,35 +355,6 @@ pub fn permission_name(object: &str, action: &str) -> String {
     format!("{object}.{action}")
 }
 
-struct Row {
-    line: u64,
-    fields: Vec<String>,
-}
-
-fn read_rows(text: &str, source_name: &str) -> Result<Vec<Row>, CasbinError> {
-    let mut reader = csv::ReaderBuilder::new()
-        .has_headers(false)
-        .flexible(true)
-        .trim(csv::Trim::All)
-        .comment(Some(b'#'))
-        .from_reader(text.as_bytes());
-    let mut rows = Vec::new();
-    for record in reader.records() {
-        let record = record.map_err(|e| CasbinError::Line {
-            source_name: source_name.to_owned(),
-            line: e.position().map_or(0, |p| p.line()),
-            detail: e.to_string(),
-        })?;
-        let line = record.position().map_or(0, |p| p.line());
-        let fields: Vec<String> = record.iter().map(str::to_owned).collect();
-        if fields.iter().all(String::is_empty) {
-            continue;
-        }
-        rows.push(Row { line, fields });
-    }
-    Ok(rows)
-}
-
 /// Imports a casbin model and policy CSV given as text.
 pub fn import(model: &str, policy_csv: &str) -> Result<Policy, CasbinError> {
     import_named(model, "<model>", policy_csv, "<policy>")
@@ -417,8 +388,7 @@ pub fn import_named(
     policy_name: &str,
 ) -> Result<Policy, CasbinError> {
     let shape = parse_model(model, model_name)?;
-    let rows = read_rows(policy_csv, policy_name)?;
-    let line_err = |line: u64, detail: String| CasbinError::Line {
+    let line_err = |line: usize, detail: String| CasbinError::Line {
         source_name: policy_name.to_owned(),
         line,
         detail,
@@ -434,7 +404,8 @@ pub fn import_named(
     }
     let mut p_rules = Vec::new();
     let mut g_rules: Vec<(String, String, Option<String>)> = Vec::new();
-    for row in rows {
+    for row in crate::lines::records(policy_csv) {
+        let row = row.map_err(|(line, detail)| line_err(line, detail))?;
         let (kind, fields) = row
             .fields
             .split_first()

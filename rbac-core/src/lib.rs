@@ -60,11 +60,13 @@
 //! | [`name`] | name and pattern validation |
 //! | [`document`] | the serde shape of a policy |
 //! | [`casbin`] | casbin model and CSV import and export |
+//! | [`lines`] | line-numbered CSV records (casbin policies, batch queries) |
 
 pub mod casbin;
 mod decision;
 pub mod document;
 mod engine;
+pub mod lines;
 pub mod name;
 mod policy;
 mod snapshot;

@@ -1,7 +1,10 @@
 //! Behaviour of the engine on hand-written policies: scopes, inheritance, denies, wildcards,
 //! unknown names, explanations, the interned path and atomic replacement.
 
-#![allow(clippy::unwrap_used, reason = "a test fails loudly on a broken fixture")]
+#![allow(
+    clippy::unwrap_used,
+    reason = "a test fails loudly on a broken fixture"
+)]
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};

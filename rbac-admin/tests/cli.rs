@@ -1,0 +1,214 @@
+//! Drives the real `rbac-admin` binary.
+
+#![allow(
+    clippy::unwrap_used,
+    reason = "a test fails loudly on a broken fixture"
+)]
+
+use assert_cmd::Command;
+use predicates::prelude::*;
+
+const POLICY: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../examples/policies/erp.toml");
+const QUERIES: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/../examples/policies/erp-queries.csv"
+);
+
+fn admin() -> Command {
+    Command::cargo_bin("rbac-admin").unwrap()
+}
+
+#[test]
+fn batch_prints_one_decision_a_query_in_order() {
+    let expected =
+        "allow\ndeny\nallow\ndeny\nallow\ndeny\nallow\nallow\ndeny\nallow\nallow\ndeny\ndeny\n";
+    admin()
+        .args(["check", "--policy", POLICY, "--batch", QUERIES])
+        .assert()
+        .success()
+        .stdout(expected)
+        .stderr("");
+}
+
+#[test]
+fn explain_adds_the_reason() {
+    admin()
+        .args([
+            "check",
+            "--policy",
+            POLICY,
+            "--explain",
+            "dave",
+            "acme",
+            "finance.invoices.delete",
+        ])
+        .assert()
+        .code(2)
+        .stdout(
+            "deny: `dave` in tenant `acme`, `finance.invoices.delete`: role `intern` denies \
+             `finance.invoices.delete` (global rule); a deny wins over every grant\n",
+        );
+}
+
+#[test]
+fn a_single_check_exits_0_on_allow_and_2_on_deny() {
+    admin()
+        .args([
+            "check",
+            "--policy",
+            POLICY,
+            "alice",
+            "acme",
+            "finance.invoices.approve",
+        ])
+        .assert()
+        .code(0)
+        .stdout("allow\n");
+    admin()
+        .args([
+            "check",
+            "--policy",
+            POLICY,
+            "ops",
+            "",
+            "system.backup.restore",
+        ])
+        .assert()
+        .code(0);
+    admin()
+        .args([
+            "check",
+            "--policy",
+            POLICY,
+            "alice",
+            "globex",
+            "finance.invoices.approve",
+        ])
+        .assert()
+        .code(2)
+        .stdout("deny\n");
+}
+
+#[test]
+fn malformed_batch_lines_are_reported_with_their_line_number() {
+    let dir = tempfile::tempdir().unwrap();
+    let queries = dir.path().join("q.csv");
+    std::fs::write(
+        &queries,
+        "alice,acme,finance.invoices.read\n\nalice,acme\n# comment\nbob,acme,Finance.X\nbob,acme,finance.invoices.read\n",
+    )
+    .unwrap();
+    admin()
+        .args(["check", "--policy", POLICY, "--batch"])
+        .arg(&queries)
+        .assert()
+        .code(3)
+        .stdout("allow\nerror\nerror\nallow\n")
+        .stderr(predicate::str::contains(
+            "q.csv:3: expected 3 fields `subject,tenant,permission`, found 2",
+        ))
+        .stderr(predicate::str::contains(
+            "q.csv:5: bad permission: `Finance.X` has the character `F`",
+        ));
+}
+
+#[test]
+fn batch_reads_standard_input() {
+    admin()
+        .args(["check", "--policy", POLICY, "--batch", "-"])
+        .write_stdin("carol,globex,crm.leads.delete\ncarol,acme,crm.leads.delete\n")
+        .assert()
+        .success()
+        .stdout("allow\ndeny\n");
+}
+
+#[test]
+fn casbin_policies_are_checked_too() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = dir.path().join("model.conf");
+    let policy = dir.path().join("policy.csv");
+    std::fs::write(
+        &model,
+        "[request_definition]\nr = sub, dom, obj, act\n[policy_definition]\np = sub, dom, obj, act\n\
+         [role_definition]\ng = _, _, _\n[policy_effect]\ne = some(where (p.eft == allow))\n\
+         [matchers]\nm = g(r.sub, p.sub, r.dom) && r.dom == p.dom && r.obj == p.obj && r.act == p.act\n",
+    )
+    .unwrap();
+    std::fs::write(
+        &policy,
+        "p, admin, domain1, data1, read\ng, alice, admin, domain1\n",
+    )
+    .unwrap();
+    admin()
+        .args(["check", "--casbin-model"])
+        .arg(&model)
+        .arg("--casbin-policy")
+        .arg(&policy)
+        .args(["--batch", "-"])
+        .write_stdin("alice,domain1,data1.read\nalice,domain2,data1.read\nbob,domain1,data1.read\n")
+        .assert()
+        .success()
+        .stdout("allow\ndeny\ndeny\n");
+    std::fs::write(&model, "[matchers]\nm = keyMatch(r.obj, p.obj)\n").unwrap();
+    admin()
+        .args(["check", "--casbin-model"])
+        .arg(&model)
+        .arg("--casbin-policy")
+        .arg(&policy)
+        .args(["a", "b", "c.d"])
+        .assert()
+        .code(3)
+        .stderr(predicate::str::contains(
+            "[request_definition]: `r` is missing",
+        ));
+}
+
+#[test]
+fn validate_reports_every_error_and_exits_3() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("bad.toml");
+    std::fs::write(
+        &file,
+        "[permissions.a]\nb = \"\"\n[roles.x]\ninherits = [\"y\"]\ngrants = [\"a.c\"]\n[roles.y]\ninherits = [\"x\"]\n",
+    )
+    .unwrap();
+    let shown = file.display().to_string();
+    admin()
+        .args(["policy", "validate"])
+        .arg(&file)
+        .assert()
+        .code(3)
+        .stdout("")
+        .stderr(format!(
+            "{shown}: 2 errors in the policy\n  {shown}: role `x`: grant names the undeclared permission `a.c` (did you mean `a.b`?)\n  {shown}: role `x`: inheritance cycle x → y → x\n"
+        ));
+    admin()
+        .args(["policy", "validate", POLICY])
+        .assert()
+        .success()
+        .stdout(predicate::str::ends_with(
+            "erp.toml: ok (16 permissions, 7 roles, 2 tenants, 5 subjects)\n",
+        ));
+}
+
+#[test]
+fn missing_files_and_bad_usage_are_one_clear_line() {
+    admin()
+        .args(["check", "--policy", "/nonexistent/p.toml", "a", "b", "c"])
+        .assert()
+        .code(3)
+        .stderr("error: cannot read policy file `/nonexistent/p.toml`: No such file or directory (os error 2)\n");
+    admin()
+        .args(["check", "--policy", POLICY, "--batch", "/nonexistent/q.csv"])
+        .assert()
+        .code(3)
+        .stderr(predicate::str::starts_with(
+            "error: cannot read `/nonexistent/q.csv`",
+        ));
+    // clap's usage errors: exit 2 is clap's; no panic text ever.
+    admin()
+        .args(["check", "a", "b", "c"])
+        .assert()
+        .failure()
+        .stderr(predicate::str::contains("panicked").not());
+}
