@@ -32,6 +32,9 @@ pub enum Cause {
     UnknownPermission,
     /// Interned ids from another snapshot were used; see [`crate::Snapshot::is_allowed`].
     StaleIds,
+    /// The policy could not be refreshed from its database for longer than the configured
+    /// limit, and the engine fails closed.
+    Stale,
 }
 
 impl Decision {
@@ -149,6 +152,9 @@ impl fmt::Display for Explanation {
             (Cause::UnknownSubject, _) => write!(f, "unknown subject `{subject}`"),
             (Cause::UnknownTenant, _) => write!(f, "unknown tenant `{}`", self.tenant),
             (Cause::UnknownPermission, _) => write!(f, "unknown permission `{permission}`"),
+            (Cause::Stale, _) => f.write_str(
+                "the policy is stale (its database is unreachable) and the engine fails closed",
+            ),
             (cause, _) => write!(f, "{cause:?}"),
         }
     }

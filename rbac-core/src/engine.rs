@@ -90,4 +90,9 @@ impl Engine {
     pub fn install(&self, snapshot: Snapshot) {
         self.current.store(Arc::new(snapshot));
     }
+
+    /// Swaps in a snapshot shared with other engines.
+    pub fn install_shared(&self, snapshot: Arc<Snapshot>) {
+        self.current.store(snapshot);
+    }
 }

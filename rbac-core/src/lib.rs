@@ -61,6 +61,14 @@
 //! | [`document`] | the serde shape of a policy |
 //! | [`casbin`] | casbin model and CSV import and export |
 //! | [`lines`] | line-numbered CSV records (casbin policies, batch queries) |
+//! | `store` | policies in SQLite or PostgreSQL, live engines, the audit trail (features `sqlite`, `postgres`) |
+//!
+//! # Features
+//!
+//! | feature | default | what |
+//! |---|---|---|
+//! | `sqlite` | yes | the `store` module on embedded SQLite |
+//! | `postgres` | no | the `store` module on PostgreSQL, with `LISTEN/NOTIFY` |
 
 pub mod casbin;
 mod decision;
@@ -70,6 +78,8 @@ pub mod lines;
 pub mod name;
 mod policy;
 mod snapshot;
+#[cfg(feature = "store")]
+pub mod store;
 
 pub use decision::{Cause, Decision, Effect, Explanation, Rule};
 pub use document::{PolicyDocument, RoleDef, SubjectDef, TenantDef};

@@ -1,0 +1,409 @@
+//! An engine kept current from a store, with health, staleness policy and decision audit.
+
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::sync::{Notify, mpsc, watch};
+use tokio::task::JoinHandle;
+
+use super::audit::{self, DecisionAuditMode, PendingDecision};
+use super::{Store, StoreError};
+use crate::decision::{Cause, Decision, Explanation};
+use crate::{Engine, Snapshot};
+
+/// How a [`LiveEngine`] stays current and what it records.
+#[derive(Debug, Clone)]
+pub struct LiveOptions {
+    /// How often the policy version is read from the database: the safety net behind
+    /// PostgreSQL's notifications, and the only mechanism on SQLite. Default 200 ms.
+    pub poll_interval: Duration,
+    /// Deny every check while the database has been unreachable for longer than this.
+    /// `None` (the default) keeps serving the last good policy however long the outage lasts.
+    pub deny_when_stale_for: Option<Duration>,
+    /// Record decisions into the `rbac_decisions` table (denies always; allows per the mode).
+    /// `None` (the default): decisions go to `tracing` only.
+    pub decision_table: Option<DecisionAuditMode>,
+    /// Capacity of the decision queue in front of the table writer. Default 10,000.
+    pub decision_queue: usize,
+}
+
+impl Default for LiveOptions {
+    fn default() -> Self {
+        LiveOptions {
+            poll_interval: Duration::from_millis(200),
+            deny_when_stale_for: None,
+            decision_table: None,
+            decision_queue: 10_000,
+        }
+    }
+}
+
+/// What a live engine knows about its own freshness.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Health {
+    /// The policy version being served.
+    pub version: i64,
+    /// How long since the database last answered (zero when it answers).
+    pub stale_for: Duration,
+    /// The last refresh error, while the outage lasts.
+    pub last_error: Option<String>,
+    /// Whether checks are being denied because of staleness.
+    pub denying: bool,
+    /// Decision records dropped because the queue was full, since start.
+    pub dropped_decisions: u64,
+}
+
+pub(crate) struct Shared {
+    engine: Engine,
+    version: AtomicI64,
+    install_lock: Mutex<()>,
+    last_ok_ms: AtomicI64,
+    last_error: Mutex<Option<String>>,
+    denying: AtomicBool,
+    dropped: AtomicU64,
+}
+
+impl std::fmt::Debug for Shared {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Shared")
+            .field("version", &self.version)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Shared {
+    /// Installs `snapshot` if it is newer than what is served; an older one (a slow refresh
+    /// racing a local change) is ignored.
+    pub(crate) fn install(&self, snapshot: Arc<Snapshot>, version: i64) {
+        let Ok(_guard) = self.install_lock.lock() else {
+            return;
+        };
+        if version > self.version.load(Ordering::Acquire) {
+            self.engine.install_shared(snapshot);
+            self.version.store(version, Ordering::Release);
+        }
+    }
+
+    fn mark_ok(&self) {
+        self.last_ok_ms.store(audit::now_ms(), Ordering::Relaxed);
+        self.denying.store(false, Ordering::Relaxed);
+        if let Ok(mut e) = self.last_error.lock() {
+            *e = None;
+        }
+    }
+
+    fn stale_for(&self) -> Duration {
+        let last = self.last_ok_ms.load(Ordering::Relaxed);
+        Duration::from_millis(u64::try_from(audit::now_ms() - last).unwrap_or(0))
+    }
+}
+
+/// An [`Engine`] built from a [`Store`] and kept current.
+///
+/// - A change committed through any `Store` handle of this process is served before
+///   [`Store::apply`] returns.
+/// - Changes by other processes arrive through PostgreSQL `LISTEN/NOTIFY` within milliseconds,
+///   and through a version poll every [`LiveOptions::poll_interval`] (the only path on SQLite).
+/// - If the database goes away, the engine keeps serving the last good policy, reports the
+///   outage in [`LiveEngine::health`] and through `tracing` warnings, and catches up by itself
+///   when the database returns. That keeps an application answering during a database failover;
+///   set [`LiveOptions::deny_when_stale_for`] to fail closed instead after a bound you choose.
+///
+/// Every check emits a `tracing` event (target `rbac::decision`: denies at `INFO`, allows at
+/// `DEBUG`). With [`LiveOptions::decision_table`], decisions are also queued to a background
+/// writer that appends them to the hash-chained `rbac_decisions` table. A check never waits for
+/// it: when the queue is full the record is dropped, counted in
+/// [`Health::dropped_decisions`] and reported with a `tracing` warning. [`LiveEngine::shutdown`]
+/// writes every queued record before it returns.
+#[derive(Debug)]
+pub struct LiveEngine {
+    shared: Arc<Shared>,
+    mode: Option<DecisionAuditMode>,
+    decisions: Option<mpsc::Sender<PendingDecision>>,
+    writer: Option<JoinHandle<()>>,
+    stop: watch::Sender<bool>,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+impl LiveEngine {
+    pub(crate) async fn start(
+        store: Store,
+        options: LiveOptions,
+    ) -> Result<LiveEngine, StoreError> {
+        let (policy, version) = store.load_versioned().await?;
+        let shared = Arc::new(Shared {
+            engine: Engine::new(&policy),
+            version: AtomicI64::new(version),
+            install_lock: Mutex::new(()),
+            last_ok_ms: AtomicI64::new(audit::now_ms()),
+            last_error: Mutex::new(None),
+            denying: AtomicBool::new(false),
+            dropped: AtomicU64::new(0),
+        });
+        store.attach(&shared);
+        let (stop, stop_rx) = watch::channel(false);
+        let wake = Arc::new(Notify::new());
+        let mut tasks = vec![tokio::spawn(refresh_loop(
+            store.clone(),
+            shared.clone(),
+            options.clone(),
+            wake.clone(),
+            stop_rx.clone(),
+        ))];
+        #[cfg(feature = "postgres")]
+        if store.backend() == super::Backend::Postgres {
+            tasks.push(tokio::spawn(listen_loop(
+                store.raw_url().to_owned(),
+                wake,
+                stop_rx,
+            )));
+        }
+        #[cfg(not(feature = "postgres"))]
+        drop((wake, stop_rx));
+        let (decisions, writer) = match options.decision_table {
+            Some(_) => {
+                let (tx, rx) = mpsc::channel(options.decision_queue.max(1));
+                (Some(tx), Some(tokio::spawn(write_loop(store, rx))))
+            }
+            None => (None, None),
+        };
+        Ok(LiveEngine {
+            shared,
+            mode: options.decision_table,
+            decisions,
+            writer,
+            stop,
+            tasks,
+        })
+    }
+
+    /// Whether `subject` may `permission` in `tenant`, against the current policy; denied while
+    /// stale past the configured limit. Recorded per the audit settings.
+    pub fn check(&self, subject: &str, tenant: &str, permission: &str) -> Decision {
+        let version = self.shared.version.load(Ordering::Acquire);
+        let decision = if self.shared.denying.load(Ordering::Relaxed) {
+            Decision::new(Cause::Stale)
+        } else {
+            self.shared.engine.check(subject, tenant, permission)
+        };
+        self.record(subject, tenant, permission, decision, version);
+        decision
+    }
+
+    /// The decision with its reason (not recorded in the audit trail).
+    pub fn explain(&self, subject: &str, tenant: &str, permission: &str) -> Explanation {
+        let mut explanation = self.shared.engine.explain(subject, tenant, permission);
+        if self.shared.denying.load(Ordering::Relaxed) {
+            explanation.decision = Decision::new(Cause::Stale);
+        }
+        explanation
+    }
+
+    /// The engine itself, for the interned fast path. It bypasses the staleness limit and the
+    /// decision audit.
+    pub fn engine(&self) -> &Engine {
+        &self.shared.engine
+    }
+
+    /// Freshness and audit-queue state.
+    pub fn health(&self) -> Health {
+        let stale_for = self.shared.stale_for();
+        let last_error = self.shared.last_error.lock().ok().and_then(|e| e.clone());
+        Health {
+            version: self.shared.version.load(Ordering::Acquire),
+            stale_for: if last_error.is_some() {
+                stale_for
+            } else {
+                Duration::ZERO
+            },
+            last_error,
+            denying: self.shared.denying.load(Ordering::Relaxed),
+            dropped_decisions: self.shared.dropped.load(Ordering::Relaxed),
+        }
+    }
+
+    fn record(
+        &self,
+        subject: &str,
+        tenant: &str,
+        permission: &str,
+        decision: Decision,
+        version: i64,
+    ) {
+        let allowed = decision.is_allowed();
+        let cause = decision.cause();
+        if allowed {
+            tracing::debug!(target: "rbac::decision", subject, tenant, permission, ?cause, version, "allow");
+        } else {
+            tracing::info!(target: "rbac::decision", subject, tenant, permission, ?cause, version, "deny");
+        }
+        let (Some(mode), Some(queue)) = (self.mode, &self.decisions) else {
+            return;
+        };
+        let wanted = !allowed
+            || match mode {
+                DecisionAuditMode::DeniesOnly => false,
+                DecisionAuditMode::All => true,
+                DecisionAuditMode::Sampled(rate) => fastrand::f64() < rate,
+            };
+        if !wanted {
+            return;
+        }
+        let pending = PendingDecision {
+            at_ms: audit::now_ms(),
+            subject: subject.to_owned(),
+            tenant: tenant.to_owned(),
+            permission: permission.to_owned(),
+            allowed,
+            cause: format!("{cause:?}"),
+            version,
+        };
+        if queue.try_send(pending).is_err() {
+            let dropped = self.shared.dropped.fetch_add(1, Ordering::Relaxed) + 1;
+            if dropped == 1 || dropped.is_multiple_of(1000) {
+                tracing::warn!(target: "rbac::audit", dropped, "decision audit queue full; records dropped");
+            }
+        }
+    }
+
+    /// Stops refreshing and writes every queued decision record before returning.
+    pub async fn shutdown(mut self) {
+        let _ = self.stop.send(true);
+        self.decisions = None;
+        if let Some(writer) = self.writer.take() {
+            let _ = writer.await;
+        }
+        for task in self.tasks.drain(..) {
+            let _ = task.await;
+        }
+    }
+}
+
+impl Drop for LiveEngine {
+    fn drop(&mut self) {
+        // Without `shutdown`, the refresher stops; the writer still drains what is queued as
+        // long as the runtime runs.
+        let _ = self.stop.send(true);
+    }
+}
+
+async fn refresh_loop(
+    store: Store,
+    shared: Arc<Shared>,
+    options: LiveOptions,
+    wake: Arc<Notify>,
+    mut stop: watch::Receiver<bool>,
+) {
+    let limit = options.poll_interval.max(Duration::from_millis(10));
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(limit) => {}
+            _ = wake.notified() => {}
+            _ = stop.changed() => return,
+        }
+        if *stop.borrow() {
+            return;
+        }
+        let timeout = Duration::from_secs(2).max(limit * 2);
+        let outcome = tokio::time::timeout(timeout, refresh(&store, &shared)).await;
+        let error = match outcome {
+            Ok(Ok(())) => {
+                shared.mark_ok();
+                continue;
+            }
+            Ok(Err(e)) => e.to_string(),
+            Err(_) => format!("the policy database did not answer within {timeout:?}"),
+        };
+        let stale_for = shared.stale_for();
+        let denying = options
+            .deny_when_stale_for
+            .is_some_and(|max| stale_for > max);
+        shared.denying.store(denying, Ordering::Relaxed);
+        tracing::warn!(target: "rbac::store", error = %error, stale_ms = stale_for.as_millis() as u64, denying,
+            "cannot refresh the policy; serving the last good version");
+        if let Ok(mut e) = shared.last_error.lock() {
+            *e = Some(error);
+        }
+    }
+}
+
+async fn refresh(store: &Store, shared: &Shared) -> Result<(), StoreError> {
+    let version = store.version().await?;
+    if version > shared.version.load(Ordering::Acquire) {
+        let (policy, version) = store.load_versioned().await?;
+        shared.install(Arc::new(Snapshot::compile(&policy)), version);
+        tracing::info!(target: "rbac::store", version, "policy reloaded");
+    }
+    Ok(())
+}
+
+#[cfg(feature = "postgres")]
+async fn listen_loop(url: String, wake: Arc<Notify>, mut stop: watch::Receiver<bool>) {
+    use sqlx::postgres::PgListener;
+    loop {
+        let listener = async {
+            let mut listener = PgListener::connect(&url).await?;
+            listener.listen(super::NOTIFY_CHANNEL).await?;
+            Ok::<_, sqlx::Error>(listener)
+        };
+        let mut listener = tokio::select! {
+            l = listener => l,
+            _ = stop.changed() => return,
+        };
+        match &mut listener {
+            Ok(listener) => loop {
+                tokio::select! {
+                    n = listener.recv() => match n {
+                        Ok(_) => wake.notify_one(),
+                        Err(e) => {
+                            tracing::warn!(target: "rbac::store", error = %e, "policy notifications interrupted; reconnecting");
+                            break;
+                        }
+                    },
+                    _ = stop.changed() => return,
+                }
+            },
+            Err(e) => {
+                tracing::warn!(target: "rbac::store", error = %e, "cannot listen for policy notifications; retrying")
+            }
+        }
+        // The version poll covers the gap; retry the listener without hammering the server.
+        tokio::select! {
+            _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+            _ = stop.changed() => return,
+        }
+        wake.notify_one();
+    }
+}
+
+async fn write_loop(store: Store, mut rx: mpsc::Receiver<PendingDecision>) {
+    let mut batch = Vec::new();
+    while let Some(first) = rx.recv().await {
+        batch.push(first);
+        while batch.len() < 500 {
+            match rx.try_recv() {
+                Ok(item) => batch.push(item),
+                Err(_) => break,
+            }
+        }
+        // Retry a failing write a few times (the database may be restarting), then give up on
+        // this batch loudly rather than block the queue forever.
+        let mut attempt = 0;
+        loop {
+            match audit::append_decisions(&store, &batch).await {
+                Ok(()) => break,
+                Err(e) if attempt < 5 => {
+                    attempt += 1;
+                    tracing::warn!(target: "rbac::audit", error = %e, attempt, "cannot write decision records; retrying");
+                    tokio::time::sleep(Duration::from_millis(200 * attempt)).await;
+                }
+                Err(e) => {
+                    tracing::error!(target: "rbac::audit", error = %e, lost = batch.len(), "decision records lost");
+                    break;
+                }
+            }
+        }
+        batch.clear();
+    }
+}
