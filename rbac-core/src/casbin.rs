@@ -17,7 +17,10 @@
 //!
 //! Anything else (`keyMatch`, `regexMatch`, `g2`, ABAC attributes, `priority` effects, other
 //! field names) is refused with an error naming the part; so is a role graph with a cycle, which
-//! casbin tolerates and this crate does not.
+//! casbin tolerates and this crate does not, and an action with a dot in it (the permission
+//! `a.b.c` must stand for one object and action). Two differences remain by design: casbin's
+//! default role manager stops following role links after 10 levels, this crate follows any depth;
+//! and the model parser ignores whitespace, so it reads a few spellings casbin itself rejects.
 //!
 //! ```
 //! let model = "
@@ -350,9 +353,20 @@ fn canonical_clause(clause: &str) -> String {
     }
 }
 
-/// The permission name for a casbin object and action: `obj.act`.
-pub fn permission_name(object: &str, action: &str) -> String {
-    format!("{object}.{action}")
+/// The permission a casbin request's object and action are checked as: `obj.act`.
+///
+/// `None` when they name no permission: the action is not one segment (`b.c` would let the
+/// request `(a, b.c)` stand for `(a.b, c)`), or a segment is malformed. Deny such a request.
+///
+/// ```
+/// use rbac_core::casbin::permission_name;
+/// assert_eq!(permission_name("finance.invoices", "read").as_deref(), Some("finance.invoices.read"));
+/// assert_eq!(permission_name("a", "b.c"), None);
+/// assert_eq!(permission_name("/api/users", "GET"), None);
+/// ```
+pub fn permission_name(object: &str, action: &str) -> Option<String> {
+    let name = format!("{object}.{action}");
+    (!action.contains('.') && name::validate_permission(&name).is_ok()).then_some(name)
 }
 
 /// Imports a casbin model and policy CSV given as text.
@@ -427,7 +441,16 @@ pub fn import_named(
                     .then(|| fields.get(1).cloned().unwrap_or_default());
                 let obj = fields.get(1 + dom_fields).map_or("", String::as_str);
                 let act = fields.get(2 + dom_fields).map_or("", String::as_str);
-                let perm = permission_name(obj, act);
+                if act.contains('.') {
+                    return Err(line_err(
+                        row.line,
+                        format!(
+                            "action `{act}` contains a dot: the permission `{obj}.{act}` would also \
+                             stand for another object and action; actions must be one segment"
+                        ),
+                    ));
+                }
+                let perm = format!("{obj}.{act}");
                 name::validate_permission(&perm).map_err(|e| {
                     line_err(
                         row.line,
@@ -507,6 +530,10 @@ pub fn import_named(
         }
     }
     for (a, b, dom) in &g_rules {
+        if a == b {
+            // casbin treats a name as linked to itself anyway; a self-link changes nothing.
+            continue;
+        }
         if roles.contains(a.as_str()) {
             let def = match dom {
                 Some(dom) => doc.tenant_role_mut(dom, a),
@@ -522,7 +549,10 @@ pub fn import_named(
             doc.assign(a, dom.as_deref(), b);
         }
     }
-    Ok(Policy::from_document(doc)?)
+    Policy::from_document(doc).map_err(|mut errors| {
+        errors.source_name = policy_name.to_owned();
+        CasbinError::Invalid(errors)
+    })
 }
 
 /// A policy written as a casbin model and policy CSV.

@@ -26,6 +26,9 @@ pub struct LiveOptions {
     pub decision_table: Option<DecisionAuditMode>,
     /// Capacity of the decision queue in front of the table writer. Default 10,000.
     pub decision_queue: usize,
+    /// On PostgreSQL, also listen for change notifications (default `true`); without them,
+    /// changes from other processes arrive with the next poll.
+    pub listen_for_notifications: bool,
 }
 
 impl Default for LiveOptions {
@@ -35,6 +38,7 @@ impl Default for LiveOptions {
             deny_when_stale_for: None,
             decision_table: None,
             decision_queue: 10_000,
+            listen_for_notifications: true,
         }
     }
 }
@@ -144,23 +148,23 @@ impl LiveEngine {
         store.attach(&shared);
         let (stop, stop_rx) = watch::channel(false);
         let wake = Arc::new(Notify::new());
-        let mut tasks = vec![tokio::spawn(refresh_loop(
+        let refresher = tokio::spawn(refresh_loop(
             store.clone(),
             shared.clone(),
             options.clone(),
             wake.clone(),
             stop_rx.clone(),
-        ))];
+        ));
         #[cfg(feature = "postgres")]
-        if store.backend() == super::Backend::Postgres {
-            tasks.push(tokio::spawn(listen_loop(
-                store.raw_url().to_owned(),
-                wake,
-                stop_rx,
-            )));
-        }
+        let listener = (store.backend() == super::Backend::Postgres
+            && options.listen_for_notifications)
+            .then(|| tokio::spawn(listen_loop(store.raw_url().to_owned(), wake, stop_rx)));
         #[cfg(not(feature = "postgres"))]
-        drop((wake, stop_rx));
+        let listener: Option<JoinHandle<()>> = {
+            drop((wake, stop_rx));
+            None
+        };
+        let tasks: Vec<JoinHandle<()>> = std::iter::once(refresher).chain(listener).collect();
         let (decisions, writer) = match options.decision_table {
             Some(_) => {
                 let (tx, rx) = mpsc::channel(options.decision_queue.max(1));

@@ -223,6 +223,10 @@ impl Store {
         &self.inner.url
     }
 
+    #[cfg_attr(
+        not(feature = "postgres"),
+        expect(dead_code, reason = "only the listener needs it")
+    )]
     pub(crate) fn raw_url(&self) -> &str {
         &self.inner.connect_url
     }
