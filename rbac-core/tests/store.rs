@@ -630,7 +630,8 @@ async fn audit_trail_is_queryable_exportable_and_tamper_evident(db: TestDb) {
 async fn decisions_are_recorded_and_flushed_on_shutdown(db: TestDb) {
     let (store, _) = seeded(&db).await;
     let options = LiveOptions {
-        decision_table: Some(DecisionAuditMode::All),
+        decision_audit: DecisionAuditMode::All,
+        decision_table: true,
         ..LiveOptions::default()
     };
     let live = store.live_engine(options).await.unwrap();
@@ -657,7 +658,8 @@ async fn decisions_are_recorded_and_flushed_on_shutdown(db: TestDb) {
 
     let live = store
         .live_engine(LiveOptions {
-            decision_table: Some(DecisionAuditMode::DeniesOnly),
+            decision_audit: DecisionAuditMode::DeniesOnly,
+            decision_table: true,
             ..LiveOptions::default()
         })
         .await
@@ -686,7 +688,8 @@ async fn decisions_are_recorded_and_flushed_on_shutdown(db: TestDb) {
 async fn a_full_decision_queue_drops_and_counts_but_never_blocks(db: TestDb) {
     let (store, _) = seeded(&db).await;
     let options = LiveOptions {
-        decision_table: Some(DecisionAuditMode::All),
+        decision_audit: DecisionAuditMode::All,
+        decision_table: true,
         decision_queue: 1,
         ..LiveOptions::default()
     };

@@ -21,9 +21,12 @@ pub struct LiveOptions {
     /// Deny every check while the database has been unreachable for longer than this.
     /// `None` (the default) keeps serving the last good policy however long the outage lasts.
     pub deny_when_stale_for: Option<Duration>,
-    /// Record decisions into the `rbac_decisions` table (denies always; allows per the mode).
-    /// `None` (the default): decisions go to `tracing` only.
-    pub decision_table: Option<DecisionAuditMode>,
+    /// Which decisions are recorded: denies always; allows not at all (the default), a sample,
+    /// or all. Recorded decisions go to `tracing` (target `rbac::decision`).
+    pub decision_audit: DecisionAuditMode,
+    /// Also append recorded decisions to the hash-chained `rbac_decisions` table, through a
+    /// bounded background writer. Default `false`.
+    pub decision_table: bool,
     /// Capacity of the decision queue in front of the table writer. Default 10,000.
     pub decision_queue: usize,
     /// On PostgreSQL, also listen for change notifications (default `true`); without them,
@@ -36,7 +39,8 @@ impl Default for LiveOptions {
         LiveOptions {
             poll_interval: Duration::from_millis(200),
             deny_when_stale_for: None,
-            decision_table: None,
+            decision_audit: DecisionAuditMode::DeniesOnly,
+            decision_table: false,
             decision_queue: 10_000,
             listen_for_notifications: true,
         }
@@ -114,16 +118,17 @@ impl Shared {
 ///   when the database returns. That keeps an application answering during a database failover;
 ///   set [`LiveOptions::deny_when_stale_for`] to fail closed instead after a bound you choose.
 ///
-/// Every check emits a `tracing` event (target `rbac::decision`: denies at `INFO`, allows at
-/// `DEBUG`). With [`LiveOptions::decision_table`], decisions are also queued to a background
-/// writer that appends them to the hash-chained `rbac_decisions` table. A check never waits for
+/// Every denied check, and the allowed checks that [`LiveOptions::decision_audit`] selects, emit
+/// a `tracing` event (target `rbac::decision`). With [`LiveOptions::decision_table`], they are
+/// also queued to a background writer that appends them to the hash-chained `rbac_decisions`
+/// table. A check never waits for
 /// it: when the queue is full the record is dropped, counted in
 /// [`Health::dropped_decisions`] and reported with a `tracing` warning. [`LiveEngine::shutdown`]
 /// writes every queued record before it returns.
 #[derive(Debug)]
 pub struct LiveEngine {
     shared: Arc<Shared>,
-    mode: Option<DecisionAuditMode>,
+    mode: DecisionAuditMode,
     decisions: Option<mpsc::Sender<PendingDecision>>,
     writer: Option<JoinHandle<()>>,
     stop: watch::Sender<bool>,
@@ -165,16 +170,15 @@ impl LiveEngine {
             None
         };
         let tasks: Vec<JoinHandle<()>> = std::iter::once(refresher).chain(listener).collect();
-        let (decisions, writer) = match options.decision_table {
-            Some(_) => {
-                let (tx, rx) = mpsc::channel(options.decision_queue.max(1));
-                (Some(tx), Some(tokio::spawn(write_loop(store, rx))))
-            }
-            None => (None, None),
+        let (decisions, writer) = if options.decision_table {
+            let (tx, rx) = mpsc::channel(options.decision_queue.max(1));
+            (Some(tx), Some(tokio::spawn(write_loop(store, rx))))
+        } else {
+            (None, None)
         };
         Ok(LiveEngine {
             shared,
-            mode: options.decision_table,
+            mode: options.decision_audit,
             decisions,
             writer,
             stop,
@@ -236,17 +240,8 @@ impl LiveEngine {
         version: i64,
     ) {
         let allowed = decision.is_allowed();
-        let cause = decision.cause();
-        if allowed {
-            tracing::debug!(target: "rbac::decision", subject, tenant, permission, ?cause, version, "allow");
-        } else {
-            tracing::info!(target: "rbac::decision", subject, tenant, permission, ?cause, version, "deny");
-        }
-        let (Some(mode), Some(queue)) = (self.mode, &self.decisions) else {
-            return;
-        };
         let wanted = !allowed
-            || match mode {
+            || match self.mode {
                 DecisionAuditMode::DeniesOnly => false,
                 DecisionAuditMode::All => true,
                 DecisionAuditMode::Sampled(rate) => fastrand::f64() < rate,
@@ -254,6 +249,10 @@ impl LiveEngine {
         if !wanted {
             return;
         }
+        let cause = decision.cause();
+        let verdict = if allowed { "allow" } else { "deny" };
+        tracing::info!(target: "rbac::decision", subject, tenant, permission, ?cause, version, verdict);
+        let Some(queue) = &self.decisions else { return };
         let pending = PendingDecision {
             at_ms: audit::now_ms(),
             subject: subject.to_owned(),
