@@ -18,6 +18,7 @@ use clap::{Args, Parser, Subcommand};
 use rbac_core::{Engine, Policy};
 
 pub mod check;
+pub mod static_coverage;
 
 /// Exit codes, documented and stable for scripts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -121,12 +121,92 @@ impl Bits {
             }
         }
     }
+}
+
+/// Permission sets, each stored the cheaper way: a bitset when it holds many permissions, a
+/// sorted list of ids when it holds few (at 10,000 permissions a bitset is 1.25 KB; most
+/// effective sets hold a few dozen). Identical sets are stored once.
+#[derive(Debug, Default)]
+struct Sets {
+    words: usize,
+    index: Vec<SetRef>,
+    dense: Vec<u64>,
+    sparse: Vec<u32>,
+    by_content: HashMap<Vec<u64>, SetRef>,
+}
+
+#[derive(Debug, Clone, Copy)]
+enum SetRef {
+    /// Offset of the set's first word in `dense`.
+    Dense(u32),
+    /// `sparse[start .. start + len]`, sorted.
+    Sparse { start: u32, len: u32 },
+}
+
+impl Sets {
+    fn new(words: usize) -> Sets {
+        Sets {
+            words,
+            ..Sets::default()
+        }
+    }
+
+    /// Adds a set given as bitset words and returns its id.
+    fn push(&mut self, words: Vec<u64>) -> u32 {
+        let id = self.index.len() as u32;
+        if let Some(&existing) = self.by_content.get(&words) {
+            self.index.push(existing);
+            return id;
+        }
+        let count: usize = words.iter().map(|w| w.count_ones() as usize).sum();
+        // A list of u32 ids beats the bitset while it is under half the bitset's size.
+        let set = if count * 4 < self.words * 8 / 2 {
+            let start = self.sparse.len() as u32;
+            for (i, w) in words.iter().enumerate() {
+                let mut w = *w;
+                while w != 0 {
+                    self.sparse.push(i as u32 * 64 + w.trailing_zeros());
+                    w &= w - 1;
+                }
+            }
+            SetRef::Sparse {
+                start,
+                len: count as u32,
+            }
+        } else {
+            let start = self.dense.len() as u32;
+            self.dense.extend_from_slice(&words);
+            SetRef::Dense(start)
+        };
+        self.by_content.insert(words, set);
+        self.index.push(set);
+        id
+    }
 
     #[inline]
-    fn test(&self, index: u32, bit: u32) -> bool {
-        self.data
-            .get(index as usize * self.words + bit as usize / 64)
-            .is_some_and(|w| (w >> (bit % 64)) & 1 == 1)
+    fn test(&self, set: u32, bit: u32) -> bool {
+        match self.index.get(set as usize) {
+            Some(SetRef::Dense(start)) => self
+                .dense
+                .get(*start as usize + bit as usize / 64)
+                .is_some_and(|w| (w >> (bit % 64)) & 1 == 1),
+            Some(&SetRef::Sparse { start, len }) => self
+                .sparse
+                .get(start as usize..start as usize + len as usize)
+                .is_some_and(|ids| ids.binary_search(&bit).is_ok()),
+            None => false,
+        }
+    }
+
+    fn len(&self) -> usize {
+        self.index.len()
+    }
+
+    /// Drops the build-time index of contents.
+    fn seal(&mut self) {
+        self.by_content = HashMap::new();
+        self.dense.shrink_to_fit();
+        self.sparse.shrink_to_fit();
     }
 }
 
@@ -185,8 +265,8 @@ pub struct Snapshot {
     combos: Vec<Box<[u32]>>,
     /// Effective sets of (subject, scope) combinations: allowed bits in `allowed`, denied bits
     /// (for the reason of a deny) in `denied`, both indexed by set id.
-    allowed: Bits,
-    denied: Bits,
+    allowed: Sets,
+    denied: Sets,
     /// For subjects with only global roles, in tenants whose own rules change those roles:
     /// tenant id → (global combo → set).
     overlays: HashMap<u32, HashMap<u32, u32>>,
@@ -487,7 +567,7 @@ impl Snapshot {
             tenants: self.tenants.len(),
             roles: self.roles.len(),
             permissions: self.permissions.len(),
-            effective_sets: self.allowed.data.len() / self.allowed.words,
+            effective_sets: self.allowed.len(),
         }
     }
 }
@@ -537,14 +617,8 @@ impl<'a> Compiler<'a> {
             records: Vec::with_capacity(doc.subjects.len()),
             entries: Vec::new(),
             combos: Vec::new(),
-            allowed: Bits {
-                words,
-                data: Vec::new(),
-            },
-            denied: Bits {
-                words,
-                data: Vec::new(),
-            },
+            allowed: Sets::new(words),
+            denied: Sets::new(words),
             overlays: HashMap::new(),
             global_layers: Vec::new(),
             tenant_layers: HashMap::new(),
@@ -602,6 +676,8 @@ impl<'a> Compiler<'a> {
         self.tenant_effects();
         self.subjects();
         self.overlays();
+        self.snap.allowed.seal();
+        self.snap.denied.seal();
         self.snap
     }
 
@@ -795,8 +871,6 @@ impl<'a> Compiler<'a> {
         if let Some(&id) = self.set_ids.get(&(combo, scope)) {
             return id;
         }
-        let allowed = self.snap.allowed.alloc();
-        let denied = self.snap.denied.alloc();
         let mut allow = vec![0u64; self.role_bits.words];
         let mut deny = vec![0u64; self.role_bits.words];
         for &r in roles.iter() {
@@ -817,20 +891,9 @@ impl<'a> Compiler<'a> {
                 }
             }
         }
-        let words = self.snap.allowed.words;
-        let start = allowed as usize * words;
-        for i in 0..words {
-            let (a, d) = (
-                allow.get(i).copied().unwrap_or(0),
-                deny.get(i).copied().unwrap_or(0),
-            );
-            if let Some(w) = self.snap.allowed.data.get_mut(start + i) {
-                *w = a & !d;
-            }
-            if let Some(w) = self.snap.denied.data.get_mut(start + i) {
-                *w = d;
-            }
-        }
+        let effective: Vec<u64> = allow.iter().zip(&deny).map(|(a, d)| a & !d).collect();
+        let allowed = self.snap.allowed.push(effective);
+        let denied = self.snap.denied.push(deny);
         debug_assert_eq!(allowed, denied);
         self.set_ids.insert((combo, scope), allowed);
         allowed
