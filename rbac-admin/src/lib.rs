@@ -6,10 +6,13 @@
 //! rbac-admin check --policy policy.toml --batch queries.csv
 //! rbac-admin check --casbin-model model.conf --casbin-policy policy.csv --batch queries.csv
 //! rbac-admin policy validate policy.toml
+//! rbac-admin coverage report.json --min 90
+//! rbac-admin coverage --src path/to/app/src --format markdown
 //! ```
 //!
 //! Exit codes ([`Exit`]): 0 success (for a single check: allowed), 1 runtime failure,
-//! 2 denied (single check), 3 invalid input or policy, 64 usage error (from clap: 2 is taken).
+//! 2 denied (single check), 3 invalid input or policy, 4 route coverage below `--min`.
+//! Usage errors are clap's (exit 2, with the usage printed).
 
 use std::io::Write;
 use std::path::PathBuf;
@@ -18,6 +21,7 @@ use clap::{Args, Parser, Subcommand};
 use rbac_core::{Engine, Policy};
 
 pub mod check;
+pub mod coverage;
 pub mod static_coverage;
 
 /// Exit codes, documented and stable for scripts.
@@ -32,6 +36,8 @@ pub enum Exit {
     Denied = 2,
     /// The input or the policy is invalid; every problem was printed.
     Invalid = 3,
+    /// Route coverage is below the required minimum.
+    BelowMinimum = 4,
 }
 
 impl From<Exit> for std::process::ExitCode {
@@ -57,6 +63,29 @@ pub enum Command {
     /// Work with policy files.
     #[command(subcommand)]
     Policy(PolicyCommand),
+    /// Show which routes are protected by what, from a saved report or from source.
+    Coverage(CoverageArgs),
+}
+
+/// `coverage` arguments.
+#[derive(Debug, Args)]
+pub struct CoverageArgs {
+    /// A report saved as JSON by the application (`CoverageReport::to_json_string`).
+    #[arg(
+        value_name = "REPORT.json",
+        required_unless_present = "src",
+        conflicts_with = "src"
+    )]
+    pub report: Option<PathBuf>,
+    /// Build the report from the application's source instead (static analysis with syn).
+    #[arg(long, value_name = "DIR")]
+    pub src: Option<PathBuf>,
+    /// Exit with code 4 when fewer than this percentage of routes are protected or public.
+    #[arg(long, value_name = "PERCENT")]
+    pub min: Option<f64>,
+    /// Output format.
+    #[arg(long, value_enum, default_value = "text")]
+    pub format: coverage::ReportFormat,
 }
 
 /// Where the policy comes from.
@@ -114,6 +143,7 @@ pub fn run_with(cli: Cli, out: &mut dyn Write, err: &mut dyn Write) -> Exit {
     let result = match cli.command {
         Command::Check(args) => check_command(&args, out, err),
         Command::Policy(PolicyCommand::Validate { file }) => validate_command(&file, out, err),
+        Command::Coverage(args) => coverage_command(&args, out, err),
     };
     match result {
         Ok(exit) => exit,
@@ -143,6 +173,9 @@ pub enum CliError {
         /// Why.
         source: std::io::Error,
     },
+    /// The coverage report could not be produced.
+    #[error(transparent)]
+    Coverage(#[from] coverage::CoverageError),
     /// Writing the output failed.
     #[error("cannot write the output: {0}")]
     Io(#[from] std::io::Error),
@@ -155,7 +188,7 @@ impl CliError {
                 Exit::Invalid
             }
             CliError::Casbin(rbac_core::casbin::CasbinError::Io { .. }) => Exit::Invalid,
-            CliError::Policy(_) | CliError::Casbin(_) => Exit::Invalid,
+            CliError::Policy(_) | CliError::Casbin(_) | CliError::Coverage(_) => Exit::Invalid,
             CliError::Io(_) => Exit::Failure,
         }
     }
@@ -243,4 +276,29 @@ fn validate_command(
             Ok(Exit::Invalid)
         }
     }
+}
+
+fn coverage_command(
+    args: &CoverageArgs,
+    out: &mut dyn Write,
+    err: &mut dyn Write,
+) -> Result<Exit, CliError> {
+    let (report, notes) = match (&args.src, &args.report) {
+        (Some(dir), _) => coverage::report_from_source(dir)?,
+        (None, Some(file)) => (coverage::load_report(file)?, Vec::new()),
+        (None, None) => return Ok(Exit::Invalid),
+    };
+    coverage::render(&report, &notes, args.format, out)?;
+    if let Some(min) = args.min {
+        let percent = report.totals.percent();
+        if percent < min {
+            writeln!(
+                err,
+                "coverage {percent:.1}% is below the required {min}%: {} unprotected, {} unresolved",
+                report.totals.unprotected, report.totals.unresolved
+            )?;
+            return Ok(Exit::BelowMinimum);
+        }
+    }
+    Ok(Exit::Ok)
 }

@@ -37,9 +37,10 @@ impl Requirement {
     /// The module a requirement belongs to (first permission segment), if any.
     pub fn module(&self) -> Option<String> {
         match self {
-            Requirement::Permissions { permissions, .. } => {
-                permissions.first().and_then(|p| p.split('.').next()).map(str::to_owned)
-            }
+            Requirement::Permissions { permissions, .. } => permissions
+                .first()
+                .and_then(|p| p.split('.').next())
+                .map(str::to_owned),
             Requirement::Module(m) => Some(m.clone()),
             Requirement::Role(_) | Requirement::Public => None,
         }
@@ -118,10 +119,14 @@ pub fn scan(dir: &Path) -> Result<Vec<Route>, ScanError> {
     let mut fns: BTreeMap<String, Vec<FnInfo>> = BTreeMap::new();
     for path in &files {
         let shown = path.strip_prefix(dir).unwrap_or(path).display().to_string();
-        let text = std::fs::read_to_string(path)
-            .map_err(|source| ScanError::Read { path: shown.clone(), source })?;
-        let file = syn::parse_file(&text)
-            .map_err(|e| ScanError::Parse { path: shown.clone(), message: e.to_string() })?;
+        let text = std::fs::read_to_string(path).map_err(|source| ScanError::Read {
+            path: shown.clone(),
+            source,
+        })?;
+        let file = syn::parse_file(&text).map_err(|e| ScanError::Parse {
+            path: shown.clone(),
+            message: e.to_string(),
+        })?;
         index_items(&file.items, &shown, &mut fns);
     }
     let analysis = Analysis { fns };
@@ -131,7 +136,12 @@ pub fn scan(dir: &Path) -> Result<Vec<Route>, ScanError> {
     let mut built: BTreeMap<String, Vec<Route>> = BTreeMap::new();
     for (name, infos) in &analysis.fns {
         for info in infos {
-            let mut scope = Scope { file: &info.file, lets: BTreeMap::new(), referenced: &mut referenced, depth: 0 };
+            let mut scope = Scope {
+                file: &info.file,
+                lets: BTreeMap::new(),
+                referenced: &mut referenced,
+                depth: 0,
+            };
             if let Some(routes) = analysis.eval_block(&info.block, &mut scope)
                 && !routes.is_empty()
             {
@@ -150,7 +160,10 @@ pub fn scan(dir: &Path) -> Result<Vec<Route>, ScanError> {
 }
 
 fn collect_files(dir: &Path, out: &mut Vec<PathBuf>) -> Result<(), ScanError> {
-    let read_err = |source| ScanError::Read { path: dir.display().to_string(), source };
+    let read_err = |source| ScanError::Read {
+        path: dir.display().to_string(),
+        source,
+    };
     let mut entries: Vec<_> = std::fs::read_dir(dir)
         .map_err(read_err)?
         .collect::<Result<Vec<_>, _>>()
@@ -159,7 +172,10 @@ fn collect_files(dir: &Path, out: &mut Vec<PathBuf>) -> Result<(), ScanError> {
     for entry in entries {
         let path = entry.path();
         if path.is_dir() {
-            if path.file_name().is_some_and(|n| n == "target" || n == ".git") {
+            if path
+                .file_name()
+                .is_some_and(|n| n == "target" || n == ".git")
+            {
                 continue;
             }
             collect_files(&path, out)?;
@@ -192,16 +208,26 @@ fn index_items(items: &[Item], file: &str, fns: &mut BTreeMap<String, Vec<FnInfo
 }
 
 fn last_segment(path: &syn::Path) -> String {
-    path.segments.last().map(|s| s.ident.to_string()).unwrap_or_default()
+    path.segments
+        .last()
+        .map(|s| s.ident.to_string())
+        .unwrap_or_default()
 }
 
 fn path_text(path: &syn::Path) -> String {
-    path.segments.iter().map(|s| s.ident.to_string()).collect::<Vec<_>>().join("::")
+    path.segments
+        .iter()
+        .map(|s| s.ident.to_string())
+        .collect::<Vec<_>>()
+        .join("::")
 }
 
 fn string_lit(expr: &Expr) -> Option<String> {
     match expr {
-        Expr::Lit(syn::ExprLit { lit: syn::Lit::Str(s), .. }) => Some(s.value()),
+        Expr::Lit(syn::ExprLit {
+            lit: syn::Lit::Str(s),
+            ..
+        }) => Some(s.value()),
         _ => None,
     }
 }
@@ -227,7 +253,9 @@ fn requirement_of(attrs: &[syn::Attribute]) -> Option<Requirement> {
         match name.as_str() {
             "public" => return Some(Requirement::Public),
             "require_role" => return args().first().and_then(string_lit).map(Requirement::Role),
-            "require_module" => return args().first().and_then(string_lit).map(Requirement::Module),
+            "require_module" => {
+                return args().first().and_then(string_lit).map(Requirement::Module);
+            }
             "require_permission" => return permissions_requirement(&args()),
             _ => {}
         }
@@ -256,18 +284,26 @@ fn permissions_requirement(args: &[Expr]) -> Option<Requirement> {
 
 /// A `route_layer(...)` argument that is one of the runtime's requirement layers.
 fn layer_requirement(expr: &Expr) -> Option<Requirement> {
-    let Expr::Call(ExprCall { func, args, .. }) = expr else { return None };
+    let Expr::Call(ExprCall { func, args, .. }) = expr else {
+        return None;
+    };
     let Expr::Path(f) = &**func else { return None };
     let args: Vec<Expr> = args.iter().cloned().collect();
     match last_segment(&f.path).as_str() {
         "require" => permissions_requirement(&args),
         "require_any" => {
             let permissions: Option<Vec<String>> = args.iter().map(permission_arg).collect();
-            permissions.map(|permissions| Requirement::Permissions { mode: "any", permissions })
+            permissions.map(|permissions| Requirement::Permissions {
+                mode: "any",
+                permissions,
+            })
         }
         "require_all" => {
             let permissions: Option<Vec<String>> = args.iter().map(permission_arg).collect();
-            permissions.map(|permissions| Requirement::Permissions { mode: "all", permissions })
+            permissions.map(|permissions| Requirement::Permissions {
+                mode: "all",
+                permissions,
+            })
         }
         "require_role" => args.first().and_then(string_lit).map(Requirement::Role),
         "require_module" => args.first().and_then(string_lit).map(Requirement::Module),
@@ -276,7 +312,9 @@ fn layer_requirement(expr: &Expr) -> Option<Requirement> {
     }
 }
 
-const METHODS: [&str; 9] = ["get", "post", "put", "delete", "patch", "head", "options", "trace", "any"];
+const METHODS: [&str; 9] = [
+    "get", "post", "put", "delete", "patch", "head", "options", "trace", "any",
+];
 
 struct Analysis {
     fns: BTreeMap<String, Vec<FnInfo>>,
@@ -305,7 +343,9 @@ impl Analysis {
             match stmt {
                 Stmt::Local(local) => {
                     if let (syn::Pat::Ident(ident), Some(init)) = (&local.pat, &local.init) {
-                        scope.lets.insert(ident.ident.to_string(), (*init.expr).clone());
+                        scope
+                            .lets
+                            .insert(ident.ident.to_string(), (*init.expr).clone());
                     }
                 }
                 Stmt::Expr(expr, None) => value = self.eval(expr, scope),
@@ -334,10 +374,18 @@ impl Analysis {
                 routes
             }
             Expr::Call(call) => {
-                let Expr::Path(f) = &*call.func else { return None };
+                let Expr::Path(f) = &*call.func else {
+                    return None;
+                };
                 let name = last_segment(&f.path);
                 if name == "new" && f.path.segments.len() >= 2 {
-                    let owner = f.path.segments.iter().rev().nth(1).map(|s| s.ident.to_string());
+                    let owner = f
+                        .path
+                        .segments
+                        .iter()
+                        .rev()
+                        .nth(1)
+                        .map(|s| s.ident.to_string());
                     return (owner.as_deref() == Some("Router")).then(Vec::new);
                 }
                 self.eval_fn(&name, scope)
@@ -350,7 +398,9 @@ impl Analysis {
     /// The router a function returns, when exactly one function of that name builds one.
     fn eval_fn(&self, name: &str, scope: &mut Scope<'_>) -> Option<Vec<Route>> {
         let infos = self.fns.get(name)?;
-        let [info] = infos.as_slice() else { return None };
+        let [info] = infos.as_slice() else {
+            return None;
+        };
         let mut inner = Scope {
             file: &info.file,
             lets: BTreeMap::new(),
@@ -441,7 +491,9 @@ impl Analysis {
     fn endpoints(&self, expr: &Expr) -> Vec<Endpoint> {
         match expr {
             Expr::Call(call) => {
-                let Expr::Path(f) = &*call.func else { return vec![unknown_endpoint(expr)] };
+                let Expr::Path(f) = &*call.func else {
+                    return vec![unknown_endpoint(expr)];
+                };
                 let name = last_segment(&f.path);
                 match (METHODS.contains(&name.as_str()), call.args.first()) {
                     (true, Some(handler)) => vec![self.endpoint(&name, handler)],
@@ -484,9 +536,12 @@ impl Analysis {
         let name = last_segment(&p.path);
         let text = path_text(&p.path);
         match self.fns.get(&name).map(Vec::as_slice) {
-            Some([info]) => {
-                Endpoint { method, handler: text, requirement: info.requirement.clone(), reason: None }
-            }
+            Some([info]) => Endpoint {
+                method,
+                handler: text,
+                requirement: info.requirement.clone(),
+                reason: None,
+            },
             Some(_) => Endpoint {
                 method,
                 handler: text,
@@ -497,14 +552,19 @@ impl Analysis {
                 method,
                 handler: text,
                 requirement: None,
-                reason: Some(format!("the handler `{name}` is not in the scanned sources")),
+                reason: Some(format!(
+                    "the handler `{name}` is not in the scanned sources"
+                )),
             },
         }
     }
 
     fn route(&self, path: Option<String>, endpoint: Endpoint, file: &str) -> Route {
         let (status, reason) = match (&path, &endpoint.reason, &endpoint.requirement) {
-            (None, _, _) => (Status::Unresolved, Some("the path is not a string literal".to_owned())),
+            (None, _, _) => (
+                Status::Unresolved,
+                Some("the path is not a string literal".to_owned()),
+            ),
             (_, Some(reason), None) => (Status::Unresolved, Some(reason.clone())),
             (_, _, Some(requirement)) => (status_of(requirement), None),
             (_, None, None) => (Status::Unprotected, None),
@@ -522,7 +582,11 @@ impl Analysis {
 }
 
 fn status_of(requirement: &Requirement) -> Status {
-    if *requirement == Requirement::Public { Status::Public } else { Status::Protected }
+    if *requirement == Requirement::Public {
+        Status::Public
+    } else {
+        Status::Protected
+    }
 }
 
 fn unknown_endpoint(expr: &Expr) -> Endpoint {
@@ -536,14 +600,24 @@ fn unknown_endpoint(expr: &Expr) -> Endpoint {
 
 fn expr_text(expr: &Expr) -> String {
     let text = quote::ToTokens::to_token_stream(expr).to_string();
-    if text.len() > 60 { format!("{}…", text.chars().take(60).collect::<String>()) } else { text }
+    if text.len() > 60 {
+        format!("{}…", text.chars().take(60).collect::<String>())
+    } else {
+        text
+    }
 }
 
 /// `/api` + `/invoices` → `/api/invoices`; `/api` + `/` → `/api`.
 fn join(prefix: &str, path: &str) -> String {
     let prefix = prefix.trim_end_matches('/');
     match path {
-        "/" | "" => if prefix.is_empty() { "/".into() } else { prefix.to_owned() },
+        "/" | "" => {
+            if prefix.is_empty() {
+                "/".into()
+            } else {
+                prefix.to_owned()
+            }
+        }
         p if p.starts_with('/') => format!("{prefix}{p}"),
         p => format!("{prefix}/{p}"),
     }
@@ -569,7 +643,10 @@ mod tests {
                     Some(Requirement::Public) => "public".into(),
                     None => "NONE".into(),
                 };
-                format!("{} {} {} {:?} {req} {}", r.method, r.path, r.handler, r.status, r.file)
+                format!(
+                    "{} {} {} {:?} {req} {}",
+                    r.method, r.path, r.handler, r.status, r.file
+                )
             })
             .collect();
         let expected = [
@@ -587,11 +664,14 @@ mod tests {
         ];
         assert_eq!(got, expected, "{got:#?}");
         let reasons: Vec<_> = routes.iter().filter_map(|r| r.reason.as_deref()).collect();
-        assert_eq!(reasons, [
-            "the handler `annual` is not in the scanned sources",
-            "the handler is not a named function",
-            "the path is not a string literal",
-        ]);
+        assert_eq!(
+            reasons,
+            [
+                "the handler `annual` is not in the scanned sources",
+                "the handler is not a named function",
+                "the path is not a string literal",
+            ]
+        );
     }
 
     #[test]

@@ -212,3 +212,76 @@ fn missing_files_and_bad_usage_are_one_clear_line() {
         .failure()
         .stderr(predicate::str::contains("panicked").not());
 }
+
+const FIXTURE_APP: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/coverage_app");
+
+#[test]
+fn coverage_from_source_finds_every_route_and_says_what_it_cannot_resolve() {
+    let out = admin()
+        .args(["coverage", "--src", FIXTURE_APP, "--format", "json"])
+        .assert()
+        .success();
+    let report: serde_json::Value = serde_json::from_slice(&out.get_output().stdout).unwrap();
+    assert_eq!(
+        report["totals"],
+        serde_json::json!({"routes": 11, "protected": 5, "public": 1, "unprotected": 2, "unresolved": 3})
+    );
+    let create = report["routes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["path"] == "/api/finance/invoices" && r["method"] == "POST")
+        .unwrap();
+    assert_eq!(create["status"], "protected");
+    assert_eq!(create["module"], "finance");
+    assert_eq!(
+        create["requirement"],
+        serde_json::json!({"kind": "any", "permissions": ["finance.invoices.create", "finance.invoices.approve"]})
+    );
+    admin()
+        .args(["coverage", "--src", FIXTURE_APP])
+        .assert()
+        .success()
+        .stdout(predicate::str::contains("unresolved, and why:"))
+        .stdout(predicate::str::contains(
+            "GET /api/finance/reports (src/finance.rs): the handler `annual` is not in the scanned sources",
+        ));
+}
+
+#[test]
+fn coverage_below_the_minimum_exits_4_and_a_saved_report_renders_the_same() {
+    admin()
+        .args([
+            "coverage",
+            "--src",
+            FIXTURE_APP,
+            "--min",
+            "90",
+            "--format",
+            "markdown",
+        ])
+        .assert()
+        .code(4)
+        .stderr("coverage 54.5% is below the required 90%: 2 unprotected, 3 unresolved\n");
+    let out = admin()
+        .args(["coverage", "--src", FIXTURE_APP, "--format", "json"])
+        .assert()
+        .success();
+    let dir = tempfile::tempdir().unwrap();
+    let saved = dir.path().join("coverage.json");
+    std::fs::write(&saved, &out.get_output().stdout).unwrap();
+    let again = admin()
+        .arg("coverage")
+        .arg(&saved)
+        .args(["--format", "json", "--min", "50"])
+        .assert()
+        .success();
+    assert_eq!(again.get_output().stdout, out.get_output().stdout);
+    std::fs::write(&saved, "{\"routes\": 3}").unwrap();
+    admin()
+        .arg("coverage")
+        .arg(&saved)
+        .assert()
+        .code(3)
+        .stderr(predicate::str::contains("is not a coverage report"));
+}

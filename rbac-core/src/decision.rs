@@ -37,6 +37,29 @@ pub enum Cause {
     Stale,
 }
 
+impl Cause {
+    /// A stable name for logs and audit records (`granted`, `explicit_deny`, `no_grant`, …).
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            Cause::Granted => "granted",
+            Cause::ExplicitDeny => "explicit_deny",
+            Cause::NoGrant => "no_grant",
+            Cause::NoRoles => "no_roles",
+            Cause::UnknownSubject => "unknown_subject",
+            Cause::UnknownTenant => "unknown_tenant",
+            Cause::UnknownPermission => "unknown_permission",
+            Cause::StaleIds => "stale_ids",
+            Cause::Stale => "stale",
+        }
+    }
+}
+
+impl fmt::Display for Cause {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 impl Decision {
     pub(crate) const fn new(cause: Cause) -> Decision {
         Decision { cause }

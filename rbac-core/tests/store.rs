@@ -653,7 +653,7 @@ async fn decisions_are_recorded_and_flushed_on_shutdown(db: TestDb) {
     assert!(
         denied
             .iter()
-            .all(|d| !d.allowed && d.cause == "UnknownSubject" && d.version == 1)
+            .all(|d| !d.allowed && d.cause == "unknown_subject" && d.version == 1)
     );
 
     let live = store

@@ -76,7 +76,7 @@ pub struct DecisionRecord {
     pub permission: String,
     /// The verdict.
     pub allowed: bool,
-    /// The cause (`Granted`, `ExplicitDeny`, `NoGrant`, ...).
+    /// The cause, as [`crate::Cause::as_str`] names it (`granted`, `explicit_deny`, ...).
     pub cause: String,
     /// The policy version that decided.
     pub version: i64,

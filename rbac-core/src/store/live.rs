@@ -251,7 +251,7 @@ impl LiveEngine {
         }
         let cause = decision.cause();
         let verdict = if allowed { "allow" } else { "deny" };
-        tracing::info!(target: "rbac::decision", subject, tenant, permission, ?cause, version, verdict);
+        tracing::info!(target: "rbac::decision", subject, tenant, permission, %cause, version, verdict);
         let Some(queue) = &self.decisions else { return };
         let pending = PendingDecision {
             at_ms: audit::now_ms(),
@@ -259,7 +259,7 @@ impl LiveEngine {
             tenant: tenant.to_owned(),
             permission: permission.to_owned(),
             allowed,
-            cause: format!("{cause:?}"),
+            cause: cause.as_str().to_owned(),
             version,
         };
         if queue.try_send(pending).is_err() {

@@ -1,0 +1,221 @@
+//! The decision maker behind the layer, and how a [`Requirement`] is decided with it.
+
+use std::sync::Arc;
+
+use rbac_core::{Cause, Decision, Engine, Explanation};
+
+use crate::registry::declared_permissions;
+use crate::requirement::Requirement;
+
+/// Anything that answers `(subject, tenant, permission)` checks the way [`rbac_core::Engine`]
+/// does. Implemented for [`Engine`], `rbac_core::store::LiveEngine` (features `sqlite` or
+/// `postgres`) and `Arc` of any implementor.
+///
+/// Role and module requirements are decided with [`Authorizer::permissions_of`] and
+/// [`Authorizer::explain`]; every permission requirement goes through [`Authorizer::check`], so a
+/// live engine's staleness limit and decision audit apply.
+pub trait Authorizer: Send + Sync + 'static {
+    /// Whether `subject` may `permission` in `tenant` (`""` is the global scope).
+    fn check(&self, subject: &str, tenant: &str, permission: &str) -> Decision;
+
+    /// The decision with the roles held and the rule that decided.
+    fn explain(&self, subject: &str, tenant: &str, permission: &str) -> Explanation;
+
+    /// Every permission `subject` holds in `tenant`, in name order.
+    fn permissions_of(&self, subject: &str, tenant: &str) -> Vec<String>;
+
+    /// Whether the policy declares `permission`.
+    fn is_declared(&self, permission: &str) -> bool;
+}
+
+impl Authorizer for Engine {
+    fn check(&self, subject: &str, tenant: &str, permission: &str) -> Decision {
+        Engine::check(self, subject, tenant, permission)
+    }
+
+    fn explain(&self, subject: &str, tenant: &str, permission: &str) -> Explanation {
+        Engine::explain(self, subject, tenant, permission)
+    }
+
+    fn permissions_of(&self, subject: &str, tenant: &str) -> Vec<String> {
+        Engine::permissions_of(self, subject, tenant)
+    }
+
+    fn is_declared(&self, permission: &str) -> bool {
+        self.snapshot().permission_id(permission).is_some()
+    }
+}
+
+#[cfg(feature = "store")]
+impl Authorizer for rbac_core::store::LiveEngine {
+    fn check(&self, subject: &str, tenant: &str, permission: &str) -> Decision {
+        rbac_core::store::LiveEngine::check(self, subject, tenant, permission)
+    }
+
+    fn explain(&self, subject: &str, tenant: &str, permission: &str) -> Explanation {
+        rbac_core::store::LiveEngine::explain(self, subject, tenant, permission)
+    }
+
+    fn permissions_of(&self, subject: &str, tenant: &str) -> Vec<String> {
+        // The engine itself bypasses the staleness limit; every answer built on this list is
+        // confirmed through `check` or `explain`, which do not.
+        self.engine().permissions_of(subject, tenant)
+    }
+
+    fn is_declared(&self, permission: &str) -> bool {
+        self.engine().snapshot().permission_id(permission).is_some()
+    }
+}
+
+impl<A: Authorizer + ?Sized> Authorizer for Arc<A> {
+    fn check(&self, subject: &str, tenant: &str, permission: &str) -> Decision {
+        (**self).check(subject, tenant, permission)
+    }
+
+    fn explain(&self, subject: &str, tenant: &str, permission: &str) -> Explanation {
+        (**self).explain(subject, tenant, permission)
+    }
+
+    fn permissions_of(&self, subject: &str, tenant: &str) -> Vec<String> {
+        (**self).permissions_of(subject, tenant)
+    }
+
+    fn is_declared(&self, permission: &str) -> bool {
+        (**self).is_declared(permission)
+    }
+}
+
+/// The outcome of deciding a [`Requirement`]: allowed or not, and the engine's cause.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Verdict {
+    allowed: bool,
+    cause: Cause,
+}
+
+impl Verdict {
+    fn of(decision: Decision) -> Verdict {
+        Verdict {
+            allowed: decision.is_allowed(),
+            cause: decision.cause(),
+        }
+    }
+
+    fn allow() -> Verdict {
+        Verdict {
+            allowed: true,
+            cause: Cause::Granted,
+        }
+    }
+
+    fn deny(cause: Cause) -> Verdict {
+        Verdict {
+            allowed: false,
+            cause,
+        }
+    }
+
+    /// Whether the request may go ahead.
+    pub fn is_allowed(&self) -> bool {
+        self.allowed
+    }
+
+    /// Why. For `any(...)`, the cause of the first deny; for `all(...)`, of the first permission
+    /// denied; for role and module requirements that nothing matched, [`Cause::NoGrant`].
+    pub fn cause(&self) -> Cause {
+        self.cause
+    }
+}
+
+/// Decides `requirement` for `subject` in `tenant`. Anything that cannot be decided is a deny.
+pub fn evaluate<A: Authorizer + ?Sized>(
+    authorizer: &A,
+    subject: &str,
+    tenant: &str,
+    requirement: &Requirement,
+) -> Verdict {
+    match *requirement {
+        Requirement::Permission(p) => Verdict::of(authorizer.check(subject, tenant, p)),
+        Requirement::Any(ps) => {
+            let mut first_deny = None;
+            for p in ps {
+                let decision = authorizer.check(subject, tenant, p);
+                if decision.is_allowed() {
+                    return Verdict::allow();
+                }
+                first_deny.get_or_insert(decision.cause());
+            }
+            Verdict::deny(first_deny.unwrap_or(Cause::NoGrant))
+        }
+        Requirement::All(ps) => {
+            if ps.is_empty() {
+                return Verdict::deny(Cause::NoGrant);
+            }
+            for p in ps {
+                let decision = authorizer.check(subject, tenant, p);
+                if !decision.is_allowed() {
+                    return Verdict::of(decision);
+                }
+            }
+            Verdict::allow()
+        }
+        Requirement::Module(module) => {
+            let held = authorizer.permissions_of(subject, tenant);
+            match held.iter().find(|p| in_module(p, module)) {
+                Some(p) => Verdict::of(authorizer.check(subject, tenant, p)),
+                None => Verdict::deny(Cause::NoGrant),
+            }
+        }
+        Requirement::Role(role) => has_role(authorizer, subject, tenant, role),
+    }
+}
+
+fn in_module(permission: &str, module: &str) -> bool {
+    permission
+        .strip_prefix(module)
+        .is_some_and(|rest| rest.is_empty() || rest.starts_with('.'))
+}
+
+/// rbac-core has no role query: the roles a subject holds come with an explanation, which needs a
+/// declared permission. Any one will do; the subject's own first, else one from `permissions!`.
+fn has_role<A: Authorizer + ?Sized>(
+    authorizer: &A,
+    subject: &str,
+    tenant: &str,
+    role: &str,
+) -> Verdict {
+    let probe = authorizer
+        .permissions_of(subject, tenant)
+        .into_iter()
+        .next()
+        .or_else(|| {
+            declared_permissions()
+                .into_iter()
+                .map(|p| p.as_str().to_owned())
+                .find(|p| authorizer.is_declared(p))
+        });
+    let Some(probe) = probe else {
+        return Verdict::deny(Cause::NoGrant);
+    };
+    let explanation = authorizer.explain(subject, tenant, &probe);
+    match explanation.decision.cause() {
+        Cause::Stale => Verdict::deny(Cause::Stale),
+        _ if explanation.held_roles.iter().any(|r| r == role) => Verdict::allow(),
+        Cause::UnknownSubject | Cause::UnknownTenant | Cause::NoRoles => {
+            Verdict::deny(explanation.decision.cause())
+        }
+        _ => Verdict::deny(Cause::NoGrant),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::in_module;
+
+    #[test]
+    fn modules_match_whole_first_segments() {
+        assert!(in_module("finance.accounts.read", "finance"));
+        assert!(in_module("finance", "finance"));
+        assert!(!in_module("financex.accounts.read", "finance"));
+        assert!(!in_module("crm.finance.read", "finance"));
+    }
+}

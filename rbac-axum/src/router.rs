@@ -1,0 +1,232 @@
+//! `axum::Router` plus the list of its routes, for the coverage report and deny-by-default.
+
+use std::any::type_name;
+use std::convert::Infallible;
+use std::fmt;
+
+use axum::Extension;
+use axum::extract::Request;
+use axum::response::IntoResponse;
+use axum::routing::Route;
+use tower::{Layer, Service};
+
+use crate::coverage::{CoverageOptions, CoverageReport};
+use crate::middleware::{DenyUnmarked, UnmarkedLayer, protection_of};
+use crate::requirement::Protection;
+use crate::routing::{HandlerKind, HandlerRecord, MethodRouter};
+
+/// One route as registered: full path (nest prefixes included), method and handler.
+#[derive(Debug, Clone)]
+pub(crate) struct RouteEntry {
+    pub(crate) path: String,
+    pub(crate) handler: HandlerRecord,
+}
+
+/// An `axum::Router` that remembers its routes.
+///
+/// axum cannot list a router's routes, so this wrapper records each one as it is added (through
+/// [`routing`](crate::routing)'s method routers), with `nest` prefixes, and which
+/// [`require`](crate::require) / [`public`](crate::public) layers cover it. That record is what
+/// [`Router::coverage`] reports and what [`Router::deny_by_default`] enforces. The methods mirror
+/// axum's; [`Router::into_inner`] gives the `axum::Router` to serve.
+pub struct Router<S = ()> {
+    inner: axum::Router<S>,
+    routes: Vec<RouteEntry>,
+    deny_by_default: bool,
+}
+
+impl<S> fmt::Debug for Router<S> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Router")
+            .field("routes", &self.routes)
+            .field("deny_by_default", &self.deny_by_default)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<S: Clone + Send + Sync + 'static> Default for Router<S> {
+    fn default() -> Self {
+        Router::new()
+    }
+}
+
+fn join(prefix: &str, path: &str) -> String {
+    // As axum joins a nest prefix and a nested route.
+    if prefix.ends_with('/') {
+        format!("{prefix}{}", path.trim_start_matches('/'))
+    } else if path == "/" {
+        prefix.to_owned()
+    } else {
+        format!("{prefix}{path}")
+    }
+}
+
+impl<S: Clone + Send + Sync + 'static> Router<S> {
+    /// An empty router.
+    pub fn new() -> Self {
+        Router {
+            inner: axum::Router::new(),
+            routes: Vec::new(),
+            deny_by_default: false,
+        }
+    }
+
+    /// Answers 403 on every route whose handler carries neither a requirement nor `#[public]`
+    /// and that no [`require`](crate::require) or [`public`](crate::public) layer covers, so that
+    /// a forgotten route fails safe. Applies to every route of this router, including nested and
+    /// merged ones and those added after this call.
+    pub fn deny_by_default(mut self) -> Self {
+        self.deny_by_default = true;
+        self
+    }
+
+    /// `axum::Router::route` with a recording [`MethodRouter`].
+    pub fn route(mut self, path: &str, method_router: MethodRouter<S>) -> Self {
+        self.routes.extend(
+            method_router
+                .handlers
+                .into_iter()
+                .map(|handler| RouteEntry {
+                    path: path.to_owned(),
+                    handler,
+                }),
+        );
+        self.inner = self.inner.route(path, method_router.inner);
+        self
+    }
+
+    /// `axum::Router::route_service`. A service cannot be inspected: the route is reported as
+    /// `unresolved` unless a route layer covers it, and a deny-by-default router refuses it
+    /// likewise.
+    pub fn route_service<T>(mut self, path: &str, service: T) -> Self
+    where
+        T: Service<Request, Error = Infallible> + Clone + Send + Sync + 'static,
+        T::Response: IntoResponse,
+        T::Future: Send + 'static,
+    {
+        self.routes.push(RouteEntry {
+            path: path.to_owned(),
+            handler: HandlerRecord {
+                method: "ANY",
+                type_name: type_name::<T>(),
+                kind: HandlerKind::Opaque,
+                layers: Vec::new(),
+            },
+        });
+        self.inner = self.inner.route_service(path, UnmarkedLayer.layer(service));
+        self
+    }
+
+    /// `axum::Router::nest`: the nested routes are recorded under `path`.
+    pub fn nest(mut self, path: &str, router: Router<S>) -> Self {
+        let Router { routes, .. } = &router;
+        self.routes.extend(routes.iter().map(|r| RouteEntry {
+            path: join(path, &r.path),
+            handler: r.handler.clone(),
+        }));
+        self.inner = self.inner.nest(path, router.into_inner());
+        self
+    }
+
+    /// `axum::Router::merge`.
+    pub fn merge(mut self, other: Router<S>) -> Self {
+        self.routes.extend(other.routes.iter().cloned());
+        self.inner = self.inner.merge(other.into_inner());
+        self
+    }
+
+    /// `axum::Router::layer`; a [`require`](crate::require) or [`public`](crate::public) layer is
+    /// recorded for the routes added so far.
+    pub fn layer<L>(mut self, layer: L) -> Self
+    where
+        L: Layer<Route> + Clone + Send + Sync + 'static,
+        L::Service: Service<Request> + Clone + Send + Sync + 'static,
+        <L::Service as Service<Request>>::Response: IntoResponse + 'static,
+        <L::Service as Service<Request>>::Error: Into<Infallible> + 'static,
+        <L::Service as Service<Request>>::Future: Send + 'static,
+    {
+        self.note(&layer);
+        self.inner = self.inner.layer(layer);
+        self
+    }
+
+    /// `axum::Router::route_layer`; recorded like [`Router::layer`].
+    pub fn route_layer<L>(mut self, layer: L) -> Self
+    where
+        L: Layer<Route> + Clone + Send + Sync + 'static,
+        L::Service: Service<Request> + Clone + Send + Sync + 'static,
+        <L::Service as Service<Request>>::Response: IntoResponse + 'static,
+        <L::Service as Service<Request>>::Error: Into<Infallible> + 'static,
+        <L::Service as Service<Request>>::Future: Send + 'static,
+    {
+        self.note(&layer);
+        self.inner = self.inner.route_layer(layer);
+        self
+    }
+
+    /// `axum::Router::with_state`.
+    pub fn with_state<S2>(self, state: S) -> Router<S2> {
+        Router {
+            inner: self.inner.with_state(state),
+            routes: self.routes,
+            deny_by_default: self.deny_by_default,
+        }
+    }
+
+    /// The coverage report of every route.
+    pub fn coverage(&self) -> CoverageReport {
+        self.coverage_with(&CoverageOptions::default())
+    }
+
+    /// The coverage report, with module assignment rules.
+    pub fn coverage_with(&self, options: &CoverageOptions) -> CoverageReport {
+        CoverageReport::build(&self.routes, options)
+    }
+
+    /// The `axum::Router` to serve (with the deny-by-default marker applied to every route when
+    /// that mode is on).
+    pub fn into_inner(self) -> axum::Router<S> {
+        if self.deny_by_default {
+            self.inner.layer(Extension(DenyUnmarked))
+        } else {
+            self.inner
+        }
+    }
+
+    fn note<L: 'static>(&mut self, layer: &L) {
+        if let Some(protection) = protection_of(layer) {
+            for route in &mut self.routes {
+                route.handler.layers.push(protection);
+            }
+        }
+    }
+}
+
+impl<S: Clone + Send + Sync + 'static> From<Router<S>> for axum::Router<S> {
+    fn from(router: Router<S>) -> Self {
+        router.into_inner()
+    }
+}
+
+impl RouteEntry {
+    pub(crate) fn protections(&self) -> impl Iterator<Item = Protection> + '_ {
+        let own = match self.handler.kind {
+            HandlerKind::Marked(meta) => Some(meta.protection),
+            HandlerKind::Plain | HandlerKind::Opaque => None,
+        };
+        own.into_iter().chain(self.handler.layers.iter().copied())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::join;
+
+    #[test]
+    fn nest_prefixes_join_as_axum_joins_them() {
+        assert_eq!(join("/api", "/users"), "/api/users");
+        assert_eq!(join("/api", "/"), "/api");
+        assert_eq!(join("/api/", "/users"), "/api/users");
+        assert_eq!(join("/t/{tenant}", "/x/{id}"), "/t/{tenant}/x/{id}");
+    }
+}

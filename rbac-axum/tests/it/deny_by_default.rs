@@ -1,0 +1,169 @@
+//! Deny-by-default routers: a route that carries nothing answers 403.
+
+use std::convert::Infallible;
+
+use axum::extract::Request;
+use axum::response::{IntoResponse, Response};
+use http::StatusCode;
+use rbac_axum::routing::get;
+use rbac_axum::{RbacLayer, Router, TenantSource, TrustedHeader, public, require};
+
+use crate::support::{Capture, engine, get as get_req};
+
+#[rbac_axum::require_permission("finance.accounts.read")]
+async fn marked() -> &'static str {
+    "marked"
+}
+
+#[rbac_axum::public]
+async fn open() -> &'static str {
+    "open"
+}
+
+async fn forgotten() -> &'static str {
+    "forgotten"
+}
+
+fn service()
+-> impl tower::Service<Request, Response = Response, Error = Infallible, Future = impl Send + 'static>
++ Clone
++ Send
++ Sync
++ 'static {
+    tower::service_fn(|_req: Request| async { Ok::<_, Infallible>("service".into_response()) })
+}
+
+fn routes() -> Router {
+    let nested = Router::new()
+        .route("/forgotten", get(forgotten))
+        .route("/marked", get(marked));
+    let covered = Router::new()
+        .route("/t/{tenant}/covered", get(forgotten))
+        .route_layer(require("finance.accounts.read"));
+    Router::new()
+        .route("/t/{tenant}/forgotten", get(forgotten))
+        .route("/t/{tenant}/marked", get(marked))
+        .route("/t/{tenant}/closure", get(|| async { "closure" }))
+        .route("/open", get(open))
+        .route("/open-by-layer", get(forgotten).route_layer(public()))
+        .route_service("/service", service())
+        .nest("/t/{tenant}/nested", nested)
+        .merge(covered)
+}
+
+fn serve(router: Router) -> axum::Router {
+    router.into_inner().layer(
+        RbacLayer::new(engine())
+            .trusted_header(TrustedHeader::x_user_id())
+            .tenant(TenantSource::path("tenant")),
+    )
+}
+
+async fn status(app: &axum::Router, uri: &str, user: Option<&str>) -> StatusCode {
+    let call = get_req(uri);
+    let call = match user {
+        Some(u) => call.user(u),
+        None => call,
+    };
+    call.send(app).await.status
+}
+
+#[tokio::test]
+async fn unmarked_routes_answer_403() {
+    let app = serve(routes().deny_by_default());
+    for uri in [
+        "/t/acme/forgotten",
+        "/t/acme/closure",
+        "/t/acme/nested/forgotten",
+        "/service",
+    ] {
+        // Even for a caller who holds every permission, and for anonymous callers.
+        assert_eq!(
+            status(&app, uri, Some("carol")).await,
+            StatusCode::FORBIDDEN,
+            "{uri}"
+        );
+        assert_eq!(
+            status(&app, uri, None).await,
+            StatusCode::FORBIDDEN,
+            "{uri}"
+        );
+    }
+    let reply = get_req("/t/acme/forgotten").send(&app).await;
+    reply.assert_problem(StatusCode::FORBIDDEN);
+}
+
+#[tokio::test]
+async fn marked_public_and_covered_routes_are_served() {
+    let app = serve(routes().deny_by_default());
+    assert_eq!(
+        status(&app, "/t/acme/marked", Some("alice")).await,
+        StatusCode::OK
+    );
+    assert_eq!(
+        status(&app, "/t/acme/marked", Some("dave")).await,
+        StatusCode::FORBIDDEN
+    );
+    assert_eq!(
+        status(&app, "/t/acme/nested/marked", Some("alice")).await,
+        StatusCode::OK
+    );
+    assert_eq!(status(&app, "/open", None).await, StatusCode::OK);
+    assert_eq!(status(&app, "/open-by-layer", None).await, StatusCode::OK);
+    // Covered by `route_layer(require(...))`: the layer decides.
+    assert_eq!(
+        status(&app, "/t/acme/covered", Some("alice")).await,
+        StatusCode::OK
+    );
+    assert_eq!(
+        status(&app, "/t/acme/covered", Some("dave")).await,
+        StatusCode::FORBIDDEN
+    );
+    assert_eq!(
+        status(&app, "/t/acme/covered", None).await,
+        StatusCode::UNAUTHORIZED
+    );
+}
+
+#[tokio::test]
+async fn without_the_mode_unmarked_routes_are_served() {
+    let app = serve(routes());
+    for uri in [
+        "/t/acme/forgotten",
+        "/t/acme/closure",
+        "/t/acme/nested/forgotten",
+        "/service",
+    ] {
+        assert_eq!(status(&app, uri, None).await, StatusCode::OK, "{uri}");
+    }
+}
+
+#[tokio::test]
+async fn the_mode_of_a_nested_router_covers_its_own_routes() {
+    let strict = Router::new()
+        .route("/forgotten", get(forgotten))
+        .deny_by_default();
+    let app = serve(
+        Router::new()
+            .route("/forgotten", get(forgotten))
+            .nest("/strict", strict),
+    );
+    assert_eq!(status(&app, "/forgotten", None).await, StatusCode::OK);
+    assert_eq!(
+        status(&app, "/strict/forgotten", None).await,
+        StatusCode::FORBIDDEN
+    );
+}
+
+#[tokio::test]
+async fn the_refusal_is_logged_once_as_an_unmarked_route() {
+    let capture = Capture::start();
+    let app = serve(routes().deny_by_default());
+    status(&app, "/t/acme/forgotten", Some("carol")).await;
+    let events = capture.refusals();
+    assert_eq!(events.len(), 1, "{events:?}");
+    assert_eq!(
+        events[0].fields["cause"],
+        "route has no requirement (deny by default)"
+    );
+}
