@@ -79,6 +79,9 @@
 //! | `#[public]` | nothing: deliberately open |
 //!
 //! Each takes an optional `module = "…"` naming the module the route counts under in the report.
+//! Put the rbac attribute first (above `#[axum::debug_handler]`, `#[utoipa::path]` and other
+//! handler macros): they then see the handler as axum calls it, guard included. Below them, they
+//! would check the signature before the guard is added and report a missing argument.
 //! The attribute adds a first argument to the handler, an extractor that decides the requirement
 //! from the request head before any other extractor runs. The middleware form,
 //! `route_layer(require("finance.accounts.read"))` with [`require`], [`require_any`],

@@ -342,3 +342,33 @@ async fn every_refusal_emits_exactly_one_event_with_its_cause() {
     assert_eq!(reply.status, StatusCode::OK);
     assert!(capture.refusals().is_empty());
 }
+
+// Handler macros placed below the rbac attribute see an ordinary axum handler (with the guard).
+#[require_permission("finance.accounts.read")]
+#[axum::debug_handler]
+async fn debug_checked_inner(Json(body): Json<serde_json::Value>) -> String {
+    body.to_string()
+}
+
+#[tokio::test]
+async fn axum_debug_handler_accepts_protected_handlers_below_the_rbac_attribute() {
+    let app = rbac_axum::Router::new()
+        .route("/t/{tenant}/inner", post(debug_checked_inner))
+        .into_inner()
+        .layer(layer());
+    for path in ["/t/acme/inner"] {
+        let allowed = call(Method::POST, path)
+            .user("alice")
+            .json_body("{\"n\":1}")
+            .send(&app)
+            .await;
+        assert_eq!(allowed.status, StatusCode::OK, "{path}");
+        assert_eq!(allowed.body, "{\"n\":1}");
+        let denied = call(Method::POST, path)
+            .user("dave")
+            .json_body("not json")
+            .send(&app)
+            .await;
+        assert_eq!(denied.status, StatusCode::FORBIDDEN, "{path}");
+    }
+}
