@@ -212,10 +212,13 @@ impl PolicyDocument {
     }
 
     /// Writes the document as TOML.
-    pub fn to_toml_string(&self) -> String {
-        // Serialising plain maps, strings and vectors cannot fail; an empty string would only
-        // come from a bug in the toml crate, and then validation of the output would catch it.
-        toml::to_string(self).unwrap_or_default()
+    ///
+    /// # Errors
+    /// [`toml::ser::Error`] if the TOML writer refuses the document. Plain maps, strings and
+    /// vectors always serialise today; the error is passed on rather than hidden so that a
+    /// future field type can never turn an export into an empty file.
+    pub fn to_toml_string(&self) -> Result<String, toml::ser::Error> {
+        toml::to_string(self)
     }
 
     /// The global role `name`, created empty if missing.
@@ -273,7 +276,7 @@ mod tests {
                 "finance.journal.post"
             ]
         );
-        let text = doc.to_toml_string();
+        let text = doc.to_toml_string().unwrap();
         assert!(text.contains("[permissions.finance.invoices]"), "{text}");
         assert_eq!(PolicyDocument::from_toml_str(&text).unwrap(), doc);
     }

@@ -292,7 +292,11 @@ impl Policy {
     }
 
     /// Writes the policy as TOML; [`Policy::from_toml_str`] reads it back equal.
-    pub fn to_toml_string(&self) -> String {
+    ///
+    /// # Errors
+    /// [`toml::ser::Error`] if the TOML writer refuses the document (see
+    /// [`PolicyDocument::to_toml_string`]).
+    pub fn to_toml_string(&self) -> Result<String, toml::ser::Error> {
         self.document.to_toml_string()
     }
 }
@@ -730,7 +734,7 @@ mod tests {
             "
         );
         let policy = Policy::from_toml_str(&text).unwrap();
-        let again = Policy::from_toml_str(&policy.to_toml_string()).unwrap();
+        let again = Policy::from_toml_str(&policy.to_toml_string().unwrap()).unwrap();
         assert_eq!(policy, again);
     }
 }

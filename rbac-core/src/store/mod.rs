@@ -95,6 +95,9 @@ pub enum StoreError {
     /// The change does not fit the current policy (it removes something that is not there).
     #[error("change rejected, nothing was written: {0}")]
     Change(#[from] ChangeError),
+    /// The policy could not be written as TOML.
+    #[error("cannot write the policy as TOML: {0}")]
+    Export(#[from] toml::ser::Error),
     /// Stored data that this version cannot read.
     #[error("the stored policy is unreadable: {0}")]
     Corrupt(String),
@@ -259,7 +262,7 @@ impl Store {
 
     /// The current policy as a TOML document; [`Store::import`] of it changes nothing.
     pub async fn export_toml(&self) -> Result<String, StoreError> {
-        Ok(self.load().await?.to_toml_string())
+        Ok(self.load().await?.to_toml_string()?)
     }
 
     /// Replaces the whole stored policy with `policy`, as one audited change.
