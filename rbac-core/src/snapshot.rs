@@ -19,27 +19,53 @@ const GLOBAL: u32 = u32::MAX;
 static GENERATION: AtomicU32 = AtomicU32::new(1);
 
 /// Names interned to dense ids, with one copy of each name.
+///
+/// All names live in one byte arena, and each hash-table slot carries its name's offset and
+/// length next to the id: a lookup reads the table slot and the name's bytes, and nothing else
+/// (an id → name indirection would be one more cache miss on every check of a large policy).
 #[derive(Debug, Default)]
 struct Interner {
-    names: Vec<Box<str>>,
-    table: HashTable<u32>,
+    /// Every name, back to back.
+    bytes: String,
+    /// `bytes[start .. start + len]` of each id.
+    spans: Vec<(u32, u32)>,
+    table: HashTable<Slot>,
     hasher: RandomState,
 }
 
+#[derive(Debug, Clone, Copy)]
+struct Slot {
+    id: u32,
+    start: u32,
+    len: u32,
+}
+
+impl Slot {
+    #[inline]
+    fn name<'a>(&self, bytes: &'a [u8]) -> &'a [u8] {
+        let start = self.start as usize;
+        bytes
+            .get(start..start.saturating_add(self.len as usize))
+            .unwrap_or(&[])
+    }
+}
+
 impl Interner {
-    fn hash(&self, name: &str) -> u64 {
+    #[inline]
+    fn hash(hasher: &RandomState, name: &[u8]) -> u64 {
         use std::hash::BuildHasher;
-        self.hasher.hash_one(name)
+        hasher.hash_one(name)
     }
 
     #[inline]
     fn get(&self, name: &str) -> Option<u32> {
-        let hash = self.hash(name);
+        let hash = Interner::hash(&self.hasher, name.as_bytes());
+        let bytes = self.bytes.as_bytes();
         self.table
-            .find(hash, |&id| {
-                self.names.get(id as usize).is_some_and(|n| &**n == name)
+            .find(hash, |slot| {
+                slot.len as usize == name.len() && slot.name(bytes) == name.as_bytes()
             })
-            .copied()
+            .map(|slot| slot.id)
     }
 
     /// Interns `name` (a no-op if it is there already) and returns its id.
@@ -47,23 +73,43 @@ impl Interner {
         if let Some(id) = self.get(name) {
             return id;
         }
-        let id = self.names.len() as u32;
-        let hash = self.hash(name);
-        self.names.push(name.into());
-        let (names, hasher) = (&self.names, &self.hasher);
-        self.table.insert_unique(hash, id, |&i| {
-            use std::hash::BuildHasher;
-            names.get(i as usize).map_or(0, |n| hasher.hash_one(&**n))
-        });
+        let id = self.spans.len() as u32;
+        let hash = Interner::hash(&self.hasher, name.as_bytes());
+        // Offsets are u32: a policy's names would need 4 GiB of text to overflow, and then the
+        // saturated span reads as no name at all, so the name is unknown (denied), never aliased.
+        let start = u32::try_from(self.bytes.len()).unwrap_or(u32::MAX);
+        let len = u32::try_from(name.len()).unwrap_or(u32::MAX);
+        self.bytes.push_str(name);
+        self.spans.push((start, len));
+        let (bytes, hasher) = (self.bytes.as_bytes(), &self.hasher);
+        self.table
+            .insert_unique(hash, Slot { id, start, len }, |slot| {
+                Interner::hash(hasher, slot.name(bytes))
+            });
         id
     }
 
     fn name(&self, id: u32) -> &str {
-        self.names.get(id as usize).map_or("", |n| n)
+        self.spans
+            .get(id as usize)
+            .and_then(|&(start, len)| {
+                self.bytes
+                    .get(start as usize..(start as usize).saturating_add(len as usize))
+            })
+            .unwrap_or("")
     }
 
     fn len(&self) -> usize {
-        self.names.len()
+        self.spans.len()
+    }
+
+    /// Frees the arena's unused capacity once every name is in.
+    fn shrink(&mut self) {
+        self.bytes.shrink_to_fit();
+        self.spans.shrink_to_fit();
+        let (bytes, hasher) = (self.bytes.as_bytes(), &self.hasher);
+        self.table
+            .shrink_to_fit(|slot| Interner::hash(hasher, slot.name(bytes)));
     }
 }
 
@@ -678,6 +724,14 @@ impl<'a> Compiler<'a> {
         self.overlays();
         self.snap.allowed.seal();
         self.snap.denied.seal();
+        for interner in [
+            &mut self.snap.permissions,
+            &mut self.snap.tenants,
+            &mut self.snap.roles,
+            &mut self.snap.subjects,
+        ] {
+            interner.shrink();
+        }
         self.snap
     }
 

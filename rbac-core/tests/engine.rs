@@ -286,6 +286,44 @@ fn a_replaced_policy_is_seen_whole_or_not_at_all() {
 }
 
 #[test]
+fn a_check_after_replace_sees_the_new_policy_on_every_thread() {
+    // Each thread remembers the snapshot it last used; a swap must still be seen by the very
+    // next check, on the swapping thread and on others, and two engines must never share
+    // what a thread remembers.
+    let registry = "[permissions.x]\na = \"\"\n[subjects.alice]\nroles = [\"r\"]\n";
+    let allow =
+        Policy::from_toml_str(&format!("{registry}[roles.r]\ngrants = [\"x.a\"]\n")).unwrap();
+    let deny = Policy::from_toml_str(&format!("{registry}[roles.r]\n")).unwrap();
+    let engine = Arc::new(Engine::new(&allow));
+    let other = Engine::new(&deny);
+    for round in 0..200 {
+        let expect = round % 2 == 0;
+        assert_eq!(
+            allowed(&engine, "alice", "", "x.a"),
+            expect,
+            "round {round}"
+        );
+        assert!(
+            !allowed(&other, "alice", "", "x.a"),
+            "round {round}: engines mixed up"
+        );
+        assert_eq!(
+            allowed(&engine, "alice", "", "x.a"),
+            expect,
+            "round {round}"
+        );
+        let seen_elsewhere = {
+            let engine = engine.clone();
+            std::thread::spawn(move || allowed(&engine, "alice", "", "x.a"))
+                .join()
+                .unwrap()
+        };
+        assert_eq!(seen_elsewhere, expect, "round {round}: other thread");
+        engine.replace(if expect { &deny } else { &allow });
+    }
+}
+
+#[test]
 fn documents_built_in_code_validate_like_toml() {
     let mut doc = PolicyDocument::default();
     doc.permissions.declare("hr.payroll.read", "Read payroll");
