@@ -262,7 +262,11 @@ struct SubjectRec {
     global_combo: u32,
     /// Effective set in the global scope, or NONE.
     global_set: u32,
-    /// Tenant entries: `entries[start .. start + len]`, sorted by tenant id.
+    /// The first tenant entry, inline: most subjects belong to one tenant, and then a check
+    /// reads no second array (one cache miss less on large policies). `tenant` is NONE when
+    /// the subject holds roles in no tenant.
+    first: TenantEntry,
+    /// The other tenant entries: `entries[start .. start + len]`, sorted by tenant id.
     start: u32,
     len: u32,
 }
@@ -464,7 +468,11 @@ impl Snapshot {
     }
 
     #[inline]
-    fn entry(&self, rec: &SubjectRec, t: u32) -> Option<&TenantEntry> {
+    fn entry<'a>(&'a self, rec: &'a SubjectRec, t: u32) -> Option<&'a TenantEntry> {
+        // The empty `first` has tenant NONE, which is also GLOBAL: never match the global scope.
+        if rec.first.tenant == t && t != GLOBAL {
+            return Some(&rec.first);
+        }
         let start = rec.start as usize;
         let entries = self.entries.get(start..start + rec.len as usize)?;
         if entries.len() <= 8 {
@@ -985,11 +993,18 @@ impl<'a> Compiler<'a> {
                 });
             }
             entries.sort_unstable_by_key(|e| e.tenant);
-            let len = entries.len() as u32;
-            self.snap.entries.extend(entries);
+            let mut rest = entries.into_iter();
+            let first = rest.next().unwrap_or(TenantEntry {
+                tenant: NONE,
+                set: NONE,
+                combo: NONE,
+            });
+            self.snap.entries.extend(rest);
+            let len = self.snap.entries.len() as u32 - start;
             self.snap.records.push(SubjectRec {
                 global_combo,
                 global_set,
+                first,
                 start,
                 len,
             });
