@@ -2,293 +2,191 @@
 //! a parsed command out and returns an [`Exit`] code. `main.rs` only parses and dispatches.
 //!
 //! ```text
-//! rbac-admin check --policy policy.toml alice acme finance.invoices.read --explain
-//! rbac-admin check --policy policy.toml --batch queries.csv
-//! rbac-admin check --casbin-model model.conf --casbin-policy policy.csv --batch queries.csv
-//! rbac-admin policy validate policy.toml
-//! rbac-admin coverage report.json --min 90
-//! rbac-admin coverage --src path/to/app/src --format markdown
+//! rbac-admin init --admin root@example.com               # sqlite://rbac.db in this directory
+//! rbac-admin role create accountant -d "Books and invoices"
+//! rbac-admin role grant accountant 'finance.*'
+//! rbac-admin user assign alice accountant --tenant acme
+//! rbac-admin check alice acme finance.invoices.read --explain
+//! rbac-admin can-i system.roles.manage
+//! rbac-admin matrix --tenant acme --format html > matrix.html
+//! rbac-admin policy export -o policy.toml && rbac-admin diff policy.toml db
+//! rbac-admin policy test expectations.txt --policy policy.toml
+//! rbac-admin audit verify
+//! rbac-admin check --policy policy.toml --batch queries.csv   # files need no database
+//! rbac-admin coverage --src path/to/app/src --min 90
 //! ```
 //!
-//! Exit codes ([`Exit`]): 0 success (for a single check: allowed), 1 runtime failure,
-//! 2 denied (single check), 3 invalid input or policy, 4 route coverage below `--min`.
-//! Usage errors are clap's (exit 2, with the usage printed).
+//! # Global options
+//!
+//! | option | environment | default | what |
+//! |---|---|---|---|
+//! | `--db URL` | `RBAC_DATABASE_URL` | `sqlite://rbac.db` | the policy database (`sqlite://FILE`, `postgres://USER@HOST/DB`) |
+//! | `--actor NAME` | `RBAC_ACTOR` | `$USER` | who acts: checked against the policy, recorded in the audit trail |
+//! | `--comment TEXT` | | | why: recorded with every change |
+//! | `--format F` | | `text` | `text` or `json` everywhere data is printed; `csv`/`html` for `matrix`; `markdown`/`html` for `coverage` |
+//!
+//! `NO_COLOR` (set and not empty) turns colour off; colour is only ever used on a terminal.
+//! `RBAC_LOG` sets the log filter (`tracing` targets, e.g. `info` or `rbac::store=debug`).
+//!
+//! # Exit codes ([`Exit`])
+//!
+//! | code | meaning |
+//! |---|---|
+//! | 0 | success; for `check` and `can-i`, allowed |
+//! | 1 | runtime failure: unreachable or uninitialised database, I/O error, confirmation declined |
+//! | 2 | denied: a check was denied, or the acting user lacks the command's permission |
+//! | 3 | invalid input or policy: unknown names, bad files, a refused change, a failing `policy test`, a broken audit chain, a destructive command without `--yes` off a terminal |
+//! | 4 | route coverage below `--min` |
+//!
+//! Usage errors (an unknown flag, a missing argument) print clap's message with the usage and
+//! exit 3, so that 2 always means "denied"; `--help` and `--version` exit 0.
+//!
+//! # Permissions
+//!
+//! Every command that reads or changes the database checks the acting user against the stored
+//! policy first; the built-in `system.*` permissions and roles are listed in [`builtin`]. The
+//! actor is asserted, not authenticated: access to the database itself (file permissions,
+//! PostgreSQL credentials) is the security boundary, and the actor check keeps honest operators
+//! within their role and names them in the audit trail.
+//!
+//! # Adding a command
+//!
+//! Add a variant to [`Command`], a module under [`commands`] whose runner takes the
+//! [`Context`], its arguments and the output stream and returns `Result<Exit, CliError>`, and
+//! one arm in [`run_with`]. Synchronous runners use [`Context::block_on`] for database work.
 
 use std::io::Write;
-use std::path::PathBuf;
 
-use clap::{Args, Parser, Subcommand};
-use rbac_core::{Engine, Policy};
-
+pub mod backup;
+pub mod builtin;
 pub mod check;
+pub mod cli;
+pub mod commands;
+pub mod context;
 pub mod coverage;
+pub mod error;
+pub mod output;
+pub mod progress;
 pub mod static_coverage;
+pub mod time;
 
-/// Exit codes, documented and stable for scripts.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[repr(u8)]
-pub enum Exit {
-    /// Success; for a single check, allowed.
-    Ok = 0,
-    /// Something failed at run time (I/O, a broken pipe excepted).
-    Failure = 1,
-    /// A single check was denied.
-    Denied = 2,
-    /// The input or the policy is invalid; every problem was printed.
-    Invalid = 3,
-    /// Route coverage is below the required minimum.
-    BelowMinimum = 4,
-}
-
-impl From<Exit> for std::process::ExitCode {
-    fn from(exit: Exit) -> Self {
-        std::process::ExitCode::from(exit as u8)
-    }
-}
-
-/// Administer role-based access control: check decisions and validate policies.
-#[derive(Debug, Parser)]
-#[command(name = "rbac-admin", version, about)]
-pub struct Cli {
-    /// What to do.
-    #[command(subcommand)]
-    pub command: Command,
-}
-
-/// The commands.
-#[derive(Debug, Subcommand)]
-pub enum Command {
-    /// Decide `subject tenant permission` queries against a policy.
-    Check(CheckArgs),
-    /// Work with policy files.
-    #[command(subcommand)]
-    Policy(PolicyCommand),
-    /// Show which routes are protected by what, from a saved report or from source.
-    Coverage(CoverageArgs),
-}
-
-/// `coverage` arguments.
-#[derive(Debug, Args)]
-pub struct CoverageArgs {
-    /// A report saved as JSON by the application (`CoverageReport::to_json_string`).
-    #[arg(
-        value_name = "REPORT.json",
-        required_unless_present = "src",
-        conflicts_with = "src"
-    )]
-    pub report: Option<PathBuf>,
-    /// Build the report from the application's source instead (static analysis with syn).
-    #[arg(long, value_name = "DIR")]
-    pub src: Option<PathBuf>,
-    /// Exit with code 4 when fewer than this percentage of routes are protected or public.
-    #[arg(long, value_name = "PERCENT")]
-    pub min: Option<f64>,
-    /// Output format.
-    #[arg(long, value_enum, default_value = "text")]
-    pub format: coverage::ReportFormat,
-}
-
-/// Where the policy comes from.
-#[derive(Debug, Args)]
-#[group(required = true, multiple = true)]
-pub struct PolicySource {
-    /// A TOML policy file.
-    #[arg(long, value_name = "FILE.toml", conflicts_with_all = ["casbin_model", "casbin_policy"])]
-    pub policy: Option<PathBuf>,
-    /// A casbin model (`.conf`); needs `--casbin-policy`.
-    #[arg(long, value_name = "M.conf", requires = "casbin_policy")]
-    pub casbin_model: Option<PathBuf>,
-    /// A casbin policy CSV; needs `--casbin-model`.
-    #[arg(long, value_name = "P.csv", requires = "casbin_model")]
-    pub casbin_policy: Option<PathBuf>,
-}
-
-/// `check` arguments.
-#[derive(Debug, Args)]
-pub struct CheckArgs {
-    #[command(flatten)]
-    /// The policy.
-    pub source: PolicySource,
-    /// A CSV file of queries, one `subject,tenant,permission` a line (empty tenant: global
-    /// scope); `-` reads standard input. Prints one `allow` or `deny` a line, in order.
-    #[arg(long, value_name = "QUERIES.csv", conflicts_with = "query")]
-    pub batch: Option<PathBuf>,
-    /// Also print the reason: the role chain and the rule that decided.
-    #[arg(long)]
-    pub explain: bool,
-    /// One query: SUBJECT TENANT PERMISSION (use "" for the global scope).
-    #[arg(num_args = 3, value_names = ["SUBJECT", "TENANT", "PERMISSION"], required_unless_present = "batch")]
-    pub query: Vec<String>,
-}
-
-/// `policy` subcommands.
-#[derive(Debug, Subcommand)]
-pub enum PolicyCommand {
-    /// Validate a TOML policy: print every error, exit 3 if there is any.
-    Validate {
-        /// The policy file.
-        file: PathBuf,
-    },
-}
+pub use cli::{
+    CheckArgs, Cli, Command, CoverageArgs, DEFAULT_DB_URL, Format, GlobalArgs, PolicyCommand,
+    PolicySource,
+};
+pub use context::Context;
+pub use error::{CliError, Exit, ExitCode};
 
 /// Carries out a parsed command, printing to standard output and standard error.
 pub fn run(cli: Cli) -> Exit {
+    init_logging();
     let stdout = std::io::stdout();
-    let stderr = std::io::stderr();
-    run_with(cli, &mut stdout.lock(), &mut stderr.lock())
+    // Standard error is not locked for the whole run: the progress bar's ticker thread and log
+    // lines from other threads write to it too.
+    run_with(cli, &mut stdout.lock(), &mut std::io::stderr())
 }
 
-/// Like [`run`], writing to the given streams.
+/// Log lines (progress of long operations off a terminal, warnings) go to standard error through
+/// `tracing`; `RBAC_LOG` sets the filter (default: this tool's info lines, others' warnings).
+fn init_logging() {
+    use std::io::IsTerminal;
+    let filter = std::env::var("RBAC_LOG")
+        .ok()
+        .and_then(|f| f.parse::<tracing_subscriber::filter::Targets>().ok())
+        .unwrap_or_else(|| {
+            tracing_subscriber::filter::Targets::new()
+                .with_default(tracing::Level::WARN)
+                .with_target("rbac_admin", tracing::Level::INFO)
+        });
+    let color = std::io::stderr().is_terminal() && !context::no_color();
+    let subscriber = tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_ansi(color)
+        .with_target(false)
+        .finish();
+    use tracing_subscriber::layer::SubscriberExt;
+    let _ = tracing::subscriber::set_global_default(subscriber.with(filter));
+}
+
+/// Prints a command-line parsing error (or the help or version text clap produced) and returns
+/// its exit code: 0 for help and version, [`Exit::Invalid`] for a usage error.
+pub fn usage_error(error: &clap::Error) -> Exit {
+    use clap::error::ErrorKind;
+    let _ = error.print();
+    match error.kind() {
+        ErrorKind::DisplayHelp | ErrorKind::DisplayVersion => Exit::Ok,
+        _ => Exit::Invalid,
+    }
+}
+
+/// Like [`run`], writing to the given streams. Errors print as one line, `error: ...`.
 pub fn run_with(cli: Cli, out: &mut dyn Write, err: &mut dyn Write) -> Exit {
-    let result = match cli.command {
-        Command::Check(args) => check_command(&args, out, err),
-        Command::Policy(PolicyCommand::Validate { file }) => validate_command(&file, out, err),
-        Command::Coverage(args) => coverage_command(&args, out, err),
-    };
+    let ctx = Context::from_args(&cli.global);
+    let result = dispatch(&ctx, cli.command, out, err);
     match result {
         Ok(exit) => exit,
         // A closed pipe (`| head`) is not an error worth a message.
         Err(CliError::Io(e)) if e.kind() == std::io::ErrorKind::BrokenPipe => Exit::Ok,
         Err(e) => {
-            let _ = writeln!(err, "error: {e}");
+            let color = ctx.interactive && !context::no_color();
+            let _ = writeln!(err, "{} {e}", output::paint("error:", "31", color));
             e.exit()
         }
     }
 }
 
-/// Errors that end a command.
-#[derive(Debug, thiserror::Error)]
-pub enum CliError {
-    /// The policy could not be loaded.
-    #[error(transparent)]
-    Policy(#[from] rbac_core::PolicyError),
-    /// The casbin model or policy could not be imported.
-    #[error(transparent)]
-    Casbin(#[from] rbac_core::casbin::CasbinError),
-    /// A file could not be read.
-    #[error("cannot read `{path}`: {source}")]
-    Read {
-        /// The file.
-        path: String,
-        /// Why.
-        source: std::io::Error,
-    },
-    /// The coverage report could not be produced.
-    #[error(transparent)]
-    Coverage(#[from] coverage::CoverageError),
-    /// Writing the output failed.
-    #[error("cannot write the output: {0}")]
-    Io(#[from] std::io::Error),
-}
-
-impl CliError {
-    fn exit(&self) -> Exit {
-        match self {
-            CliError::Policy(rbac_core::PolicyError::Io { .. }) | CliError::Read { .. } => {
-                Exit::Invalid
-            }
-            CliError::Casbin(rbac_core::casbin::CasbinError::Io { .. }) => Exit::Invalid,
-            CliError::Policy(_) | CliError::Casbin(_) | CliError::Coverage(_) => Exit::Invalid,
-            CliError::Io(_) => Exit::Failure,
-        }
-    }
-}
-
-fn load(source: &PolicySource) -> Result<Policy, CliError> {
-    match (&source.policy, &source.casbin_model, &source.casbin_policy) {
-        (Some(file), _, _) => Ok(Policy::from_toml_file(file)?),
-        (None, Some(model), Some(policy)) => Ok(rbac_core::casbin::import_files(model, policy)?),
-        // clap's argument group and `requires` make this unreachable; say so plainly if not.
-        _ => Err(CliError::Read {
-            path: "--policy".into(),
-            source: std::io::Error::new(std::io::ErrorKind::InvalidInput, "no policy given"),
-        }),
-    }
-}
-
-fn check_command(
-    args: &CheckArgs,
+fn dispatch(
+    ctx: &Context,
+    command: Command,
     out: &mut dyn Write,
     err: &mut dyn Write,
 ) -> Result<Exit, CliError> {
-    let engine = Engine::new(&load(&args.source)?);
-    if let Some(batch) = &args.batch {
-        let (name, text) = if batch.as_os_str() == "-" {
-            let mut text = String::new();
-            std::io::Read::read_to_string(&mut std::io::stdin(), &mut text).map_err(|source| {
-                CliError::Read {
-                    path: "<stdin>".into(),
-                    source,
-                }
-            })?;
-            ("<stdin>".to_owned(), text)
-        } else {
-            let text = std::fs::read_to_string(batch).map_err(|source| CliError::Read {
-                path: batch.display().to_string(),
-                source,
-            })?;
-            (batch.display().to_string(), text)
-        };
-        let summary = check::run_batch(&engine, &text, &name, args.explain, out, err)?;
-        return Ok(if summary.malformed > 0 {
-            Exit::Invalid
-        } else {
-            Exit::Ok
-        });
-    }
-    let [subject, tenant, permission] = args.query.as_slice() else {
-        return Ok(Exit::Invalid);
-    };
-    let decision = engine.check(subject, tenant, permission);
-    if args.explain {
-        writeln!(out, "{}", engine.explain(subject, tenant, permission))?;
-    } else {
-        writeln!(out, "{decision}")?;
-    }
-    Ok(if decision.is_allowed() {
-        Exit::Ok
-    } else {
-        Exit::Denied
-    })
-}
-
-fn validate_command(
-    file: &std::path::Path,
-    out: &mut dyn Write,
-    err: &mut dyn Write,
-) -> Result<Exit, CliError> {
-    match Policy::from_toml_file(file) {
-        Ok(policy) => {
-            let doc = policy.document();
-            writeln!(
-                out,
-                "{}: ok ({} permissions, {} roles, {} tenants, {} subjects)",
-                file.display(),
-                doc.permissions.0.len(),
-                doc.roles.len(),
-                doc.tenants.len(),
-                doc.subjects.len()
-            )?;
-            Ok(Exit::Ok)
-        }
-        Err(e) => {
-            writeln!(err, "{e}")?;
-            Ok(Exit::Invalid)
-        }
+    use commands as c;
+    match command {
+        Command::Init(args) => ctx.block_on(c::init::run(ctx, &args, out))?,
+        Command::Status => ctx.block_on(c::status::run(ctx, out))?,
+        Command::Perm(cmd) => ctx.block_on(c::perm::run(ctx, &cmd, out))?,
+        Command::Role(cmd) => ctx.block_on(c::role::run(ctx, &cmd, out))?,
+        Command::User(cmd) => ctx.block_on(c::user::run(ctx, &cmd, out))?,
+        Command::Tenant(cmd) => ctx.block_on(c::tenant::run(ctx, &cmd, out))?,
+        Command::Check(args) => ctx.block_on(c::check::run(ctx, &args, out, err))?,
+        Command::CanI(args) => ctx.block_on(c::check::can_i(ctx, &args, out))?,
+        Command::Matrix(args) => ctx.block_on(c::matrix::run(ctx, &args, out))?,
+        Command::Diff(args) => ctx.block_on(c::diff::run(ctx, &args, out))?,
+        Command::Policy(cmd) => ctx.block_on(c::policy::run(ctx, &cmd, out, err))?,
+        Command::Audit(cmd) => ctx.block_on(c::audit::run(ctx, &cmd, out))?,
+        Command::Backup(args) => backup::cli::run(ctx, &args, out),
+        Command::Coverage(args) => coverage_command(ctx, &args, out, err),
+        Command::Completions(args) => c::docs::completions(&args, out),
+        Command::Man(args) => c::docs::man(&args, out),
     }
 }
 
 fn coverage_command(
+    ctx: &Context,
     args: &CoverageArgs,
     out: &mut dyn Write,
     err: &mut dyn Write,
 ) -> Result<Exit, CliError> {
+    let format = match ctx.require_format(
+        "coverage",
+        &[Format::Text, Format::Json, Format::Markdown, Format::Html],
+    )? {
+        Format::Json => coverage::ReportFormat::Json,
+        Format::Markdown => coverage::ReportFormat::Markdown,
+        Format::Html => coverage::ReportFormat::Html,
+        _ => coverage::ReportFormat::Text,
+    };
     let (report, notes) = match (&args.src, &args.report) {
         (Some(dir), _) => coverage::report_from_source(dir)?,
         (None, Some(file)) => (coverage::load_report(file)?, Vec::new()),
-        (None, None) => return Ok(Exit::Invalid),
+        (None, None) => {
+            return Err(CliError::invalid(
+                "give REPORT.json or --src DIR to build the report from source",
+            ));
+        }
     };
-    coverage::render(&report, &notes, args.format, out)?;
+    coverage::render(&report, &notes, format, out)?;
     if let Some(min) = args.min {
         let percent = report.totals.percent();
         if percent < min {

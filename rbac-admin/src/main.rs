@@ -3,6 +3,8 @@
 use clap::Parser;
 
 fn main() -> std::process::ExitCode {
-    let cli = rbac_admin::Cli::parse();
-    rbac_admin::run(cli).into()
+    match rbac_admin::Cli::try_parse() {
+        Ok(cli) => rbac_admin::run(cli).into(),
+        Err(usage) => rbac_admin::usage_error(&usage).into(),
+    }
 }

@@ -205,12 +205,22 @@ fn missing_files_and_bad_usage_are_one_clear_line() {
         .stderr(predicate::str::starts_with(
             "error: cannot read `/nonexistent/q.csv`",
         ));
-    // clap's usage errors: exit 2 is clap's; no panic text ever.
+    // Without a policy file, `check` reads the database, which is never created by a read.
     admin()
         .args(["check", "a", "b", "c"])
         .assert()
         .failure()
         .stderr(predicate::str::contains("panicked").not());
+    // Usage errors exit 3 (invalid input), so that 2 always means denied.
+    admin()
+        .args(["check", "--no-such-flag"])
+        .assert()
+        .code(3)
+        .stderr(predicate::str::contains(
+            "unexpected argument '--no-such-flag'",
+        ));
+    admin().assert().code(3);
+    admin().arg("--help").assert().code(0);
 }
 
 const FIXTURE_APP: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/coverage_app");

@@ -26,6 +26,16 @@ pub trait Authorizer: Send + Sync + 'static {
 
     /// Whether the policy declares `permission`.
     fn is_declared(&self, permission: &str) -> bool;
+
+    /// The roles `subject` has in force in `tenant`, inherited ones included, or why there are
+    /// none to consult: [`Cause::UnknownSubject`], [`Cause::UnknownTenant`], or
+    /// [`Cause::Stale`] from a live engine that is denying.
+    ///
+    /// The default reads the held roles from an explanation, so inherited roles are missing;
+    /// every implementation in this crate overrides it.
+    fn roles_of(&self, subject: &str, tenant: &str) -> Result<Vec<String>, Cause> {
+        held_roles_by_explanation(self, subject, tenant)
+    }
 }
 
 impl Authorizer for Engine {
@@ -44,6 +54,27 @@ impl Authorizer for Engine {
     fn is_declared(&self, permission: &str) -> bool {
         self.snapshot().permission_id(permission).is_some()
     }
+
+    fn roles_of(&self, subject: &str, tenant: &str) -> Result<Vec<String>, Cause> {
+        let snapshot = self.snapshot();
+        known(&snapshot, subject, tenant)?;
+        Ok(snapshot
+            .roles_of(subject, tenant)
+            .into_iter()
+            .map(str::to_owned)
+            .collect())
+    }
+}
+
+/// Unknown subjects and tenants, told apart for the verdict's cause.
+fn known(snapshot: &rbac_core::Snapshot, subject: &str, tenant: &str) -> Result<(), Cause> {
+    if snapshot.subject_id(subject).is_none() {
+        return Err(Cause::UnknownSubject);
+    }
+    if snapshot.tenant_id(tenant).is_none() {
+        return Err(Cause::UnknownTenant);
+    }
+    Ok(())
 }
 
 #[cfg(feature = "store")]
@@ -57,13 +88,18 @@ impl Authorizer for rbac_core::store::LiveEngine {
     }
 
     fn permissions_of(&self, subject: &str, tenant: &str) -> Vec<String> {
-        // The engine itself bypasses the staleness limit; every answer built on this list is
-        // confirmed through `check` or `explain`, which do not.
-        self.engine().permissions_of(subject, tenant)
+        rbac_core::store::LiveEngine::permissions_of(self, subject, tenant)
     }
 
     fn is_declared(&self, permission: &str) -> bool {
         self.engine().snapshot().permission_id(permission).is_some()
+    }
+
+    fn roles_of(&self, subject: &str, tenant: &str) -> Result<Vec<String>, Cause> {
+        if self.is_denying() {
+            return Err(Cause::Stale);
+        }
+        Authorizer::roles_of(self.engine(), subject, tenant)
     }
 }
 
@@ -82,6 +118,10 @@ impl<A: Authorizer + ?Sized> Authorizer for Arc<A> {
 
     fn is_declared(&self, permission: &str) -> bool {
         (**self).is_declared(permission)
+    }
+
+    fn roles_of(&self, subject: &str, tenant: &str) -> Result<Vec<String>, Cause> {
+        (**self).roles_of(subject, tenant)
     }
 }
 
@@ -175,14 +215,30 @@ fn in_module(permission: &str, module: &str) -> bool {
         .is_some_and(|rest| rest.is_empty() || rest.starts_with('.'))
 }
 
-/// rbac-core has no role query: the roles a subject holds come with an explanation, which needs a
-/// declared permission. Any one will do; the subject's own first, else one from `permissions!`.
+/// A role requirement holds when the subject has the role in force in the tenant, held or
+/// inherited (an `admin` who inherits `auditor` passes `require_role("auditor")`).
 fn has_role<A: Authorizer + ?Sized>(
     authorizer: &A,
     subject: &str,
     tenant: &str,
     role: &str,
 ) -> Verdict {
+    match authorizer.roles_of(subject, tenant) {
+        Err(cause) => Verdict::deny(cause),
+        Ok(roles) if roles.iter().any(|r| r == role) => Verdict::allow(),
+        Ok(roles) if roles.is_empty() => Verdict::deny(Cause::NoRoles),
+        Ok(_) => Verdict::deny(Cause::NoGrant),
+    }
+}
+
+/// The held roles (no inherited ones) as an explanation lists them: the fallback for
+/// implementors of [`Authorizer`] that have no role query. The explanation needs a declared
+/// permission; any one will do, the subject's own first, else one from `permissions!`.
+fn held_roles_by_explanation<A: Authorizer + ?Sized>(
+    authorizer: &A,
+    subject: &str,
+    tenant: &str,
+) -> Result<Vec<String>, Cause> {
     let probe = authorizer
         .permissions_of(subject, tenant)
         .into_iter()
@@ -194,16 +250,12 @@ fn has_role<A: Authorizer + ?Sized>(
                 .find(|p| authorizer.is_declared(p))
         });
     let Some(probe) = probe else {
-        return Verdict::deny(Cause::NoGrant);
+        return Err(Cause::NoGrant);
     };
     let explanation = authorizer.explain(subject, tenant, &probe);
     match explanation.decision.cause() {
-        Cause::Stale => Verdict::deny(Cause::Stale),
-        _ if explanation.held_roles.iter().any(|r| r == role) => Verdict::allow(),
-        Cause::UnknownSubject | Cause::UnknownTenant | Cause::NoRoles => {
-            Verdict::deny(explanation.decision.cause())
-        }
-        _ => Verdict::deny(Cause::NoGrant),
+        cause @ (Cause::Stale | Cause::UnknownSubject | Cause::UnknownTenant) => Err(cause),
+        _ => Ok(explanation.held_roles),
     }
 }
 

@@ -74,7 +74,7 @@
 //! | `#[require_permission(any("a.b.c", "d.e.f"))]` | at least one of them |
 //! | `#[require_permission(all("a.b.c", "d.e.f"))]` | every one of them |
 //! | `#[require_permission(perms::FINANCE_ACCOUNTS_READ)]` | a permission constant from [`permissions!`] |
-//! | `#[require_role("admin")]` | that role in the tenant (held directly or globally) |
+//! | `#[require_role("admin")]` | that role in force in the tenant (held there or globally, or inherited) |
 //! | `#[require_module("finance")]` | any permission of the module |
 //! | `#[public]` | nothing: deliberately open |
 //!
@@ -153,6 +153,7 @@ mod rejection;
 mod requirement;
 mod router;
 pub mod routing;
+pub mod rows;
 mod tenant;
 
 /// JWT bearer tokens; re-exports `jsonwebtoken`'s key and algorithm types.

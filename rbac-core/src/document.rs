@@ -46,6 +46,9 @@ pub struct PolicyDocument {
     /// Subjects (users, service accounts) and the roles they hold.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub subjects: BTreeMap<String, SubjectDef>,
+    /// Resources (database tables) that row-level and field-level policies talk about.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub resources: BTreeMap<String, ResourceDef>,
 }
 
 /// A role's rules in one scope (global, or one tenant).
@@ -64,6 +67,66 @@ pub struct RoleDef {
     /// Permissions or patterns this role refuses. A deny wins over any grant, at any depth.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub denies: Vec<String>,
+    /// Row filters by resource name (`invoices = "created_by = subject.id"`); see
+    /// [`crate::rows`] for the language. In a tenant layer, a filter replaces the global
+    /// layer's filter of the same role and resource inside that tenant.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub rows: BTreeMap<String, String>,
+    /// Field rules by resource name; see [`crate::fields`]. In a tenant layer, a rule replaces
+    /// the global layer's rule of the same role and resource inside that tenant.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub fields: BTreeMap<String, FieldRuleDef>,
+}
+
+/// A resource: a database table whose rows and fields policies restrict.
+///
+/// ```toml
+/// [resources.invoices]
+/// table = "invoices"
+/// tenant_column = "tenant_id"
+/// fields = ["customer.credit_limit"]    # JSON-only fields, not filterable
+/// [resources.invoices.columns]
+/// id = "int"
+/// created_by = "text"
+/// amount = "float"
+/// ```
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ResourceDef {
+    /// What the resource is.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+    /// The SQL table (an identifier, optionally `schema.table`).
+    pub table: String,
+    /// The column holding the tenant name of each row; every filter is restricted to it.
+    pub tenant_column: String,
+    /// Filterable columns and their types: `int`, `float`, `text` or `bool`.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub columns: BTreeMap<String, String>,
+    /// Further fields of the resource's JSON records that field rules may name but filters
+    /// may not (dotted paths reach into nested objects: `customer.credit_limit`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub fields: Vec<String>,
+}
+
+/// Which fields of a resource a role may read and write. Each side is an allow-list or a
+/// deny-list (not both); a role with a row filter or field rule for a resource and no `read`
+/// list reads every field, and with no `write` list writes none.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FieldRuleDef {
+    /// Readable fields (allow-list).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub read: Option<Vec<String>>,
+    /// Fields that may not be read (deny-list); all others may.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub read_deny: Option<Vec<String>>,
+    /// Writable fields (allow-list).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub write: Option<Vec<String>>,
+    /// Fields that may not be written (deny-list); all others may.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub write_deny: Option<Vec<String>>,
 }
 
 /// A tenant (organization).

@@ -141,6 +141,18 @@ impl Engine {
         })
     }
 
+    /// The roles `subject` has in force in `tenant` (`""` for the global scope): held there or
+    /// globally, and every role those inherit, in name order. Unknown names give an empty list.
+    pub fn roles_of(&self, subject: &str, tenant: &str) -> Vec<String> {
+        self.with_current(|snapshot| {
+            snapshot
+                .roles_of(subject, tenant)
+                .into_iter()
+                .map(str::to_owned)
+                .collect()
+        })
+    }
+
     /// The current snapshot, for the interned fast path or for many checks against one version.
     pub fn snapshot(&self) -> Arc<Snapshot> {
         self.current.load_full()

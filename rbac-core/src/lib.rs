@@ -61,6 +61,9 @@
 //! | [`document`] | the serde shape of a policy |
 //! | [`casbin`] | casbin model and CSV import and export |
 //! | [`lines`] | line-numbered CSV records (casbin policies, batch queries) |
+//! | [`resource`] | declared resources (tables, typed columns) and subject attributes |
+//! | [`rows`] | row-level policies: in-memory check, SQL filter (`sqlx::QueryBuilder`), explain |
+//! | [`fields`] | field-level policies: redact, check writes, SQL projection |
 //! | `store` | policies in SQLite or PostgreSQL, live engines, the audit trail (features `sqlite`, `postgres`) |
 //!
 //! # Features
@@ -69,14 +72,18 @@
 //! |---|---|---|
 //! | `sqlite` | yes | the `store` module on embedded SQLite |
 //! | `postgres` | no | the `store` module on PostgreSQL, with `LISTEN/NOTIFY` |
+//! | `sql` | with `store` | `RowFilter::push_sql` into any sqlx `QueryBuilder` (SQLite, PostgreSQL) |
 
 pub mod casbin;
 mod decision;
 pub mod document;
 mod engine;
+pub mod fields;
 pub mod lines;
 pub mod name;
 mod policy;
+pub mod resource;
+pub mod rows;
 mod snapshot;
 #[cfg(feature = "store")]
 pub mod store;

@@ -117,6 +117,8 @@ pub enum Item {
         /// The tenant.
         tenant: String,
     },
+    /// A resource declaration.
+    Resource(String),
 }
 
 impl fmt::Display for Item {
@@ -130,6 +132,7 @@ impl fmt::Display for Item {
             Item::SubjectInTenant { subject, tenant } => {
                 write!(f, "subject `{subject}` in tenant `{tenant}`")
             }
+            Item::Resource(r) => write!(f, "resource `{r}`"),
         }
     }
 }
@@ -209,6 +212,38 @@ pub enum Problem {
         list: &'static str,
         /// The repeated entry.
         name: String,
+    },
+    /// A resource declaration that cannot be used (a bad identifier, an unknown column type).
+    #[error("{0}")]
+    BadResource(String),
+    /// A row filter or field rule names a resource the policy does not declare.
+    #[error(
+        "{kind} for the undeclared resource `{name}` (declare it under `[resources.{name}]`){}",
+        did_you_mean(suggestion)
+    )]
+    UnknownResource {
+        /// `row filter` or `field rule`.
+        kind: &'static str,
+        /// The resource.
+        name: String,
+        /// A declared resource with a close name.
+        suggestion: Option<String>,
+    },
+    /// A row filter that does not parse or does not fit its resource.
+    #[error("row filter for `{resource}`: {error}")]
+    BadRowFilter {
+        /// The resource.
+        resource: String,
+        /// What is wrong.
+        error: crate::rows::FilterError,
+    },
+    /// A field rule that does not fit its resource.
+    #[error("field rule for `{resource}`: {message}")]
+    BadFieldRule {
+        /// The resource.
+        resource: String,
+        /// What is wrong.
+        message: String,
     },
     /// A permission whose name is also the parent of another permission.
     #[error(
@@ -308,6 +343,19 @@ fn validate(doc: &PolicyDocument) -> Vec<Issue> {
         issues: Vec::new(),
     };
     v.registry();
+    let resources = v.resources();
+    for (role, def) in &doc.roles {
+        v.resource_rules(&Item::Role(role.clone()), def, &resources);
+    }
+    for (tenant, def) in &doc.tenants {
+        for (role, layer) in &def.roles {
+            let item = Item::TenantRole {
+                tenant: tenant.clone(),
+                role: role.clone(),
+            };
+            v.resource_rules(&item, layer, &resources);
+        }
+    }
     for (role, def) in &doc.roles {
         let item = Item::Role(role.clone());
         v.name(&item, name::validate_name(role));
@@ -357,6 +405,74 @@ struct Validator<'a> {
 }
 
 impl Validator<'_> {
+    /// Checks every resource declaration and compiles them for checking rules against.
+    fn resources(&mut self) -> BTreeMap<String, crate::resource::Resource> {
+        let mut out = BTreeMap::new();
+        for (name, def) in &self.doc.resources {
+            let item = Item::Resource(name.clone());
+            if !crate::resource::is_identifier(name) {
+                self.push(
+                    &item,
+                    Problem::BadResource(format!(
+                        "the name `{name}` is not an identifier (letters, digits and `_`)"
+                    )),
+                );
+            }
+            for message in crate::resource::validate(def) {
+                self.push(&item, Problem::BadResource(message));
+            }
+            out.insert(name.clone(), crate::resource::Resource::compile(name, def));
+        }
+        out
+    }
+
+    /// Checks a layer's row filters and field rules against the declared resources.
+    fn resource_rules(
+        &mut self,
+        item: &Item,
+        def: &RoleDef,
+        resources: &BTreeMap<String, crate::resource::Resource>,
+    ) {
+        let unknown = |kind: &'static str, name: &str| Problem::UnknownResource {
+            kind,
+            name: name.to_owned(),
+            suggestion: name::suggest(name, resources.keys().map(String::as_str))
+                .map(str::to_owned),
+        };
+        for (resource, text) in &def.rows {
+            let Some(compiled) = resources.get(resource) else {
+                self.push(item, unknown("row filter", resource));
+                continue;
+            };
+            if let Err(errors) = crate::rows::compile_filter(text, compiled) {
+                for error in errors {
+                    self.push(
+                        item,
+                        Problem::BadRowFilter {
+                            resource: resource.clone(),
+                            error,
+                        },
+                    );
+                }
+            }
+        }
+        for (resource, rule) in &def.fields {
+            let Some(compiled) = resources.get(resource) else {
+                self.push(item, unknown("field rule", resource));
+                continue;
+            };
+            for message in crate::fields::validate(rule, compiled) {
+                self.push(
+                    item,
+                    Problem::BadFieldRule {
+                        resource: resource.clone(),
+                        message,
+                    },
+                );
+            }
+        }
+    }
+
     fn push(&mut self, item: &Item, problem: Problem) {
         self.issues.push(Issue {
             item: item.clone(),

@@ -324,6 +324,8 @@ pub struct Snapshot {
     global_layers: Vec<Option<Layer>>,
     /// Tenant layers by (tenant, role).
     tenant_layers: HashMap<(u32, u32), Layer>,
+    /// Resources and the row and field rules of role layers.
+    resource_policies: crate::rows::ResourcePolicies,
 }
 
 macro_rules! id_type {
@@ -614,6 +616,60 @@ impl Snapshot {
             .chain(scoped.map(|l| (l, Some(t))))
     }
 
+    /// The roles `subject` has in force in `tenant` (empty for the global scope): those it
+    /// holds there or globally, and every role those inherit (through global and that tenant's
+    /// inherits), in name order. Unknown names give an empty list.
+    ///
+    /// ```
+    /// # use rbac_core::{Engine, Policy};
+    /// let policy = Policy::from_toml_str(r#"
+    ///     [roles.viewer]
+    ///     [roles.manager]
+    ///     inherits = ["viewer"]
+    ///     [tenants.acme]
+    ///     [subjects.bob.tenants]
+    ///     acme = ["manager"]
+    /// "#)?;
+    /// let snapshot = Engine::new(&policy).snapshot();
+    /// assert_eq!(snapshot.roles_of("bob", "acme"), ["manager", "viewer"]);
+    /// assert!(snapshot.roles_of("bob", "").is_empty());
+    /// # Ok::<(), rbac_core::PolicyError>(())
+    /// ```
+    pub fn roles_of(&self, subject: &str, tenant: &str) -> Vec<&str> {
+        let mut names: Vec<&str> = self
+            .role_ids_in(subject, tenant)
+            .map(|(_, roles)| roles.into_iter().map(|r| self.roles.name(r)).collect())
+            .unwrap_or_default();
+        names.sort_unstable();
+        names
+    }
+
+    /// The scope id of `tenant` and the ids of the roles `subject` has in force there (held
+    /// and inherited); `None` for an unknown subject or tenant.
+    pub(crate) fn role_ids_in(&self, subject: &str, tenant: &str) -> Option<(u32, Vec<u32>)> {
+        let s = self.subjects.get(subject)?;
+        let t = if tenant.is_empty() {
+            GLOBAL
+        } else {
+            self.tenants.get(tenant)?
+        };
+        let mut seen: BTreeSet<u32> = BTreeSet::new();
+        let mut stack = self.held_roles(s, t);
+        while let Some(role) = stack.pop() {
+            if seen.insert(role) {
+                for (layer, _) in self.layers_of(role, t) {
+                    stack.extend(layer.parents.iter().copied());
+                }
+            }
+        }
+        Some((t, seen.into_iter().collect()))
+    }
+
+    /// Resources and the row and field rules of role layers.
+    pub(crate) fn resource_policies(&self) -> &crate::rows::ResourcePolicies {
+        &self.resource_policies
+    }
+
     /// How many subjects, tenants, roles, permissions and distinct effective sets it holds.
     pub fn stats(&self) -> SnapshotStats {
         SnapshotStats {
@@ -676,6 +732,7 @@ impl<'a> Compiler<'a> {
             overlays: HashMap::new(),
             global_layers: Vec::new(),
             tenant_layers: HashMap::new(),
+            resource_policies: crate::rows::ResourcePolicies::default(),
         };
         Compiler {
             policy,
@@ -726,6 +783,12 @@ impl<'a> Compiler<'a> {
                 self.snap.tenant_layers.insert((t, r), layer);
             }
         }
+        let resource_policies = crate::rows::ResourcePolicies::compile(
+            doc,
+            |role| self.snap.roles.get(role),
+            |tenant| self.snap.tenants.get(tenant),
+        );
+        self.snap.resource_policies = resource_policies;
         self.global_effects();
         self.tenant_effects();
         self.subjects();

@@ -51,6 +51,11 @@ async fn auditors() -> &'static str {
     "audit"
 }
 
+#[require_role("viewer")]
+async fn viewers() -> &'static str {
+    "view"
+}
+
 #[require_module("crm")]
 async fn crm_anything() -> Result<&'static str, StatusCode> {
     Ok("crm")
@@ -111,6 +116,7 @@ fn routes() -> Router<AppState> {
         .route("/t/{tenant}/all", get(read_and_update))
         .route("/t/{tenant}/admin", get(admin_only))
         .route("/t/{tenant}/audit", get(auditors))
+        .route("/t/{tenant}/view", get(viewers))
         .route("/t/{tenant}/crm", get(crm_anything))
         .route("/t/{tenant}/whoami", get(whoami))
         .route("/t/{tenant}/echo", post(many_extractors::<AppState>))
@@ -250,6 +256,16 @@ async fn roles_and_modules() {
     assert_eq!(status("/t/acme/audit", "dave").await, StatusCode::OK);
     assert_eq!(
         status("/t/globex/audit", "dave").await,
+        StatusCode::FORBIDDEN
+    );
+
+    // Inherited roles count: bob is an accountant, and accountant inherits viewer.
+    assert_eq!(status("/t/acme/view", "alice").await, StatusCode::OK);
+    assert_eq!(status("/t/acme/view", "bob").await, StatusCode::OK);
+    assert_eq!(status("/t/globex/view", "bob").await, StatusCode::FORBIDDEN);
+    assert_eq!(status("/t/acme/view", "dave").await, StatusCode::FORBIDDEN);
+    assert_eq!(
+        status("/t/acme/view", "nobody").await,
         StatusCode::FORBIDDEN
     );
 

@@ -13,5 +13,6 @@ mod deny_by_default;
 mod jwt;
 mod live;
 mod middleware;
+mod rows;
 mod support;
 mod tenant;

@@ -2,7 +2,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::document::{PolicyDocument, RoleDef};
+use crate::document::{FieldRuleDef, PolicyDocument, ResourceDef, RoleDef};
 
 /// Who makes a change and why; recorded in the audit trail.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -148,6 +148,58 @@ pub enum Change {
         tenant: Option<String>,
         /// The role.
         role: String,
+    },
+    /// Declares a resource (table, tenant column, typed columns), or replaces its declaration.
+    DeclareResource {
+        /// The resource.
+        name: String,
+        /// Its declaration.
+        resource: ResourceDef,
+    },
+    /// Removes a resource (refused by validation while a role's rule names it).
+    RemoveResource {
+        /// The resource.
+        name: String,
+    },
+    /// Sets (or replaces) a role's row filter for a resource.
+    SetRowFilter {
+        /// `None` for the global layer; in a tenant, a tenant-scoped filter.
+        tenant: Option<String>,
+        /// The role.
+        role: String,
+        /// The resource.
+        resource: String,
+        /// The filter, in the language of [`crate::rows`].
+        filter: String,
+    },
+    /// Removes a role's row filter for a resource.
+    RemoveRowFilter {
+        /// `None` for the global layer.
+        tenant: Option<String>,
+        /// The role.
+        role: String,
+        /// The resource.
+        resource: String,
+    },
+    /// Sets (or replaces) a role's field rule for a resource.
+    SetFieldRule {
+        /// `None` for the global layer; in a tenant, a tenant-scoped rule.
+        tenant: Option<String>,
+        /// The role.
+        role: String,
+        /// The resource.
+        resource: String,
+        /// The rule.
+        rule: FieldRuleDef,
+    },
+    /// Removes a role's field rule for a resource.
+    RemoveFieldRule {
+        /// `None` for the global layer.
+        tenant: Option<String>,
+        /// The role.
+        role: String,
+        /// The resource.
+        resource: String,
     },
     /// Replaces the whole policy (an import).
     ReplaceAll(Box<PolicyDocument>),
@@ -365,6 +417,66 @@ impl Change {
                     }
                 }
             }
+            Change::DeclareResource { name, resource } => {
+                doc.resources.insert(name.clone(), resource.clone());
+            }
+            Change::RemoveResource { name } => {
+                if doc.resources.remove(name).is_none() {
+                    return Err(ChangeError::Missing(format!("resource `{name}`")));
+                }
+            }
+            Change::SetRowFilter {
+                tenant,
+                role,
+                resource,
+                filter,
+            } => {
+                layer_for_rule(doc, tenant, role)?
+                    .rows
+                    .insert(resource.clone(), filter.clone());
+            }
+            Change::RemoveRowFilter {
+                tenant,
+                role,
+                resource,
+            } => {
+                if layer_mut(doc, tenant, role)?
+                    .rows
+                    .remove(resource)
+                    .is_none()
+                {
+                    return Err(ChangeError::Missing(format!(
+                        "row filter of role `{role}` for `{resource}`{}",
+                        scope(tenant)
+                    )));
+                }
+            }
+            Change::SetFieldRule {
+                tenant,
+                role,
+                resource,
+                rule,
+            } => {
+                layer_for_rule(doc, tenant, role)?
+                    .fields
+                    .insert(resource.clone(), rule.clone());
+            }
+            Change::RemoveFieldRule {
+                tenant,
+                role,
+                resource,
+            } => {
+                if layer_mut(doc, tenant, role)?
+                    .fields
+                    .remove(resource)
+                    .is_none()
+                {
+                    return Err(ChangeError::Missing(format!(
+                        "field rule of role `{role}` for `{resource}`{}",
+                        scope(tenant)
+                    )));
+                }
+            }
             Change::ReplaceAll(document) => *doc = (**document).clone(),
         }
         Ok(())
@@ -387,6 +499,12 @@ impl Change {
             Change::Uninherit { .. } => "role.uninherit",
             Change::Assign { .. } => "subject.assign",
             Change::Unassign { .. } => "subject.unassign",
+            Change::DeclareResource { .. } => "resource.declare",
+            Change::RemoveResource { .. } => "resource.remove",
+            Change::SetRowFilter { .. } => "role.rows.set",
+            Change::RemoveRowFilter { .. } => "role.rows.remove",
+            Change::SetFieldRule { .. } => "role.fields.set",
+            Change::RemoveFieldRule { .. } => "role.fields.remove",
             Change::ReplaceAll(_) => "policy.import",
         }
     }

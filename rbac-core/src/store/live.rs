@@ -208,6 +208,29 @@ impl LiveEngine {
         explanation
     }
 
+    /// Every permission `subject` holds in `tenant`, in name order; empty while the engine is
+    /// denying because its policy is stale (see [`LiveOptions::deny_when_stale_for`]).
+    pub fn permissions_of(&self, subject: &str, tenant: &str) -> Vec<String> {
+        if self.is_denying() {
+            return Vec::new();
+        }
+        self.shared.engine.permissions_of(subject, tenant)
+    }
+
+    /// The roles `subject` has in force in `tenant` (held and inherited, in name order); empty
+    /// while the engine is denying because its policy is stale.
+    pub fn roles_of(&self, subject: &str, tenant: &str) -> Vec<String> {
+        if self.is_denying() {
+            return Vec::new();
+        }
+        self.shared.engine.roles_of(subject, tenant)
+    }
+
+    /// Whether every check is currently denied because the policy is staler than allowed.
+    pub fn is_denying(&self) -> bool {
+        self.shared.denying.load(Ordering::Relaxed)
+    }
+
     /// The engine itself, for the interned fast path. It bypasses the staleness limit and the
     /// decision audit.
     pub fn engine(&self) -> &Engine {

@@ -7,7 +7,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use sqlx::{AssertSqlSafe, Row};
 
 use super::Conn;
-use crate::document::{PolicyDocument, RoleDef, SubjectDef, TenantDef};
+use crate::document::{PolicyDocument, ResourceDef, RoleDef, SubjectDef, TenantDef};
 
 const GLOBAL: &str = "";
 
@@ -79,6 +79,7 @@ pub(crate) async fn load_document(conn: &mut Conn) -> Result<PolicyDocument, sql
         };
         list.push(row.try_get(3)?);
     }
+    load_resources(conn, &mut doc).await?;
     for row in sqlx::query("SELECT name FROM rbac_subjects")
         .fetch_all(&mut *conn)
         .await?
@@ -101,6 +102,77 @@ pub(crate) async fn load_document(conn: &mut Conn) -> Result<PolicyDocument, sql
         }
     }
     Ok(doc)
+}
+
+/// Reads resources, row filters and field rules (the second migration's tables).
+async fn load_resources(conn: &mut Conn, doc: &mut PolicyDocument) -> Result<(), sqlx::Error> {
+    for row in
+        sqlx::query("SELECT name, description, table_name, tenant_column FROM rbac_resources")
+            .fetch_all(&mut *conn)
+            .await?
+    {
+        let def = ResourceDef {
+            description: row.try_get(1)?,
+            table: row.try_get(2)?,
+            tenant_column: row.try_get(3)?,
+            ..ResourceDef::default()
+        };
+        doc.resources.insert(row.try_get(0)?, def);
+    }
+    for row in sqlx::query("SELECT resource, name, type FROM rbac_resource_columns")
+        .fetch_all(&mut *conn)
+        .await?
+    {
+        let resource: String = row.try_get(0)?;
+        if let Some(def) = doc.resources.get_mut(&resource) {
+            def.columns.insert(row.try_get(1)?, row.try_get(2)?);
+        }
+    }
+    for row in
+        sqlx::query("SELECT resource, name FROM rbac_resource_fields ORDER BY resource, position")
+            .fetch_all(&mut *conn)
+            .await?
+    {
+        let resource: String = row.try_get(0)?;
+        if let Some(def) = doc.resources.get_mut(&resource) {
+            def.fields.push(row.try_get(1)?);
+        }
+    }
+    for row in sqlx::query("SELECT tenant, role, resource, filter FROM rbac_role_rows")
+        .fetch_all(&mut *conn)
+        .await?
+    {
+        let (tenant, role): (String, String) = (row.try_get(0)?, row.try_get(1)?);
+        layer(doc, &tenant, &role)
+            .rows
+            .insert(row.try_get(2)?, row.try_get(3)?);
+    }
+    for row in sqlx::query("SELECT tenant, role, resource, kind, fields FROM rbac_role_fields")
+        .fetch_all(&mut *conn)
+        .await?
+    {
+        let (tenant, role, resource, kind, fields): (String, String, String, String, String) = (
+            row.try_get(0)?,
+            row.try_get(1)?,
+            row.try_get(2)?,
+            row.try_get(3)?,
+            row.try_get(4)?,
+        );
+        let list: Vec<String> = serde_json::from_str(&fields).map_err(|e| {
+            sqlx::Error::Decode(format!("field list of role `{role}` for `{resource}`: {e}").into())
+        })?;
+        let rule = layer(doc, &tenant, &role)
+            .fields
+            .entry(resource)
+            .or_default();
+        match kind.as_str() {
+            "read" => rule.read = Some(list),
+            "read_deny" => rule.read_deny = Some(list),
+            "write" => rule.write = Some(list),
+            _ => rule.write_deny = Some(list),
+        }
+    }
+    Ok(())
 }
 
 fn layer<'a>(doc: &'a mut PolicyDocument, tenant: &str, role: &str) -> &'a mut RoleDef {
@@ -241,6 +313,8 @@ pub(crate) async fn write_diff(
             "DELETE FROM rbac_roles WHERE tenant = $1 AND name = $2",
             "DELETE FROM rbac_role_parents WHERE tenant = $1 AND role = $2",
             "DELETE FROM rbac_role_rules WHERE tenant = $1 AND role = $2",
+            "DELETE FROM rbac_role_rows WHERE tenant = $1 AND role = $2",
+            "DELETE FROM rbac_role_fields WHERE tenant = $1 AND role = $2",
         ] {
             sqlx::query(sql)
                 .bind(tenant)
@@ -281,6 +355,41 @@ pub(crate) async fn write_diff(
             }
         }
     }
+    for key @ &(tenant, role) in &insert {
+        let Some(def) = la.get(key) else { continue };
+        for (resource, filter) in &def.rows {
+            batch.row(
+                Table::RoleRows,
+                vec![
+                    tenant.into(),
+                    role.into(),
+                    resource.clone().into(),
+                    filter.clone().into(),
+                ],
+            );
+        }
+        for (resource, rule) in &def.fields {
+            for (kind, list) in [
+                ("read", &rule.read),
+                ("read_deny", &rule.read_deny),
+                ("write", &rule.write),
+                ("write_deny", &rule.write_deny),
+            ] {
+                if let Some(list) = list {
+                    batch.row(
+                        Table::RoleFields,
+                        vec![
+                            tenant.into(),
+                            role.into(),
+                            resource.clone().into(),
+                            kind.into(),
+                            json(Some(list)).to_string().into(),
+                        ],
+                    );
+                }
+            }
+        }
+    }
     for key in delete.iter().chain(&insert).collect::<BTreeSet<_>>() {
         let name = if key.0.is_empty() {
             key.1.to_owned()
@@ -288,6 +397,55 @@ pub(crate) async fn write_diff(
             format!("{}/{}", key.0, key.1)
         };
         record("roles", name, json(lb.get(key)), json(la.get(key)));
+    }
+
+    let (delete, insert) = changed(&before.resources, &after.resources);
+    for name in &delete {
+        for sql in [
+            "DELETE FROM rbac_resources WHERE name = $1",
+            "DELETE FROM rbac_resource_columns WHERE resource = $1",
+            "DELETE FROM rbac_resource_fields WHERE resource = $1",
+        ] {
+            sqlx::query(sql).bind(name).execute(&mut *conn).await?;
+        }
+    }
+    for name in &insert {
+        let Some(def) = after.resources.get(name) else {
+            continue;
+        };
+        batch.row(
+            Table::Resources,
+            vec![
+                name.clone().into(),
+                def.description.clone().into(),
+                def.table.clone().into(),
+                def.tenant_column.clone().into(),
+            ],
+        );
+        for (column, ty) in &def.columns {
+            batch.row(
+                Table::ResourceColumns,
+                vec![
+                    name.clone().into(),
+                    column.clone().into(),
+                    ty.clone().into(),
+                ],
+            );
+        }
+        for (i, field) in def.fields.iter().enumerate() {
+            batch.row(
+                Table::ResourceFields,
+                vec![name.clone().into(), (i as i64).into(), field.clone().into()],
+            );
+        }
+    }
+    for name in delete.iter().chain(&insert).collect::<BTreeSet<_>>() {
+        record(
+            "resources",
+            name.clone(),
+            json(before.resources.get(name)),
+            json(after.resources.get(name)),
+        );
     }
 
     let (delete, insert) = changed(&before.subjects, &after.subjects);
@@ -359,6 +517,11 @@ enum Table {
     Rules,
     Subjects,
     Assignments,
+    Resources,
+    ResourceColumns,
+    ResourceFields,
+    RoleRows,
+    RoleFields,
 }
 
 impl Table {
@@ -385,6 +548,26 @@ impl Table {
             Table::Assignments => (
                 "INSERT INTO rbac_assignments (subject, tenant, position, role) VALUES ",
                 4,
+            ),
+            Table::Resources => (
+                "INSERT INTO rbac_resources (name, description, table_name, tenant_column) VALUES ",
+                4,
+            ),
+            Table::ResourceColumns => (
+                "INSERT INTO rbac_resource_columns (resource, name, type) VALUES ",
+                3,
+            ),
+            Table::ResourceFields => (
+                "INSERT INTO rbac_resource_fields (resource, position, name) VALUES ",
+                3,
+            ),
+            Table::RoleRows => (
+                "INSERT INTO rbac_role_rows (tenant, role, resource, filter) VALUES ",
+                4,
+            ),
+            Table::RoleFields => (
+                "INSERT INTO rbac_role_fields (tenant, role, resource, kind, fields) VALUES ",
+                5,
             ),
         }
     }

@@ -1,0 +1,1263 @@
+//! The operations: create, list, show, verify, restore, delete, download, logs. Each takes
+//! the acting subject ([`Actor`]) and checks its permission first; each is logged.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Instant;
+
+use bytes::Bytes;
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use tokio::sync::mpsc;
+
+use super::chunk::{self, ChunkWriter, Outgoing, UPLOAD_QUEUE};
+use super::codec;
+use super::config::BackupConfig;
+use super::crypto::{DataKey, Keyring};
+use super::gate::Actor;
+use super::log::{self, LogEntry, LogQuery, Outcome, Status};
+use super::model::{
+    BackupError, BackupId, BackupKind, BackupSummary, Compression, MANIFEST_FORMAT, Manifest,
+    Operation, Scope, TableManifest,
+};
+use super::pg;
+use super::plan;
+use super::progress::Progress;
+use super::sqlite::{self, Restorer, Step, TableReport};
+use super::storage::Storage;
+
+/// What to back up.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CreateRequest {
+    /// Full or incremental (on top of the latest complete backup of the same scope).
+    pub kind: BackupKind,
+    /// What to cover.
+    pub scope: Scope,
+}
+
+/// Which backup to restore from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Selector {
+    /// This backup (and, for an incremental, its chain).
+    Id(BackupId),
+    /// The latest complete backup created at or before this time.
+    At(DateTime<Utc>),
+    /// The latest complete backup.
+    Latest,
+}
+
+/// What to restore, and where.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RestoreRequest {
+    /// The backup.
+    pub from: Selector,
+    /// Only these tables (empty: every table in the backup, or of `modules`).
+    pub tables: Vec<String>,
+    /// Only the tables of these modules.
+    pub modules: Vec<String>,
+    /// Only this tenant's rows; other tenants' rows are never touched.
+    pub tenant: Option<String>,
+    /// Another database URL to restore into (default: the configured database).
+    pub to: Option<String>,
+    /// Report what would change, change nothing.
+    pub dry_run: bool,
+}
+
+impl RestoreRequest {
+    /// A dry run of the whole backup `id` into the configured database.
+    pub fn dry_run(id: BackupId) -> RestoreRequest {
+        RestoreRequest {
+            from: Selector::Id(id),
+            tables: Vec::new(),
+            modules: Vec::new(),
+            tenant: None,
+            to: None,
+            dry_run: true,
+        }
+    }
+}
+
+/// What a restore did (or would do).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct RestoreReport {
+    /// The backups applied, full first.
+    pub chain: Vec<BackupId>,
+    /// Whether nothing was changed.
+    pub dry_run: bool,
+    /// Per table and step, in order.
+    pub tables: Vec<TableReport>,
+}
+
+impl RestoreReport {
+    /// Rows with a conflict (a restore refuses them).
+    pub fn conflicts(&self) -> u64 {
+        self.tables.iter().map(|t| t.conflicts).sum()
+    }
+}
+
+/// What verification checked.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct VerifyReport {
+    /// The backup.
+    pub id: BackupId,
+    /// Chunks whose hash, decryption, decompression and record counts were checked.
+    pub chunks: usize,
+    /// Records decoded.
+    pub records: u64,
+    /// Whether a scratch restore was done and its row counts compared.
+    pub deep: bool,
+}
+
+/// Test hooks that simulate failures at chosen points.
+#[doc(hidden)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FailPoint {
+    /// Fail (as an error) after the chunks are stored, before the manifest.
+    BeforeManifest,
+    /// Abort the process there (as if killed).
+    AbortBeforeManifest,
+}
+
+#[derive(Debug, Clone)]
+enum Db {
+    Sqlite(PathBuf),
+    Postgres(String),
+}
+
+/// The backup service for one configuration: the application database, the storage location
+/// and the keys. Cheap to share behind an `Arc`; methods take `&self`.
+#[derive(Debug)]
+pub struct BackupService {
+    config: BackupConfig,
+    storage: Storage,
+    keys: Keyring,
+    db: Db,
+    fail_point: Option<FailPoint>,
+}
+
+fn db_of(url: &str) -> Result<Db, BackupError> {
+    if url.starts_with("sqlite:") {
+        Ok(Db::Sqlite(sqlite::path_of(url)?))
+    } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+        Ok(Db::Postgres(url.to_owned()))
+    } else {
+        Err(BackupError::Config(format!(
+            "unsupported database URL `{}`: use sqlite://FILE or postgres://...",
+            url.split('@').next_back().unwrap_or_default()
+        )))
+    }
+}
+
+fn join_err(e: tokio::task::JoinError) -> BackupError {
+    BackupError::Database(format!("a backup worker stopped: {e}"))
+}
+
+impl BackupService {
+    /// Opens the storage and loads the keys named by `config`.
+    pub fn open(config: BackupConfig) -> Result<BackupService, BackupError> {
+        config.validate()?;
+        let storage = Storage::open(&config.storage, config.storage_endpoint.as_deref())?;
+        let keys = Keyring::load(config.encryption.as_ref())?;
+        let db = db_of(&config.database)?;
+        Ok(BackupService {
+            config,
+            storage,
+            keys,
+            db,
+            fail_point: None,
+        })
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &BackupConfig {
+        &self.config
+    }
+
+    #[doc(hidden)]
+    pub fn set_fail_point(&mut self, point: Option<FailPoint>) {
+        self.fail_point = point;
+    }
+
+    async fn log_start(
+        &self,
+        op: Operation,
+        id: Option<&BackupId>,
+        scope: &Scope,
+        actor: &Actor<'_>,
+        status: Status,
+    ) -> Option<i64> {
+        self.log_row(op, id, scope, actor, status, None).await
+    }
+
+    async fn log_row(
+        &self,
+        op: Operation,
+        id: Option<&BackupId>,
+        scope: &Scope,
+        actor: &Actor<'_>,
+        status: Status,
+        error: Option<String>,
+    ) -> Option<i64> {
+        let id = id.map(|i| i.to_string());
+        let scope = scope.clone();
+        let subject = actor.subject.to_owned();
+        let r = match &self.db {
+            Db::Sqlite(path) => {
+                let path = path.clone();
+                tokio::task::spawn_blocking(move || {
+                    let row = log::start(&path, op, id.as_deref(), &scope, &subject, status)?;
+                    if let Some(error) = error {
+                        let conn = sqlite::open(&path, false)?;
+                        conn.execute(
+                            "UPDATE rbac_backup_log SET finished_at = ?2, error = ?3, duration_ms = 0 WHERE id = ?1",
+                            rusqlite::params![row, Utc::now().to_rfc3339(), error],
+                        )?;
+                    }
+                    Ok(row)
+                })
+                .await
+            }
+            Db::Postgres(url) => Ok(pg::log_start(
+                url,
+                op,
+                id.as_deref(),
+                &scope,
+                &subject,
+                status,
+                error.as_deref(),
+            )
+            .await),
+        };
+        match r {
+            Ok(Ok(id)) => Some(id),
+            Ok(Err(e)) => {
+                tracing::warn!(target: "rbac::backup", error = %e, "cannot write the backup log");
+                None
+            }
+            Err(e) => {
+                tracing::warn!(target: "rbac::backup", error = %e, "cannot write the backup log");
+                None
+            }
+        }
+    }
+
+    async fn log_finish(&self, row: Option<i64>, outcome: Outcome<'_>) {
+        let Some(row) = row else {
+            return;
+        };
+        let path = match &self.db {
+            Db::Sqlite(path) => path.clone(),
+            Db::Postgres(url) => {
+                if let Err(e) = pg::log_finish(url, row, &outcome).await {
+                    tracing::warn!(target: "rbac::backup", error = %e, "cannot update the backup log");
+                }
+                return;
+            }
+        };
+        let backup_id = outcome.backup_id.map(str::to_owned);
+        let (size, rows, error) = (outcome.size, outcome.rows, outcome.error);
+        let r = tokio::task::spawn_blocking(move || {
+            log::finish(
+                &path,
+                row,
+                &Outcome {
+                    backup_id: backup_id.as_deref(),
+                    size,
+                    rows,
+                    error,
+                },
+            )
+        })
+        .await;
+        if !matches!(r, Ok(Ok(()))) {
+            tracing::warn!(target: "rbac::backup", "cannot update the backup log");
+        }
+    }
+
+    /// Checks the permission; a denial is logged (table and tracing) and returned.
+    async fn gate(
+        &self,
+        actor: &Actor<'_>,
+        op: Operation,
+        scope: &Scope,
+        id: Option<&BackupId>,
+    ) -> Result<(), BackupError> {
+        if let Err(e) = actor.require(op, scope) {
+            self.log_row(op, id, scope, actor, Status::Denied, Some(e.to_string()))
+                .await;
+            return Err(e);
+        }
+        Ok(())
+    }
+
+    /// Removes incomplete backups whose writer is gone (killed mid-backup), and marks their
+    /// log rows failed. Returns their ids.
+    pub async fn clean_incomplete(&self) -> Result<Vec<BackupId>, BackupError> {
+        let dead = self.storage.abandoned().await?;
+        for id in &dead {
+            tracing::warn!(target: "rbac::backup", backup = %id, "removing an incomplete backup (no manifest)");
+            self.storage.delete(id).await?;
+            match &self.db {
+                Db::Sqlite(path) => {
+                    let (path, id) = (path.clone(), id.to_string());
+                    let _ =
+                        tokio::task::spawn_blocking(move || log::mark_abandoned(&path, &id)).await;
+                }
+                Db::Postgres(url) => {
+                    let _ = pg::log_abandoned(url, id.as_str()).await;
+                }
+            }
+        }
+        Ok(dead)
+    }
+
+    /// Summaries of every complete backup, oldest first, without a permission check (for
+    /// the scheduler and retention, which run as a configured system actor).
+    pub async fn summaries(&self) -> Result<Vec<BackupSummary>, BackupError> {
+        let (complete, _) = self.storage.ids().await?;
+        let mut out = Vec::new();
+        for id in complete {
+            match self.storage.manifest(&id).await {
+                Ok(m) => out.push(m.summary()),
+                Err(e) => {
+                    tracing::warn!(target: "rbac::backup", backup = %id, error = %e, "skipping an unreadable backup");
+                }
+            }
+        }
+        out.sort_by(|a, b| (a.created_at, &a.id).cmp(&(b.created_at, &b.id)));
+        Ok(out)
+    }
+
+    /// The backups the actor may read (`system.backup.read`), oldest first.
+    pub async fn list(&self, actor: &Actor<'_>) -> Result<Vec<BackupSummary>, BackupError> {
+        let global = actor.may(Operation::Read, &Scope::All);
+        let all = self.summaries().await?;
+        let visible: Vec<BackupSummary> = all
+            .into_iter()
+            .filter(|s| global || actor.may(Operation::Read, &s.scope))
+            .collect();
+        if !global && visible.is_empty() {
+            self.gate(actor, Operation::Read, &Scope::All, None).await?;
+        }
+        Ok(visible)
+    }
+
+    /// A backup's manifest.
+    pub async fn show(&self, actor: &Actor<'_>, id: &BackupId) -> Result<Manifest, BackupError> {
+        let m = self.storage.manifest(id).await?;
+        self.gate(actor, Operation::Read, &m.scope, Some(id))
+            .await?;
+        Ok(m)
+    }
+
+    /// The operation log (`system.backup.read`; a tenant-only reader sees its tenant's rows).
+    pub async fn logs(
+        &self,
+        actor: &Actor<'_>,
+        query: &LogQuery,
+    ) -> Result<Vec<LogEntry>, BackupError> {
+        let global = actor.may(Operation::Read, &Scope::All);
+        let entries = match &self.db {
+            Db::Sqlite(path) => {
+                let (path, q) = (path.clone(), query.clone());
+                tokio::task::spawn_blocking(move || log::query(&path, &q))
+                    .await
+                    .map_err(join_err)??
+            }
+            Db::Postgres(url) => pg::log_query(url, query).await?,
+        };
+        let visible: Vec<LogEntry> = entries
+            .into_iter()
+            .filter(|e| {
+                global
+                    || e.scope
+                        .parse::<Scope>()
+                        .is_ok_and(|s| actor.may(Operation::Read, &s))
+            })
+            .collect();
+        if !global && visible.is_empty() {
+            self.gate(actor, Operation::Read, &Scope::All, None).await?;
+        }
+        Ok(visible)
+    }
+
+    /// Makes a backup. See [`create`](super::create).
+    pub async fn create(
+        &self,
+        request: &CreateRequest,
+        actor: &Actor<'_>,
+        progress: &dyn Progress,
+    ) -> Result<Manifest, BackupError> {
+        self.gate(actor, Operation::Create, &request.scope, None)
+            .await?;
+        let started_at = Utc::now();
+        let id = BackupId::generate(started_at);
+        let row = self
+            .log_start(
+                Operation::Create,
+                Some(&id),
+                &request.scope,
+                actor,
+                Status::Running,
+            )
+            .await;
+        let begun = Instant::now();
+        let result = self
+            .create_inner(&id, started_at, request, actor, progress)
+            .await;
+        progress.finish();
+        match &result {
+            Ok(m) => {
+                tracing::info!(target: "rbac::backup", backup = %id, kind = %m.kind, scope = %m.scope,
+                    size = m.size(), rows = m.rows(), ms = begun.elapsed().as_millis() as u64, "backup created");
+                self.log_finish(
+                    row,
+                    Outcome {
+                        backup_id: Some(id.as_str()),
+                        size: Some(m.size()),
+                        rows: Some(m.rows()),
+                        error: None,
+                    },
+                )
+                .await;
+            }
+            Err(e) => {
+                tracing::error!(target: "rbac::backup", backup = %id, error = %e, "backup failed");
+                if !matches!(e, BackupError::Injected(_)) {
+                    // Best effort: whatever is left is incomplete and removed by the next run.
+                    let _ = self.storage.delete(&id).await;
+                }
+                self.log_finish(
+                    row,
+                    Outcome {
+                        backup_id: Some(id.as_str()),
+                        error: Some(e.to_string()),
+                        ..Outcome::default()
+                    },
+                )
+                .await;
+            }
+        }
+        result
+    }
+
+    async fn parent_of(&self, scope: &Scope) -> Result<Manifest, BackupError> {
+        let summaries = self.summaries().await?;
+        let parent = summaries
+            .iter()
+            .rev()
+            .find(|s| &s.scope == scope)
+            .ok_or_else(|| {
+                BackupError::NoMatch(format!(
+                    "an incremental needs an earlier backup of scope `{scope}`; make a full backup first"
+                ))
+            })?;
+        self.storage.manifest(&parent.id).await
+    }
+
+    async fn create_inner(
+        &self,
+        id: &BackupId,
+        started_at: DateTime<Utc>,
+        request: &CreateRequest,
+        actor: &Actor<'_>,
+        progress: &dyn Progress,
+    ) -> Result<Manifest, BackupError> {
+        self.clean_incomplete().await?;
+        let parent = match request.kind {
+            BackupKind::Full => None,
+            BackupKind::Incremental => Some(self.parent_of(&request.scope).await?),
+        };
+        let key = if self.keys.encrypts() {
+            Some(Arc::new(DataKey::generate()?))
+        } else {
+            None
+        };
+        let encryption = match &key {
+            Some(k) => Some(self.keys.wrap(k)?),
+            None => None,
+        };
+        self.storage.put_lock(id).await?;
+        let (backend, (tables, change_seq, schema_version, chunks), change_snapshot) = match &self
+            .db
+        {
+            Db::Sqlite(path) => (
+                "sqlite",
+                self.create_sqlite(path.clone(), id, request, parent.as_ref(), key, progress)
+                    .await?,
+                None,
+            ),
+            Db::Postgres(url) => {
+                let mut conn = pg::connect(url).await?;
+                let defs = pg::tables(&mut conn).await?;
+                let all = plan::all_tables(defs, &self.config)?;
+                let mut tables = plan::for_scope(all, &self.config, &request.scope)?;
+                let schema_version = plan::schema_version(&tables);
+                let since = match &parent {
+                    Some(p) => {
+                        if p.schema_version != schema_version {
+                            return Err(BackupError::Schema(
+                                "the tables changed since the parent backup; make a full backup"
+                                    .into(),
+                            ));
+                        }
+                        Some(p.change_snapshot.clone().ok_or_else(|| {
+                            BackupError::Schema(
+                                "the parent backup records no snapshot; make a full backup".into(),
+                            )
+                        })?)
+                    }
+                    None => {
+                        pg::install_capture(&mut conn, &tables).await?;
+                        None
+                    }
+                };
+                let (chunks, snapshot) = pg::read_snapshot(
+                    &mut conn,
+                    &mut tables,
+                    request.scope.tenant(),
+                    since.as_deref(),
+                    id,
+                    self.config.zstd_level,
+                    key.as_deref(),
+                    &self.storage,
+                    progress,
+                )
+                .await?;
+                (
+                    "postgres",
+                    (tables, 0, schema_version, chunks),
+                    Some(snapshot),
+                )
+            }
+        };
+        let manifest = Manifest {
+            format: MANIFEST_FORMAT,
+            id: id.clone(),
+            kind: request.kind,
+            parent: parent.map(|p| p.id),
+            scope: request.scope.clone(),
+            backend: backend.into(),
+            schema_version,
+            change_seq,
+            change_snapshot,
+            tables,
+            creator: actor.subject.to_owned(),
+            started_at,
+            finished_at: Utc::now(),
+            tool_version: env!("CARGO_PKG_VERSION").into(),
+            chunks,
+            compression: Compression {
+                codec: "zstd".into(),
+                level: self.config.zstd_level,
+            },
+            encryption,
+        };
+        match self.fail_point {
+            Some(FailPoint::BeforeManifest) => {
+                return Err(BackupError::Injected("before-manifest".into()));
+            }
+            Some(FailPoint::AbortBeforeManifest) => std::process::abort(),
+            None => {}
+        }
+        self.storage.put_manifest(&manifest).await?;
+        self.storage.remove_lock(id).await?;
+        Ok(manifest)
+    }
+
+    /// The SQLite reader: a blocking thread reads the snapshot into chunks, this task uploads
+    /// them as they come.
+    #[allow(
+        clippy::type_complexity,
+        reason = "a private tuple of the parts of a manifest"
+    )]
+    async fn create_sqlite(
+        &self,
+        path: PathBuf,
+        id: &BackupId,
+        request: &CreateRequest,
+        parent: Option<&Manifest>,
+        key: Option<Arc<DataKey>>,
+        progress: &dyn Progress,
+    ) -> Result<(Vec<TableManifest>, i64, String, Vec<super::ChunkInfo>), BackupError> {
+        let (tx, mut rx) = mpsc::channel::<Outgoing>(UPLOAD_QUEUE);
+        let config = self.config.clone();
+        let scope = request.scope.clone();
+        let since = parent.map(|p| (p.change_seq, p.schema_version.clone()));
+        let backup = id.clone();
+        let progress_ptr: &dyn Progress = progress;
+        // The reader runs on a blocking thread; progress is reported through a channel-free
+        // counter so the trait object need not be 'static.
+        let (ptx, mut prx) = mpsc::unbounded_channel::<(Option<String>, u64)>();
+        let worker = tokio::task::spawn_blocking(move || {
+            let relay = Relay(ptx);
+            let mut conn = sqlite::open(&path, false)?;
+            let defs = sqlite::tables(&conn)?;
+            let all = plan::all_tables(defs, &config)?;
+            let mut tables = plan::for_scope(all, &config, &scope)?;
+            let schema_version = plan::schema_version(&tables);
+            if let Some((_, parent_schema)) = &since {
+                if *parent_schema != schema_version {
+                    return Err(BackupError::Schema(
+                        "the tables changed since the parent backup; make a full backup".into(),
+                    ));
+                }
+            } else {
+                sqlite::install_capture(&mut conn, &tables)?;
+            }
+            let mut writer = ChunkWriter::new(backup, config.zstd_level, key.as_deref(), tx);
+            let seq = sqlite::read_snapshot(
+                &mut conn,
+                &mut tables,
+                scope.tenant(),
+                since.as_ref().map(|s| s.0),
+                &mut writer,
+                &relay,
+            )?;
+            Ok::<_, BackupError>((tables, seq, schema_version, writer.chunks))
+        });
+        let mut upload_error = None;
+        loop {
+            tokio::select! {
+                chunk = rx.recv() => match chunk {
+                    Some(c) => {
+                        if let Err(e) = self.storage.put(id, &c.name, c.data).await {
+                            upload_error = Some(e);
+                            break;
+                        }
+                    }
+                    None => break,
+                },
+                Some((phase, n)) = prx.recv() => {
+                    match phase {
+                        Some(p) => progress_ptr.phase(&p, None),
+                        None => progress_ptr.advance(n),
+                    }
+                }
+            }
+        }
+        drop(rx);
+        let result = worker.await.map_err(join_err)?;
+        while let Ok((phase, n)) = prx.try_recv() {
+            match phase {
+                Some(p) => progress_ptr.phase(&p, None),
+                None => progress_ptr.advance(n),
+            }
+        }
+        if let Some(e) = upload_error {
+            return Err(e);
+        }
+        result
+    }
+
+    fn key_for(&self, m: &Manifest) -> Result<Option<Arc<DataKey>>, BackupError> {
+        match &m.encryption {
+            Some(enc) => Ok(Some(Arc::new(self.keys.unwrap(&m.id, enc)?))),
+            None => Ok(None),
+        }
+    }
+
+    /// The chain ending at `id`: the full backup first, then each incremental.
+    async fn chain(&self, id: &BackupId) -> Result<Vec<Manifest>, BackupError> {
+        let mut chain = vec![self.storage.manifest(id).await?];
+        while let Some(parent) = chain.last().and_then(|m| m.parent.clone()) {
+            if chain.len() > 10_000 {
+                return Err(BackupError::NoMatch("the backup chain is too long".into()));
+            }
+            let m = self.storage.manifest(&parent).await.map_err(|e| match e {
+                BackupError::NotFound(p) => BackupError::NoMatch(format!(
+                    "backup {id} depends on {p}, which is missing or incomplete"
+                )),
+                other => other,
+            })?;
+            chain.push(m);
+        }
+        chain.reverse();
+        if chain.first().map(|m| m.kind) != Some(BackupKind::Full) {
+            return Err(BackupError::NoMatch(format!(
+                "backup {id} has no full backup at the root of its chain"
+            )));
+        }
+        Ok(chain)
+    }
+
+    async fn select(&self, from: &Selector, tenant: Option<&str>) -> Result<BackupId, BackupError> {
+        match from {
+            Selector::Id(id) => Ok(id.clone()),
+            Selector::Latest | Selector::At(_) => {
+                let limit = match from {
+                    Selector::At(t) => Some(*t),
+                    _ => None,
+                };
+                let summaries = self.summaries().await?;
+                summaries
+                    .iter()
+                    .rev()
+                    .filter(|s| limit.is_none_or(|t| s.created_at <= t))
+                    .find(|s| match (&s.scope, tenant) {
+                        (Scope::All, _) => true,
+                        (Scope::Tenant(x), Some(t)) => x == t,
+                        _ => false,
+                    })
+                    .map(|s| s.id.clone())
+                    .ok_or_else(|| {
+                        BackupError::NoMatch(match limit {
+                            Some(t) => {
+                                format!("no complete backup at or before {}", t.to_rfc3339())
+                            }
+                            None => "there is no complete backup".into(),
+                        })
+                    })
+            }
+        }
+    }
+
+    /// Restores (or, with `dry_run`, reports) a backup and its chain in one transaction.
+    pub async fn restore(
+        &self,
+        request: &RestoreRequest,
+        actor: &Actor<'_>,
+        progress: &dyn Progress,
+    ) -> Result<RestoreReport, BackupError> {
+        let id = self
+            .select(&request.from, request.tenant.as_deref())
+            .await?;
+        let chain = self.chain(&id).await?;
+        let backup_scope = chain.last().map(|m| m.scope.clone()).unwrap_or(Scope::All);
+        let tenant = match (&backup_scope, &request.tenant) {
+            (Scope::Tenant(b), Some(t)) if b != t => {
+                return Err(BackupError::InvalidInput(format!(
+                    "backup {id} holds tenant `{b}`, not `{t}`"
+                )));
+            }
+            (Scope::Tenant(b), _) => Some(b.clone()),
+            (_, t) => t.clone(),
+        };
+        let effective = match &tenant {
+            Some(t) => Scope::Tenant(t.clone()),
+            None => backup_scope.clone(),
+        };
+        self.gate(actor, Operation::Restore, &effective, Some(&id))
+            .await?;
+        // A dry run against the configured database must leave it byte-identical, its log
+        // table included: such runs are reported to tracing only.
+        let row = if request.dry_run && request.to.is_none() {
+            tracing::info!(target: "rbac::backup", backup = %id, actor = actor.subject, scope = %effective, "restore dry run");
+            None
+        } else {
+            self.log_start(
+                Operation::Restore,
+                Some(&id),
+                &effective,
+                actor,
+                Status::Running,
+            )
+            .await
+        };
+        let result = self.restore_inner(&chain, request, tenant, progress).await;
+        progress.finish();
+        let rows = result
+            .as_ref()
+            .ok()
+            .map(|r| r.tables.iter().map(|t| t.insert + t.delete).sum());
+        if let Err(e) = &result {
+            tracing::error!(target: "rbac::backup", backup = %id, error = %e, "restore failed");
+        }
+        self.log_finish(
+            row,
+            Outcome {
+                backup_id: Some(id.as_str()),
+                rows,
+                error: result.as_ref().err().map(|e| e.to_string()),
+                ..Outcome::default()
+            },
+        )
+        .await;
+        result
+    }
+
+    async fn restore_inner(
+        &self,
+        chain: &[Manifest],
+        request: &RestoreRequest,
+        tenant: Option<String>,
+        progress: &dyn Progress,
+    ) -> Result<RestoreReport, BackupError> {
+        let target_db = match &request.to {
+            Some(url) => db_of(url)?,
+            None => self.db.clone(),
+        };
+        let create = request.to.is_some() && !request.dry_run;
+        let root = chain
+            .first()
+            .ok_or_else(|| BackupError::NoMatch("empty chain".into()))?;
+        let mut wanted: Vec<String> = request.tables.clone();
+        if !request.modules.is_empty() {
+            wanted.extend(self.config.module_tables(&request.modules)?);
+        }
+        let selected: Vec<TableManifest> = if wanted.is_empty() {
+            root.tables.clone()
+        } else {
+            plan::select_tables(root.tables.clone(), &wanted)?
+        };
+        let keys: Vec<Option<Arc<DataKey>>> = chain
+            .iter()
+            .map(|m| self.key_for(m))
+            .collect::<Result<_, _>>()?;
+        let target = match target_db {
+            Db::Sqlite(path) => path,
+            Db::Postgres(url) => {
+                let tables = pg::restore(
+                    &url,
+                    chain,
+                    &selected,
+                    tenant.as_deref(),
+                    &keys,
+                    &self.storage,
+                    request.dry_run,
+                    progress,
+                )
+                .await?;
+                return Ok(RestoreReport {
+                    chain: chain.iter().map(|m| m.id.clone()).collect(),
+                    dry_run: request.dry_run,
+                    tables,
+                });
+            }
+        };
+        // The plan both sides follow: (backup, table, chunk indexes).
+        let mut steps: Vec<(usize, TableManifest, Vec<usize>)> = Vec::new();
+        for (i, m) in chain.iter().enumerate() {
+            for t in &selected {
+                if tenant.is_some() && t.tenant_column.is_none() {
+                    continue;
+                }
+                let Some(tm) = m.tables.iter().find(|x| x.name == t.name) else {
+                    continue;
+                };
+                let chunks: Vec<usize> = m
+                    .chunks
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, c)| c.table == t.name)
+                    .map(|(j, _)| j)
+                    .collect();
+                steps.push((i, tm.clone(), chunks));
+            }
+        }
+        let (tx, rx) = mpsc::channel::<Result<Bytes, BackupError>>(UPLOAD_QUEUE);
+        let manifests: Arc<Vec<Manifest>> = Arc::new(chain.to_vec());
+        let dry_run = request.dry_run;
+        let worker_steps = steps.clone();
+        let worker_manifests = manifests.clone();
+        let (ptx, mut prx) = mpsc::unbounded_channel::<(Option<String>, u64)>();
+        let worker = tokio::task::spawn_blocking(move || {
+            let relay = Relay(ptx);
+            let mut rx = rx;
+            if dry_run && !target.exists() {
+                return Err(BackupError::Config(format!(
+                    "target database `{}` does not exist",
+                    target.display()
+                )));
+            }
+            let mut conn = if dry_run {
+                sqlite::open_read_only(&target)?
+            } else {
+                sqlite::open(&target, create)?
+            };
+            let mut restorer = Restorer::begin(&mut conn, dry_run)?;
+            if !dry_run {
+                let fulls: Vec<&TableManifest> = worker_steps
+                    .iter()
+                    .filter(|(i, _, _)| worker_manifests[*i].kind == BackupKind::Full)
+                    .map(|(_, t, _)| t)
+                    .collect();
+                restorer.create_missing(&fulls)?;
+            }
+            for (i, table, chunks) in &worker_steps {
+                let m = &worker_manifests[*i];
+                relay.phase(
+                    &format!("{} {}", m.id, table.name),
+                    Some(table.rows + table.deleted),
+                );
+                let key = keys.get(*i).cloned().flatten();
+                let mut iter = chunks.iter().map(|&j| {
+                    let stored = rx
+                        .blocking_recv()
+                        .ok_or_else(|| BackupError::Storage("chunk download stopped".into()))??;
+                    chunk::decode(m, j, &stored, key.as_deref())
+                });
+                let step = Step {
+                    table,
+                    full: m.kind == BackupKind::Full,
+                    tenant: tenant.as_deref(),
+                };
+                restorer.table(&step, &mut iter, &relay)?;
+                // Drain what the iterator did not consume (a skipped table).
+                for _ in iter {}
+            }
+            restorer.finish()
+        });
+        let storage = &self.storage;
+        let fetch = async move {
+            for (i, _, chunks) in &steps {
+                let m = &manifests[*i];
+                for &j in chunks {
+                    let name = &m.chunks[j].name;
+                    let r = storage.get(&m.id, name).await;
+                    let stop = r.is_err();
+                    if tx.send(r).await.is_err() || stop {
+                        return;
+                    }
+                }
+            }
+        };
+        let relay_progress = async {
+            while let Some((phase, n)) = prx.recv().await {
+                match phase {
+                    Some(p) => progress.phase(&p, Some(n)),
+                    None => progress.advance(n),
+                }
+            }
+        };
+        let (_, _, result) = tokio::join!(fetch, relay_progress, worker);
+        let tables = result.map_err(join_err)??;
+        Ok(RestoreReport {
+            chain: chain.iter().map(|m| m.id.clone()).collect(),
+            dry_run: request.dry_run,
+            tables,
+        })
+    }
+
+    /// Checks every chunk of a backup (hash, decryption, decompression, record counts against
+    /// the manifest); with `deep`, also restores its chain into a scratch SQLite file and
+    /// compares row counts.
+    pub async fn verify(
+        &self,
+        actor: &Actor<'_>,
+        id: &BackupId,
+        deep: bool,
+        progress: &dyn Progress,
+    ) -> Result<VerifyReport, BackupError> {
+        let m = match self.storage.manifest(id).await {
+            Ok(m) => m,
+            Err(e) => {
+                // A corrupt manifest cannot tell the scope; only a global verifier learns more.
+                self.gate(actor, Operation::Verify, &Scope::All, Some(id))
+                    .await?;
+                return Err(e);
+            }
+        };
+        self.gate(actor, Operation::Verify, &m.scope, Some(id))
+            .await?;
+        let row = self
+            .log_start(
+                Operation::Verify,
+                Some(id),
+                &m.scope,
+                actor,
+                Status::Running,
+            )
+            .await;
+        let result = self.verify_inner(&m, deep, progress).await;
+        progress.finish();
+        if let Err(e) = &result {
+            tracing::error!(target: "rbac::backup", backup = %id, error = %e, "verification failed");
+        }
+        self.log_finish(
+            row,
+            Outcome {
+                backup_id: Some(id.as_str()),
+                size: Some(m.size()),
+                rows: result.as_ref().ok().map(|r| r.records),
+                error: result.as_ref().err().map(|e| e.to_string()),
+            },
+        )
+        .await;
+        result
+    }
+
+    async fn verify_inner(
+        &self,
+        m: &Manifest,
+        deep: bool,
+        progress: &dyn Progress,
+    ) -> Result<VerifyReport, BackupError> {
+        let key = self.key_for(m)?;
+        let shapes: HashMap<&str, (usize, usize)> = m
+            .tables
+            .iter()
+            .map(|t| (t.name.as_str(), (t.columns.len(), t.primary_key.len())))
+            .collect();
+        let mut per_table: HashMap<String, (u64, u64)> = HashMap::new();
+        let mut records = 0u64;
+        progress.phase(&format!("verify {}", m.id), Some(m.chunks.len() as u64));
+        for (j, info) in m.chunks.iter().enumerate() {
+            let stored = self.storage.get(&m.id, &info.name).await?;
+            let manifest = m.clone();
+            let key = key.clone();
+            let &(row_len, key_len) =
+                shapes
+                    .get(info.table.as_str())
+                    .ok_or_else(|| BackupError::CorruptManifest {
+                        id: m.id.to_string(),
+                        reason: format!(
+                            "chunk `{}` names unknown table `{}`",
+                            info.name, info.table
+                        ),
+                    })?;
+            let (rows, dels) = tokio::task::spawn_blocking(move || {
+                let raw = chunk::decode(&manifest, j, &stored, key.as_deref())?;
+                let mut reader = codec::Reader::new(&raw);
+                let mut values = Vec::new();
+                let (mut rows, mut dels) = (0u64, 0u64);
+                let corrupt = |reason: String| BackupError::CorruptChunk {
+                    id: manifest.id.clone(),
+                    chunk: manifest.chunks[j].name.clone(),
+                    reason,
+                };
+                loop {
+                    match reader.next(row_len, key_len, &mut values) {
+                        Ok(Some(codec::ROW)) => rows += 1,
+                        Ok(Some(_)) => dels += 1,
+                        Ok(None) => break,
+                        Err(e) => return Err(corrupt(e.to_string())),
+                    }
+                }
+                if rows + dels != manifest.chunks[j].records {
+                    return Err(corrupt(format!(
+                        "{} records, the manifest says {}",
+                        rows + dels,
+                        manifest.chunks[j].records
+                    )));
+                }
+                Ok((rows, dels))
+            })
+            .await
+            .map_err(join_err)??;
+            let e = per_table.entry(info.table.clone()).or_default();
+            e.0 += rows;
+            e.1 += dels;
+            records += rows + dels;
+            progress.advance(1);
+        }
+        for t in &m.tables {
+            let (rows, dels) = per_table.get(&t.name).copied().unwrap_or_default();
+            if rows != t.rows || dels != t.deleted {
+                return Err(BackupError::CorruptManifest {
+                    id: m.id.to_string(),
+                    reason: format!(
+                        "table `{}`: chunks hold {rows} rows and {dels} deletes, the manifest says {} and {}",
+                        t.name, t.rows, t.deleted
+                    ),
+                });
+            }
+        }
+        if deep {
+            self.deep_check(m, progress).await?;
+        }
+        Ok(VerifyReport {
+            id: m.id.clone(),
+            chunks: m.chunks.len(),
+            records,
+            deep,
+        })
+    }
+
+    async fn deep_check(&self, m: &Manifest, progress: &dyn Progress) -> Result<(), BackupError> {
+        let chain = self.chain(&m.id).await?;
+        let dir = std::env::temp_dir().join(format!("rbac-verify-{}-{}", m.id, std::process::id()));
+        std::fs::create_dir_all(&dir).map_err(|source| BackupError::Io {
+            context: "cannot create a scratch directory".into(),
+            source,
+        })?;
+        let scratch = dir.join("scratch.db");
+        let request = RestoreRequest {
+            from: Selector::Id(m.id.clone()),
+            tables: Vec::new(),
+            modules: Vec::new(),
+            tenant: None,
+            to: Some(format!("sqlite://{}", scratch.display())),
+            dry_run: false,
+        };
+        let result = async {
+            // A tenant backup restores into an empty scratch file like any other.
+            let tenant = m.scope.tenant().map(str::to_owned);
+            self.restore_inner(&chain, &request, tenant, progress).await?;
+            if m.kind == BackupKind::Full {
+                let tables = m.tables.clone();
+                let path = scratch.clone();
+                tokio::task::spawn_blocking(move || {
+                    let conn = sqlite::open_read_only(&path)?;
+                    for t in &tables {
+                        let n = sqlite::count_rows(&conn, &t.name)?;
+                        if n != t.rows {
+                            return Err(BackupError::CorruptManifest {
+                                id: String::new(),
+                                reason: format!(
+                                    "deep check: table `{}` restored {n} rows, the manifest says {}",
+                                    t.name, t.rows
+                                ),
+                            });
+                        }
+                    }
+                    Ok(())
+                })
+                .await
+                .map_err(join_err)??;
+            }
+            Ok::<_, BackupError>(())
+        }
+        .await;
+        let _ = std::fs::remove_dir_all(&dir);
+        result.map_err(|e| match e {
+            BackupError::CorruptManifest { id, reason } if id.is_empty() => {
+                BackupError::CorruptManifest {
+                    id: m.id.to_string(),
+                    reason,
+                }
+            }
+            other => other,
+        })
+    }
+
+    /// Key rotation: unwraps the data key with the configured identities and wraps it again
+    /// for the currently configured recipients (and passphrase), replacing the manifest
+    /// atomically. The data is not re-encrypted. Needs `system.backup.delete` (it can remove
+    /// everyone else's access).
+    pub async fn rewrap(&self, actor: &Actor<'_>, id: &BackupId) -> Result<Manifest, BackupError> {
+        let mut m = self.storage.manifest(id).await?;
+        self.gate(actor, Operation::Delete, &m.scope, Some(id))
+            .await?;
+        let Some(enc) = &m.encryption else {
+            return Err(BackupError::InvalidInput(format!(
+                "backup {id} is not encrypted"
+            )));
+        };
+        let key = self.keys.unwrap(id, enc)?;
+        if !self.keys.encrypts() {
+            return Err(BackupError::Key(
+                "no recipients configured to wrap the key for: set `encryption.recipients`".into(),
+            ));
+        }
+        m.encryption = Some(self.keys.wrap(&key)?);
+        self.storage.put_manifest(&m).await?;
+        tracing::info!(target: "rbac::backup", backup = %id, actor = actor.subject, "data key re-wrapped");
+        Ok(m)
+    }
+
+    /// Deletes a complete backup (`system.backup.delete`); refuses while a kept incremental
+    /// depends on it.
+    pub async fn delete(&self, actor: &Actor<'_>, id: &BackupId) -> Result<(), BackupError> {
+        let m = self.storage.manifest(id).await?;
+        self.gate(actor, Operation::Delete, &m.scope, Some(id))
+            .await?;
+        let dependents: Vec<String> = self
+            .summaries()
+            .await?
+            .into_iter()
+            .filter(|s| s.parent.as_ref() == Some(id))
+            .map(|s| s.id.to_string())
+            .collect();
+        if !dependents.is_empty() {
+            return Err(BackupError::InvalidInput(format!(
+                "backup {id} has incrementals depending on it ({}); delete those first",
+                dependents.join(", ")
+            )));
+        }
+        let row = self
+            .log_start(
+                Operation::Delete,
+                Some(id),
+                &m.scope,
+                actor,
+                Status::Running,
+            )
+            .await;
+        let result = self.storage.delete(id).await;
+        self.log_finish(
+            row,
+            Outcome {
+                backup_id: Some(id.as_str()),
+                size: Some(m.size()),
+                error: result.as_ref().err().map(|e| e.to_string()),
+                ..Outcome::default()
+            },
+        )
+        .await;
+        result
+    }
+
+    /// Writes a backup as one tar archive (`<id>/manifest.json`, `<id>/chunks/...`), exactly
+    /// as stored (still encrypted if it is). Returns the bytes of payload written.
+    pub async fn download(
+        &self,
+        actor: &Actor<'_>,
+        id: &BackupId,
+        out: &mut (dyn std::io::Write + Send),
+    ) -> Result<u64, BackupError> {
+        let m = self.storage.manifest(id).await?;
+        self.gate(actor, Operation::Download, &m.scope, Some(id))
+            .await?;
+        let row = self
+            .log_start(
+                Operation::Download,
+                Some(id),
+                &m.scope,
+                actor,
+                Status::Running,
+            )
+            .await;
+        let result = async {
+            let mut builder = tar::Builder::new(out);
+            let mut total = 0u64;
+            let mut names: Vec<String> = m.chunks.iter().map(|c| c.name.clone()).collect();
+            names.push(super::storage::MANIFEST.to_owned());
+            for name in names {
+                let data = self.storage.get(id, &name).await?;
+                let mut header = tar::Header::new_gnu();
+                header.set_size(data.len() as u64);
+                header.set_mode(0o600);
+                header.set_mtime(m.finished_at.timestamp().max(0) as u64);
+                header.set_cksum();
+                builder
+                    .append_data(&mut header, format!("{id}/{name}"), &data[..])
+                    .map_err(|source| BackupError::Io {
+                        context: "cannot write the archive".into(),
+                        source,
+                    })?;
+                total += data.len() as u64;
+            }
+            builder.finish().map_err(|source| BackupError::Io {
+                context: "cannot write the archive".into(),
+                source,
+            })?;
+            Ok::<_, BackupError>(total)
+        }
+        .await;
+        self.log_finish(
+            row,
+            Outcome {
+                backup_id: Some(id.as_str()),
+                size: result.as_ref().ok().copied(),
+                error: result.as_ref().err().map(|e| e.to_string()),
+                ..Outcome::default()
+            },
+        )
+        .await;
+        result
+    }
+}
+
+/// Forwards progress from a blocking worker to the caller's [`Progress`].
+struct Relay(mpsc::UnboundedSender<(Option<String>, u64)>);
+
+impl Progress for Relay {
+    fn phase(&self, name: &str, total: Option<u64>) {
+        let _ = self.0.send((Some(name.to_owned()), total.unwrap_or(0)));
+    }
+    fn advance(&self, n: u64) {
+        let _ = self.0.send((None, n));
+    }
+}

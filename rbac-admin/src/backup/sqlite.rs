@@ -1,0 +1,770 @@
+//! The SQLite data path, through rusqlite (the same libsqlite3 as sqlx): catalogue, change
+//! capture triggers, snapshot reads into chunks, and restores (real or dry run).
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use rusqlite::types::{ToSqlOutput, ValueRef};
+use rusqlite::{Connection, OpenFlags, OptionalExtension, TransactionBehavior};
+
+use super::chunk::ChunkWriter;
+use super::codec::{self, Value};
+use super::model::{BackupError, TableManifest};
+use super::plan::{INTERNAL_PREFIX, TableDef, quote};
+use super::progress::Progress;
+
+/// The change log written by the capture triggers.
+pub(crate) const CHANGES: &str = "rbac_backup_changes";
+
+/// The file of an `sqlite://FILE[?...]` or `sqlite:FILE` URL.
+pub(crate) fn path_of(url: &str) -> Result<PathBuf, BackupError> {
+    let rest = url
+        .strip_prefix("sqlite://")
+        .or_else(|| url.strip_prefix("sqlite:"))
+        .ok_or_else(|| BackupError::Config(format!("`{url}` is not an sqlite:// URL")))?;
+    let file = rest.split('?').next().unwrap_or(rest);
+    if file.is_empty() || file.contains(":memory:") {
+        return Err(BackupError::Config(format!(
+            "`{url}`: in-memory databases cannot be backed up; use a file"
+        )));
+    }
+    Ok(PathBuf::from(file))
+}
+
+/// Opens a database file for reading and writing (it must exist unless `create`).
+pub(crate) fn open(path: &Path, create: bool) -> Result<Connection, BackupError> {
+    if !create && !path.exists() {
+        return Err(BackupError::Config(format!(
+            "database `{}` does not exist",
+            path.display()
+        )));
+    }
+    let mut flags = OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+    if create {
+        flags |= OpenFlags::SQLITE_OPEN_CREATE;
+    }
+    let conn = Connection::open_with_flags(path, flags)
+        .map_err(|e| BackupError::Database(format!("cannot open `{}`: {e}", path.display())))?;
+    conn.busy_timeout(Duration::from_secs(30))?;
+    Ok(conn)
+}
+
+/// Opens a database file read-only: nothing done through it can change the file.
+pub(crate) fn open_read_only(path: &Path) -> Result<Connection, BackupError> {
+    let conn = Connection::open_with_flags(
+        path,
+        OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )
+    .map_err(|e| BackupError::Database(format!("cannot open `{}`: {e}", path.display())))?;
+    conn.busy_timeout(Duration::from_secs(30))?;
+    Ok(conn)
+}
+
+/// Every user table with its columns and key.
+pub(crate) fn tables(conn: &Connection) -> Result<Vec<TableDef>, BackupError> {
+    let mut stmt = conn.prepare(
+        "SELECT name, sql FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite\\_%' ESCAPE '\\' ORDER BY name",
+    )?;
+    let names: Vec<(String, Option<String>)> = stmt
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
+        .collect::<Result<_, _>>()?;
+    let mut out = Vec::new();
+    for (name, sql) in names {
+        out.push(table_def(conn, &name, sql)?);
+    }
+    Ok(out)
+}
+
+fn table_def(conn: &Connection, name: &str, sql: Option<String>) -> Result<TableDef, BackupError> {
+    let mut stmt = conn.prepare(&format!("PRAGMA table_info({})", quote(name)))?;
+    let mut columns = Vec::new();
+    let mut keys: Vec<(i64, String)> = Vec::new();
+    let rows = stmt.query_map([], |r| {
+        Ok((
+            r.get::<_, String>(1)?,
+            r.get::<_, Option<String>>(2)?.unwrap_or_default(),
+            r.get::<_, i64>(5)?,
+        ))
+    })?;
+    for row in rows {
+        let (col, decl, pk) = row?;
+        if pk > 0 {
+            keys.push((pk, col.clone()));
+        }
+        columns.push((col, decl));
+    }
+    keys.sort();
+    Ok(TableDef {
+        name: name.to_owned(),
+        columns,
+        primary_key: keys.into_iter().map(|k| k.1).collect(),
+        create_sql: sql,
+    })
+}
+
+fn table_exists(conn: &Connection, name: &str) -> Result<bool, BackupError> {
+    Ok(conn
+        .query_row(
+            "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?1",
+            [name],
+            |_| Ok(()),
+        )
+        .optional()?
+        .is_some())
+}
+
+/// Installs the change-capture triggers on `tables` (idempotent). Each insert, update or
+/// delete then also writes one row (two when an update changes the key) to the change log.
+pub(crate) fn install_capture(
+    conn: &mut Connection,
+    tables: &[TableManifest],
+) -> Result<(), BackupError> {
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    tx.execute_batch(&format!(
+        "CREATE TABLE IF NOT EXISTS {CHANGES} (seq INTEGER PRIMARY KEY AUTOINCREMENT, \
+         tbl TEXT NOT NULL, pk TEXT NOT NULL, tenant TEXT);
+         CREATE INDEX IF NOT EXISTS {CHANGES}_tbl_seq ON {CHANGES} (tbl, seq);"
+    ))?;
+    for t in tables {
+        let key = |row: &str| {
+            let cols: Vec<String> = t
+                .primary_key
+                .iter()
+                .map(|k| format!("{row}.{}", quote(k)))
+                .collect();
+            format!("json_array({})", cols.join(", "))
+        };
+        let tenant = |row: &str| match &t.tenant_column {
+            Some(c) => format!("{row}.{}", quote(c)),
+            None => "NULL".into(),
+        };
+        let lit = format!("'{}'", t.name.replace('\'', "''"));
+        let trig = |kind: &str| quote(&format!("{INTERNAL_PREFIX}{kind}_{}", t.name));
+        let table = quote(&t.name);
+        tx.execute_batch(&format!(
+            "CREATE TRIGGER IF NOT EXISTS {ti} AFTER INSERT ON {table} BEGIN \
+               INSERT INTO {CHANGES} (tbl, pk, tenant) VALUES ({lit}, {nk}, {nt}); END;
+             CREATE TRIGGER IF NOT EXISTS {tu} AFTER UPDATE ON {table} BEGIN \
+               INSERT INTO {CHANGES} (tbl, pk, tenant) VALUES ({lit}, {nk}, {nt}); \
+               INSERT INTO {CHANGES} (tbl, pk, tenant) SELECT {lit}, {ok}, {ot} WHERE {ok} IS NOT {nk} OR {ot} IS NOT {nt}; END;
+             CREATE TRIGGER IF NOT EXISTS {td} AFTER DELETE ON {table} BEGIN \
+               INSERT INTO {CHANGES} (tbl, pk, tenant) VALUES ({lit}, {ok}, {ot}); END;",
+            ti = trig("i"),
+            tu = trig("u"),
+            td = trig("d"),
+            nk = key("NEW"),
+            ok = key("OLD"),
+            nt = tenant("NEW"),
+            ot = tenant("OLD"),
+        ))?;
+    }
+    tx.commit()?;
+    Ok(())
+}
+
+fn put_ref(buf: &mut Vec<u8>, v: ValueRef<'_>) {
+    match v {
+        ValueRef::Null => codec::put_null(buf),
+        ValueRef::Integer(i) => codec::put_int(buf, i),
+        ValueRef::Real(r) => codec::put_real(buf, r),
+        ValueRef::Text(t) => codec::put_text(buf, t),
+        ValueRef::Blob(b) => codec::put_blob(buf, b),
+    }
+}
+
+impl rusqlite::ToSql for Value {
+    fn to_sql(&self) -> rusqlite::Result<ToSqlOutput<'_>> {
+        Ok(ToSqlOutput::Borrowed(match self {
+            Value::Null => ValueRef::Null,
+            Value::Int(i) => ValueRef::Integer(*i),
+            Value::Real(r) => ValueRef::Real(*r),
+            Value::Text(t) => ValueRef::Text(t.as_bytes()),
+            Value::Blob(b) => ValueRef::Blob(b),
+            Value::RawText(b) => ValueRef::Text(b),
+        }))
+    }
+}
+
+fn column_list(t: &TableManifest, prefix: &str) -> String {
+    t.columns
+        .iter()
+        .map(|c| format!("{prefix}{}", quote(&c.name)))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// Reads every table of `tables` in one read transaction (one consistent snapshot) into
+/// `writer`, filling in row counts. For an incremental (`since = Some(seq)`), reads only rows
+/// changed after `seq` and records deletes. Returns the change-log position of the snapshot.
+pub(crate) fn read_snapshot(
+    conn: &mut Connection,
+    tables: &mut [TableManifest],
+    tenant: Option<&str>,
+    since: Option<i64>,
+    writer: &mut ChunkWriter<'_>,
+    progress: &dyn Progress,
+) -> Result<i64, BackupError> {
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Deferred)?;
+    // The first read fixes the snapshot; everything below sees the same database state.
+    let has_changes = table_exists(&tx, CHANGES)?;
+    let seq: i64 = if has_changes {
+        tx.query_row(
+            &format!("SELECT COALESCE(MAX(seq), 0) FROM {CHANGES}"),
+            [],
+            |r| r.get(0),
+        )?
+    } else {
+        0
+    };
+    if since.is_some() && !has_changes {
+        return Err(BackupError::Schema(
+            "the change log is missing: make a full backup first".into(),
+        ));
+    }
+    for t in tables.iter_mut() {
+        writer.begin_table(&t.name)?;
+        progress.phase(&format!("table {}", t.name), None);
+        let filter = match (tenant, &t.tenant_column) {
+            (Some(_), Some(c)) => format!(" WHERE t.{} = ?1", quote(c)),
+            _ => String::new(),
+        };
+        match since {
+            None => {
+                let sql = format!(
+                    "SELECT {} FROM {} AS t{filter}",
+                    column_list(t, "t."),
+                    quote(&t.name)
+                );
+                let mut stmt = tx.prepare(&sql)?;
+                let mut rows = match (tenant, filter.is_empty()) {
+                    (Some(tn), false) => stmt.query([tn])?,
+                    _ => stmt.query([])?,
+                };
+                let n = t.columns.len();
+                let mut count = 0u64;
+                while let Some(row) = rows.next()? {
+                    writer.buf.push(codec::ROW);
+                    for i in 0..n {
+                        put_ref(&mut writer.buf, row.get_ref(i)?);
+                    }
+                    writer.record_done()?;
+                    count += 1;
+                    if count.is_multiple_of(65536) {
+                        progress.advance(65536);
+                    }
+                }
+                progress.advance(count % 65536);
+                t.rows = count;
+            }
+            Some(parent_seq) => {
+                let k = t.primary_key.len();
+                let keys: Vec<String> = (0..k)
+                    .map(|i| format!("json_extract(c.pk, '$[{i}]')"))
+                    .collect();
+                let join: Vec<String> = t
+                    .primary_key
+                    .iter()
+                    .zip(&keys)
+                    .map(|(col, key)| format!("t.{} = {key}", quote(col)))
+                    .collect();
+                let tenant_join = match (tenant, &t.tenant_column) {
+                    (Some(_), Some(c)) => format!(" AND t.{} = ?4", quote(c)),
+                    _ => String::new(),
+                };
+                let tenant_changes = if tenant_join.is_empty() {
+                    String::new()
+                } else {
+                    " AND tenant = ?4".into()
+                };
+                let sql = format!(
+                    "SELECT {}, t.{} IS NOT NULL, {} FROM (SELECT DISTINCT pk FROM {CHANGES} \
+                     WHERE tbl = ?1 AND seq > ?2 AND seq <= ?3{tenant_changes}) AS c \
+                     LEFT JOIN {} AS t ON {}{tenant_join}",
+                    keys.join(", "),
+                    quote(&t.primary_key[0]),
+                    column_list(t, "t."),
+                    quote(&t.name),
+                    join.join(" AND "),
+                );
+                let mut stmt = tx.prepare(&sql)?;
+                let tn = tenant.unwrap_or_default();
+                let mut rows = if tenant_join.is_empty() {
+                    stmt.query(rusqlite::params![t.name, parent_seq, seq])?
+                } else {
+                    stmt.query(rusqlite::params![t.name, parent_seq, seq, tn])?
+                };
+                let (mut upserts, mut deletes) = (0u64, 0u64);
+                while let Some(row) = rows.next()? {
+                    let present: bool = row.get(k)?;
+                    if present {
+                        writer.buf.push(codec::ROW);
+                        for i in 0..t.columns.len() {
+                            put_ref(&mut writer.buf, row.get_ref(k + 1 + i)?);
+                        }
+                        upserts += 1;
+                    } else {
+                        writer.buf.push(codec::DELETE);
+                        for i in 0..k {
+                            put_ref(&mut writer.buf, row.get_ref(i)?);
+                        }
+                        deletes += 1;
+                    }
+                    writer.record_done()?;
+                }
+                progress.advance(upserts + deletes);
+                t.rows = upserts;
+                t.deleted = deletes;
+            }
+        }
+    }
+    writer.flush()?;
+    tx.commit()?;
+    Ok(seq)
+}
+
+/// What a restore did, or would do, to one table.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+pub struct TableReport {
+    /// The table.
+    pub table: String,
+    /// Rows inserted (absent before).
+    pub insert: u64,
+    /// Rows replaced (present before with other values).
+    pub replace: u64,
+    /// Rows present before with the same values (dry run only; a restore rewrites them).
+    pub unchanged: u64,
+    /// Rows deleted (in scope, absent from the backup, or deleted by an incremental).
+    pub delete: u64,
+    /// Rows whose key belongs to another tenant (a restore refuses them).
+    pub conflicts: u64,
+    /// Whether the table does not exist and would be (or was) created.
+    pub create: bool,
+}
+
+/// One step of a restore as given to [`Restorer`].
+pub(crate) struct Step<'a> {
+    pub(crate) table: &'a TableManifest,
+    pub(crate) full: bool,
+    pub(crate) tenant: Option<&'a str>,
+}
+
+enum Mode<'t> {
+    Dry {
+        lookup: rusqlite::Statement<'t>,
+        in_scope: u64,
+    },
+    Replace {
+        insert: rusqlite::Statement<'t>,
+    },
+    Upsert {
+        upsert: rusqlite::Statement<'t>,
+        key: Option<rusqlite::Statement<'t>>,
+        delete: rusqlite::Statement<'t>,
+    },
+}
+
+/// Applies (or, in a dry run, compares) decoded records inside one transaction.
+pub(crate) struct Restorer<'c> {
+    tx: rusqlite::Transaction<'c>,
+    dry_run: bool,
+    pub(crate) reports: Vec<TableReport>,
+}
+
+fn constraint(table: &str, e: rusqlite::Error) -> BackupError {
+    BackupError::Database(format!(
+        "restore of `{table}` failed, nothing was changed: {e}"
+    ))
+}
+
+impl<'c> Restorer<'c> {
+    pub(crate) fn begin(
+        conn: &'c mut Connection,
+        dry_run: bool,
+    ) -> Result<Restorer<'c>, BackupError> {
+        let tx = if dry_run {
+            conn.transaction_with_behavior(TransactionBehavior::Deferred)?
+        } else {
+            // Foreign keys are enforced for the restore whatever the connection default.
+            conn.execute_batch("PRAGMA foreign_keys = ON")?;
+            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            // Rows come table by table; foreign keys are checked once, at commit.
+            tx.execute_batch("PRAGMA defer_foreign_keys = ON")?;
+            tx
+        };
+        Ok(Restorer {
+            tx,
+            dry_run,
+            reports: Vec::new(),
+        })
+    }
+
+    /// Creates the tables the target lacks, in this transaction, before any row is written.
+    pub(crate) fn create_missing(&self, tables: &[&TableManifest]) -> Result<(), BackupError> {
+        create_missing(&self.tx, tables)
+    }
+
+    /// Applies one table's records from `chunks` (decoded chunk bytes, in order).
+    pub(crate) fn table(
+        &mut self,
+        step: &Step<'_>,
+        chunks: &mut dyn Iterator<Item = Result<Vec<u8>, BackupError>>,
+        progress: &dyn Progress,
+    ) -> Result<(), BackupError> {
+        let t = step.table;
+        let mut report = TableReport {
+            table: t.name.clone(),
+            ..TableReport::default()
+        };
+        let exists = table_exists(&self.tx, &t.name)?;
+        if !exists {
+            if !step.full {
+                return Err(BackupError::Schema(format!(
+                    "table `{}` does not exist in the target database",
+                    t.name
+                )));
+            }
+            report.create = true;
+            let create = t.create_sql.clone().unwrap_or_else(|| generic_create(t));
+            if !self.dry_run {
+                self.tx.execute_batch(&create)?;
+            }
+        }
+        if exists {
+            let def = table_def(&self.tx, &t.name, None)?;
+            for c in &t.columns {
+                if !def.columns.iter().any(|(n, _)| *n == c.name) {
+                    return Err(BackupError::Schema(format!(
+                        "column `{}.{}` is in the backup but not in the target database",
+                        t.name, c.name
+                    )));
+                }
+            }
+        }
+        let tenant_filter = match (step.tenant, &t.tenant_column) {
+            (Some(tn), Some(c)) => Some((tn, c.as_str())),
+            (Some(_), None) => return Ok(()),
+            _ => None,
+        };
+        let tenant_index =
+            tenant_filter.and_then(|(_, c)| t.columns.iter().position(|col| col.name == c));
+        let where_scope = match tenant_filter {
+            Some((_, c)) => format!(" WHERE {} = ?1", quote(c)),
+            None => String::new(),
+        };
+        let table = quote(&t.name);
+        let cols = column_list(t, "");
+        let marks: Vec<String> = (1..=t.columns.len()).map(|i| format!("?{i}")).collect();
+        let key_match: Vec<String> = t
+            .primary_key
+            .iter()
+            .enumerate()
+            .map(|(i, k)| format!("{} = ?{}", quote(k), i + 1))
+            .collect();
+        let key_positions: Vec<usize> = t
+            .primary_key
+            .iter()
+            .filter_map(|k| t.columns.iter().position(|c| &c.name == k))
+            .collect();
+        if key_positions.len() != t.primary_key.len() {
+            return Err(BackupError::Schema(format!(
+                "table `{}`: key columns missing",
+                t.name
+            )));
+        }
+        let count_scope = |tx: &rusqlite::Transaction<'_>| -> Result<u64, BackupError> {
+            if !exists {
+                return Ok(0);
+            }
+            let sql = format!("SELECT count(*) FROM {table}{where_scope}");
+            let n: i64 = match tenant_filter {
+                Some((tn, _)) => tx.query_row(&sql, [tn], |r| r.get(0))?,
+                None => tx.query_row(&sql, [], |r| r.get(0))?,
+            };
+            Ok(u64::try_from(n).unwrap_or(0))
+        };
+        let tenant_col_sql = match tenant_filter {
+            Some((_, c)) => quote(c),
+            None => "NULL".into(),
+        };
+        let mut mode = if self.dry_run {
+            let in_scope = if step.full { count_scope(&self.tx)? } else { 0 };
+            if exists {
+                let lookup = self.tx.prepare(&format!(
+                    "SELECT {cols}, {tenant_col_sql} FROM {table} WHERE {}",
+                    key_match.join(" AND ")
+                ))?;
+                Some(Mode::Dry { lookup, in_scope })
+            } else {
+                None
+            }
+        } else if step.full && t.omitted_columns.is_empty() {
+            let deleted = match tenant_filter {
+                Some((tn, _)) => self
+                    .tx
+                    .execute(&format!("DELETE FROM {table}{where_scope}"), [tn])?,
+                None => self.tx.execute(&format!("DELETE FROM {table}"), [])?,
+            };
+            report.delete = deleted as u64;
+            Some(Mode::Replace {
+                insert: self.tx.prepare(&format!(
+                    "INSERT INTO {table} ({cols}) VALUES ({})",
+                    marks.join(", ")
+                ))?,
+            })
+        } else {
+            let updates: Vec<String> = t
+                .columns
+                .iter()
+                .filter(|c| !t.primary_key.contains(&c.name))
+                .map(|c| format!("{0} = excluded.{0}", quote(&c.name)))
+                .collect();
+            let keys = t
+                .primary_key
+                .iter()
+                .map(|k| quote(k))
+                .collect::<Vec<_>>()
+                .join(", ");
+            let guard = match tenant_filter {
+                Some((_, c)) => format!(" WHERE {table}.{0} = excluded.{0}", quote(c)),
+                None => String::new(),
+            };
+            let action = if updates.is_empty() {
+                "NOTHING".to_owned()
+            } else {
+                format!("UPDATE SET {}{guard}", updates.join(", "))
+            };
+            let upsert = self.tx.prepare(&format!(
+                "INSERT INTO {table} ({cols}) VALUES ({}) ON CONFLICT ({keys}) DO {action}",
+                marks.join(", ")
+            ))?;
+            let n = t.primary_key.len();
+            let tenant_cond = match tenant_filter {
+                Some((_, c)) => format!(" AND {} = ?{}", quote(c), n + 1),
+                None => String::new(),
+            };
+            let key = if step.full {
+                self.tx.execute_batch(
+                    "CREATE TEMP TABLE IF NOT EXISTS rbac_restore_keys (k TEXT PRIMARY KEY); \
+                     DELETE FROM temp.rbac_restore_keys;",
+                )?;
+                Some(self.tx.prepare(&format!(
+                    "INSERT OR IGNORE INTO temp.rbac_restore_keys VALUES (json_array({}))",
+                    (1..=n).map(|i| format!("?{i}")).collect::<Vec<_>>().join(", ")
+                ))?)
+            } else {
+                None
+            };
+            let delete = self.tx.prepare(&format!(
+                "DELETE FROM {table} WHERE {}{tenant_cond}",
+                key_match.join(" AND ")
+            ))?;
+            Some(Mode::Upsert {
+                upsert,
+                key,
+                delete,
+            })
+        };
+        let row_len = t.columns.len();
+        let key_len = t.primary_key.len();
+        let mut values = Vec::with_capacity(row_len);
+        let mut key_values: Vec<Value> = Vec::with_capacity(key_len + 1);
+        for chunk in chunks {
+            let chunk = chunk?;
+            let mut reader = codec::Reader::new(&chunk);
+            let mut n = 0u64;
+            while let Some(tag) = reader.next(row_len, key_len, &mut values)? {
+                n += 1;
+                // A full backup holds every tenant: only this tenant's rows apply.
+                if tag == codec::ROW
+                    && let (Some((tn, _)), Some(i)) = (tenant_filter, tenant_index)
+                    && !values.get(i).is_some_and(|v| is_tenant(v, tn))
+                {
+                    continue;
+                }
+                key_values.clear();
+                if tag == codec::ROW {
+                    key_values.extend(key_positions.iter().filter_map(|&i| values.get(i).cloned()));
+                } else {
+                    key_values.extend(values.iter().cloned());
+                }
+                match &mut mode {
+                    None => {
+                        if tag == codec::ROW {
+                            report.insert += 1;
+                        }
+                    }
+                    Some(Mode::Dry { lookup, .. }) => {
+                        // Compared in place, without copying the stored row.
+                        let found = lookup
+                            .query_row(rusqlite::params_from_iter(key_values.iter()), |r| {
+                                let mut same = tag == codec::ROW;
+                                if same {
+                                    for (i, v) in values.iter().enumerate() {
+                                        if !same_as_stored(v, r.get_ref(i)?) {
+                                            same = false;
+                                            break;
+                                        }
+                                    }
+                                }
+                                let other_tenant = match tenant_filter {
+                                    Some((tn, _)) => !stored_tenant_is(r.get_ref(row_len)?, tn),
+                                    None => false,
+                                };
+                                Ok((same, other_tenant))
+                            })
+                            .optional()?;
+                        match (tag, found) {
+                            (codec::ROW, None) => report.insert += 1,
+                            (codec::ROW, Some((_, true))) => report.conflicts += 1,
+                            (codec::ROW, Some((true, false))) => report.unchanged += 1,
+                            (codec::ROW, Some((false, false))) => report.replace += 1,
+                            (_, Some((_, false))) => report.delete += 1,
+                            (_, _) => {}
+                        }
+                    }
+                    Some(Mode::Replace { insert }) => {
+                        insert
+                            .execute(rusqlite::params_from_iter(values.iter()))
+                            .map_err(|e| constraint(&t.name, e))?;
+                        report.insert += 1;
+                    }
+                    Some(Mode::Upsert {
+                        upsert,
+                        key,
+                        delete,
+                    }) => {
+                        if tag == codec::ROW {
+                            let changed = upsert
+                                .execute(rusqlite::params_from_iter(values.iter()))
+                                .map_err(|e| constraint(&t.name, e))?;
+                            if changed == 0 && tenant_filter.is_some() {
+                                return Err(BackupError::Schema(format!(
+                                    "table `{}`: a restored row's key belongs to another tenant; \
+                                     nothing was changed",
+                                    t.name
+                                )));
+                            }
+                            report.insert += 1;
+                            if let Some(key) = key {
+                                key.execute(rusqlite::params_from_iter(key_values.iter()))?;
+                            }
+                        } else {
+                            if let Some((tn, _)) = tenant_filter {
+                                key_values.push(Value::Text(tn.to_owned()));
+                            }
+                            report.delete += delete
+                                .execute(rusqlite::params_from_iter(key_values.iter()))?
+                                as u64;
+                        }
+                    }
+                }
+            }
+            progress.advance(n);
+        }
+        match mode {
+            Some(Mode::Dry { in_scope, .. }) if step.full => {
+                report.delete = in_scope.saturating_sub(report.replace + report.unchanged);
+            }
+            Some(Mode::Upsert { key: Some(_), .. }) => {
+                let keys = t
+                    .primary_key
+                    .iter()
+                    .map(|k| quote(k))
+                    .collect::<Vec<_>>()
+                    .join(", ");
+                let extra = match tenant_filter {
+                    Some((_, c)) => format!("{} = ?1 AND ", quote(c)),
+                    None => String::new(),
+                };
+                let sql = format!(
+                    "DELETE FROM {table} WHERE {extra}json_array({keys}) NOT IN (SELECT k FROM temp.rbac_restore_keys)"
+                );
+                report.delete += match tenant_filter {
+                    Some((tn, _)) => self.tx.execute(&sql, [tn])?,
+                    None => self.tx.execute(&sql, [])?,
+                } as u64;
+            }
+            _ => {}
+        }
+        self.reports.push(report);
+        Ok(())
+    }
+
+    /// Commits a real restore (foreign keys are checked here); a dry run just ends.
+    pub(crate) fn finish(self) -> Result<Vec<TableReport>, BackupError> {
+        if self.dry_run {
+            self.tx.rollback()?;
+        } else {
+            self.tx.commit().map_err(|e| {
+                BackupError::Database(format!(
+                    "restore failed at commit, nothing was changed: {e}"
+                ))
+            })?;
+        }
+        Ok(self.reports)
+    }
+}
+
+/// Whether a backed-up value equals a stored one exactly (reals bit for bit).
+fn same_as_stored(v: &Value, stored: ValueRef<'_>) -> bool {
+    match (v, stored) {
+        (Value::Null, ValueRef::Null) => true,
+        (Value::Int(a), ValueRef::Integer(b)) => *a == b,
+        (Value::Real(a), ValueRef::Real(b)) => a.to_bits() == b.to_bits(),
+        (Value::Text(a), ValueRef::Text(b)) => a.as_bytes() == b,
+        (Value::RawText(a), ValueRef::Text(b)) => a.as_slice() == b,
+        (Value::Blob(a), ValueRef::Blob(b)) => a.as_slice() == b,
+        _ => false,
+    }
+}
+
+/// Whether a stored tenant column value names tenant `tn`.
+fn stored_tenant_is(stored: ValueRef<'_>, tn: &str) -> bool {
+    match stored {
+        ValueRef::Text(b) => b == tn.as_bytes(),
+        ValueRef::Integer(i) => i.to_string() == tn,
+        _ => false,
+    }
+}
+
+/// Whether a tenant column value names tenant `tn` (text, or an integer id written as text).
+fn is_tenant(v: &Value, tn: &str) -> bool {
+    match v {
+        Value::Text(s) => s == tn,
+        Value::Int(i) => i.to_string() == tn,
+        _ => false,
+    }
+}
+
+/// Creates the tables of a full restore that the target lacks, all before any row is
+/// written (so foreign keys between them resolve).
+fn create_missing(conn: &Connection, tables: &[&TableManifest]) -> Result<(), BackupError> {
+    for t in tables {
+        if !table_exists(conn, &t.name)? {
+            let create = t.create_sql.clone().unwrap_or_else(|| generic_create(t));
+            conn.execute_batch(&create)?;
+        }
+    }
+    Ok(())
+}
+
+/// A table definition that stores any value as given (no type affinity), for targets that
+/// lack the table and a backup without its `CREATE TABLE` (e.g. from PostgreSQL).
+pub(crate) fn generic_create(t: &TableManifest) -> String {
+    let cols: Vec<String> = t.columns.iter().map(|c| quote(&c.name)).collect();
+    let keys: Vec<String> = t.primary_key.iter().map(|k| quote(k)).collect();
+    format!(
+        "CREATE TABLE {} ({}, PRIMARY KEY ({}))",
+        quote(&t.name),
+        cols.join(", "),
+        keys.join(", ")
+    )
+}
+
+/// Rows in a table (for deep verification).
+pub(crate) fn count_rows(conn: &Connection, table: &str) -> Result<u64, BackupError> {
+    let n: i64 = conn.query_row(&format!("SELECT count(*) FROM {}", quote(table)), [], |r| {
+        r.get(0)
+    })?;
+    Ok(u64::try_from(n).unwrap_or(0))
+}

@@ -1,0 +1,317 @@
+//! Where backups live: a local directory or an object store (S3 and compatible), through the
+//! `object_store` crate. Layout under the configured location:
+//!
+//! ```text
+//! <id>/lock.json          while the backup is being written (who and when)
+//! <id>/chunks/000000.bin  data chunks (zstd, optionally sealed)
+//! <id>/manifest.json      written last, in one atomic put: its presence marks a complete backup
+//! ```
+//!
+//! `manifest.json` is `{"sha256": "...", "manifest": {...}}`; the hash covers the compact JSON
+//! of the manifest, so a changed byte anywhere is detected.
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use futures::TryStreamExt;
+use object_store::path::Path as StorePath;
+use object_store::{ObjectStore, PutPayload};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use super::model::{BackupError, BackupId, MANIFEST_FORMAT, Manifest};
+
+/// Name of the manifest object inside a backup.
+pub(crate) const MANIFEST: &str = "manifest.json";
+const LOCK: &str = "lock.json";
+
+/// A backup location.
+#[derive(Debug, Clone)]
+pub(crate) struct Storage {
+    store: Arc<dyn ObjectStore>,
+    prefix: StorePath,
+    /// For messages (never holds credentials: those come from the environment).
+    pub(crate) location: String,
+}
+
+/// Written while a backup is in progress, so a cleaner can tell a live backup from a dead one.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(crate) struct Lock {
+    pub(crate) host: String,
+    pub(crate) pid: u32,
+    pub(crate) started_at: chrono::DateTime<chrono::Utc>,
+}
+
+impl Lock {
+    pub(crate) fn here() -> Lock {
+        Lock {
+            host: hostname(),
+            pid: std::process::id(),
+            started_at: chrono::Utc::now(),
+        }
+    }
+
+    /// Whether the process that wrote it may still be running.
+    pub(crate) fn may_be_alive(&self) -> bool {
+        if self.host == hostname() {
+            return std::path::Path::new(&format!("/proc/{}", self.pid)).exists()
+                && self.pid != 0
+                && chrono::Utc::now() - self.started_at < chrono::Duration::hours(24);
+        }
+        chrono::Utc::now() - self.started_at < chrono::Duration::hours(24)
+    }
+}
+
+fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_owned())
+        .unwrap_or_else(|_| "localhost".into())
+}
+
+#[derive(Serialize, Deserialize)]
+struct Sealed {
+    sha256: String,
+    manifest: serde_json::Value,
+}
+
+fn manifest_hash(manifest: &Manifest) -> Result<String, BackupError> {
+    let text = serde_json::to_string(manifest)
+        .map_err(|e| BackupError::Storage(format!("cannot encode the manifest: {e}")))?;
+    Ok(hex::encode(Sha256::digest(text.as_bytes())))
+}
+
+impl Storage {
+    /// Opens a location: a directory path (created if missing), `file:///dir`, or
+    /// `s3://bucket/prefix` (credentials and region from the usual `AWS_*` variables).
+    pub(crate) fn open(location: &str, endpoint: Option<&str>) -> Result<Storage, BackupError> {
+        let (store, prefix): (Arc<dyn ObjectStore>, StorePath) = if location.starts_with("s3://") {
+            let rest = location.trim_start_matches("s3://");
+            let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
+            let mut builder =
+                object_store::aws::AmazonS3Builder::from_env().with_url(format!("s3://{bucket}"));
+            if let Some(endpoint) = endpoint {
+                builder = builder
+                    .with_endpoint(endpoint)
+                    .with_allow_http(endpoint.starts_with("http://"));
+            }
+            let s3 = builder.build().map_err(|e| {
+                BackupError::Config(format!("cannot open storage `{location}`: {e}"))
+            })?;
+            (Arc::new(s3), StorePath::from(prefix.trim_matches('/')))
+        } else if location.contains("://") && !location.starts_with("file://") {
+            return Err(BackupError::Config(format!(
+                "unsupported storage `{location}`: use a directory or `s3://bucket/prefix`"
+            )));
+        } else {
+            let dir = location.trim_start_matches("file://");
+            std::fs::create_dir_all(dir).map_err(|source| BackupError::Io {
+                context: format!("cannot create the backup directory `{dir}`"),
+                source,
+            })?;
+            let fs = object_store::local::LocalFileSystem::new_with_prefix(dir)
+                .map_err(|e| BackupError::Config(format!("cannot open `{dir}`: {e}")))?;
+            (Arc::new(fs), StorePath::default())
+        };
+        Ok(Storage {
+            store,
+            prefix,
+            location: location.to_owned(),
+        })
+    }
+
+    fn path(&self, id: &BackupId, name: &str) -> StorePath {
+        let mut p = self.prefix.child(id.as_str());
+        for part in name.split('/') {
+            p = p.child(part);
+        }
+        p
+    }
+
+    fn err(&self, what: &str, e: object_store::Error) -> BackupError {
+        BackupError::Storage(format!("{what} in `{}`: {e}", self.location))
+    }
+
+    /// Stores an object of a backup.
+    pub(crate) async fn put(
+        &self,
+        id: &BackupId,
+        name: &str,
+        data: Bytes,
+    ) -> Result<(), BackupError> {
+        self.store
+            .put(&self.path(id, name), PutPayload::from_bytes(data))
+            .await
+            .map_err(|e| self.err(&format!("cannot write {id}/{name}"), e))?;
+        Ok(())
+    }
+
+    /// Reads an object of a backup.
+    pub(crate) async fn get(&self, id: &BackupId, name: &str) -> Result<Bytes, BackupError> {
+        let result = self.store.get(&self.path(id, name)).await;
+        match result {
+            Ok(r) => r
+                .bytes()
+                .await
+                .map_err(|e| self.err(&format!("cannot read {id}/{name}"), e)),
+            Err(object_store::Error::NotFound { .. }) => Err(BackupError::Storage(format!(
+                "{id}/{name} is missing from `{}`",
+                self.location
+            ))),
+            Err(e) => Err(self.err(&format!("cannot read {id}/{name}"), e)),
+        }
+    }
+
+    /// Marks a backup as in progress.
+    pub(crate) async fn put_lock(&self, id: &BackupId) -> Result<(), BackupError> {
+        let text =
+            serde_json::to_vec(&Lock::here()).map_err(|e| BackupError::Storage(e.to_string()))?;
+        self.put(id, LOCK, Bytes::from(text)).await
+    }
+
+    async fn lock_of(&self, id: &BackupId) -> Option<Lock> {
+        let bytes = self.get(id, LOCK).await.ok()?;
+        serde_json::from_slice(&bytes).ok()
+    }
+
+    /// Removes the in-progress mark (after the manifest is stored).
+    pub(crate) async fn remove_lock(&self, id: &BackupId) -> Result<(), BackupError> {
+        match self.store.delete(&self.path(id, LOCK)).await {
+            Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
+            Err(e) => Err(self.err("cannot remove a lock", e)),
+        }
+    }
+
+    /// Stores the manifest in one atomic put; this is what makes a backup complete.
+    pub(crate) async fn put_manifest(&self, manifest: &Manifest) -> Result<(), BackupError> {
+        let sealed = Sealed {
+            sha256: manifest_hash(manifest)?,
+            manifest: serde_json::to_value(manifest)
+                .map_err(|e| BackupError::Storage(e.to_string()))?,
+        };
+        let text =
+            serde_json::to_vec_pretty(&sealed).map_err(|e| BackupError::Storage(e.to_string()))?;
+        self.put(&manifest.id, MANIFEST, Bytes::from(text)).await
+    }
+
+    /// Reads and checks a manifest; a missing one means "no such complete backup".
+    pub(crate) async fn manifest(&self, id: &BackupId) -> Result<Manifest, BackupError> {
+        let bytes = match self.store.get(&self.path(id, MANIFEST)).await {
+            Ok(r) => r
+                .bytes()
+                .await
+                .map_err(|e| self.err(&format!("cannot read {id}/{MANIFEST}"), e))?,
+            Err(object_store::Error::NotFound { .. }) => {
+                return Err(BackupError::NotFound(id.clone()));
+            }
+            Err(e) => return Err(self.err(&format!("cannot read {id}/{MANIFEST}"), e)),
+        };
+        parse_manifest(id, &bytes)
+    }
+
+    /// Every backup id present, complete or not: `(complete, incomplete)`, oldest first.
+    pub(crate) async fn ids(&self) -> Result<(Vec<BackupId>, Vec<BackupId>), BackupError> {
+        let prefix = (!self.prefix.as_ref().is_empty()).then_some(&self.prefix);
+        let listing = self
+            .store
+            .list_with_delimiter(prefix)
+            .await
+            .map_err(|e| self.err("cannot list backups", e))?;
+        let mut complete = Vec::new();
+        let mut incomplete = Vec::new();
+        for dir in listing.common_prefixes {
+            let Some(Ok(id)) = dir.filename().map(str::parse::<BackupId>) else {
+                continue;
+            };
+            match self.store.head(&self.path(&id, MANIFEST)).await {
+                Ok(_) => complete.push(id),
+                Err(object_store::Error::NotFound { .. }) => incomplete.push(id),
+                Err(e) => return Err(self.err("cannot list backups", e)),
+            }
+        }
+        complete.sort();
+        incomplete.sort();
+        Ok((complete, incomplete))
+    }
+
+    /// Incomplete backups whose writer is gone (killed, crashed): safe to remove.
+    pub(crate) async fn abandoned(&self) -> Result<Vec<BackupId>, BackupError> {
+        let (_, incomplete) = self.ids().await?;
+        let mut dead = Vec::new();
+        for id in incomplete {
+            match self.lock_of(&id).await {
+                Some(lock) if lock.may_be_alive() => {}
+                _ => dead.push(id),
+            }
+        }
+        Ok(dead)
+    }
+
+    /// Every object of a backup: `(name relative to the backup, size)`.
+    pub(crate) async fn objects(&self, id: &BackupId) -> Result<Vec<(String, u64)>, BackupError> {
+        let base = self.prefix.child(id.as_str());
+        let metas: Vec<_> = self
+            .store
+            .list(Some(&base))
+            .try_collect()
+            .await
+            .map_err(|e| self.err(&format!("cannot list {id}"), e))?;
+        let mut out = Vec::new();
+        for meta in metas {
+            let full = meta.location.as_ref();
+            let rel = full
+                .strip_prefix(base.as_ref())
+                .map(|r| r.trim_start_matches('/'))
+                .unwrap_or(full);
+            out.push((rel.to_owned(), meta.size));
+        }
+        out.sort();
+        Ok(out)
+    }
+
+    /// Deletes a backup: the manifest first, so that a failure halfway leaves an incomplete
+    /// backup (cleaned up later), never a complete-looking one with missing chunks.
+    pub(crate) async fn delete(&self, id: &BackupId) -> Result<(), BackupError> {
+        match self.store.delete(&self.path(id, MANIFEST)).await {
+            Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
+            Err(e) => return Err(self.err(&format!("cannot delete {id}"), e)),
+        }
+        for (name, _) in self.objects(id).await? {
+            match self.store.delete(&self.path(id, &name)).await {
+                Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
+                Err(e) => return Err(self.err(&format!("cannot delete {id}/{name}"), e)),
+            }
+        }
+        // Local directories are left empty by object deletes; remove them when we can.
+        if !self.location.contains("://") || self.location.starts_with("file://") {
+            let dir =
+                std::path::Path::new(self.location.trim_start_matches("file://")).join(id.as_str());
+            let _ = std::fs::remove_dir_all(dir);
+        }
+        Ok(())
+    }
+}
+
+/// Parses `manifest.json` bytes and checks the hash and format.
+pub(crate) fn parse_manifest(id: &BackupId, bytes: &[u8]) -> Result<Manifest, BackupError> {
+    let corrupt = |reason: String| BackupError::CorruptManifest {
+        id: id.to_string(),
+        reason,
+    };
+    let sealed: Sealed =
+        serde_json::from_slice(bytes).map_err(|e| corrupt(format!("not valid JSON: {e}")))?;
+    let manifest: Manifest =
+        serde_json::from_value(sealed.manifest).map_err(|e| corrupt(format!("unreadable: {e}")))?;
+    if manifest_hash(&manifest)? != sealed.sha256 {
+        return Err(corrupt("checksum mismatch".into()));
+    }
+    if &manifest.id != id {
+        return Err(corrupt(format!("it names backup {}", manifest.id)));
+    }
+    if manifest.format > MANIFEST_FORMAT {
+        return Err(corrupt(format!(
+            "format {} is newer than this tool understands ({MANIFEST_FORMAT}); upgrade rbac-admin",
+            manifest.format
+        )));
+    }
+    Ok(manifest)
+}

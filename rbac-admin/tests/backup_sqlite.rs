@@ -1,0 +1,543 @@
+//! Backup and restore on real SQLite files: round trips, scopes, dry runs, incrementals,
+//! point in time, gating and the log.
+
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    reason = "tests"
+)]
+
+mod backup_support;
+
+use backup_support::*;
+use rbac_admin::backup::{
+    Actor, BackupKind, CreateRequest, LogQuery, NoProgress, RestoreRequest, Scope, Selector, Status,
+};
+use rusqlite::types::Value;
+
+fn full(scope: Scope) -> CreateRequest {
+    CreateRequest {
+        kind: BackupKind::Full,
+        scope,
+    }
+}
+
+fn restore_all(
+    id: &rbac_admin::backup::BackupId,
+    to: Option<String>,
+    dry_run: bool,
+) -> RestoreRequest {
+    RestoreRequest {
+        from: Selector::Id(id.clone()),
+        tables: vec![],
+        modules: vec![],
+        tenant: None,
+        to,
+        dry_run,
+    }
+}
+
+#[tokio::test]
+async fn full_backup_restores_every_value_exactly_and_omits_secrets() {
+    let env = Env::new(300);
+    let engine = engine();
+    let ops = Actor::new("ops", &engine);
+    let service = env.service();
+    let m = service
+        .create(&full(Scope::All), &ops, &NoProgress)
+        .await
+        .unwrap();
+    assert_eq!(m.kind, BackupKind::Full);
+    assert_eq!(
+        m.tables.iter().find(|t| t.name == "invoices").unwrap().rows,
+        600
+    );
+    let users = m.tables.iter().find(|t| t.name == "users").unwrap();
+    assert_eq!(users.omitted_columns, vec!["password_hash".to_string()]);
+    assert!(m.tables.iter().all(|t| !t.name.starts_with("rbac_backup_")));
+
+    // The secret never reaches storage: no chunk contains it (chunks are only compressed).
+    let (copy, url) = env.url("copy.db");
+    let report = service
+        .restore(&restore_all(&m.id, Some(url), false), &ops, &NoProgress)
+        .await
+        .unwrap();
+    assert!(!report.dry_run);
+    let original = dump(&env.db);
+    let restored = dump(&copy);
+    for ((t1, rows1), (t2, rows2)) in original.iter().zip(&restored) {
+        assert_eq!(t1, t2);
+        if t1 == "users" {
+            assert_eq!(rows1.len(), rows2.len());
+            for (a, b) in rows1.iter().zip(rows2) {
+                assert_eq!(a[..3], b[..3]);
+                assert_eq!(b[3], Value::Null, "password hashes are never backed up");
+            }
+        } else {
+            assert_eq!(rows1, rows2, "table {t1}");
+        }
+    }
+    // REAL values round-trip bit for bit, including in an untyped column.
+    let settings = table(&copy, "settings");
+    assert!(settings.contains(&vec![
+        Value::Text("pi".into()),
+        Value::Real(std::f64::consts::PI)
+    ]));
+    // Text that is not UTF-8 comes back byte for byte, still as text.
+    assert!(settings.contains(&vec![
+        Value::Text("raw".into()),
+        Value::Text("raw:61ff62".into())
+    ]));
+}
+
+#[tokio::test]
+async fn restore_in_place_brings_back_the_snapshot_and_keeps_secrets() {
+    let env = Env::new(50);
+    let engine = engine();
+    let ops = Actor::new("ops", &engine);
+    let service = env.service();
+    let before = dump(&env.db);
+    let m = service
+        .create(&full(Scope::All), &ops, &NoProgress)
+        .await
+        .unwrap();
+    exec(&env.db, "DELETE FROM invoices WHERE id % 3 = 0; UPDATE accounts SET balance = 0;
+                   INSERT INTO settings VALUES ('new', 1); UPDATE users SET email = 'x' WHERE id = 1;");
+    let report = service
+        .restore(&restore_all(&m.id, None, false), &ops, &NoProgress)
+        .await
+        .unwrap();
+    assert!(
+        report
+            .tables
+            .iter()
+            .any(|t| t.table == "settings" && t.delete == 5)
+    );
+    assert_eq!(
+        dump(&env.db),
+        before,
+        "secrets kept, everything else as in the backup"
+    );
+}
+
+#[tokio::test]
+async fn dry_run_reports_and_leaves_the_file_byte_identical() {
+    let env = Env::new(40);
+    let engine = engine();
+    let ops = Actor::new("ops", &engine);
+    let service = env.service();
+    let m = service
+        .create(&full(Scope::All), &ops, &NoProgress)
+        .await
+        .unwrap();
+    exec(
+        &env.db,
+        "DELETE FROM invoices WHERE id <= 5; UPDATE accounts SET balance = 7 WHERE code = '1000';
+                   INSERT INTO settings VALUES ('extra', 'x'), ('extra2', 'y');
+                   PRAGMA wal_checkpoint(TRUNCATE);",
+    );
+    let hash = file_hash(&env.db);
+    let report = service
+        .restore(&restore_all(&m.id, None, true), &ops, &NoProgress)
+        .await
+        .unwrap();
+    assert!(report.dry_run);
+    let get = |name: &str| {
+        report
+            .tables
+            .iter()
+            .find(|t| t.table == name)
+            .unwrap()
+            .clone()
+    };
+    assert_eq!(get("invoices").insert, 5);
+    assert_eq!(get("invoices").unchanged, 75);
+    assert_eq!(get("accounts").replace, 2);
+    assert_eq!(get("accounts").unchanged, 4);
+    assert_eq!(get("settings").delete, 2);
+    assert_eq!(
+        get("users").replace,
+        0,
+        "omitted secret columns do not count as changes"
+    );
+    assert_eq!(file_hash(&env.db), hash, "a dry run changes nothing");
+    let wal = env.db.with_extension("db-wal");
+    assert!(!wal.exists() || std::fs::metadata(&wal).unwrap().len() == 0);
+}
+
+#[tokio::test]
+async fn tenant_restore_never_touches_other_tenants() {
+    let env = Env::new(30);
+    let engine = engine();
+    let alice = Actor::new("alice", &engine);
+    let service = env.service();
+    let m = service
+        .create(&full(Scope::Tenant("acme".into())), &alice, &NoProgress)
+        .await
+        .unwrap();
+    assert_eq!(m.scope, Scope::Tenant("acme".into()));
+    assert!(
+        m.tables.iter().all(|t| t.name != "settings"),
+        "untenanted tables are not in a tenant backup"
+    );
+    assert_eq!(
+        m.tables.iter().find(|t| t.name == "tenants").unwrap().rows,
+        1
+    );
+    assert_eq!(
+        m.tables.iter().find(|t| t.name == "invoices").unwrap().rows,
+        30
+    );
+
+    exec(
+        &env.db,
+        "DELETE FROM invoices; UPDATE accounts SET balance = 1; DELETE FROM settings;",
+    );
+    let globex_after_damage: Vec<_> = table(&env.db, "accounts")
+        .into_iter()
+        .filter(|r| r[0] == Value::Text("globex".into()))
+        .collect();
+    let req = RestoreRequest {
+        tenant: Some("acme".into()),
+        ..restore_all(&m.id, None, false)
+    };
+    service.restore(&req, &alice, &NoProgress).await.unwrap();
+    let invoices = table(&env.db, "invoices");
+    assert_eq!(invoices.len(), 30);
+    assert!(invoices.iter().all(|r| r[1] == Value::Text("acme".into())));
+    let accounts = table(&env.db, "accounts");
+    let globex: Vec<_> = accounts
+        .iter()
+        .filter(|r| r[0] == Value::Text("globex".into()))
+        .cloned()
+        .collect();
+    assert_eq!(globex, globex_after_damage, "globex untouched");
+    assert!(
+        accounts
+            .iter()
+            .filter(|r| r[0] == Value::Text("acme".into()))
+            .all(|r| r[2] == Value::Integer(1000))
+    );
+    assert!(
+        table(&env.db, "settings").is_empty(),
+        "untenanted tables untouched"
+    );
+}
+
+#[tokio::test]
+async fn tenant_restore_from_a_full_backup_and_module_scopes() {
+    let env = Env::new(20);
+    let engine = engine();
+    let ops = Actor::new("ops", &engine);
+    let service = env.service();
+    let all = service
+        .create(&full(Scope::All), &ops, &NoProgress)
+        .await
+        .unwrap();
+    let finance = service
+        .create(&full("modules:finance".parse().unwrap()), &ops, &NoProgress)
+        .await
+        .unwrap();
+    let names: Vec<_> = finance.tables.iter().map(|t| t.name.as_str()).collect();
+    assert_eq!(names, ["accounts", "invoices"]);
+
+    exec(
+        &env.db,
+        "UPDATE accounts SET balance = 5; UPDATE users SET email = 'changed';",
+    );
+    let req = RestoreRequest {
+        tenant: Some("globex".into()),
+        modules: vec!["finance".into()],
+        ..restore_all(&all.id, None, false)
+    };
+    service.restore(&req, &ops, &NoProgress).await.unwrap();
+    for r in table(&env.db, "accounts") {
+        let expect = if r[0] == Value::Text("globex".into()) {
+            1000
+        } else {
+            5
+        };
+        assert_eq!(r[2], Value::Integer(expect));
+    }
+    assert!(
+        table(&env.db, "users")
+            .iter()
+            .all(|r| r[2] == Value::Text("changed".into())),
+        "not in the modules"
+    );
+}
+
+#[tokio::test]
+async fn incremental_chains_restore_exactly_including_deletes() {
+    let env = Env::new(100);
+    let engine = engine();
+    let ops = Actor::new("ops", &engine);
+    let service = env.service();
+    let f = service
+        .create(&full(Scope::All), &ops, &NoProgress)
+        .await
+        .unwrap();
+    exec(
+        &env.db,
+        "UPDATE invoices SET amount = -1 WHERE id = 3; DELETE FROM invoices WHERE id = 4;
+                   INSERT INTO invoices (tenant_id, amount) VALUES ('acme', 42.5);
+                   UPDATE accounts SET code = '9999' WHERE tenant_id = 'acme' AND code = '1000';",
+    );
+    let inc = CreateRequest {
+        kind: BackupKind::Incremental,
+        scope: Scope::All,
+    };
+    let i1 = service.create(&inc, &ops, &NoProgress).await.unwrap();
+    assert_eq!(i1.parent.as_ref(), Some(&f.id));
+    let inv = i1.tables.iter().find(|t| t.name == "invoices").unwrap();
+    assert_eq!((inv.rows, inv.deleted), (2, 1));
+    let acc = i1.tables.iter().find(|t| t.name == "accounts").unwrap();
+    assert_eq!(
+        (acc.rows, acc.deleted),
+        (1, 1),
+        "a key change is a delete and an insert"
+    );
+    assert!(i1.size() < f.size() / 4);
+    let snapshot1 = dump(&env.db);
+
+    exec(
+        &env.db,
+        "DELETE FROM invoices WHERE tenant_id = 'globex' AND id % 2 = 0; INSERT INTO settings VALUES ('k', x'00ff');",
+    );
+    let i2 = service.create(&inc, &ops, &NoProgress).await.unwrap();
+    assert_eq!(i2.parent.as_ref(), Some(&i1.id));
+    let snapshot2 = dump(&env.db);
+
+    exec(&env.db, "DELETE FROM invoices; DELETE FROM accounts;");
+    let report = service
+        .restore(&restore_all(&i1.id, None, false), &ops, &NoProgress)
+        .await
+        .unwrap();
+    assert_eq!(report.chain, vec![f.id.clone(), i1.id.clone()]);
+    assert_eq!(dump(&env.db), snapshot1);
+    let (copy, url) = env.url("chain.db");
+    service
+        .restore(&restore_all(&i2.id, Some(url), false), &ops, &NoProgress)
+        .await
+        .unwrap();
+    let copied: Vec<_> = dump(&copy)
+        .into_iter()
+        .filter(|(t, _)| t != "users")
+        .collect();
+    let expected: Vec<_> = snapshot2
+        .into_iter()
+        .filter(|(t, _)| t != "users")
+        .collect();
+    assert_eq!(copied, expected);
+}
+
+#[tokio::test]
+async fn point_in_time_picks_the_latest_backup_at_or_before() {
+    let env = Env::new(10);
+    let engine = engine();
+    let ops = Actor::new("ops", &engine);
+    let service = env.service();
+    let first = service
+        .create(&full(Scope::All), &ops, &NoProgress)
+        .await
+        .unwrap();
+    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+    exec(&env.db, "DELETE FROM invoices WHERE id = 1;");
+    let second = service
+        .create(&full(Scope::All), &ops, &NoProgress)
+        .await
+        .unwrap();
+    let at = |t| RestoreRequest {
+        from: Selector::At(t),
+        ..restore_all(&first.id, None, true)
+    };
+    let r = service
+        .restore(&at(first.finished_at), &ops, &NoProgress)
+        .await
+        .unwrap();
+    assert_eq!(r.chain, vec![first.id.clone()]);
+    let r = service
+        .restore(&at(chrono::Utc::now()), &ops, &NoProgress)
+        .await
+        .unwrap();
+    assert_eq!(r.chain, vec![second.id.clone()]);
+    let early = first.started_at - chrono::Duration::hours(1);
+    let err = service
+        .restore(&at(early), &ops, &NoProgress)
+        .await
+        .unwrap_err();
+    assert!(
+        err.to_string().contains("no complete backup at or before"),
+        "{err}"
+    );
+}
+
+#[tokio::test]
+async fn permissions_gate_every_operation_and_denials_are_logged() {
+    let env = Env::new(5);
+    let engine = engine();
+    let ops = Actor::new("ops", &engine);
+    let alice = Actor::new("alice", &engine);
+    let auditor = Actor::new("auditor", &engine);
+    let nobody = Actor::new("mallory", &engine);
+    let service = env.service();
+
+    for (actor, scope) in [
+        (&alice, Scope::All),
+        (&alice, Scope::Tenant("globex".into())),
+        (&nobody, Scope::All),
+        (&auditor, Scope::All),
+    ] {
+        let err = service
+            .create(&full(scope), actor, &NoProgress)
+            .await
+            .unwrap_err();
+        assert!(err.is_denied(), "{err}");
+    }
+    let acme = service
+        .create(&full(Scope::Tenant("acme".into())), &alice, &NoProgress)
+        .await
+        .unwrap();
+    let all = service
+        .create(&full(Scope::All), &ops, &NoProgress)
+        .await
+        .unwrap();
+
+    // alice sees only her tenant's backups; the auditor sees all, may not restore or delete.
+    let listed: Vec<_> = service
+        .list(&alice)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|s| s.id)
+        .collect();
+    assert_eq!(listed, vec![acme.id.clone()]);
+    assert_eq!(service.list(&auditor).await.unwrap().len(), 2);
+    assert!(service.list(&nobody).await.unwrap_err().is_denied());
+    assert!(service.show(&alice, &all.id).await.unwrap_err().is_denied());
+    assert!(
+        service
+            .restore(&restore_all(&all.id, None, true), &auditor, &NoProgress)
+            .await
+            .unwrap_err()
+            .is_denied()
+    );
+    assert!(
+        service
+            .restore(&restore_all(&all.id, None, true), &alice, &NoProgress)
+            .await
+            .unwrap_err()
+            .is_denied()
+    );
+    let own_tenant = RestoreRequest {
+        tenant: Some("acme".into()),
+        ..restore_all(&all.id, None, true)
+    };
+    service
+        .restore(&own_tenant, &alice, &NoProgress)
+        .await
+        .unwrap();
+    assert!(
+        service
+            .delete(&alice, &acme.id)
+            .await
+            .unwrap_err()
+            .is_denied()
+    );
+    assert!(
+        service
+            .delete(&auditor, &acme.id)
+            .await
+            .unwrap_err()
+            .is_denied()
+    );
+    let mut sink = Vec::new();
+    assert!(
+        service
+            .download(&alice, &acme.id, &mut sink)
+            .await
+            .unwrap_err()
+            .is_denied()
+    );
+    service.delete(&ops, &acme.id).await.unwrap();
+
+    let denied = service
+        .logs(
+            &ops,
+            &LogQuery {
+                status: Some(Status::Denied),
+                ..LogQuery::default()
+            },
+        )
+        .await
+        .unwrap();
+    assert!(denied.len() >= 8, "{denied:?}");
+    assert!(
+        denied
+            .iter()
+            .any(|e| e.actor == "mallory" && e.operation == "create")
+    );
+    assert!(
+        denied
+            .iter()
+            .all(|e| e.error.as_deref().unwrap_or("").contains("denied"))
+    );
+    let ok = service
+        .logs(
+            &ops,
+            &LogQuery {
+                operation: Some("create".into()),
+                status: Some(Status::Success),
+                ..LogQuery::default()
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(ok.len(), 2);
+    assert!(
+        ok.iter()
+            .all(|e| e.rows.unwrap_or(0) > 0 && e.size.unwrap_or(0) > 0 && e.finished_at.is_some())
+    );
+}
+
+#[tokio::test]
+async fn download_is_one_tar_archive_of_the_stored_objects() {
+    let env = Env::new(20);
+    let engine = engine();
+    let ops = Actor::new("ops", &engine);
+    let service = env.service();
+    let m = service
+        .create(&full(Scope::All), &ops, &NoProgress)
+        .await
+        .unwrap();
+    let mut archive = Vec::new();
+    service.download(&ops, &m.id, &mut archive).await.unwrap();
+    let mut tar = tar::Archive::new(&archive[..]);
+    let names: Vec<String> = tar
+        .entries()
+        .unwrap()
+        .map(|e| e.unwrap().path().unwrap().display().to_string())
+        .collect();
+    assert_eq!(names.len(), m.chunks.len() + 1);
+    assert!(names.contains(&format!("{}/manifest.json", m.id)));
+}
+
+#[tokio::test]
+async fn deep_verify_restores_into_scratch_and_compares() {
+    let env = Env::new(200);
+    let engine = engine();
+    let ops = Actor::new("ops", &engine);
+    let service = env.service();
+    let m = service
+        .create(&full(Scope::All), &ops, &NoProgress)
+        .await
+        .unwrap();
+    let r = service
+        .verify(&ops, &m.id, true, &NoProgress)
+        .await
+        .unwrap();
+    assert!(r.deep);
+    assert_eq!(r.chunks, m.chunks.len());
+    assert_eq!(r.records, m.rows());
+}

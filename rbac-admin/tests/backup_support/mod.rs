@@ -1,0 +1,226 @@
+//! Shared setup for the backup tests: a small ERP database in a real SQLite file, a policy
+//! with backup roles, and a configuration pointing both at a temporary directory.
+
+#![allow(dead_code, reason = "each test file uses a part")]
+
+use std::path::{Path, PathBuf};
+
+use rbac_admin::backup::{BackupConfig, BackupService};
+use rbac_core::{Engine, Policy};
+use rusqlite::Connection;
+use rusqlite::types::Value;
+
+pub(crate) const POLICY: &str = r#"
+[permissions.system.backup]
+create = "Create backups"
+read = "List backups"
+verify = "Verify backups"
+download = "Download backups"
+restore = "Restore backups"
+delete = "Delete backups"
+schedule = "Schedule backups"
+
+[roles.backup_admin]
+grants = ["system.backup.*"]
+
+[roles.tenant_backup]
+grants = ["system.backup.create", "system.backup.read", "system.backup.verify", "system.backup.restore"]
+
+[roles.reader]
+grants = ["system.backup.read"]
+
+[tenants.acme]
+[tenants.globex]
+
+[subjects.ops]
+roles = ["backup_admin"]
+
+[subjects.auditor]
+roles = ["reader"]
+
+[subjects.alice.tenants]
+acme = ["tenant_backup"]
+"#;
+
+pub(crate) fn engine() -> Engine {
+    Engine::new(&Policy::from_toml_str(POLICY).expect("policy"))
+}
+
+pub(crate) const SCHEMA: &str = "
+PRAGMA journal_mode = WAL;
+CREATE TABLE tenants (id TEXT PRIMARY KEY, name TEXT NOT NULL);
+CREATE TABLE users (id INTEGER PRIMARY KEY, tenant_id TEXT NOT NULL REFERENCES tenants(id),
+                    email TEXT NOT NULL, password_hash TEXT);
+CREATE TABLE accounts (tenant_id TEXT NOT NULL REFERENCES tenants(id), code TEXT NOT NULL,
+                       balance INTEGER NOT NULL, PRIMARY KEY (tenant_id, code));
+CREATE TABLE invoices (id INTEGER PRIMARY KEY, tenant_id TEXT NOT NULL REFERENCES tenants(id),
+                       amount REAL, note TEXT, attachment BLOB, big INTEGER);
+CREATE TABLE settings (key TEXT PRIMARY KEY, value);
+";
+
+/// Creates the database with two tenants and `n` invoices per tenant.
+pub(crate) fn create_db(path: &Path, n: i64) {
+    let mut conn = Connection::open(path).expect("open");
+    conn.execute_batch(SCHEMA).expect("schema");
+    let tx = conn.transaction().expect("tx");
+    for (t, name) in [("acme", "Acme Corp"), ("globex", "Globex Inc")] {
+        tx.execute("INSERT INTO tenants VALUES (?1, ?2)", (t, name))
+            .expect("tenant");
+        for u in 0..3 {
+            tx.execute(
+                "INSERT INTO users (tenant_id, email, password_hash) VALUES (?1, ?2, ?3)",
+                (
+                    t,
+                    format!("user{u}@{t}.example"),
+                    format!("$argon2id$secret-{t}-{u}"),
+                ),
+            )
+            .expect("user");
+        }
+        for code in ["1000", "2000", "3000"] {
+            tx.execute("INSERT INTO accounts VALUES (?1, ?2, 1000)", (t, code))
+                .expect("acct");
+        }
+        for i in 0..n {
+            let note: Option<String> = if i % 7 == 0 {
+                None
+            } else {
+                Some(format!("invoice {i} for {t} ✓"))
+            };
+            let blob: Option<Vec<u8>> = if i % 5 == 0 {
+                Some(vec![0, 1, 2, 255, (i % 256) as u8])
+            } else {
+                None
+            };
+            tx.execute(
+                "INSERT INTO invoices (tenant_id, amount, note, attachment, big) VALUES (?1, ?2, ?3, ?4, ?5)",
+                (t, i as f64 * 1.1 + 0.1, note, blob, i64::MAX - i),
+            )
+            .expect("invoice");
+        }
+    }
+    tx.execute(
+        "INSERT INTO settings VALUES ('currency', 'EUR'), ('pi', 3.141592653589793), ('n', NULL), ('raw', CAST(x'61ff62' AS TEXT))",
+        [],
+    )
+    .expect("settings");
+    tx.commit().expect("commit");
+}
+
+pub(crate) const CONFIG_EXTRA: &str = r#"
+tenant_table = "tenants"
+tenant_column = "tenant_id"
+secret_columns = ["users.password_hash"]
+[modules]
+finance = ["accounts", "invoices"]
+"#;
+
+pub(crate) struct Env {
+    pub(crate) dir: tempfile::TempDir,
+    pub(crate) db: PathBuf,
+    pub(crate) store: PathBuf,
+}
+
+impl Env {
+    pub(crate) fn new(invoices: i64) -> Env {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let db = dir.path().join("app.db");
+        create_db(&db, invoices);
+        let store = dir.path().join("backups");
+        Env { dir, db, store }
+    }
+
+    pub(crate) fn config_text(&self, extra: &str) -> String {
+        format!(
+            "database = \"sqlite://{}\"\nstorage = \"{}\"\n{extra}{CONFIG_EXTRA}",
+            self.db.display(),
+            self.store.display()
+        )
+    }
+
+    pub(crate) fn config(&self) -> BackupConfig {
+        BackupConfig::from_toml_str(&self.config_text("")).expect("config")
+    }
+
+    pub(crate) fn service(&self) -> BackupService {
+        BackupService::open(self.config()).expect("service")
+    }
+
+    pub(crate) fn url(&self, name: &str) -> (PathBuf, String) {
+        let p = self.dir.path().join(name);
+        let url = format!("sqlite://{}", p.display());
+        (p, url)
+    }
+}
+
+/// Every user table's rows, ordered by primary key, skipping the backup module's tables.
+pub(crate) fn dump(path: &Path) -> Vec<(String, Vec<Vec<Value>>)> {
+    let conn = Connection::open(path).expect("open");
+    let mut stmt = conn
+        .prepare("SELECT name FROM sqlite_master WHERE type='table' AND name NOT LIKE 'sqlite_%' AND name NOT LIKE 'rbac_backup_%' ORDER BY name")
+        .expect("tables");
+    let tables: Vec<String> = stmt
+        .query_map([], |r| r.get(0))
+        .expect("q")
+        .map(|r| r.expect("row"))
+        .collect();
+    let mut out = Vec::new();
+    for t in tables {
+        let mut s = conn
+            .prepare(&format!("SELECT * FROM \"{t}\" ORDER BY 1, 2"))
+            .expect("select");
+        let n = s.column_count();
+        let rows = s
+            .query_map([], |r| {
+                (0..n)
+                    .map(|i| r.get_ref(i).map(owned))
+                    .collect::<Result<Vec<_>, _>>()
+            })
+            .expect("rows")
+            .map(|r| r.expect("row"))
+            .collect();
+        out.push((t, rows));
+    }
+    out
+}
+
+/// A value as stored; text that is not UTF-8 is shown as `raw:HEX` (still text).
+fn owned(v: rusqlite::types::ValueRef<'_>) -> Value {
+    match v {
+        rusqlite::types::ValueRef::Text(t) => Value::Text(
+            String::from_utf8(t.to_vec()).unwrap_or_else(|_| format!("raw:{}", hex::encode(t))),
+        ),
+        rusqlite::types::ValueRef::Null => Value::Null,
+        rusqlite::types::ValueRef::Integer(i) => Value::Integer(i),
+        rusqlite::types::ValueRef::Real(r) => Value::Real(r),
+        rusqlite::types::ValueRef::Blob(b) => Value::Blob(b.to_vec()),
+    }
+}
+
+/// The rows of one table.
+pub(crate) fn table(path: &Path, name: &str) -> Vec<Vec<Value>> {
+    dump(path)
+        .into_iter()
+        .find(|(t, _)| t == name)
+        .map(|(_, r)| r)
+        .unwrap_or_default()
+}
+
+/// SHA-256 of a file's bytes.
+pub(crate) fn file_hash(path: &Path) -> String {
+    use sha2::Digest;
+    hex::encode(sha2::Sha256::digest(std::fs::read(path).expect("read")))
+}
+
+pub(crate) fn exec(path: &Path, sql: &str) {
+    let conn = Connection::open(path).expect("open");
+    conn.execute_batch(sql).expect("exec");
+}
+
+/// Flips one byte of a file in place.
+pub(crate) fn flip_byte(path: &Path, offset: usize) {
+    let mut data = std::fs::read(path).expect("read");
+    let i = offset.min(data.len() - 1);
+    data[i] ^= 0x40;
+    std::fs::write(path, data).expect("write");
+}
