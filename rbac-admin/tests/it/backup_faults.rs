@@ -2,14 +2,7 @@
 //! bytes in chunks and manifests, storage errors, restores failing halfway, writes running
 //! during a backup.
 
-#![allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::panic,
-    reason = "tests"
-)]
-
-mod backup_support;
+use crate::backup_support;
 
 use std::path::PathBuf;
 
@@ -70,7 +63,7 @@ async fn killed_mid_backup_leaves_nothing_good_looking() {
         .args([
             "--ignored",
             "--exact",
-            "child_backup_then_abort",
+            "backup_faults::child_backup_then_abort",
             "--nocapture",
         ])
         .env("RBAC_TEST_CHILD_CONFIG", env.config_text(""))

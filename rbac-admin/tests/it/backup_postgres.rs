@@ -1,14 +1,7 @@
 //! Backup and restore on a real PostgreSQL server (a fresh database per test). Enabled when
 //! `RBAC_TEST_POSTGRES_URL` is set at build time; otherwise reported as ignored.
 
-#![allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::panic,
-    reason = "tests"
-)]
-
-mod backup_support;
+use crate::backup_support;
 
 use rbac_admin::backup::{
     Actor, BackupConfig, BackupError, BackupKind, BackupService, CreateRequest, LogQuery,

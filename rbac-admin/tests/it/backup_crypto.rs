@@ -1,14 +1,7 @@
 //! Encrypted backups: a host with only a public key writes backups it cannot read; identities
 //! and passphrases read them; wrong or missing keys give clear errors; key rotation re-wraps.
 
-#![allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::panic,
-    reason = "tests"
-)]
-
-mod backup_support;
+use crate::backup_support;
 
 use age::secrecy::ExposeSecret;
 use backup_support::*;

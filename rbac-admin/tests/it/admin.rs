@@ -4,14 +4,7 @@
 //! reported as ignored, with the reason.
 //!
 //! Text outputs are compared with golden files in `tests/snapshots/` (the same files for both
-//! databases); `UPDATE_SNAPSHOTS=1 cargo test -p rbac-admin --test admin` rewrites them.
-
-#![allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::panic,
-    reason = "a test fails loudly on a broken fixture"
-)]
+//! databases); `UPDATE_SNAPSHOTS=1 cargo test -p rbac-admin --test it admin` rewrites them.
 
 use std::path::{Path, PathBuf};
 

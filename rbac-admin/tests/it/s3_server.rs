@@ -2,14 +2,7 @@
 //! makes buckets on it: checked here so that a storage test failing means the storage code,
 //! not the fixture.
 
-#![allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::panic,
-    reason = "a test fails loudly on a broken fixture"
-)]
-
-mod s3_support;
+use crate::s3_support;
 
 #[test]
 #[cfg_attr(

@@ -1,14 +1,7 @@
 //! The backup HTTP routes, driven with `tower::ServiceExt::oneshot` against a real SQLite
 //! application database and a real backup directory.
 
-#![allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::panic,
-    reason = "a test fails loudly on a broken fixture"
-)]
-
-mod backup_support;
+use crate::backup_support;
 
 use std::sync::Arc;
 

@@ -1,10 +1,5 @@
 //! Drives the real `rbac-admin` binary.
 
-#![allow(
-    clippy::unwrap_used,
-    reason = "a test fails loudly on a broken fixture"
-)]
-
 use assert_cmd::Command;
 use predicates::prelude::*;
 

@@ -1,14 +1,7 @@
 //! Backup and restore on real SQLite files: round trips, scopes, dry runs, incrementals,
 //! point in time, gating and the log.
 
-#![allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::panic,
-    reason = "tests"
-)]
-
-mod backup_support;
+use crate::backup_support;
 
 use backup_support::*;
 use rbac_admin::backup::{

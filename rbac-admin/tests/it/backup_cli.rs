@@ -1,14 +1,7 @@
 //! `rbac-admin backup ...` subcommands, run through the library entry point with a real policy
 //! database and a real application database.
 
-#![allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::panic,
-    reason = "tests"
-)]
-
-mod backup_support;
+use crate::backup_support;
 
 use backup_support::*;
 use clap::Parser;

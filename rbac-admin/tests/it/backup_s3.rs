@@ -1,15 +1,8 @@
 //! Backups stored in S3, against a real S3-compatible server on loopback (`bash .ci/s3.sh`;
 //! credentials from the usual `AWS_*` variables, which `.ci/run` exports).
 
-#![allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::panic,
-    reason = "tests"
-)]
-
-mod backup_support;
-mod s3_support;
+use crate::backup_support;
+use crate::s3_support;
 
 use backup_support::*;
 use rbac_admin::backup::{

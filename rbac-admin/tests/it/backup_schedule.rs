@@ -4,14 +4,7 @@
 //! Time is a [`ManualClock`]: days of schedule run in milliseconds, and nothing depends on the
 //! speed of the machine.
 
-#![allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::panic,
-    reason = "a test fails loudly on a broken fixture"
-)]
-
-mod backup_support;
+use crate::backup_support;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};

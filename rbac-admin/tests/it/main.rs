@@ -1,0 +1,26 @@
+//! rbac-admin's integration tests, in one binary (one link instead of twelve): the admin CLI
+//! driven through the real binary, and the backup module on real SQLite files, a real
+//! PostgreSQL (`RBAC_TEST_POSTGRES_URL`) and a real S3-compatible server
+//! (`RBAC_TEST_S3_ENDPOINT`); tests that need a server they are not given report as ignored.
+
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    reason = "a test fails loudly on a broken fixture"
+)]
+
+mod backup_support;
+mod s3_support;
+
+mod admin;
+mod backup_cli;
+mod backup_crypto;
+mod backup_faults;
+mod backup_http;
+mod backup_postgres;
+mod backup_s3;
+mod backup_schedule;
+mod backup_sqlite;
+mod cli;
+mod s3_server;
