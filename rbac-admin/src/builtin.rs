@@ -12,7 +12,7 @@
 //! | `system.users.manage` | `user assign/unassign` |
 //! | `system.policy.check` | `check`, `policy test` (database) |
 //! | `system.policy.import` | `policy import` |
-//! | `system.policy.export` | `policy export`, `diff` (database side) |
+//! | `system.policy.export` | `policy export`, `diff` (database side, any stored version) |
 //! | `system.audit.read` | `audit list/export` |
 //! | `system.audit.verify` | `audit verify` |
 //! | `system.backup.*` | `backup ...` (create, read, verify, download, restore, delete, schedule) |

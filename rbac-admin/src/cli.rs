@@ -364,9 +364,10 @@ pub struct MatrixArgs {
 /// `diff` arguments.
 #[derive(Debug, Args)]
 pub struct DiffArgs {
-    /// The old policy: a TOML file, or `db` for the database's current policy.
+    /// The old policy: a TOML file; `db` for the database's current policy; `db@N` for the
+    /// database's policy at version N; `db~K` for K versions before the current one.
     pub old: String,
-    /// The new policy: a TOML file, or `db`.
+    /// The new policy: a TOML file, `db`, `db@N` or `db~K`.
     pub new: String,
 }
 

@@ -163,7 +163,8 @@ impl CliError {
             CliError::Store(e) => match e {
                 StoreError::Invalid(_)
                 | StoreError::Change(_)
-                | StoreError::UnsupportedUrl { .. } => Exit::Invalid,
+                | StoreError::UnsupportedUrl { .. }
+                | StoreError::VersionUnavailable { .. } => Exit::Invalid,
                 _ => Exit::Failure,
             },
             CliError::Denied { .. } => Exit::Denied,

@@ -1,6 +1,8 @@
-//! `diff OLD NEW`: what access each subject gains or loses between two policies (TOML files or
-//! the database's current policy, `db`). Effective permissions are compared, so a change of
-//! inheritance or a new deny shows up as the access it changes.
+//! `diff OLD NEW`: what access each subject gains or loses between two policies: TOML files, the
+//! database's current policy (`db`), a stored version (`db@12`) or a version counted back from
+//! the current one (`db~1`: before the last change), rebuilt exactly from the policy history.
+//! Effective permissions are compared, so a change of inheritance or a new deny shows up as the
+//! access it changes.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::Write;
@@ -53,12 +55,47 @@ pub fn compare(old: &Policy, new: &Policy) -> Vec<AccessChange> {
     changes
 }
 
+/// Which stored version a `db`, `db@N` or `db~K` argument names (`None`: not the database).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Stored {
+    Current,
+    At(i64),
+    Back(i64),
+}
+
+fn stored(side: &str) -> Result<Option<Stored>, CliError> {
+    let Some(rest) = side.strip_prefix("db") else {
+        return Ok(None);
+    };
+    let number = |text: &str, what: &str| {
+        text.parse::<i64>().ok().filter(|n| *n >= 0).ok_or_else(|| {
+            CliError::invalid(format!(
+                "`{side}`: {what} must be a whole number (`db@12`, `db~1`)"
+            ))
+        })
+    };
+    Ok(match rest.chars().next() {
+        None => Some(Stored::Current),
+        Some('@') => Some(Stored::At(number(&rest[1..], "the version after `@`")?)),
+        Some('~') => Some(Stored::Back(number(&rest[1..], "the count after `~`")?)),
+        // A file whose name starts with `db` (`db.toml`, `dbpolicy.toml`).
+        Some(_) => None,
+    })
+}
+
 async fn load(ctx: &Context, side: &str) -> Result<Policy, CliError> {
-    if side == "db" {
-        let store = ctx.connect_existing().await?;
-        return ctx.authorize(&store, "system.policy.export", None).await;
-    }
-    Ok(Policy::from_toml_file(side)?)
+    let Some(which) = stored(side)? else {
+        return Ok(Policy::from_toml_file(side)?);
+    };
+    let store = ctx.connect_existing().await?;
+    // Reading any version of the policy needs the export permission of the current one.
+    let current = ctx.authorize(&store, "system.policy.export", None).await?;
+    let version = match which {
+        Stored::Current => return Ok(current),
+        Stored::At(n) => n,
+        Stored::Back(k) => store.version().await? - k,
+    };
+    Ok(store.policy_at(version).await?)
 }
 
 /// Runs `diff`.
@@ -100,4 +137,21 @@ pub async fn run(ctx: &Context, args: &DiffArgs, out: &mut dyn Write) -> Result<
         changes.len()
     )?;
     Ok(Exit::Ok)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn database_sides_are_parsed_and_files_are_left_alone() {
+        assert_eq!(stored("db").ok().flatten(), Some(Stored::Current));
+        assert_eq!(stored("db@12").ok().flatten(), Some(Stored::At(12)));
+        assert_eq!(stored("db~1").ok().flatten(), Some(Stored::Back(1)));
+        assert_eq!(stored("db.toml").ok().flatten(), None);
+        assert_eq!(stored("policies/db@1.toml").ok().flatten(), None);
+        for bad in ["db@", "db@x", "db~-1", "db@-3"] {
+            assert!(stored(bad).is_err(), "{bad}");
+        }
+    }
 }

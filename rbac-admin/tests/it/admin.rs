@@ -381,7 +381,8 @@ fn full_admin_session(db: TestDb) {
         .unwrap()
         .replace("denies = [\"finance.invoices.approve\"]\n", "");
     std::fs::write(&edited, text).unwrap();
-    snapshot("diff", &db.ok(&["diff", "db", edited.to_str().unwrap()]));
+    let diff = db.ok(&["diff", "db", edited.to_str().unwrap()]);
+    snapshot("diff", &diff);
 
     // policy test: expectations against the database and a file.
     let expectations = db.path("expected.txt");
@@ -427,6 +428,40 @@ fn full_admin_session(db: TestDb) {
     let jsonl = db.ok(&["audit", "export", "--limit", "3"]);
     assert_eq!(jsonl.lines().count(), 3);
     snapshot("audit_verify", &db.ok(&["audit", "verify"]));
+
+    // Past database versions: import the edited file, then compare the stored versions.
+    db.ok(&["policy", "import", edited.to_str().unwrap(), "--yes"]);
+    assert_eq!(db.ok(&["diff", "db~1", "db"]), diff);
+    assert_eq!(
+        db.ok(&["diff", "db@20", "db@21"]),
+        diff,
+        "version 20 is the status above"
+    );
+    let back = db.ok(&["diff", "db", "db~1"]);
+    assert!(
+        back.starts_with("alice\n") && back.contains("    - finance.invoices.approve\n"),
+        "{back}"
+    );
+    assert_eq!(
+        db.ok(&["diff", "db~1", exported.to_str().unwrap()]),
+        "no subject gains or loses any permission\n"
+    );
+    db.cmd()
+        .args(["diff", "db@99", "db"])
+        .assert()
+        .code(3)
+        .stderr(predicate::str::contains(
+            "policy version 99 is not available: the store can rebuild versions 0 to 21",
+        ));
+    db.cmd()
+        .args(["diff", "db@x", "db"])
+        .assert()
+        .code(3)
+        .stderr(predicate::str::contains("must be a whole number"));
+    db.as_actor("alice")
+        .args(["diff", "db~1", "db"])
+        .assert()
+        .code(2);
 }
 
 fn every_error_path(db: TestDb) {
