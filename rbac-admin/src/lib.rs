@@ -87,7 +87,8 @@ pub fn run(cli: Cli) -> Exit {
 }
 
 /// Log lines (progress of long operations off a terminal, warnings) go to standard error through
-/// `tracing`; `RBAC_LOG` sets the filter (default: this tool's info lines, others' warnings).
+/// `tracing`; `RBAC_LOG` sets the filter (default: this tool's and the backup module's info lines,
+/// others' warnings).
 fn init_logging() {
     use std::io::IsTerminal;
     let filter = std::env::var("RBAC_LOG")
@@ -97,6 +98,13 @@ fn init_logging() {
             tracing_subscriber::filter::Targets::new()
                 .with_default(tracing::Level::WARN)
                 .with_target("rbac_admin", tracing::Level::INFO)
+                // What backups, restores and the scheduler did (one line each).
+                .with_target("rbac::backup", tracing::Level::INFO)
+                // A denial is the command's one error line already (and a backup log row).
+                .with_target(
+                    "rbac::backup::denied",
+                    tracing_subscriber::filter::LevelFilter::OFF,
+                )
         });
     let color = std::io::stderr().is_terminal() && !context::no_color();
     let subscriber = tracing_subscriber::fmt()

@@ -113,9 +113,18 @@ impl BackupConfig {
 
     /// Reads and parses a TOML file.
     pub fn from_file(path: &Path) -> Result<BackupConfig, BackupError> {
-        let text = std::fs::read_to_string(path).map_err(|source| BackupError::Io {
-            context: format!("cannot read the backup configuration `{}`", path.display()),
-            source,
+        let text = std::fs::read_to_string(path).map_err(|source| {
+            if source.kind() == std::io::ErrorKind::NotFound {
+                BackupError::Config(format!(
+                    "the backup configuration `{}` does not exist: write one (see the README, \"Backups\") or pass --config FILE or RBAC_BACKUP_CONFIG",
+                    path.display()
+                ))
+            } else {
+                BackupError::Io {
+                    context: format!("cannot read the backup configuration `{}`", path.display()),
+                    source,
+                }
+            }
         })?;
         BackupConfig::from_toml_str(&text)
             .map_err(|e| BackupError::Config(format!("{}: {e}", path.display())))

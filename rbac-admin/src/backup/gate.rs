@@ -76,13 +76,14 @@ impl<'a> Actor<'a> {
         }
     }
 
-    /// `Ok` when allowed; otherwise a [`BackupError::Denied`], also reported to tracing.
+    /// `Ok` when allowed; otherwise a [`BackupError::Denied`], also reported to tracing (target
+    /// `rbac::backup::denied`, which the CLI leaves out since its error line says the same).
     pub fn require(&self, op: Operation, scope: &Scope) -> Result<(), BackupError> {
         if self.may(op, scope) {
             return Ok(());
         }
         tracing::warn!(
-            target: "rbac::backup",
+            target: "rbac::backup::denied",
             actor = self.subject,
             permission = op.permission(),
             scope = %scope,

@@ -15,13 +15,13 @@ const ERP: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../examples/policies/erp
 
 /// A policy database for one test, and a scratch directory (also the working directory, so that
 /// the default `sqlite://rbac.db` never lands in the source tree).
-struct TestDb {
-    url: String,
+pub(crate) struct TestDb {
+    pub(crate) url: String,
     dir: tempfile::TempDir,
 }
 
 impl TestDb {
-    fn sqlite() -> TestDb {
+    pub(crate) fn sqlite() -> TestDb {
         let dir = tempfile::tempdir().unwrap();
         TestDb {
             url: format!("sqlite://{}/rbac.db", dir.path().display()),
@@ -30,7 +30,7 @@ impl TestDb {
     }
 
     /// A fresh database on the test server, so tests never see each other's data.
-    fn postgres() -> TestDb {
+    pub(crate) fn postgres() -> TestDb {
         TestDb {
             url: fresh_pg_database(),
             dir: tempfile::tempdir().unwrap(),
@@ -46,16 +46,16 @@ impl TestDb {
         }
     }
 
-    fn path(&self, name: &str) -> PathBuf {
+    pub(crate) fn path(&self, name: &str) -> PathBuf {
         self.dir.path().join(name)
     }
 
     /// `rbac-admin --db URL`, acting as `root`, with no colour and no inherited database.
-    fn cmd(&self) -> Command {
+    pub(crate) fn cmd(&self) -> Command {
         self.as_actor("root")
     }
 
-    fn as_actor(&self, actor: &str) -> Command {
+    pub(crate) fn as_actor(&self, actor: &str) -> Command {
         let mut cmd = Command::cargo_bin("rbac-admin").unwrap();
         cmd.current_dir(self.dir.path())
             .env_remove("RBAC_DATABASE_URL")
@@ -67,7 +67,7 @@ impl TestDb {
     }
 
     /// Runs a command that must succeed; returns its standard output.
-    fn ok(&self, args: &[&str]) -> String {
+    pub(crate) fn ok(&self, args: &[&str]) -> String {
         let output = self.cmd().args(args).output().unwrap();
         assert!(
             output.status.success(),
@@ -78,12 +78,12 @@ impl TestDb {
         String::from_utf8(output.stdout).unwrap()
     }
 
-    fn init(&self) {
+    pub(crate) fn init(&self) {
         self.ok(&["init", "--admin", "root"]);
     }
 }
 
-fn fresh_pg_database() -> String {
+pub(crate) fn fresh_pg_database() -> String {
     let admin = std::env::var("RBAC_TEST_POSTGRES_URL")
         .expect("RBAC_TEST_POSTGRES_URL is set at build time but not at run time");
     let name = format!("rbac_admin_test_{}", fastrand::u64(..));
@@ -131,7 +131,7 @@ fn snapshot(name: &str, actual: &str) {
 }
 
 /// Asserts that a failed command printed exactly one line, `error: ...`, and no panic.
-fn one_error_line(output: &std::process::Output, code: i32, needle: &str) {
+pub(crate) fn one_error_line(output: &std::process::Output, code: i32, needle: &str) {
     let all = String::from_utf8_lossy(&output.stderr);
     assert_eq!(output.status.code(), Some(code), "stderr: {all}");
     // Progress log lines of a long operation may come first; the error is one line after them.

@@ -14,6 +14,7 @@ mod backup_support;
 mod s3_support;
 
 mod admin;
+mod backup_binary;
 mod backup_cli;
 mod backup_crypto;
 mod backup_faults;
