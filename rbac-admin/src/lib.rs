@@ -100,9 +100,14 @@ fn init_logging() {
                 .with_target("rbac_admin", tracing::Level::INFO)
                 // What backups, restores and the scheduler did (one line each).
                 .with_target("rbac::backup", tracing::Level::INFO)
-                // A denial is the command's one error line already (and a backup log row).
+                // A denial or a failed operation is the command's one error line already (and
+                // a backup log row); the scheduler logs its runs' failures itself.
                 .with_target(
                     "rbac::backup::denied",
+                    tracing_subscriber::filter::LevelFilter::OFF,
+                )
+                .with_target(
+                    "rbac::backup::failed",
                     tracing_subscriber::filter::LevelFilter::OFF,
                 )
         });

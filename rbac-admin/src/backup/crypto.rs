@@ -136,12 +136,15 @@ impl DataKey {
     }
 }
 
-/// Keys as configured: public recipients for writing, identities for reading.
+/// Keys as configured: public recipients for writing, identities for reading. Identities are
+/// read only when a backup is decrypted, so that a host given only the public key (and a
+/// configuration naming key files it does not have) can still create backups.
 #[derive(Default)]
 pub(crate) struct Keyring {
     recipients: Vec<(String, age::x25519::Recipient)>,
     passphrase: Option<SecretString>,
-    identities: Vec<age::x25519::Identity>,
+    identity_files: Vec<std::path::PathBuf>,
+    identity_env: Option<String>,
 }
 
 impl std::fmt::Debug for Keyring {
@@ -152,7 +155,8 @@ impl std::fmt::Debug for Keyring {
                 &self.recipients.iter().map(|r| &r.0).collect::<Vec<_>>(),
             )
             .field("passphrase", &self.passphrase.is_some())
-            .field("identities", &self.identities.len())
+            .field("identity_files", &self.identity_files)
+            .field("identity_env", &self.identity_env)
             .finish()
     }
 }
@@ -223,16 +227,25 @@ impl Keyring {
                 }
             }
         }
-        let mut add_identity = |text: &str, from: &str| -> Result<(), BackupError> {
+        ring.identity_files = config.identity_files.clone();
+        ring.identity_env = config.identity_env.clone();
+        Ok(ring)
+    }
+
+    /// Reads the configured identities (private keys). Messages name the file or variable,
+    /// never a key.
+    fn identities(&self) -> Result<Vec<age::x25519::Identity>, BackupError> {
+        let mut identities = Vec::new();
+        let mut add = |text: &str, from: &str| -> Result<(), BackupError> {
             let id = age::x25519::Identity::from_str(text).map_err(|_| {
                 BackupError::Key(format!(
                     "{from}: not an age identity (expected `AGE-SECRET-KEY-1...`)"
                 ))
             })?;
-            ring.identities.push(id);
+            identities.push(id);
             Ok(())
         };
-        for file in &config.identity_files {
+        for file in &self.identity_files {
             let text = std::fs::read_to_string(file).map_err(|e| {
                 BackupError::Key(format!(
                     "cannot read identity file `{}`: {e}",
@@ -240,17 +253,17 @@ impl Keyring {
                 ))
             })?;
             for line in key_lines(&text) {
-                add_identity(line, &file.display().to_string())?;
+                add(line, &file.display().to_string())?;
             }
         }
-        if let Some(var) = &config.identity_env
+        if let Some(var) = &self.identity_env
             && let Ok(text) = std::env::var(var)
         {
             for line in key_lines(&text) {
-                add_identity(line, &format!("${var}"))?;
+                add(line, &format!("${var}"))?;
             }
         }
-        Ok(ring)
+        Ok(identities)
     }
 
     /// Whether backups are to be encrypted (any recipient or passphrase configured).
@@ -290,7 +303,8 @@ impl Keyring {
         backup: &BackupId,
         enc: &Encryption,
     ) -> Result<DataKey, BackupError> {
-        if self.identities.is_empty() && self.passphrase.is_none() {
+        let identities = self.identities()?;
+        if identities.is_empty() && self.passphrase.is_none() {
             return Err(BackupError::Key(format!(
                 "backup {backup} is encrypted and no key is configured to read it: set \
                  `encryption.identity_files`, `encryption.identity_env` or `encryption.passphrase_env`"
@@ -307,10 +321,10 @@ impl Keyring {
                 let id = age::scrypt::Identity::new(p.clone());
                 decryptor.decrypt(std::iter::once(&id as &dyn age::Identity))
             } else {
-                if self.identities.is_empty() {
+                if identities.is_empty() {
                     continue;
                 }
-                decryptor.decrypt(self.identities.iter().map(|i| i as &dyn age::Identity))
+                decryptor.decrypt(identities.iter().map(|i| i as &dyn age::Identity))
             };
             let Ok(mut reader) = result else { continue };
             let mut key = Vec::new();

@@ -423,7 +423,7 @@ impl BackupService {
                 .await;
             }
             Err(e) => {
-                tracing::error!(target: "rbac::backup", backup = %id, error = %e, "backup failed");
+                tracing::error!(target: "rbac::backup::failed", backup = %id, error = %e, "backup failed");
                 if !matches!(e, BackupError::Injected(_)) {
                     // Best effort: whatever is left is incomplete and removed by the next run.
                     let _ = self.storage.delete(&id).await;
@@ -762,7 +762,7 @@ impl BackupService {
             .ok()
             .map(|r| r.tables.iter().map(|t| t.insert + t.delete).sum());
         if let Err(e) = &result {
-            tracing::error!(target: "rbac::backup", backup = %id, error = %e, "restore failed");
+            tracing::error!(target: "rbac::backup::failed", backup = %id, error = %e, "restore failed");
         }
         self.log_finish(
             row,
@@ -963,7 +963,7 @@ impl BackupService {
         let result = self.verify_inner(&m, deep, progress).await;
         progress.finish();
         if let Err(e) = &result {
-            tracing::error!(target: "rbac::backup", backup = %id, error = %e, "verification failed");
+            tracing::error!(target: "rbac::backup::failed", backup = %id, error = %e, "verification failed");
         }
         self.log_finish(
             row,

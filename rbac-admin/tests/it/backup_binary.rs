@@ -521,3 +521,46 @@ on_both_databases!(
     backup_schedules_and_the_scheduler,
     a_missing_configuration_is_one_clear_line
 );
+
+/// An encrypted backup: a host with only the public key creates it and cannot read it back;
+/// a missing or wrong key is one line and exit 3, and the right one verifies.
+#[test]
+fn a_missing_or_wrong_key_is_one_clear_line() {
+    use age::secrecy::ExposeSecret;
+    let s = Session::new(TestDb::sqlite());
+    let key = age::x25519::Identity::generate();
+    let other = age::x25519::Identity::generate();
+    let key_file = s.policy.path("backup.key");
+    let other_file = s.policy.path("other.key");
+    std::fs::write(&key_file, key.to_string().expose_secret()).unwrap();
+    std::fs::write(&other_file, other.to_string().expose_secret()).unwrap();
+    let base = std::fs::read_to_string(&s.config).unwrap();
+    let write_config = |identity: &Path| {
+        std::fs::write(
+            &s.config,
+            format!(
+                "{base}[encryption]\nrecipients = [\"{}\"]\nidentity_files = [\"{}\"]\n",
+                key.to_public(),
+                identity.display()
+            ),
+        )
+        .unwrap();
+    };
+    write_config(&s.policy.path("missing.key"));
+    let (out, _) = s.ok("ops", &["create"]);
+    assert!(out.contains(", encrypted)"), "{out}");
+    let id = out.split_whitespace().nth(1).unwrap().to_owned();
+    s.fails("ops", &["verify", &id], 3, "missing.key");
+    write_config(&other_file);
+    s.fails("ops", &["verify", &id], 3, "");
+    s.fails("ops", &["restore", &id, "--dry-run"], 3, "");
+    write_config(&key_file);
+    let (out, _) = s.ok("ops", &["verify", &id, "--deep"]);
+    assert!(out.contains(": ok ("), "{out}");
+    // The key never reaches the output or the logs.
+    let secret = key.to_string().expose_secret().to_owned();
+    for args in [&["show", id.as_str()][..], &["logs"]] {
+        let (out, log) = s.ok("ops", args);
+        assert!(!out.contains(&secret) && !log.contains(&secret));
+    }
+}
