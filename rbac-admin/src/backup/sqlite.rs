@@ -102,6 +102,48 @@ fn table_def(conn: &Connection, name: &str, sql: Option<String>) -> Result<Table
     })
 }
 
+/// The omitted (secret) columns of `t` that the target declares NOT NULL without a default,
+/// each with an empty literal of its type affinity ('' for text, 0 for numbers, x'' for blobs).
+fn secret_fillers(
+    conn: &Connection,
+    t: &TableManifest,
+) -> Result<Vec<(String, &'static str)>, BackupError> {
+    if t.omitted_columns.is_empty() {
+        return Ok(Vec::new());
+    }
+    let mut stmt = conn.prepare(&format!("PRAGMA table_info({})", quote(&t.name)))?;
+    let rows = stmt.query_map([], |r| {
+        Ok((
+            r.get::<_, String>(1)?,
+            r.get::<_, Option<String>>(2)?.unwrap_or_default(),
+            r.get::<_, i64>(3)?,
+            r.get::<_, Option<String>>(4)?,
+        ))
+    })?;
+    let mut out = Vec::new();
+    for row in rows {
+        let (name, decl, not_null, default) = row?;
+        if not_null == 0 || default.is_some() || !t.omitted_columns.contains(&name) {
+            continue;
+        }
+        // SQLite's affinity rules (https://sqlite.org/datatype3.html, 3.1).
+        let decl = decl.to_ascii_uppercase();
+        let literal = if decl.contains("INT") {
+            "0"
+        } else if decl.contains("CHAR") || decl.contains("CLOB") || decl.contains("TEXT") {
+            "''"
+        } else if decl.contains("BLOB") || decl.is_empty() {
+            "x''"
+        } else if decl.contains("REAL") || decl.contains("FLOA") || decl.contains("DOUB") {
+            "0.0"
+        } else {
+            "0"
+        };
+        out.push((name, literal));
+    }
+    Ok(out)
+}
+
 fn table_exists(conn: &Connection, name: &str) -> Result<bool, BackupError> {
     Ok(conn
         .query_row(
@@ -533,8 +575,26 @@ impl<'c> Restorer<'c> {
             } else {
                 format!("UPDATE SET {}{guard}", updates.join(", "))
             };
+            // Secret columns are not in the backup: an existing row keeps its value (the
+            // update leaves the column alone), a new row gets the column's default, or an
+            // empty value of its type when it is NOT NULL without a default.
+            let fillers = secret_fillers(&self.tx, t)?;
+            if !fillers.is_empty() {
+                let names: Vec<&str> = fillers.iter().map(|(c, _)| c.as_str()).collect();
+                tracing::warn!(
+                    target: "rbac::backup",
+                    table = %t.name,
+                    columns = ?names,
+                    "restored rows new to the table get an empty value in these secret columns (NOT NULL without a default): reset them"
+                );
+            }
+            let filler_cols: String = fillers
+                .iter()
+                .map(|(c, _)| format!(", {}", quote(c)))
+                .collect();
+            let filler_values: String = fillers.iter().map(|(_, v)| format!(", {v}")).collect();
             let upsert = self.tx.prepare(&format!(
-                "INSERT INTO {table} ({cols}) VALUES ({}) ON CONFLICT ({keys}) DO {action}",
+                "INSERT INTO {table} ({cols}{filler_cols}) VALUES ({}{filler_values}) ON CONFLICT ({keys}) DO {action}",
                 marks.join(", ")
             ))?;
             let n = t.primary_key.len();

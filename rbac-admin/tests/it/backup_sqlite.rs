@@ -534,3 +534,89 @@ async fn deep_verify_restores_into_scratch_and_compares() {
     assert_eq!(r.chunks, m.chunks.len());
     assert_eq!(r.records, m.rows());
 }
+
+#[tokio::test]
+async fn not_null_secret_columns_restore_into_an_empty_database() {
+    let env = Env::new(5);
+    // Secrets declared NOT NULL without a default, of several types, and one with a default.
+    exec(
+        &env.db,
+        "CREATE TABLE api_keys (id INTEGER PRIMARY KEY, tenant_id TEXT NOT NULL, label TEXT,
+                                key_hash TEXT NOT NULL, key_salt BLOB NOT NULL,
+                                key_rounds INTEGER NOT NULL, key_kind TEXT NOT NULL DEFAULT 'v1');
+         INSERT INTO api_keys VALUES (1, 'acme', 'ci', 'h1', x'01', 10, 'v2'),
+                                     (2, 'globex', NULL, 'h2', x'02', 12, 'v2');",
+    );
+    let config = format!(
+        "{}\n",
+        env.config_text("").replace(
+            "secret_columns = [\"users.password_hash\"]",
+            "secret_columns = [\"users.password_hash\", \"api_keys.key_hash\", \"api_keys.key_salt\", \"api_keys.key_rounds\", \"api_keys.key_kind\"]",
+        )
+    );
+    let service = rbac_admin::backup::BackupService::open(
+        rbac_admin::backup::BackupConfig::from_toml_str(&config).unwrap(),
+    )
+    .unwrap();
+    let engine = engine();
+    let ops = Actor::new("ops", &engine);
+    let m = service
+        .create(&full(Scope::All), &ops, &NoProgress)
+        .await
+        .unwrap();
+    let keys = m.tables.iter().find(|t| t.name == "api_keys").unwrap();
+    assert_eq!(keys.omitted_columns.len(), 4);
+
+    // Into an empty database: the rows come back, the secrets as empty values (or the
+    // column's default), never the originals.
+    let (copy, url) = env.url("empty.db");
+    service
+        .restore(&restore_all(&m.id, Some(url), false), &ops, &NoProgress)
+        .await
+        .unwrap();
+    assert_eq!(
+        table(&copy, "api_keys"),
+        vec![
+            vec![
+                Value::Integer(1),
+                Value::Text("acme".into()),
+                Value::Text("ci".into()),
+                Value::Text(String::new()),
+                Value::Blob(Vec::new()),
+                Value::Integer(0),
+                Value::Text("v1".into()),
+            ],
+            vec![
+                Value::Integer(2),
+                Value::Text("globex".into()),
+                Value::Null,
+                Value::Text(String::new()),
+                Value::Blob(Vec::new()),
+                Value::Integer(0),
+                Value::Text("v1".into()),
+            ],
+        ]
+    );
+
+    // In place, existing rows keep their secrets and a deleted row comes back with empty ones.
+    exec(
+        &env.db,
+        "DELETE FROM api_keys WHERE id = 2; UPDATE api_keys SET label = 'changed';",
+    );
+    service
+        .restore(&restore_all(&m.id, None, false), &ops, &NoProgress)
+        .await
+        .unwrap();
+    let rows = table(&env.db, "api_keys");
+    assert_eq!(rows[0][2], Value::Text("ci".into()));
+    assert_eq!(
+        rows[0][3..],
+        [
+            Value::Text("h1".into()),
+            Value::Blob(vec![1]),
+            Value::Integer(10),
+            Value::Text("v2".into())
+        ]
+    );
+    assert_eq!(rows[1][3], Value::Text(String::new()));
+}
