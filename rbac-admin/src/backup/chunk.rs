@@ -38,6 +38,8 @@ pub(crate) struct ChunkWriter<'a> {
     pub(crate) buf: Vec<u8>,
     records: u64,
     pub(crate) chunks: Vec<ChunkInfo>,
+    /// The index of this writer's first chunk in the backup (chunks are sealed by index).
+    first_index: usize,
 }
 
 impl<'a> ChunkWriter<'a> {
@@ -57,6 +59,7 @@ impl<'a> ChunkWriter<'a> {
             buf: Vec::with_capacity(CHUNK_RAW_TARGET + 64 * 1024),
             records: 0,
             chunks: Vec::new(),
+            first_index: 0,
         }
     }
 
@@ -76,7 +79,15 @@ impl<'a> ChunkWriter<'a> {
             buf: Vec::with_capacity(CHUNK_RAW_TARGET + 64 * 1024),
             records: 0,
             chunks: Vec::new(),
+            first_index: 0,
         }
+    }
+
+    /// Numbers this writer's chunks after `n` chunks written by another writer of the same
+    /// backup.
+    pub(crate) fn starting_at(mut self, n: usize) -> ChunkWriter<'a> {
+        self.first_index = n;
+        self
     }
 
     /// Chunks finished since the last call (async writers upload them).
@@ -105,7 +116,7 @@ impl<'a> ChunkWriter<'a> {
         if self.records == 0 {
             return Ok(());
         }
-        let index = u32::try_from(self.chunks.len())
+        let index = u32::try_from(self.first_index + self.chunks.len())
             .map_err(|_| BackupError::InvalidInput("too many chunks".into()))?;
         let compressed =
             zstd::bulk::compress(&self.buf, self.level).map_err(|source| BackupError::Io {

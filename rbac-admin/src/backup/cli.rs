@@ -9,6 +9,7 @@
 //! rbac-admin backup verify ID [--deep]
 //! rbac-admin backup restore [ID | --at TIME | --latest] [--tables T,..] [--module M]
 //!                           [--tenant T] [--to URL] [--dry-run] [--yes]
+//!                           [--files | --files-only] [--files-to DIR]
 //! rbac-admin backup delete ID [--yes] | prune --keep daily=7,weekly=4 [--dry-run] [--yes]
 //! rbac-admin backup download ID [--output FILE] | rewrap ID
 //! rbac-admin backup schedule add|list|runs|remove|enable|disable ... | scheduler [--once]
@@ -105,6 +106,15 @@ pub enum BackupCommand {
         /// Do not ask for confirmation.
         #[arg(long)]
         yes: bool,
+        /// Also restore the files directory (backups of scope `all` made with `files_dir`).
+        #[arg(long)]
+        files: bool,
+        /// Restore only the files directory, not the database.
+        #[arg(long, conflicts_with_all = ["files", "tables", "modules", "tenant", "to"])]
+        files_only: bool,
+        /// Restore the files into this directory instead of the configured `files_dir`.
+        #[arg(long, value_name = "DIR")]
+        files_to: Option<PathBuf>,
     },
     /// Delete a backup (`system.backup.delete`).
     Delete {
@@ -407,6 +417,16 @@ pub async fn run_async(
                         )?,
                         None => writeln!(out, "encrypted: no")?,
                     }
+                    if let Some(f) = &m.files {
+                        writeln!(
+                            out,
+                            "files:     {} files ({}), {} stored in this backup ({})",
+                            f.entries.len(),
+                            human(f.total_bytes()),
+                            f.stored_files,
+                            human(f.stored_bytes)
+                        )?;
+                    }
                     let rows: Vec<Vec<String>> = m
                         .tables
                         .iter()
@@ -456,12 +476,31 @@ pub async fn run_async(
             to,
             dry_run,
             yes,
+            files,
+            files_only,
+            files_to,
         } => {
             let from = match (id, at) {
                 (Some(id), _) => Selector::Id(id.clone()),
                 (None, Some(t)) => Selector::At(*t),
                 (None, None) => Selector::Latest,
             };
+            let files_to = files_to.as_deref();
+            if *files_only {
+                let plan = service
+                    .restore_files(&actor, &from, files_to, true, &progress)
+                    .await?;
+                print_files(out, format, &plan)?;
+                if *dry_run {
+                    return Ok(Exit::Ok);
+                }
+                ctx.confirm(&format!("replace the files in {}", plan.target), *yes)?;
+                let done = service
+                    .restore_files(&actor, &from, files_to, false, &progress)
+                    .await?;
+                print_files(out, format, &done)?;
+                return Ok(Exit::Ok);
+            }
             let mut request = RestoreRequest {
                 from,
                 tables: tables.clone(),
@@ -472,15 +511,39 @@ pub async fn run_async(
             };
             // The dry run comes first, always.
             let report = service.restore(&request, &actor, &progress).await?;
+            let files_plan = if *files {
+                let from = Selector::Id(
+                    report
+                        .chain
+                        .last()
+                        .cloned()
+                        .ok_or_else(|| CliError::invalid("the dry run named no backup"))?,
+                );
+                Some(
+                    service
+                        .restore_files(&actor, &from, files_to, true, &progress)
+                        .await?,
+                )
+            } else {
+                None
+            };
             if *dry_run {
                 match format {
-                    Format::Json => output::json(out, &report)?,
-                    _ => print_report(out, &report)?,
+                    Format::Json => output::json(out, &with_files(&report, files_plan.as_ref())?)?,
+                    _ => {
+                        print_report(out, &report)?;
+                        if let Some(plan) = &files_plan {
+                            print_files(out, format, plan)?;
+                        }
+                    }
                 }
                 return Ok(Exit::Ok);
             }
             if format == Format::Text {
                 print_report(out, &report)?;
+                if let Some(plan) = &files_plan {
+                    print_files(out, format, plan)?;
+                }
             }
             if report.conflicts() > 0 {
                 return Err(CliError::invalid(format!(
@@ -510,9 +573,22 @@ pub async fn run_async(
             );
             request.dry_run = false;
             let done = service.restore(&request, &actor, &progress).await?;
+            let files_done = match files_plan {
+                Some(_) => Some(
+                    service
+                        .restore_files(&actor, &request.from, files_to, false, &progress)
+                        .await?,
+                ),
+                None => None,
+            };
             match format {
-                Format::Json => output::json(out, &done)?,
-                _ => print_report(out, &done)?,
+                Format::Json => output::json(out, &with_files(&done, files_done.as_ref())?)?,
+                _ => {
+                    print_report(out, &done)?;
+                    if let Some(f) = &files_done {
+                        print_files(out, format, f)?;
+                    }
+                }
             }
         }
         BackupCommand::Delete { id, yes } => {
@@ -654,4 +730,42 @@ pub async fn run_async(
         }
     }
     Ok(Exit::Ok)
+}
+
+/// A restore report as JSON, with a `files` member when the files directory was restored too
+/// (the report's own members are unchanged).
+fn with_files(
+    report: &RestoreReport,
+    files: Option<&super::FilesReport>,
+) -> Result<serde_json::Value, CliError> {
+    let mut value = serde_json::to_value(report)
+        .map_err(|e| CliError::other(Exit::Failure, format!("cannot write JSON: {e}")))?;
+    if let (Some(files), serde_json::Value::Object(map)) = (files, &mut value) {
+        let files = serde_json::to_value(files)
+            .map_err(|e| CliError::other(Exit::Failure, format!("cannot write JSON: {e}")))?;
+        map.insert("files".into(), files);
+    }
+    Ok(value)
+}
+
+fn print_files(
+    out: &mut dyn Write,
+    format: Format,
+    r: &super::FilesReport,
+) -> Result<(), CliError> {
+    if format == Format::Json {
+        return Ok(output::json(out, r)?);
+    }
+    writeln!(
+        out,
+        "{}files into {}: {} files ({}), {} added, {} replaced, {} removed",
+        if r.dry_run { "dry run: " } else { "" },
+        r.target,
+        r.files,
+        human(r.bytes),
+        r.added,
+        r.replaced,
+        r.removed
+    )?;
+    Ok(())
 }

@@ -87,9 +87,11 @@ pub use model::{
 mod codec;
 mod config;
 mod crypto;
+mod files;
 mod storage;
 
 pub use config::{BackupConfig, EncryptionConfig};
+pub use files::{FILES_TABLE, FileEntry, FilesManifest, FilesReport};
 mod chunk;
 mod gate;
 mod plan;

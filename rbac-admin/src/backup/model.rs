@@ -357,6 +357,9 @@ pub struct Manifest {
     pub compression: Compression,
     /// How chunks are encrypted, if they are.
     pub encryption: Option<Encryption>,
+    /// The files directory, in backups of scope `all` when one is configured.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub files: Option<super::files::FilesManifest>,
 }
 
 impl Manifest {

@@ -15,6 +15,7 @@ use super::chunk::{self, ChunkWriter, Outgoing, UPLOAD_QUEUE};
 use super::codec;
 use super::config::BackupConfig;
 use super::crypto::{DataKey, Keyring};
+use super::files::{self, FilesManifest};
 use super::gate::Actor;
 use super::log::{self, LogEntry, LogQuery, Outcome, Status};
 use super::model::{
@@ -484,8 +485,15 @@ impl BackupService {
         {
             Db::Sqlite(path) => (
                 "sqlite",
-                self.create_sqlite(path.clone(), id, request, parent.as_ref(), key, progress)
-                    .await?,
+                self.create_sqlite(
+                    path.clone(),
+                    id,
+                    request,
+                    parent.as_ref(),
+                    key.clone(),
+                    progress,
+                )
+                .await?,
                 None,
             ),
             Db::Postgres(url) => {
@@ -532,6 +540,18 @@ impl BackupService {
                 )
             }
         };
+        let mut chunks = chunks;
+        let files = match (&self.config.files_dir, &request.scope) {
+            (Some(dir), Scope::All) => {
+                let previous = parent.as_ref().and_then(|p| p.files.clone());
+                let (files, more) = self
+                    .create_files(dir.clone(), id, chunks.len(), previous, key, progress)
+                    .await?;
+                chunks.extend(more);
+                Some(files)
+            }
+            _ => None,
+        };
         let manifest = Manifest {
             format: MANIFEST_FORMAT,
             id: id.clone(),
@@ -553,6 +573,7 @@ impl BackupService {
                 level: self.config.zstd_level,
             },
             encryption,
+            files,
         };
         match self.fail_point {
             Some(FailPoint::BeforeManifest) => {
@@ -581,17 +602,11 @@ impl BackupService {
         key: Option<Arc<DataKey>>,
         progress: &dyn Progress,
     ) -> Result<(Vec<TableManifest>, i64, String, Vec<super::ChunkInfo>), BackupError> {
-        let (tx, mut rx) = mpsc::channel::<Outgoing>(UPLOAD_QUEUE);
         let config = self.config.clone();
         let scope = request.scope.clone();
         let since = parent.map(|p| (p.change_seq, p.schema_version.clone()));
         let backup = id.clone();
-        let progress_ptr: &dyn Progress = progress;
-        // The reader runs on a blocking thread; progress is reported through a channel-free
-        // counter so the trait object need not be 'static.
-        let (ptx, mut prx) = mpsc::unbounded_channel::<(Option<String>, u64)>();
-        let worker = tokio::task::spawn_blocking(move || {
-            let relay = Relay(ptx);
+        self.upload_from_blocking(id, progress, move |tx, relay| {
             let mut conn = sqlite::open(&path, false)?;
             let defs = sqlite::tables(&conn)?;
             let all = plan::all_tables(defs, &config)?;
@@ -616,7 +631,26 @@ impl BackupService {
                 &relay,
             )?;
             Ok::<_, BackupError>((tables, seq, schema_version, writer.chunks))
-        });
+        })
+        .await
+    }
+
+    /// Runs `work` on a blocking thread with a channel for finished chunks, which this task
+    /// uploads as they come (at most [`UPLOAD_QUEUE`] wait), and relays its progress.
+    async fn upload_from_blocking<T, F>(
+        &self,
+        id: &BackupId,
+        progress: &dyn Progress,
+        work: F,
+    ) -> Result<T, BackupError>
+    where
+        T: Send + 'static,
+        F: FnOnce(mpsc::Sender<Outgoing>, Relay) -> Result<T, BackupError> + Send + 'static,
+    {
+        let (tx, mut rx) = mpsc::channel::<Outgoing>(UPLOAD_QUEUE);
+        // Progress comes back through a channel so the trait object need not be 'static.
+        let (ptx, mut prx) = mpsc::unbounded_channel::<(Option<String>, u64)>();
+        let worker = tokio::task::spawn_blocking(move || work(tx, Relay(ptx)));
         let mut upload_error = None;
         loop {
             tokio::select! {
@@ -631,8 +665,8 @@ impl BackupService {
                 },
                 Some((phase, n)) = prx.recv() => {
                     match phase {
-                        Some(p) => progress_ptr.phase(&p, None),
-                        None => progress_ptr.advance(n),
+                        Some(p) => progress.phase(&p, None),
+                        None => progress.advance(n),
                     }
                 }
             }
@@ -641,14 +675,35 @@ impl BackupService {
         let result = worker.await.map_err(join_err)?;
         while let Ok((phase, n)) = prx.try_recv() {
             match phase {
-                Some(p) => progress_ptr.phase(&p, None),
-                None => progress_ptr.advance(n),
+                Some(p) => progress.phase(&p, None),
+                None => progress.advance(n),
             }
         }
         if let Some(e) = upload_error {
             return Err(e);
         }
         result
+    }
+
+    /// Writes the files directory into chunks numbered after the database's `first_chunk`.
+    async fn create_files(
+        &self,
+        dir: PathBuf,
+        id: &BackupId,
+        first_chunk: usize,
+        previous: Option<FilesManifest>,
+        key: Option<Arc<DataKey>>,
+        progress: &dyn Progress,
+    ) -> Result<(FilesManifest, Vec<super::ChunkInfo>), BackupError> {
+        let backup = id.clone();
+        let level = self.config.zstd_level;
+        self.upload_from_blocking(id, progress, move |tx, relay| {
+            let mut writer =
+                ChunkWriter::new(backup, level, key.as_deref(), tx).starting_at(first_chunk);
+            let files = files::write(&dir, previous.as_ref(), &mut writer, &relay)?;
+            Ok((files, writer.chunks))
+        })
+        .await
     }
 
     fn key_for(&self, m: &Manifest) -> Result<Option<Arc<DataKey>>, BackupError> {
@@ -985,11 +1040,14 @@ impl BackupService {
         progress: &dyn Progress,
     ) -> Result<VerifyReport, BackupError> {
         let key = self.key_for(m)?;
-        let shapes: HashMap<&str, (usize, usize)> = m
+        let mut shapes: HashMap<&str, (usize, usize)> = m
             .tables
             .iter()
             .map(|t| (t.name.as_str(), (t.columns.len(), t.primary_key.len())))
             .collect();
+        if m.files.is_some() {
+            shapes.insert(files::FILES_TABLE, (files::FILE_RECORD_LEN, 2));
+        }
         let mut per_table: HashMap<String, (u64, u64)> = HashMap::new();
         let mut records = 0u64;
         progress.phase(&format!("verify {}", m.id), Some(m.chunks.len() as u64));
@@ -1054,6 +1112,21 @@ impl BackupService {
                 });
             }
         }
+        if let Some(f) = &m.files {
+            let (rows, _) = per_table
+                .get(files::FILES_TABLE)
+                .copied()
+                .unwrap_or_default();
+            if rows != f.records {
+                return Err(BackupError::CorruptManifest {
+                    id: m.id.to_string(),
+                    reason: format!(
+                        "files: chunks hold {rows} records, the manifest says {}",
+                        f.records
+                    ),
+                });
+            }
+        }
         if deep {
             self.deep_check(m, progress).await?;
         }
@@ -1085,6 +1158,10 @@ impl BackupService {
             // A tenant backup restores into an empty scratch file like any other.
             let tenant = m.scope.tenant().map(str::to_owned);
             self.restore_inner(&chain, &request, tenant, progress).await?;
+            if chain.last().is_some_and(|m| m.files.is_some()) {
+                self.restore_files_inner(&chain, &dir.join("files"), false, progress)
+                    .await?;
+            }
             if m.kind == BackupKind::Full {
                 let tables = m.tables.clone();
                 let path = scratch.clone();
@@ -1120,6 +1197,89 @@ impl BackupService {
             }
             other => other,
         })
+    }
+
+    /// Restores the files directory of a backup of scope `all` (and its chain) into `target`
+    /// (default: the configured `files_dir`), or with `dry_run` only reports what would
+    /// change. The files are staged beside the target, checked against their SHA-256, and
+    /// swapped in with two renames: the target never holds a mix. Needs
+    /// `system.backup.restore` for scope `all`.
+    pub async fn restore_files(
+        &self,
+        actor: &Actor<'_>,
+        from: &Selector,
+        target: Option<&std::path::Path>,
+        dry_run: bool,
+        progress: &dyn Progress,
+    ) -> Result<files::FilesReport, BackupError> {
+        let id = self.select(from, None).await?;
+        self.gate(actor, Operation::Restore, &Scope::All, Some(&id))
+            .await?;
+        let chain = self.chain(&id).await?;
+        let target = match (target, &self.config.files_dir) {
+            (Some(t), _) => t.to_path_buf(),
+            (None, Some(dir)) => dir.clone(),
+            (None, None) => {
+                return Err(BackupError::InvalidInput(
+                    "no files directory: configure `files_dir` or give a target".into(),
+                ));
+            }
+        };
+        let result = self
+            .restore_files_inner(&chain, &target, dry_run, progress)
+            .await;
+        match &result {
+            Ok(r) => {
+                tracing::info!(target: "rbac::backup", backup = %id, actor = actor.subject, files = r.files, dry_run, "files restored")
+            }
+            Err(e) => {
+                tracing::error!(target: "rbac::backup::failed", backup = %id, error = %e, "files restore failed")
+            }
+        }
+        result
+    }
+
+    async fn restore_files_inner(
+        &self,
+        chain: &[Manifest],
+        target: &std::path::Path,
+        dry_run: bool,
+        progress: &dyn Progress,
+    ) -> Result<files::FilesReport, BackupError> {
+        let newest = chain
+            .last()
+            .ok_or_else(|| BackupError::NoMatch("empty chain".into()))?;
+        let listing = newest.files.clone().ok_or_else(|| {
+            BackupError::NoMatch(format!(
+                "backup {} holds no files directory (only backups of scope `all` made with `files_dir` set do)",
+                newest.id
+            ))
+        })?;
+        let mut stager = files::Stager::new(target, dry_run)?;
+        progress.phase("files", None);
+        for m in chain {
+            let key = self.key_for(m)?;
+            for (j, info) in m.chunks.iter().enumerate() {
+                if info.table != files::FILES_TABLE {
+                    continue;
+                }
+                let stored = self.storage.get(&m.id, &info.name).await?;
+                let manifest = m.clone();
+                let key = key.clone();
+                stager = tokio::task::spawn_blocking(move || {
+                    let raw = chunk::decode(&manifest, j, &stored, key.as_deref())?;
+                    stager.chunk(&raw, &manifest.chunks[j].name)?;
+                    Ok::<_, BackupError>(stager)
+                })
+                .await
+                .map_err(join_err)??;
+                progress.advance(info.records);
+            }
+        }
+        let target = target.to_path_buf();
+        tokio::task::spawn_blocking(move || stager.finish(&listing.entries, &target, dry_run))
+            .await
+            .map_err(join_err)?
     }
 
     /// Key rotation: unwraps the data key with the configured identities and wraps it again

@@ -18,6 +18,7 @@ mod backup_binary;
 mod backup_cli;
 mod backup_crypto;
 mod backup_faults;
+mod backup_files;
 mod backup_http;
 mod backup_postgres;
 mod backup_s3;
