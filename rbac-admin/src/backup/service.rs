@@ -737,35 +737,61 @@ impl BackupService {
         Ok(chain)
     }
 
-    async fn select(&self, from: &Selector, tenant: Option<&str>) -> Result<BackupId, BackupError> {
-        match from {
-            Selector::Id(id) => Ok(id.clone()),
-            Selector::Latest | Selector::At(_) => {
-                let limit = match from {
-                    Selector::At(t) => Some(*t),
-                    _ => None,
-                };
-                let summaries = self.summaries().await?;
-                summaries
-                    .iter()
-                    .rev()
-                    .filter(|s| limit.is_none_or(|t| s.created_at <= t))
-                    .find(|s| match (&s.scope, tenant) {
-                        (Scope::All, _) => true,
-                        (Scope::Tenant(x), Some(t)) => x == t,
-                        _ => false,
-                    })
-                    .map(|s| s.id.clone())
-                    .ok_or_else(|| {
-                        BackupError::NoMatch(match limit {
-                            Some(t) => {
-                                format!("no complete backup at or before {}", t.to_rfc3339())
-                            }
-                            None => "there is no complete backup".into(),
-                        })
-                    })
+    /// The backup a selector names. `Latest` and `At` take the newest complete backup (at or
+    /// before the time) that holds what the restore asks for: a backup of scope `all`; one of
+    /// the asked tenant; or, for a restore of modules or tables only, one of modules that
+    /// include them all.
+    async fn select(
+        &self,
+        from: &Selector,
+        request: Option<&RestoreRequest>,
+    ) -> Result<BackupId, BackupError> {
+        let limit = match from {
+            Selector::Id(id) => return Ok(id.clone()),
+            Selector::At(t) => Some(*t),
+            Selector::Latest => None,
+        };
+        let tenant = request.and_then(|r| r.tenant.as_deref());
+        // The tables the restore needs, when it names modules or tables (None: everything).
+        let needed: Option<Vec<String>> = match request {
+            Some(r) if !r.modules.is_empty() || !r.tables.is_empty() => {
+                let mut tables = r.tables.clone();
+                tables.extend(self.config.module_tables(&r.modules)?);
+                Some(tables)
             }
-        }
+            _ => None,
+        };
+        let holds = |scope: &Scope| -> bool {
+            match scope {
+                Scope::All => true,
+                Scope::Tenant(x) => tenant == Some(x.as_str()),
+                Scope::Modules(ms) => match (&needed, tenant) {
+                    (Some(tables), None) => self
+                        .config
+                        .module_tables(ms)
+                        .is_ok_and(|have| tables.iter().all(|t| have.contains(t))),
+                    _ => false,
+                },
+            }
+        };
+        let summaries = self.summaries().await?;
+        summaries
+            .iter()
+            .rev()
+            .filter(|s| limit.is_none_or(|t| s.created_at <= t))
+            .find(|s| holds(&s.scope))
+            .map(|s| s.id.clone())
+            .ok_or_else(|| {
+                let what = match (tenant, &needed) {
+                    (Some(t), _) => format!(" holding tenant `{t}`"),
+                    (None, Some(tables)) => format!(" holding tables {}", tables.join(", ")),
+                    (None, None) => String::new(),
+                };
+                BackupError::NoMatch(match limit {
+                    Some(t) => format!("no complete backup{what} at or before {}", t.to_rfc3339()),
+                    None => format!("there is no complete backup{what}"),
+                })
+            })
     }
 
     /// Restores (or, with `dry_run`, reports) a backup and its chain in one transaction.
@@ -775,9 +801,7 @@ impl BackupService {
         actor: &Actor<'_>,
         progress: &dyn Progress,
     ) -> Result<RestoreReport, BackupError> {
-        let id = self
-            .select(&request.from, request.tenant.as_deref())
-            .await?;
+        let id = self.select(&request.from, Some(request)).await?;
         let chain = self.chain(&id).await?;
         let backup_scope = chain.last().map(|m| m.scope.clone()).unwrap_or(Scope::All);
         let tenant = match (&backup_scope, &request.tenant) {

@@ -620,3 +620,53 @@ async fn not_null_secret_columns_restore_into_an_empty_database() {
     );
     assert_eq!(rows[1][3], Value::Text(String::new()));
 }
+
+#[tokio::test]
+async fn latest_picks_the_newest_backup_that_holds_what_is_restored() {
+    let env = Env::new(20);
+    let engine = engine();
+    let ops = Actor::new("ops", &engine);
+    let service = env.service();
+    let all = service
+        .create(&full(Scope::All), &ops, &NoProgress)
+        .await
+        .unwrap();
+    let finance = service
+        .create(
+            &full(Scope::Modules(vec!["finance".into()])),
+            &ops,
+            &NoProgress,
+        )
+        .await
+        .unwrap();
+    let acme = service
+        .create(&full(Scope::Tenant("acme".into())), &ops, &NoProgress)
+        .await
+        .unwrap();
+    let latest = |tables: &[&str], modules: &[&str], tenant: Option<&str>| RestoreRequest {
+        from: Selector::Latest,
+        tables: tables.iter().map(|t| (*t).to_owned()).collect(),
+        modules: modules.iter().map(|m| (*m).to_owned()).collect(),
+        tenant: tenant.map(str::to_owned),
+        to: None,
+        dry_run: true,
+    };
+    for (request, expected) in [
+        (latest(&[], &[], None), &all.id),
+        (latest(&[], &["finance"], None), &finance.id),
+        (latest(&["invoices"], &[], None), &finance.id),
+        (latest(&["users"], &[], None), &all.id),
+        (latest(&[], &[], Some("acme")), &acme.id),
+        (latest(&[], &[], Some("globex")), &all.id),
+    ] {
+        let report = service.restore(&request, &ops, &NoProgress).await.unwrap();
+        assert_eq!(
+            report.chain.last(),
+            Some(expected),
+            "{:?} {:?} {:?}",
+            request.tables,
+            request.modules,
+            request.tenant
+        );
+    }
+}
