@@ -92,6 +92,7 @@ mod storage;
 
 pub use config::{BackupConfig, EncryptionConfig};
 pub use files::{FILES_TABLE, FileEntry, FilesManifest, FilesReport};
+mod changelog;
 mod chunk;
 mod gate;
 mod plan;

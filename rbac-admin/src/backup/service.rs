@@ -11,6 +11,7 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 use tokio::sync::mpsc;
 
+use super::changelog;
 use super::chunk::{self, ChunkWriter, Outgoing, UPLOAD_QUEUE};
 use super::codec;
 use super::config::BackupConfig;
@@ -422,6 +423,16 @@ impl BackupService {
                     },
                 )
                 .await;
+                // Best effort: a log not cut now is cut after the next backup.
+                match self.prune_change_log().await {
+                    Ok(n) if n > 0 => {
+                        tracing::info!(target: "rbac::backup", rows = n, "change log pruned")
+                    }
+                    Ok(_) => {}
+                    Err(e) => {
+                        tracing::warn!(target: "rbac::backup", error = %e, "cannot prune the change log")
+                    }
+                }
             }
             Err(e) => {
                 tracing::error!(target: "rbac::backup::failed", backup = %id, error = %e, "backup failed");
@@ -441,6 +452,47 @@ impl BackupService {
             }
         }
         result
+    }
+
+    /// Cuts the change log below the oldest of the newest complete backups of each scope
+    /// (see [`changelog`]); returns the rows removed.
+    pub async fn prune_change_log(&self) -> Result<u64, BackupError> {
+        let summaries = self.summaries().await?;
+        // Oldest first: the last one seen of each scope is its newest.
+        let mut heads: HashMap<String, BackupId> = HashMap::new();
+        for s in &summaries {
+            heads.insert(s.scope.to_string(), s.id.clone());
+        }
+        let mut manifests = Vec::new();
+        for id in heads.values() {
+            manifests.push(self.storage.manifest(id).await?);
+        }
+        if manifests.is_empty() {
+            return Ok(0);
+        }
+        match &self.db {
+            Db::Sqlite(path) => {
+                if manifests.iter().any(|m| m.backend != "sqlite") {
+                    return Ok(0);
+                }
+                let through = manifests.iter().map(|m| m.change_seq).min().unwrap_or(0);
+                let path = path.clone();
+                tokio::task::spawn_blocking(move || changelog::prune_sqlite(&path, through))
+                    .await
+                    .map_err(join_err)?
+            }
+            Db::Postgres(url) => {
+                let snapshots: Option<Vec<String>> = manifests
+                    .iter()
+                    .map(|m| m.change_snapshot.clone())
+                    .collect();
+                match snapshots {
+                    Some(s) => changelog::prune_pg(url, &s).await,
+                    // A head without a snapshot: nothing is known to be safe to cut.
+                    None => Ok(0),
+                }
+            }
+        }
     }
 
     async fn parent_of(&self, scope: &Scope) -> Result<Manifest, BackupError> {
@@ -533,6 +585,9 @@ impl BackupService {
                     progress,
                 )
                 .await?;
+                if let Some(parent_snapshot) = &since {
+                    changelog::check_pg(&mut conn, parent_snapshot).await?;
+                }
                 (
                     "postgres",
                     (tables, 0, schema_version, chunks),

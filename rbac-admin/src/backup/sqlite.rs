@@ -249,19 +249,25 @@ pub(crate) fn read_snapshot(
     let tx = conn.transaction_with_behavior(TransactionBehavior::Deferred)?;
     // The first read fixes the snapshot; everything below sees the same database state.
     let has_changes = table_exists(&tx, CHANGES)?;
+    // The AUTOINCREMENT high-water mark, not MAX(seq): pruning may have emptied the log.
     let seq: i64 = if has_changes {
         tx.query_row(
-            &format!("SELECT COALESCE(MAX(seq), 0) FROM {CHANGES}"),
+            &format!(
+                "SELECT MAX(COALESCE((SELECT seq FROM sqlite_sequence WHERE name = '{CHANGES}'), 0),                  COALESCE((SELECT MAX(seq) FROM {CHANGES}), 0))"
+            ),
             [],
             |r| r.get(0),
         )?
     } else {
         0
     };
-    if since.is_some() && !has_changes {
-        return Err(BackupError::Schema(
-            "the change log is missing: make a full backup first".into(),
-        ));
+    if let Some(parent_seq) = since {
+        if !has_changes {
+            return Err(BackupError::Schema(
+                "the change log is missing: make a full backup first".into(),
+            ));
+        }
+        super::changelog::check_sqlite(&tx, parent_seq)?;
     }
     for t in tables.iter_mut() {
         writer.begin_table(&t.name)?;

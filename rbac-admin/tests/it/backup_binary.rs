@@ -474,6 +474,57 @@ fn backup_schedules_and_the_scheduler(policy: TestDb) {
     assert!(out.contains("0 runs, 0 failed"), "{out}");
 }
 
+/// The change log is cut once every scope's newest backup has read it, and an incremental
+/// on a parent older than the cut is refused (exit 3) rather than missing changes.
+fn the_change_log_is_pruned(policy: TestDb) {
+    let s = Session::new(policy);
+    let log_rows = || match &s.app {
+        AppDb::Sqlite(path) => {
+            let conn = rusqlite::Connection::open(path).unwrap();
+            conn.query_row("SELECT count(*) FROM rbac_backup_changes", [], |r| {
+                r.get::<_, i64>(0)
+            })
+            .unwrap()
+        }
+        AppDb::Postgres(url) => block_on(async {
+            use sqlx::Connection;
+            let mut conn = sqlx::PgConnection::connect(url).await.unwrap();
+            sqlx::query_scalar("SELECT count(*) FROM rbac_backup_changes")
+                .fetch_one(&mut conn)
+                .await
+                .unwrap()
+        }),
+    };
+    s.ok("ops", &["create"]);
+    s.app
+        .exec("UPDATE invoices SET note = 'changed' WHERE id <= 5;");
+    assert_eq!(log_rows(), 5);
+    let (out, _) = s.ok("ops", &["create", "--kind", "incremental"]);
+    let first = out.split_whitespace().nth(1).unwrap().to_owned();
+    assert_eq!(
+        log_rows(),
+        0,
+        "the only scope's newest backup has read every change"
+    );
+    s.app
+        .exec("UPDATE invoices SET note = 'again' WHERE id = 7;");
+    let (out, _) = s.ok("ops", &["create", "--kind", "incremental"]);
+    let second = out.split_whitespace().nth(1).unwrap().to_owned();
+    assert_eq!(log_rows(), 0);
+    s.ok("ops", &["delete", &second, "--yes"]);
+    s.fails(
+        "ops",
+        &["create", "--kind", "incremental"],
+        3,
+        "make a full backup",
+    );
+    // The chain that is left still restores.
+    s.ok("ops", &["restore", &first, "--yes"]);
+    assert_eq!(s.app.count("note = 'changed'"), 5);
+    s.ok("ops", &["create"]);
+    s.ok("ops", &["create", "--kind", "incremental"]);
+}
+
 fn a_missing_configuration_is_one_clear_line(policy: TestDb) {
     policy.init();
     let missing = policy.path("nowhere.toml");
@@ -519,6 +570,7 @@ macro_rules! on_both_databases {
 on_both_databases!(
     backup_session,
     backup_schedules_and_the_scheduler,
+    the_change_log_is_pruned,
     a_missing_configuration_is_one_clear_line
 );
 

@@ -670,3 +670,107 @@ async fn latest_picks_the_newest_backup_that_holds_what_is_restored() {
         );
     }
 }
+
+fn change_log_rows(db: &std::path::Path) -> i64 {
+    let conn = rusqlite::Connection::open(db).unwrap();
+    conn.query_row("SELECT count(*) FROM rbac_backup_changes", [], |r| r.get(0))
+        .unwrap()
+}
+
+#[tokio::test]
+async fn the_change_log_is_cut_below_every_scopes_newest_backup() {
+    let env = Env::new(20);
+    let engine = engine();
+    let ops = Actor::new("ops", &engine);
+    let service = env.service();
+    let incremental = |scope: Scope| CreateRequest {
+        kind: BackupKind::Incremental,
+        scope,
+    };
+    let acme = || Scope::Tenant("acme".into());
+    service
+        .create(&full(Scope::All), &ops, &NoProgress)
+        .await
+        .unwrap();
+    service
+        .create(&full(acme()), &ops, &NoProgress)
+        .await
+        .unwrap();
+    exec(
+        &env.db,
+        "UPDATE invoices SET note = 'v2' WHERE id <= 5; DELETE FROM invoices WHERE id = 30;",
+    );
+    assert_eq!(change_log_rows(&env.db), 6);
+    // The `all` chain moves on; the acme chain still needs the changes after its backup.
+    service
+        .create(&incremental(Scope::All), &ops, &NoProgress)
+        .await
+        .unwrap();
+    assert_eq!(
+        change_log_rows(&env.db),
+        6,
+        "acme's head has not read them yet"
+    );
+    let acme_inc = service
+        .create(&incremental(acme()), &ops, &NoProgress)
+        .await
+        .unwrap();
+    assert_eq!(
+        acme_inc
+            .tables
+            .iter()
+            .find(|t| t.name == "invoices")
+            .unwrap()
+            .rows,
+        5
+    );
+    assert_eq!(change_log_rows(&env.db), 0, "every head has read them");
+
+    // Incrementals go on after a cut, and the chain still restores exactly.
+    exec(&env.db, "UPDATE invoices SET amount = 1.5 WHERE id = 2;");
+    let next = service
+        .create(&incremental(Scope::All), &ops, &NoProgress)
+        .await
+        .unwrap();
+    assert_eq!(next.rows(), 1);
+    // (Users are left out: their password hashes are secret, never in a backup.)
+    let without_users = |p: &std::path::Path| {
+        let mut d = dump(p);
+        d.retain(|(t, _)| t != "users");
+        d
+    };
+    let snapshot = without_users(&env.db);
+    let (copy, url) = env.url("chain.db");
+    service
+        .restore(&restore_all(&next.id, Some(url), false), &ops, &NoProgress)
+        .await
+        .unwrap();
+    assert_eq!(without_users(&copy), snapshot);
+
+    // Deleting the newest backup by hand leaves an older parent whose changes were cut: the
+    // next incremental refuses instead of missing them, and a full backup starts over.
+    exec(&env.db, "UPDATE invoices SET amount = 2.5 WHERE id = 3;");
+    let newest = service
+        .create(&incremental(Scope::All), &ops, &NoProgress)
+        .await
+        .unwrap();
+    service
+        .create(&incremental(acme()), &ops, &NoProgress)
+        .await
+        .unwrap();
+    assert_eq!(change_log_rows(&env.db), 0);
+    service.delete(&ops, &newest.id).await.unwrap();
+    let err = service
+        .create(&incremental(Scope::All), &ops, &NoProgress)
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("make a full backup"), "{err}");
+    service
+        .create(&full(Scope::All), &ops, &NoProgress)
+        .await
+        .unwrap();
+    service
+        .create(&incremental(Scope::All), &ops, &NoProgress)
+        .await
+        .unwrap();
+}
