@@ -235,11 +235,11 @@ async fn show(State(api): State<BackupApi>, who: Principal, Path(id): Path<Strin
 #[rbac_axum::require_permission("system.backup.download")]
 async fn download(State(api): State<BackupApi>, who: Principal, Path(id): Path<String>) -> Answer {
     let id = backup_id(&id)?;
-    // The archive is assembled in memory: fine for the sizes an HTTP download is used for;
-    // the CLI (`backup download -o FILE`) streams to a file.
-    let mut archive = Vec::new();
-    api.service
-        .download(&actor(&api, &who), &id, &mut archive)
+    // Streamed: one stored object (a chunk of about 8 MiB) in memory at a time.
+    let (length, stream) = api
+        .service
+        .clone()
+        .download_stream(&actor(&api, &who), &id)
         .await?;
     Ok((
         [
@@ -248,8 +248,9 @@ async fn download(State(api): State<BackupApi>, who: Principal, Path(id): Path<S
                 header::CONTENT_DISPOSITION,
                 format!("attachment; filename=\"{id}.tar\""),
             ),
+            (header::CONTENT_LENGTH, length.to_string()),
         ],
-        archive,
+        axum::body::Body::from_stream(stream),
     )
         .into_response())
 }

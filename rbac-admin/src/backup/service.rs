@@ -1428,17 +1428,74 @@ impl BackupService {
         result
     }
 
-    /// Writes a backup as one tar archive (`<id>/manifest.json`, `<id>/chunks/...`), exactly
-    /// as stored (still encrypted if it is). Returns the bytes of payload written.
+    /// Writes a backup as one tar archive (`<id>/chunks/...`, `<id>/manifest.json`), exactly
+    /// as stored (still encrypted if it is), one stored object in memory at a time. Returns the
+    /// bytes of payload written. Needs `system.backup.download`.
     pub async fn download(
         &self,
         actor: &Actor<'_>,
         id: &BackupId,
         out: &mut (dyn std::io::Write + Send),
     ) -> Result<u64, BackupError> {
+        let (mut archive, row) = self.start_download(actor, id).await?;
+        let result = async {
+            while let Some(piece) = archive.next().await? {
+                out.write_all(&piece).map_err(|source| BackupError::Io {
+                    context: "cannot write the archive".into(),
+                    source,
+                })?;
+            }
+            Ok::<_, BackupError>(archive.stored)
+        }
+        .await;
+        self.finish_download(id, row, &result).await;
+        result
+    }
+
+    /// The archive of [`BackupService::download`] as a stream of pieces (for an HTTP body),
+    /// with its exact length; memory stays at one stored object. The operation is logged when
+    /// the stream ends.
+    pub async fn download_stream(
+        self: Arc<Self>,
+        actor: &Actor<'_>,
+        id: &BackupId,
+    ) -> Result<
+        (
+            u64,
+            futures::stream::BoxStream<'static, Result<Bytes, BackupError>>,
+        ),
+        BackupError,
+    > {
+        let (archive, row) = self.start_download(actor, id).await?;
+        let length = archive.length;
+        let id = id.clone();
+        let stream = futures::stream::unfold(Some((self, archive, row, id)), |state| async move {
+            let (service, mut archive, row, id) = state?;
+            match archive.next().await {
+                Ok(Some(piece)) => Some((Ok(piece), Some((service, archive, row, id)))),
+                Ok(None) => {
+                    service.finish_download(&id, row, &Ok(archive.stored)).await;
+                    None
+                }
+                Err(e) => {
+                    let failed = Err(BackupError::Storage(e.to_string()));
+                    service.finish_download(&id, row, &failed).await;
+                    Some((Err(e), None))
+                }
+            }
+        });
+        Ok((length, Box::pin(stream)))
+    }
+
+    async fn start_download(
+        &self,
+        actor: &Actor<'_>,
+        id: &BackupId,
+    ) -> Result<(Archive, Option<i64>), BackupError> {
         let m = self.storage.manifest(id).await?;
         self.gate(actor, Operation::Download, &m.scope, Some(id))
             .await?;
+        let manifest_bytes = self.storage.get(id, super::storage::MANIFEST).await?;
         let row = self
             .log_start(
                 Operation::Download,
@@ -1448,33 +1505,15 @@ impl BackupService {
                 Status::Running,
             )
             .await;
-        let result = async {
-            let mut builder = tar::Builder::new(out);
-            let mut total = 0u64;
-            let mut names: Vec<String> = m.chunks.iter().map(|c| c.name.clone()).collect();
-            names.push(super::storage::MANIFEST.to_owned());
-            for name in names {
-                let data = self.storage.get(id, &name).await?;
-                let mut header = tar::Header::new_gnu();
-                header.set_size(data.len() as u64);
-                header.set_mode(0o600);
-                header.set_mtime(m.finished_at.timestamp().max(0) as u64);
-                header.set_cksum();
-                builder
-                    .append_data(&mut header, format!("{id}/{name}"), &data[..])
-                    .map_err(|source| BackupError::Io {
-                        context: "cannot write the archive".into(),
-                        source,
-                    })?;
-                total += data.len() as u64;
-            }
-            builder.finish().map_err(|source| BackupError::Io {
-                context: "cannot write the archive".into(),
-                source,
-            })?;
-            Ok::<_, BackupError>(total)
-        }
-        .await;
+        Ok((Archive::new(self.storage.clone(), &m, manifest_bytes)?, row))
+    }
+
+    async fn finish_download(
+        &self,
+        id: &BackupId,
+        row: Option<i64>,
+        result: &Result<u64, BackupError>,
+    ) {
         self.log_finish(
             row,
             Outcome {
@@ -1485,7 +1524,79 @@ impl BackupService {
             },
         )
         .await;
-        result
+    }
+}
+
+/// A backup as a tar stream: per stored object a 512-byte header, its bytes and padding to
+/// 512, then two zero blocks.
+struct Archive {
+    storage: Storage,
+    id: BackupId,
+    mtime: u64,
+    /// Objects still to send (name, and the bytes when already fetched).
+    objects: std::collections::VecDeque<(String, Option<Bytes>)>,
+    trailer_sent: bool,
+    /// The archive's length in bytes.
+    length: u64,
+    /// Bytes of stored objects sent.
+    stored: u64,
+}
+
+const TAR_BLOCK: u64 = 512;
+
+impl Archive {
+    fn new(storage: Storage, m: &Manifest, manifest: Bytes) -> Result<Archive, BackupError> {
+        let padded = |n: u64| n.div_ceil(TAR_BLOCK) * TAR_BLOCK;
+        let mut length = 2 * TAR_BLOCK;
+        let mut objects = std::collections::VecDeque::new();
+        for c in &m.chunks {
+            length += TAR_BLOCK + padded(c.size);
+            objects.push_back((c.name.clone(), None));
+        }
+        length += TAR_BLOCK + padded(manifest.len() as u64);
+        objects.push_back((super::storage::MANIFEST.to_owned(), Some(manifest)));
+        Ok(Archive {
+            storage,
+            id: m.id.clone(),
+            mtime: m.finished_at.timestamp().max(0) as u64,
+            objects,
+            trailer_sent: false,
+            length,
+            stored: 0,
+        })
+    }
+
+    async fn next(&mut self) -> Result<Option<Bytes>, BackupError> {
+        let Some((name, data)) = self.objects.pop_front() else {
+            if self.trailer_sent {
+                return Ok(None);
+            }
+            self.trailer_sent = true;
+            return Ok(Some(Bytes::from(vec![0u8; 2 * TAR_BLOCK as usize])));
+        };
+        let data = match data {
+            Some(d) => d,
+            None => self.storage.get(&self.id, &name).await?,
+        };
+        let bad = |e: std::io::Error| BackupError::Io {
+            context: "cannot write the archive".into(),
+            source: e,
+        };
+        let mut header = tar::Header::new_gnu();
+        header
+            .set_path(format!("{}/{name}", self.id))
+            .map_err(bad)?;
+        header.set_size(data.len() as u64);
+        header.set_mode(0o600);
+        header.set_mtime(self.mtime);
+        header.set_cksum();
+        let padding = (TAR_BLOCK - data.len() as u64 % TAR_BLOCK) % TAR_BLOCK;
+        let mut piece = Vec::with_capacity(TAR_BLOCK as usize + data.len() + padding as usize);
+        piece.extend_from_slice(header.as_bytes());
+        piece.extend_from_slice(&data);
+        piece.resize(piece.len() + padding as usize, 0);
+        self.stored += data.len() as u64;
+        Ok(Some(Bytes::from(piece)))
     }
 }
 

@@ -143,6 +143,27 @@ async fn every_operation_works_for_an_operator_and_is_refused_otherwise() {
     assert_eq!(status, StatusCode::OK);
     assert!(archive.len() > 1024, "a tar archive");
     assert_eq!(&archive[257..262], b"ustar", "a tar archive");
+    // Streamed piece by piece, it is still one well-formed archive of every stored object.
+    let mut entries = tar::Archive::new(&archive[..]);
+    let mut names = Vec::new();
+    for entry in entries.entries().unwrap() {
+        let mut entry = entry.unwrap();
+        let name = entry.path().unwrap().to_string_lossy().into_owned();
+        if name.ends_with("/manifest.json") {
+            let mut text = String::new();
+            std::io::Read::read_to_string(&mut entry, &mut text).unwrap();
+            let stored: Value = serde_json::from_str(&text).unwrap();
+            assert_eq!(stored["manifest"]["id"], id.as_str());
+        }
+        names.push(name);
+    }
+    assert!(
+        names
+            .iter()
+            .any(|n| n == &format!("{id}/chunks/000000.bin")),
+        "{names:?}"
+    );
+    assert_eq!(names.last().unwrap(), &format!("{id}/manifest.json"));
 
     let (status, logs, _) = call(
         &app,
