@@ -27,6 +27,19 @@ pub trait Authorizer: Send + Sync + 'static {
     /// Whether the policy declares `permission`.
     fn is_declared(&self, permission: &str) -> bool;
 
+    /// Whether `subject` holds any permission of `module` in `tenant`.
+    ///
+    /// The default finds one in [`Authorizer::permissions_of`] and checks it (so that the
+    /// check is audited); every implementation in this crate overrides it with a check that
+    /// allocates nothing.
+    fn check_module(&self, subject: &str, tenant: &str, module: &str) -> Decision {
+        let held = self.permissions_of(subject, tenant);
+        match held.iter().find(|p| in_module(p, module)) {
+            Some(p) => self.check(subject, tenant, p),
+            None => Decision::from_cause(Cause::NoGrant),
+        }
+    }
+
     /// The roles `subject` has in force in `tenant`, inherited ones included, or why there are
     /// none to consult: [`Cause::UnknownSubject`], [`Cause::UnknownTenant`], or
     /// [`Cause::Stale`] from a live engine that is denying.
@@ -53,6 +66,10 @@ impl Authorizer for Engine {
 
     fn is_declared(&self, permission: &str) -> bool {
         self.snapshot().permission_id(permission).is_some()
+    }
+
+    fn check_module(&self, subject: &str, tenant: &str, module: &str) -> Decision {
+        Engine::check_module(self, subject, tenant, module)
     }
 
     fn roles_of(&self, subject: &str, tenant: &str) -> Result<Vec<String>, Cause> {
@@ -95,6 +112,10 @@ impl Authorizer for rbac_core::store::LiveEngine {
         self.engine().snapshot().permission_id(permission).is_some()
     }
 
+    fn check_module(&self, subject: &str, tenant: &str, module: &str) -> Decision {
+        rbac_core::store::LiveEngine::check_module(self, subject, tenant, module)
+    }
+
     fn roles_of(&self, subject: &str, tenant: &str) -> Result<Vec<String>, Cause> {
         if self.is_denying() {
             return Err(Cause::Stale);
@@ -118,6 +139,10 @@ impl<A: Authorizer + ?Sized> Authorizer for Arc<A> {
 
     fn is_declared(&self, permission: &str) -> bool {
         (**self).is_declared(permission)
+    }
+
+    fn check_module(&self, subject: &str, tenant: &str, module: &str) -> Decision {
+        (**self).check_module(subject, tenant, module)
     }
 
     fn roles_of(&self, subject: &str, tenant: &str) -> Result<Vec<String>, Cause> {
@@ -199,10 +224,18 @@ pub fn evaluate<A: Authorizer + ?Sized>(
             Verdict::allow()
         }
         Requirement::Module(module) => {
-            let held = authorizer.permissions_of(subject, tenant);
-            match held.iter().find(|p| in_module(p, module)) {
-                Some(p) => Verdict::of(authorizer.check(subject, tenant, p)),
-                None => Verdict::deny(Cause::NoGrant),
+            let decision = authorizer.check_module(subject, tenant, module);
+            if decision.is_allowed() {
+                Verdict::allow()
+            } else {
+                // As before: without a grant in the module, the verdict is "no grant", unless
+                // the subject or tenant is unknown or the engine is stale.
+                match decision.cause() {
+                    cause @ (Cause::UnknownSubject | Cause::UnknownTenant | Cause::Stale) => {
+                        Verdict::deny(cause)
+                    }
+                    _ => Verdict::deny(Cause::NoGrant),
+                }
             }
         }
         Requirement::Role(role) => has_role(authorizer, subject, tenant, role),

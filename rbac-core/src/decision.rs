@@ -65,6 +65,18 @@ impl Decision {
         Decision { cause }
     }
 
+    /// The decision a cause stands for (allowed only for [`Cause::Granted`]): for other
+    /// decision sources, such as an `rbac_axum::Authorizer` that is not an [`crate::Engine`].
+    ///
+    /// ```
+    /// use rbac_core::{Cause, Decision};
+    /// assert!(!Decision::from_cause(Cause::NoGrant).is_allowed());
+    /// assert!(Decision::from_cause(Cause::Granted).is_allowed());
+    /// ```
+    pub const fn from_cause(cause: Cause) -> Decision {
+        Decision { cause }
+    }
+
     /// Whether the action may go ahead.
     #[inline]
     pub fn is_allowed(&self) -> bool {

@@ -130,6 +130,12 @@ impl Engine {
         self.with_current(|snapshot| snapshot.explain(subject, tenant, permission))
     }
 
+    /// Whether `subject` holds any permission of `module` in `tenant`; see
+    /// [`Snapshot::check_module`]. Allocates nothing.
+    pub fn check_module(&self, subject: &str, tenant: &str, module: &str) -> Decision {
+        self.with_current(|snapshot| snapshot.check_module(subject, tenant, module))
+    }
+
     /// Every permission `subject` holds in `tenant`, in name order.
     pub fn permissions_of(&self, subject: &str, tenant: &str) -> Vec<String> {
         self.with_current(|snapshot| {

@@ -244,6 +244,34 @@ impl Sets {
         }
     }
 
+    /// Whether the set holds any id in `lo..hi`.
+    fn any_in(&self, set: u32, lo: u32, hi: u32) -> bool {
+        if lo >= hi {
+            return false;
+        }
+        match self.index.get(set as usize) {
+            Some(SetRef::Dense(start)) => {
+                let (first, last) = (lo as usize / 64, (hi as usize - 1) / 64);
+                (first..=last).any(|w| {
+                    let word = self.dense.get(*start as usize + w).copied().unwrap_or(0);
+                    let from = if w == first { lo % 64 } else { 0 };
+                    let to = if w == last { (hi - 1) % 64 } else { 63 };
+                    // Bits from..=to of the word.
+                    let mask = (u64::MAX << from) & (u64::MAX >> (63 - to));
+                    word & mask != 0
+                })
+            }
+            Some(&SetRef::Sparse { start, len }) => self
+                .sparse
+                .get(start as usize..start as usize + len as usize)
+                .is_some_and(|ids| {
+                    let i = ids.partition_point(|&id| id < lo);
+                    ids.get(i).is_some_and(|&id| id < hi)
+                }),
+            None => false,
+        }
+    }
+
     fn len(&self) -> usize {
         self.index.len()
     }
@@ -484,6 +512,59 @@ impl Snapshot {
                 .binary_search_by_key(&t, |e| e.tenant)
                 .ok()
                 .and_then(|i| entries.get(i))
+        }
+    }
+
+    /// The ids of the permissions of `module`: the one named `module` and every one named
+    /// `module.…`. Ids follow name order, and no character allowed in a name sorts between
+    /// `module` and `module.`, so they are one range.
+    fn module_range(&self, module: &str) -> (u32, u32) {
+        let n = self.permissions.len() as u32;
+        let first_not = |from: u32, pred: &dyn Fn(&str) -> bool| {
+            let (mut lo, mut hi) = (from, n);
+            while lo < hi {
+                let mid = lo + (hi - lo) / 2;
+                if pred(self.permissions.name(mid)) {
+                    lo = mid + 1;
+                } else {
+                    hi = mid;
+                }
+            }
+            lo
+        };
+        let lo = first_not(0, &|name| name < module);
+        let hi = first_not(lo, &|name| {
+            name.strip_prefix(module)
+                .is_some_and(|rest| rest.is_empty() || rest.starts_with('.'))
+        });
+        (lo, hi)
+    }
+
+    /// Whether `subject` holds any permission of `module` (`finance`: `finance.invoices.read`,
+    /// …) in `tenant`, without building the list: `Granted` if one is allowed, else
+    /// `ExplicitDeny` when one is denied, `NoGrant`, `NoRoles`, or the unknown name's cause
+    /// (`UnknownPermission` for a module with no declared permission).
+    pub fn check_module(&self, subject: &str, tenant: &str, module: &str) -> Decision {
+        let (lo, hi) = self.module_range(module);
+        if lo >= hi {
+            return Decision::new(Cause::UnknownPermission);
+        }
+        let t = if tenant.is_empty() {
+            GLOBAL
+        } else {
+            match self.tenants.get(tenant) {
+                Some(t) => t,
+                None => return Decision::new(Cause::UnknownTenant),
+            }
+        };
+        let Some(s) = self.subjects.get(subject) else {
+            return Decision::new(Cause::UnknownSubject);
+        };
+        match self.set_of(s, t) {
+            Some(set) if self.allowed.any_in(set, lo, hi) => Decision::new(Cause::Granted),
+            Some(set) if self.denied.any_in(set, lo, hi) => Decision::new(Cause::ExplicitDeny),
+            Some(_) => Decision::new(Cause::NoGrant),
+            None => Decision::new(Cause::NoRoles),
         }
     }
 

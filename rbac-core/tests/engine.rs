@@ -359,3 +359,87 @@ fn bundled_example_policy_is_valid() {
             .is_allowed()
     );
 }
+
+/// `check_module` decides exactly what "any permission of the module in `permissions_of`"
+/// decides, on small sets (id lists) and large ones (bitsets), for modules that are prefixes
+/// of others (`fin` is not `finance`), single-segment permissions and unknown names.
+#[test]
+fn a_module_check_agrees_with_the_permission_list() {
+    let mut toml = String::from(
+        "[permissions]\nfin = \"a one-segment permission\"\n\
+         [permissions.finance.invoices]\nread = \"r\"\napprove = \"a\"\n\
+         [permissions.finance_extra.x]\ny = \"y\"\n\
+         [permissions.financeb.z]\nw = \"w\"\n",
+    );
+    // Many permissions so that broad sets are stored as bitsets.
+    for m in 0..12 {
+        for r in 0..30 {
+            toml.push_str(&format!(
+                "[permissions.mod{m}.res{r}]\nread = \"\"\nwrite = \"\"\n"
+            ));
+        }
+    }
+    toml.push_str(
+        "[roles.all]\ngrants = [\"*\"]\ndenies = [\"mod3.*\"]\n\
+         [roles.one]\ngrants = [\"mod7.res29.write\"]\n\
+         [roles.denier]\ndenies = [\"finance.*\"]\n\
+         [roles.fin]\ngrants = [\"fin\", \"financeb.*\"]\n\
+         [roles.wide]\ngrants = [\"mod1.*\", \"mod2.*\", \"mod4.*\", \"mod5.*\", \"mod6.*\", \"mod8.*\", \"mod9.*\", \"finance_extra.*\"]\n\
+         [tenants.acme]\n[tenants.acme.roles.one]\ngrants = [\"mod0.*\"]\n\
+         [subjects.root]\nroles = [\"all\"]\n\
+         [subjects.ann]\nroles = [\"one\"]\n\
+         [subjects.den]\nroles = [\"denier\"]\n\
+         [subjects.fay]\nroles = [\"fin\"]\n\
+         [subjects.wes]\nroles = [\"wide\"]\n\
+         [subjects.bob.tenants]\nacme = [\"one\"]\n",
+    );
+    let engine = Engine::new(&Policy::from_toml_str(&toml).unwrap());
+    let mut modules: Vec<String> = (0..12).map(|m| format!("mod{m}")).collect();
+    modules.extend(
+        [
+            "fin",
+            "finance",
+            "finance_extra",
+            "financeb",
+            "mod",
+            "mod1.res3",
+            "nope",
+            "zzz",
+        ]
+        .map(str::to_owned),
+    );
+    let mut granted = 0;
+    for subject in ["root", "ann", "den", "fay", "wes", "bob", "nobody"] {
+        for tenant in ["", "acme", "nowhere"] {
+            for module in &modules {
+                let held = engine.permissions_of(subject, tenant);
+                let expected = held.iter().any(|p| {
+                    p.strip_prefix(module.as_str())
+                        .is_some_and(|rest| rest.is_empty() || rest.starts_with('.'))
+                });
+                let decision = engine.check_module(subject, tenant, module);
+                assert_eq!(
+                    decision.is_allowed(),
+                    expected,
+                    "{subject} {tenant:?} {module}: {decision:?}"
+                );
+                granted += usize::from(expected);
+                if !expected {
+                    let cause = decision.cause();
+                    match (subject, tenant, module.as_str()) {
+                        (_, _, "nope" | "zzz" | "mod") => {
+                            assert_eq!(cause, Cause::UnknownPermission)
+                        }
+                        (_, "nowhere", _) => assert_eq!(cause, Cause::UnknownTenant),
+                        ("nobody", _, _) => assert_eq!(cause, Cause::UnknownSubject),
+                        ("den", _, "finance") => assert_eq!(cause, Cause::ExplicitDeny),
+                        ("root", _, "mod3") => assert_eq!(cause, Cause::ExplicitDeny),
+                        ("bob", "", _) => assert_eq!(cause, Cause::NoRoles),
+                        _ => assert_eq!(cause, Cause::NoGrant, "{subject} {tenant:?} {module}"),
+                    }
+                }
+            }
+        }
+    }
+    assert!(granted > 30, "the test exercises allows too ({granted})");
+}

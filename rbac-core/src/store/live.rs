@@ -199,6 +199,19 @@ impl LiveEngine {
         decision
     }
 
+    /// Whether `subject` holds any permission of `module` in `tenant` (see
+    /// [`crate::Snapshot::check_module`]); recorded like a check, as permission `module.*`.
+    pub fn check_module(&self, subject: &str, tenant: &str, module: &str) -> Decision {
+        let version = self.shared.version.load(Ordering::Acquire);
+        let decision = if self.shared.denying.load(Ordering::Relaxed) {
+            Decision::new(Cause::Stale)
+        } else {
+            self.shared.engine.check_module(subject, tenant, module)
+        };
+        self.record(subject, tenant, ModuleWildcard(module), decision, version);
+        decision
+    }
+
     /// The decision with its reason (not recorded in the audit trail).
     pub fn explain(&self, subject: &str, tenant: &str, permission: &str) -> Explanation {
         let mut explanation = self.shared.engine.explain(subject, tenant, permission);
@@ -258,7 +271,7 @@ impl LiveEngine {
         &self,
         subject: &str,
         tenant: &str,
-        permission: &str,
+        permission: impl std::fmt::Display,
         decision: Decision,
         version: i64,
     ) {
@@ -274,13 +287,13 @@ impl LiveEngine {
         }
         let cause = decision.cause();
         let verdict = if allowed { "allow" } else { "deny" };
-        tracing::info!(target: "rbac::decision", subject, tenant, permission, %cause, version, verdict);
+        tracing::info!(target: "rbac::decision", subject, tenant, %permission, %cause, version, verdict);
         let Some(queue) = &self.decisions else { return };
         let pending = PendingDecision {
             at_ms: audit::now_ms(),
             subject: subject.to_owned(),
             tenant: tenant.to_owned(),
-            permission: permission.to_owned(),
+            permission: permission.to_string(),
             allowed,
             cause: cause.as_str().to_owned(),
             version,
@@ -431,5 +444,14 @@ async fn write_loop(store: Store, mut rx: mpsc::Receiver<PendingDecision>) {
             }
         }
         batch.clear();
+    }
+}
+
+/// `module.*`, formatted only when a decision is recorded.
+struct ModuleWildcard<'a>(&'a str);
+
+impl std::fmt::Display for ModuleWildcard<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}.*", self.0)
     }
 }
