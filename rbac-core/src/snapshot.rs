@@ -456,18 +456,22 @@ impl Snapshot {
         let Some(p) = self.permissions.get(permission) else {
             return Decision::new(Cause::UnknownPermission);
         };
+        match self.resolve(subject, tenant) {
+            Ok((s, t)) => self.decide_raw(s, t, p),
+            Err(cause) => Decision::new(cause),
+        }
+    }
+
+    /// The subject's and tenant's ids (`""`: the global scope), or which one is unknown.
+    #[inline]
+    fn resolve(&self, subject: &str, tenant: &str) -> Result<(u32, u32), Cause> {
         let t = if tenant.is_empty() {
             GLOBAL
         } else {
-            match self.tenants.get(tenant) {
-                Some(t) => t,
-                None => return Decision::new(Cause::UnknownTenant),
-            }
+            self.tenants.get(tenant).ok_or(Cause::UnknownTenant)?
         };
-        let Some(s) = self.subjects.get(subject) else {
-            return Decision::new(Cause::UnknownSubject);
-        };
-        self.decide_raw(s, t, p)
+        let s = self.subjects.get(subject).ok_or(Cause::UnknownSubject)?;
+        Ok((s, t))
     }
 
     #[inline]
@@ -549,16 +553,9 @@ impl Snapshot {
         if lo >= hi {
             return Decision::new(Cause::UnknownPermission);
         }
-        let t = if tenant.is_empty() {
-            GLOBAL
-        } else {
-            match self.tenants.get(tenant) {
-                Some(t) => t,
-                None => return Decision::new(Cause::UnknownTenant),
-            }
-        };
-        let Some(s) = self.subjects.get(subject) else {
-            return Decision::new(Cause::UnknownSubject);
+        let (s, t) = match self.resolve(subject, tenant) {
+            Ok(ids) => ids,
+            Err(cause) => return Decision::new(cause),
         };
         match self.set_of(s, t) {
             Some(set) if self.allowed.any_in(set, lo, hi) => Decision::new(Cause::Granted),

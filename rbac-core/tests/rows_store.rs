@@ -48,62 +48,10 @@ read = []
 acme = ["user"]
 "#;
 
-struct TestDb {
-    url: String,
-    _dir: Option<tempfile::TempDir>,
-}
+use rbac_test_support::TestDb;
 
-impl TestDb {
-    fn sqlite() -> TestDb {
-        let dir = tempfile::tempdir().unwrap();
-        TestDb {
-            url: format!("sqlite://{}/rbac.db", dir.path().display()),
-            _dir: Some(dir),
-        }
-    }
-
-    async fn postgres() -> TestDb {
-        let admin = std::env::var("RBAC_TEST_POSTGRES_URL")
-            .expect("RBAC_TEST_POSTGRES_URL is set at build time but not at run time");
-        sqlx::any::install_default_drivers();
-        let name = format!("rbac_rows_store_{}", fastrand::u64(..));
-        let pool = sqlx::AnyPool::connect(&admin).await.unwrap();
-        sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
-            .execute(&pool)
-            .await
-            .unwrap();
-        pool.close().await;
-        let base = admin.rsplit_once('/').map_or(admin.as_str(), |(b, _)| b);
-        TestDb {
-            url: format!("{base}/{name}"),
-            _dir: None,
-        }
-    }
-}
-
-macro_rules! on_both_databases {
-    ($($name:ident),* $(,)?) => {
-        mod sqlite {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $name() {
-                    super::$name(super::TestDb::sqlite()).await
-                }
-            )*
-        }
-        mod postgres {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                #[cfg_attr(not(rbac_pg_tests), ignore = "needs PostgreSQL: set RBAC_TEST_POSTGRES_URL (bash .ci/postgres.sh prints one)")]
-                async fn $name() {
-                    super::$name(super::TestDb::postgres().await).await
-                }
-            )*
-        }
-    };
-}
-
-on_both_databases!(
+rbac_test_support::on_both_databases_async!(
+    file = "rbac.db", prefix = "rbac_rows_store";
     import_export_round_trip_is_exact,
     typed_changes_edit_rows_and_fields,
     invalid_changes_are_refused_and_nothing_is_written,

@@ -19,66 +19,10 @@ use rbac_core::{Cause, Policy};
 
 const ERP: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../examples/policies/erp.toml");
 
-struct TestDb {
-    url: String,
-    _dir: Option<tempfile::TempDir>,
-}
+use rbac_test_support::TestDb;
 
-impl TestDb {
-    fn sqlite() -> TestDb {
-        let dir = tempfile::tempdir().unwrap();
-        let url = format!("sqlite://{}/rbac.db", dir.path().display());
-        TestDb {
-            url,
-            _dir: Some(dir),
-        }
-    }
-
-    /// A fresh database on the test server, so tests never see each other's data.
-    async fn postgres() -> TestDb {
-        let admin = std::env::var("RBAC_TEST_POSTGRES_URL")
-            .expect("RBAC_TEST_POSTGRES_URL is set at build time but not at run time");
-        sqlx::any::install_default_drivers();
-        let name = format!("rbac_test_{}", fastrand::u64(..));
-        let pool = sqlx::AnyPool::connect(&admin)
-            .await
-            .expect("cannot reach the test server");
-        sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
-            .execute(&pool)
-            .await
-            .unwrap();
-        pool.close().await;
-        let base = admin.rsplit_once('/').map_or(admin.as_str(), |(b, _)| b);
-        TestDb {
-            url: format!("{base}/{name}"),
-            _dir: None,
-        }
-    }
-}
-
-macro_rules! on_both_databases {
-    ($($name:ident),* $(,)?) => {
-        mod sqlite {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $name() {
-                    super::$name(super::TestDb::sqlite()).await
-                }
-            )*
-        }
-        mod postgres {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                #[cfg_attr(not(rbac_pg_tests), ignore = "needs PostgreSQL: set RBAC_TEST_POSTGRES_URL (bash .ci/postgres.sh prints one)")]
-                async fn $name() {
-                    super::$name(super::TestDb::postgres().await).await
-                }
-            )*
-        }
-    };
-}
-
-on_both_databases!(
+rbac_test_support::on_both_databases_async!(
+    file = "rbac.db", prefix = "rbac_test";
     toml_round_trip_is_exact_and_migrations_are_idempotent,
     rejected_changes_leave_nothing_behind,
     typed_changes_edit_every_part_of_the_policy,
@@ -814,7 +758,7 @@ mod outage {
     ignore = "needs PostgreSQL: set RBAC_TEST_POSTGRES_URL (bash .ci/postgres.sh prints one)"
 )]
 async fn postgres_outage_serves_last_good_policy_then_fails_closed_then_recovers() {
-    let db = TestDb::postgres().await;
+    let db = TestDb::postgres("rbac_test").await;
     seeded(&db).await;
     let rest = db.url.split_once('@').unwrap().1;
     let (host_port, db_name) = rest.split_once('/').unwrap();

@@ -22,22 +22,11 @@ pub(crate) const META: &str = "rbac_backup_meta";
 const CHANGES: &str = "rbac_backup_changes";
 const WATERMARK: &str = "changes_pruned_through";
 
-fn sqlite_table_exists(conn: &Connection, name: &str) -> Result<bool, BackupError> {
-    Ok(conn
-        .query_row(
-            "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?1",
-            [name],
-            |_| Ok(()),
-        )
-        .optional()?
-        .is_some())
-}
-
 /// SQLite: deletes the change rows at or below `through`; returns how many went.
 pub(crate) fn prune_sqlite(path: &Path, through: i64) -> Result<u64, BackupError> {
     let mut conn = Connection::open(path)?;
     conn.busy_timeout(std::time::Duration::from_secs(10))?;
-    if !sqlite_table_exists(&conn, CHANGES)? {
+    if !super::sqlite::table_exists(&conn, CHANGES)? {
         return Ok(0);
     }
     let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
@@ -62,7 +51,7 @@ pub(crate) fn prune_sqlite(path: &Path, through: i64) -> Result<u64, BackupError
 /// SQLite, inside the reading transaction of an incremental: refuses a parent older than the
 /// watermark.
 pub(crate) fn check_sqlite(conn: &Connection, parent_seq: i64) -> Result<(), BackupError> {
-    if !sqlite_table_exists(conn, META)? {
+    if !super::sqlite::table_exists(conn, META)? {
         return Ok(());
     }
     let mark: Option<String> = conn

@@ -144,7 +144,7 @@ fn secret_fillers(
     Ok(out)
 }
 
-fn table_exists(conn: &Connection, name: &str) -> Result<bool, BackupError> {
+pub(crate) fn table_exists(conn: &Connection, name: &str) -> Result<bool, BackupError> {
     Ok(conn
         .query_row(
             "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?1",

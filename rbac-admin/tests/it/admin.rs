@@ -84,26 +84,7 @@ impl TestDb {
 }
 
 pub(crate) fn fresh_pg_database() -> String {
-    let admin = std::env::var("RBAC_TEST_POSTGRES_URL")
-        .expect("RBAC_TEST_POSTGRES_URL is set at build time but not at run time");
-    let name = format!("rbac_admin_test_{}", fastrand::u64(..));
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    runtime.block_on(async {
-        sqlx::any::install_default_drivers();
-        let pool = sqlx::AnyPool::connect(&admin)
-            .await
-            .expect("cannot reach the test server");
-        sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
-            .execute(&pool)
-            .await
-            .unwrap();
-        pool.close().await;
-    });
-    let base = admin.rsplit_once('/').map_or(admin.as_str(), |(b, _)| b);
-    format!("{base}/{name}")
+    rbac_test_support::fresh_postgres_database_blocking("rbac_admin_test")
 }
 
 /// Compares `actual` with `tests/snapshots/NAME.txt` (or writes it with `UPDATE_SNAPSHOTS=1`).
@@ -688,28 +669,6 @@ fn tamper(url: &str) {
             .unwrap();
         pool.close().await;
     });
-}
-
-macro_rules! on_both_databases {
-    ($($name:ident),* $(,)?) => {
-        mod sqlite {
-            $(
-                #[test]
-                fn $name() {
-                    super::$name(super::TestDb::sqlite())
-                }
-            )*
-        }
-        mod postgres {
-            $(
-                #[test]
-                #[cfg_attr(not(rbac_pg_tests), ignore = "needs PostgreSQL: set RBAC_TEST_POSTGRES_URL (bash .ci/postgres.sh prints one)")]
-                fn $name() {
-                    super::$name(super::TestDb::postgres())
-                }
-            )*
-        }
-    };
 }
 
 on_both_databases!(full_admin_session, every_error_path);

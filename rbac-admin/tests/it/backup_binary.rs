@@ -545,28 +545,6 @@ fn a_missing_configuration_is_one_clear_line(policy: TestDb) {
         .stdout(predicate::str::contains("scheduler"));
 }
 
-macro_rules! on_both_databases {
-    ($($name:ident),* $(,)?) => {
-        mod sqlite {
-            $(
-                #[test]
-                fn $name() {
-                    super::$name(super::TestDb::sqlite())
-                }
-            )*
-        }
-        mod postgres {
-            $(
-                #[test]
-                #[cfg_attr(not(rbac_pg_tests), ignore = "needs PostgreSQL: set RBAC_TEST_POSTGRES_URL (bash .ci/postgres.sh prints one)")]
-                fn $name() {
-                    super::$name(super::TestDb::postgres())
-                }
-            )*
-        }
-    };
-}
-
 on_both_databases!(
     backup_session,
     backup_schedules_and_the_scheduler,

@@ -18,66 +18,10 @@ use rbac_admin::backup::schedule::{
     ScheduleError, ScheduleStore, ScheduledJob, Scheduler, SchedulerOptions,
 };
 
-struct TestDb {
-    url: String,
-    _dir: Option<tempfile::TempDir>,
-}
+use rbac_test_support::TestDb;
 
-impl TestDb {
-    fn sqlite() -> TestDb {
-        let dir = tempfile::tempdir().unwrap();
-        let url = format!("sqlite://{}/app.db", dir.path().display());
-        TestDb {
-            url,
-            _dir: Some(dir),
-        }
-    }
-
-    /// A fresh database on the test server, so tests never see each other's data.
-    async fn postgres() -> TestDb {
-        let admin = std::env::var("RBAC_TEST_POSTGRES_URL")
-            .expect("RBAC_TEST_POSTGRES_URL is set at build time but not at run time");
-        sqlx::any::install_default_drivers();
-        let name = format!("rbac_sched_test_{}", fastrand::u64(..));
-        let pool = sqlx::AnyPool::connect(&admin)
-            .await
-            .expect("cannot reach the test server");
-        sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
-            .execute(&pool)
-            .await
-            .unwrap();
-        pool.close().await;
-        let base = admin.rsplit_once('/').map_or(admin.as_str(), |(b, _)| b);
-        TestDb {
-            url: format!("{base}/{name}"),
-            _dir: None,
-        }
-    }
-}
-
-macro_rules! on_both_databases {
-    ($($name:ident),* $(,)?) => {
-        mod sqlite {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $name() {
-                    super::$name(super::TestDb::sqlite()).await
-                }
-            )*
-        }
-        mod postgres {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                #[cfg_attr(not(rbac_pg_tests), ignore = "needs PostgreSQL: set RBAC_TEST_POSTGRES_URL (bash .ci/postgres.sh prints one)")]
-                async fn $name() {
-                    super::$name(super::TestDb::postgres().await).await
-                }
-            )*
-        }
-    };
-}
-
-on_both_databases!(
+rbac_test_support::on_both_databases_async!(
+    file = "app.db", prefix = "rbac_sched_test";
     schedules_are_stored_listed_toggled_and_removed,
     bad_schedules_are_refused_with_a_clear_error,
     due_schedules_run_at_their_slots_and_catch_up_once,

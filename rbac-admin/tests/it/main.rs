@@ -10,6 +10,30 @@
     reason = "a test fails loudly on a broken fixture"
 )]
 
+/// Runs each named test function (taking the module's `TestDb`) on SQLite and on PostgreSQL
+/// (ignored, with the reason, without `RBAC_TEST_POSTGRES_URL`).
+macro_rules! on_both_databases {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite {
+            $(
+                #[test]
+                fn $name() {
+                    super::$name(super::TestDb::sqlite())
+                }
+            )*
+        }
+        mod postgres {
+            $(
+                #[test]
+                #[cfg_attr(not(rbac_pg_tests), ignore = "needs PostgreSQL: set RBAC_TEST_POSTGRES_URL (bash .ci/postgres.sh prints one)")]
+                fn $name() {
+                    super::$name(super::TestDb::postgres())
+                }
+            )*
+        }
+    };
+}
+
 mod backup_support;
 mod s3_support;
 
