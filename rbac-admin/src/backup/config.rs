@@ -3,7 +3,7 @@
 //!
 //! ```toml
 //! database = "sqlite:///var/lib/app/app.db"     # or postgres://user@host/db
-//! storage = "/var/backups/app"                  # or s3://bucket/prefix
+//! storage = "/var/backups/app"                  # or s3://bucket/prefix, gs://…, az://…
 //! # storage_endpoint = "http://127.0.0.1:9000"  # S3-compatible servers
 //! tenant_table = "tenants"
 //! tenant_column = "tenant_id"                   # the column naming a row's tenant
@@ -35,11 +35,19 @@ use super::model::BackupError;
 pub struct BackupConfig {
     /// The application database URL (`sqlite://FILE` or `postgres://...`).
     pub database: String,
-    /// Where backups are stored: a local directory (default) or `s3://bucket/prefix`.
+    /// Where backups are stored: a local directory (default), `s3://bucket/prefix`,
+    /// `gs://bucket/prefix` or `az://container/prefix`.
     pub storage: String,
-    /// An S3-compatible endpoint (`http://127.0.0.1:9000`), for servers other than AWS.
+    /// An S3-compatible endpoint (`http://127.0.0.1:9000`), for servers other than AWS; for
+    /// Azure, the account URL.
     #[serde(default)]
     pub storage_endpoint: Option<String>,
+    /// Settings of the object store's client, by `object_store` config key (`aws_region`,
+    /// `aws_virtual_hosted_style_request`, `google_service_account`,
+    /// `azure_storage_account_name`, ...); they override the environment. Keep secrets in the
+    /// environment rather than here.
+    #[serde(default)]
+    pub storage_options: std::collections::BTreeMap<String, String>,
     /// The table holding one row per tenant.
     #[serde(default)]
     pub tenant_table: Option<String>,

@@ -159,7 +159,11 @@ impl BackupService {
     /// Opens the storage and loads the keys named by `config`.
     pub fn open(config: BackupConfig) -> Result<BackupService, BackupError> {
         config.validate()?;
-        let storage = Storage::open(&config.storage, config.storage_endpoint.as_deref())?;
+        let storage = Storage::open(
+            &config.storage,
+            config.storage_endpoint.as_deref(),
+            &config.storage_options,
+        )?;
         let keys = Keyring::load(config.encryption.as_ref())?;
         let db = db_of(&config.database)?;
         Ok(BackupService {

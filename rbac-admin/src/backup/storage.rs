@@ -1,5 +1,5 @@
-//! Where backups live: a local directory or an object store (S3 and compatible), through the
-//! `object_store` crate. Layout under the configured location:
+//! Where backups live: a local directory or an object store (S3 and compatible, Google Cloud
+//! Storage, Azure Blob Storage), through the `object_store` crate. Layout under the configured location:
 //!
 //! ```text
 //! <id>/lock.json          while the backup is being written (who and when)
@@ -81,36 +81,91 @@ fn manifest_hash(manifest: &Manifest) -> Result<String, BackupError> {
 }
 
 impl Storage {
-    /// Opens a location: a directory path (created if missing), `file:///dir`, or
-    /// `s3://bucket/prefix` (credentials and region from the usual `AWS_*` variables).
-    pub(crate) fn open(location: &str, endpoint: Option<&str>) -> Result<Storage, BackupError> {
-        let (store, prefix): (Arc<dyn ObjectStore>, StorePath) = if location.starts_with("s3://") {
-            let rest = location.trim_start_matches("s3://");
+    /// Opens a location: a directory path (created if missing), `file:///dir`,
+    /// `s3://bucket/prefix`, `gs://bucket/prefix` or `az://container/prefix` (also
+    /// `azure://`). Credentials come from the usual environment variables (`AWS_*`,
+    /// `GOOGLE_*`, `AZURE_*`, read by `object_store`'s `from_env`), then `options` (the
+    /// configuration's `[storage_options]`, `object_store` keys such as `aws_region`,
+    /// `google_service_account`, `azure_storage_account_name`) override them.
+    pub(crate) fn open(
+        location: &str,
+        endpoint: Option<&str>,
+        options: &std::collections::BTreeMap<String, String>,
+    ) -> Result<Storage, BackupError> {
+        let cannot = |e: &dyn std::fmt::Display| {
+            BackupError::Config(format!("cannot open storage `{location}`: {e}"))
+        };
+        let bad_key = |key: &str| {
+            BackupError::Config(format!(
+                "storage_options: `{key}` is not an option of this storage (see the object_store documentation of its builder's config keys)"
+            ))
+        };
+        let split = |rest: &str| {
             let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
-            let mut builder =
-                object_store::aws::AmazonS3Builder::from_env().with_url(format!("s3://{bucket}"));
-            if let Some(endpoint) = endpoint {
-                builder = builder
-                    .with_endpoint(endpoint)
-                    .with_allow_http(endpoint.starts_with("http://"));
+            (bucket.to_owned(), StorePath::from(prefix.trim_matches('/')))
+        };
+        let scheme = location.split_once("://").map(|(s, _)| s);
+        let (store, prefix): (Arc<dyn ObjectStore>, StorePath) = match scheme {
+            Some("s3") => {
+                let (bucket, prefix) = split(&location["s3://".len()..]);
+                let mut builder = object_store::aws::AmazonS3Builder::from_env()
+                    .with_url(format!("s3://{bucket}"));
+                if let Some(endpoint) = endpoint {
+                    builder = builder
+                        .with_endpoint(endpoint)
+                        .with_allow_http(endpoint.starts_with("http://"));
+                }
+                for (key, value) in options {
+                    let key = key.parse().map_err(|_| bad_key(key))?;
+                    builder = builder.with_config(key, value);
+                }
+                (Arc::new(builder.build().map_err(|e| cannot(&e))?), prefix)
             }
-            let s3 = builder.build().map_err(|e| {
-                BackupError::Config(format!("cannot open storage `{location}`: {e}"))
-            })?;
-            (Arc::new(s3), StorePath::from(prefix.trim_matches('/')))
-        } else if location.contains("://") && !location.starts_with("file://") {
-            return Err(BackupError::Config(format!(
-                "unsupported storage `{location}`: use a directory or `s3://bucket/prefix`"
-            )));
-        } else {
-            let dir = location.trim_start_matches("file://");
-            std::fs::create_dir_all(dir).map_err(|source| BackupError::Io {
-                context: format!("cannot create the backup directory `{dir}`"),
-                source,
-            })?;
-            let fs = object_store::local::LocalFileSystem::new_with_prefix(dir)
-                .map_err(|e| BackupError::Config(format!("cannot open `{dir}`: {e}")))?;
-            (Arc::new(fs), StorePath::default())
+            Some("gs") => {
+                let (bucket, prefix) = split(&location["gs://".len()..]);
+                let mut builder = object_store::gcp::GoogleCloudStorageBuilder::from_env()
+                    .with_bucket_name(bucket);
+                for (key, value) in options {
+                    let key = key.parse().map_err(|_| bad_key(key))?;
+                    builder = builder.with_config(key, value);
+                }
+                (Arc::new(builder.build().map_err(|e| cannot(&e))?), prefix)
+            }
+            Some(s @ ("az" | "azure")) => {
+                let (container, prefix) = split(&location[s.len() + "://".len()..]);
+                let mut builder = object_store::azure::MicrosoftAzureBuilder::from_env()
+                    .with_container_name(container);
+                if let Some(endpoint) = endpoint {
+                    builder = builder
+                        .with_endpoint(endpoint.to_owned())
+                        .with_allow_http(endpoint.starts_with("http://"));
+                }
+                for (key, value) in options {
+                    let key = key.parse().map_err(|_| bad_key(key))?;
+                    builder = builder.with_config(key, value);
+                }
+                (Arc::new(builder.build().map_err(|e| cannot(&e))?), prefix)
+            }
+            Some(other) if other != "file" => {
+                return Err(BackupError::Config(format!(
+                    "unsupported storage `{location}`: use a directory, `s3://bucket/prefix`, `gs://bucket/prefix` or `az://container/prefix`"
+                )));
+            }
+            _ => {
+                if !options.is_empty() {
+                    return Err(BackupError::Config(
+                        "storage_options apply to object stores (s3://, gs://, az://), not to a directory".into(),
+                    ));
+                }
+                let dir = location.trim_start_matches("file://");
+                std::fs::create_dir_all(dir).map_err(|source| BackupError::Io {
+                    context: format!("cannot create the backup directory `{dir}`"),
+                    source,
+                })?;
+                let fs = object_store::local::LocalFileSystem::new_with_prefix(dir)
+                    .map_err(|e| BackupError::Config(format!("cannot open `{dir}`: {e}")))?;
+                (Arc::new(fs), StorePath::default())
+            }
         };
         Ok(Storage {
             store,
@@ -314,4 +369,76 @@ pub(crate) fn parse_manifest(id: &BackupId, bytes: &[u8]) -> Result<Manifest, Ba
         )));
     }
     Ok(manifest)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use super::*;
+
+    fn options(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+        pairs
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect()
+    }
+
+    fn open(location: &str, pairs: &[(&str, &str)]) -> Result<Storage, BackupError> {
+        Storage::open(location, None, &options(pairs))
+    }
+
+    #[test]
+    fn object_store_locations_open_with_their_prefix() {
+        // Credentials that need no network to build a client (object_store's test key).
+        let gcs_key = r#"{"private_key": "k", "private_key_id": "id", "client_email": "e", "disable_oauth": true}"#;
+        let gcs = open(
+            "gs://backups/app/prod",
+            &[("google_service_account_key", gcs_key)],
+        );
+        assert_eq!(
+            gcs.map(|s| s.prefix.to_string()).ok(),
+            Some("app/prod".into())
+        );
+        let azure = open(
+            "az://backups/app",
+            &[("azure_storage_use_emulator", "true")],
+        );
+        assert_eq!(azure.map(|s| s.prefix.to_string()).ok(), Some("app".into()));
+        let azure = open(
+            "azure://backups",
+            &[
+                ("azure_storage_account_name", "acct"),
+                ("azure_storage_account_key", "a2V5"),
+            ],
+        );
+        assert_eq!(
+            azure.map(|s| s.prefix.to_string()).ok(),
+            Some(String::new())
+        );
+        let s3 = open(
+            "s3://bucket/p",
+            &[
+                ("aws_region", "eu-west-1"),
+                ("aws_access_key_id", "x"),
+                ("aws_secret_access_key", "y"),
+            ],
+        );
+        assert!(s3.is_ok());
+    }
+
+    #[test]
+    fn bad_locations_and_options_are_clear_errors() {
+        let message = |r: Result<Storage, BackupError>| match r {
+            Err(e) => e.to_string(),
+            Ok(_) => String::new(),
+        };
+        assert!(message(open("ftp://host/x", &[])).contains("unsupported storage `ftp://host/x`"));
+        assert!(message(open("s3://b/p", &[("no_such_key", "1")])).contains("`no_such_key`"));
+        assert!(message(open("gs://b/p", &[("aws_region", "x")])).contains("`aws_region`"));
+        let dir = tempfile::tempdir()
+            .map(|d| d.path().display().to_string())
+            .unwrap_or_default();
+        assert!(message(open(&dir, &[("aws_region", "x")])).contains("not to a directory"));
+    }
 }
