@@ -1,8 +1,9 @@
 //! Cutting record streams into stored chunks (zstd, then optionally sealed), and back.
 //!
-//! Memory stays bounded: at most one chunk's records ([`CHUNK_RAW_TARGET`] plus one row) and its
-//! compressed form are held at a time by the writer, and the upload queue holds at most
-//! [`UPLOAD_QUEUE`] more.
+//! Memory stays bounded: the writer fills one chunk ([`CHUNK_RAW_TARGET`] plus one row) while,
+//! with [`ChunkWriter::pipelined`], a second thread compresses, seals and hashes the previous
+//! one (one more may wait between them), and the upload queue holds at most [`UPLOAD_QUEUE`]
+//! stored chunks.
 
 use bytes::Bytes;
 use sha2::{Digest, Sha256};
@@ -12,7 +13,7 @@ use super::crypto::DataKey;
 use super::model::{BackupError, BackupId, ChunkInfo, Manifest};
 
 /// Raw (uncompressed) bytes after which a chunk is closed.
-pub(crate) const CHUNK_RAW_TARGET: usize = 8 * 1024 * 1024;
+pub(crate) const CHUNK_RAW_TARGET: usize = 4 * 1024 * 1024;
 /// The largest raw chunk a reader accepts (a manifest claiming more is refused).
 const CHUNK_RAW_MAX: u64 = 256 * 1024 * 1024;
 /// Chunks waiting for upload.
@@ -40,29 +41,52 @@ pub(crate) struct ChunkWriter<'a> {
     pub(crate) chunks: Vec<ChunkInfo>,
     /// The index of this writer's first chunk in the backup (chunks are sealed by index).
     first_index: usize,
+    /// Chunks closed so far.
+    closed: usize,
+    /// With [`ChunkWriter::pipelined`]: closed chunks go to the compressor thread.
+    jobs: Option<std::sync::mpsc::SyncSender<Job>>,
+}
+
+/// A closed chunk on its way to the compressor thread.
+struct Job {
+    index: u32,
+    table: String,
+    records: u64,
+    raw: Vec<u8>,
+}
+
+/// Compresses, seals and hashes a closed chunk: what is stored, and its manifest entry.
+fn finish_chunk(
+    backup: &BackupId,
+    level: i32,
+    key: Option<&DataKey>,
+    job: &Job,
+) -> Result<(ChunkInfo, Outgoing), BackupError> {
+    let compressed = zstd::bulk::compress(&job.raw, level).map_err(|source| BackupError::Io {
+        context: "cannot compress a chunk".into(),
+        source,
+    })?;
+    let stored = match key {
+        Some(key) => key.seal(backup, job.index, &compressed)?,
+        None => compressed,
+    };
+    let name = format!("chunks/{:06}.bin", job.index);
+    let info = ChunkInfo {
+        name: name.clone(),
+        table: job.table.clone(),
+        records: job.records,
+        raw_size: job.raw.len() as u64,
+        size: stored.len() as u64,
+        sha256: hex::encode(Sha256::digest(&stored)),
+    };
+    let outgoing = Outgoing {
+        name,
+        data: Bytes::from(stored),
+    };
+    Ok((info, outgoing))
 }
 
 impl<'a> ChunkWriter<'a> {
-    pub(crate) fn new(
-        backup: BackupId,
-        level: i32,
-        key: Option<&'a DataKey>,
-        out: mpsc::Sender<Outgoing>,
-    ) -> ChunkWriter<'a> {
-        ChunkWriter {
-            backup,
-            level,
-            key,
-            out: Some(out),
-            pending: Vec::new(),
-            table: String::new(),
-            buf: Vec::with_capacity(CHUNK_RAW_TARGET + 64 * 1024),
-            records: 0,
-            chunks: Vec::new(),
-            first_index: 0,
-        }
-    }
-
     /// A writer for async readers: finished chunks wait in [`ChunkWriter::take_pending`].
     pub(crate) fn pending(
         backup: BackupId,
@@ -80,14 +104,63 @@ impl<'a> ChunkWriter<'a> {
             records: 0,
             chunks: Vec::new(),
             first_index: 0,
+            closed: 0,
+            jobs: None,
         }
     }
 
-    /// Numbers this writer's chunks after `n` chunks written by another writer of the same
-    /// backup.
-    pub(crate) fn starting_at(mut self, n: usize) -> ChunkWriter<'a> {
-        self.first_index = n;
-        self
+    /// Runs `work` with a writer whose chunks are compressed, sealed and hashed on a second
+    /// thread while `work` goes on reading (compression is about half of a backup's CPU time),
+    /// then returns `work`'s result and the chunks' manifest entries, in order. Memory: the
+    /// chunk being filled, one waiting, one being compressed, and the upload queue.
+    pub(crate) fn pipelined<T>(
+        backup: BackupId,
+        level: i32,
+        key: Option<&DataKey>,
+        out: mpsc::Sender<Outgoing>,
+        first_index: usize,
+        work: impl FnOnce(&mut ChunkWriter<'_>) -> Result<T, BackupError>,
+    ) -> Result<(T, Vec<ChunkInfo>), BackupError> {
+        std::thread::scope(|scope| {
+            let (jobs, incoming) = std::sync::mpsc::sync_channel::<Job>(1);
+            let compressor_backup = backup.clone();
+            let compressor = scope.spawn(move || {
+                let mut infos = Vec::new();
+                for job in incoming {
+                    let (info, outgoing) = finish_chunk(&compressor_backup, level, key, &job)?;
+                    infos.push(info);
+                    out.blocking_send(outgoing)
+                        .map_err(|_| BackupError::Storage("the upload of a chunk failed".into()))?;
+                }
+                Ok::<_, BackupError>(infos)
+            });
+            let mut writer = ChunkWriter {
+                backup,
+                level,
+                key: None,
+                out: None,
+                pending: Vec::new(),
+                table: String::new(),
+                buf: Vec::with_capacity(CHUNK_RAW_TARGET + 64 * 1024),
+                records: 0,
+                chunks: Vec::new(),
+                first_index,
+                closed: 0,
+                jobs: Some(jobs),
+            };
+            let result = work(&mut writer).and_then(|t| writer.flush().map(|()| t));
+            // Closing the queue lets the compressor finish what it holds.
+            drop(writer);
+            let compressed = compressor.join().unwrap_or_else(|_| {
+                Err(BackupError::Storage("the chunk compressor stopped".into()))
+            });
+            match (result, compressed) {
+                (Ok(t), Ok(infos)) => Ok((t, infos)),
+                // The compressor's error is the cause when the reader only saw a closed queue.
+                (_, Err(e)) => Err(e),
+                (Err(e), Ok(_)) => Err(e),
+            }
+        })
     }
 
     /// Chunks finished since the last call (async writers upload them).
@@ -116,32 +189,37 @@ impl<'a> ChunkWriter<'a> {
         if self.records == 0 {
             return Ok(());
         }
-        let index = u32::try_from(self.first_index + self.chunks.len())
+        let index = u32::try_from(self.first_index + self.closed)
             .map_err(|_| BackupError::InvalidInput("too many chunks".into()))?;
-        let compressed =
-            zstd::bulk::compress(&self.buf, self.level).map_err(|source| BackupError::Io {
-                context: "cannot compress a chunk".into(),
-                source,
-            })?;
-        let stored = match self.key {
-            Some(key) => key.seal(&self.backup, index, &compressed)?,
-            None => compressed,
-        };
-        let name = format!("chunks/{index:06}.bin");
-        self.chunks.push(ChunkInfo {
-            name: name.clone(),
+        self.closed += 1;
+        let records = std::mem::take(&mut self.records);
+        if let Some(jobs) = &self.jobs {
+            let raw = std::mem::replace(
+                &mut self.buf,
+                Vec::with_capacity(CHUNK_RAW_TARGET + 64 * 1024),
+            );
+            let job = Job {
+                index,
+                table: self.table.clone(),
+                records,
+                raw,
+            };
+            return jobs
+                .send(job)
+                .map_err(|_| BackupError::Storage("the chunk compressor stopped".into()));
+        }
+        let job = Job {
+            index,
             table: self.table.clone(),
-            records: self.records,
-            raw_size: self.buf.len() as u64,
-            size: stored.len() as u64,
-            sha256: hex::encode(Sha256::digest(&stored)),
-        });
-        self.buf.clear();
-        self.records = 0;
-        let outgoing = Outgoing {
-            name,
-            data: Bytes::from(stored),
+            records,
+            raw: std::mem::take(&mut self.buf),
         };
+        let result = finish_chunk(&self.backup, self.level, self.key, &job);
+        // Keep the buffer's capacity for the next chunk.
+        self.buf = job.raw;
+        self.buf.clear();
+        let (info, outgoing) = result?;
+        self.chunks.push(info);
         match &self.out {
             Some(out) => out
                 .blocking_send(outgoing)

@@ -235,7 +235,7 @@ async fn show(State(api): State<BackupApi>, who: Principal, Path(id): Path<Strin
 #[rbac_axum::require_permission("system.backup.download")]
 async fn download(State(api): State<BackupApi>, who: Principal, Path(id): Path<String>) -> Answer {
     let id = backup_id(&id)?;
-    // Streamed: one stored object (a chunk of about 8 MiB) in memory at a time.
+    // Streamed: one stored object (a chunk of a few MiB) in memory at a time.
     let (length, stream) = api
         .service
         .clone()

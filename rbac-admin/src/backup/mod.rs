@@ -13,15 +13,17 @@
 //!   change log (`rbac_backup_changes`) filled by triggers the first full backup installs (same
 //!   design on both databases). Cost on writes: one extra indexed row insert per inserted,
 //!   updated or deleted row (two when an update changes the key or the tenant).
-//! - Reads run in **one read transaction** (a consistent snapshot while writers go on). Memory
-//!   is bounded: one chunk of about 8 MiB of records plus two queued for upload.
+//! - Reads run in **one read transaction** (a consistent snapshot while writers go on), while a
+//!   second thread compresses, seals and hashes the chunks (of about 4 MiB of records). Memory
+//!   is bounded: the chunk being filled, one waiting, one being compressed, two queued for
+//!   upload.
 //! - Every operation takes an [`Actor`] (subject + [`Authorizer`]) and requires its
 //!   [`Operation::permission`]; a grant held only in tenant `T` covers only `tenant:T`. Every
 //!   operation, denials included, is recorded in the log table [`LOG_TABLE`] ([`LogQuery`]).
 //!
 //! Databases: SQLite (read and written through rusqlite, on the same libsqlite3 as sqlx) and
-//! PostgreSQL (sqlx; one `REPEATABLE READ` snapshot, columns in their exact text form, cast
-//! back on restore; the `COPY ... (FORMAT binary)` fast path is not done yet).
+//! PostgreSQL (sqlx; one `REPEATABLE READ` snapshot read with `COPY ... TO STDOUT`, values in
+//! their exact text form; full restores with `COPY ... FROM STDIN`).
 //!
 //! # Example
 //! ```

@@ -1,19 +1,30 @@
-//! The PostgreSQL data path (the documented simple path): one `REPEATABLE READ, READ ONLY`
-//! transaction for the snapshot, every column read in its text form (`col::text`, exact for
-//! every type: PostgreSQL's text I/O round-trips floats, numerics, bytea, timestamps, ...) and
-//! restored with a cast to the column's type (`$1::numeric(10,2)`). Restores run in one
-//! transaction with `session_replication_role = replica` so that foreign keys and triggers do
-//! not depend on table order (as `pg_restore --disable-triggers` does; it needs a role allowed
-//! to set it, e.g. the table owner with superuser rights). Incrementals use the same change
-//! log design as SQLite (triggers writing table, key and tenant), plus the writing transaction
-//! id, so that an incremental takes exactly the changes its parent's snapshot did not see
-//! (`pg_visible_in_snapshot`), whatever the commit order. Not yet: the `COPY ... (FORMAT
-//! binary)` fast path.
+//! The PostgreSQL data path. Backups read every table in one `REPEATABLE READ, READ ONLY`
+//! transaction (one snapshot) with `COPY ... TO STDOUT` in text form, streamed: the rows are
+//! turned into chunk records on a blocking thread (each value as text, exactly what `col::text`
+//! gives: columns whose cast to text is a function, such as `boolean` or `inet`, are cast in
+//! the `COPY (SELECT ...)`), compressed, sealed and uploaded while the next rows arrive. The
+//! chunk format is the same as for SQLite, so verify, deep verify (into SQLite) and restores of
+//! older backups are unchanged. Restores run in one transaction with `session_replication_role
+//! = replica` so that foreign keys and triggers do not depend on table order (as `pg_restore
+//! --disable-triggers` does; it needs a role allowed to set it, e.g. the table owner with
+//! superuser rights); full steps stream the records back with `COPY ... FROM STDIN` (into the
+//! table after deleting the scope's rows, or, for tables with secret columns, into a staging
+//! table that is then upserted so the secrets in place are kept), incremental steps and dry
+//! runs go row by row with a cast to the column's type (`$1::numeric(10,2)`). Incrementals use
+//! the same change log design as SQLite (triggers writing table, key and tenant), plus the
+//! writing transaction id, so that an incremental takes exactly the changes its parent's
+//! snapshot did not see (`pg_visible_in_snapshot`), whatever the commit order.
+
+mod copy;
+
+use std::sync::Arc;
 
 use futures::TryStreamExt;
 use sqlx::{AssertSqlSafe, Connection, PgConnection, Row};
 
-use super::chunk::{self, ChunkWriter};
+use tokio::sync::mpsc;
+
+use super::chunk::{self, ChunkWriter, Outgoing, UPLOAD_QUEUE};
 use super::codec::{self, Value};
 use super::crypto::DataKey;
 use super::log::{LogEntry, LogQuery, Outcome, Status};
@@ -153,7 +164,7 @@ pub(crate) async fn read_snapshot(
     since: Option<&str>,
     backup: &BackupId,
     level: i32,
-    key: Option<&DataKey>,
+    key: Option<Arc<DataKey>>,
     storage: &Storage,
     progress: &dyn Progress,
 ) -> Result<(Vec<super::ChunkInfo>, String), BackupError> {
@@ -165,20 +176,274 @@ pub(crate) async fn read_snapshot(
     let snapshot: String = sqlx::query_scalar("SELECT pg_current_snapshot()::text")
         .fetch_one(&mut *tx)
         .await?;
-    if let Some(parent) = since {
-        let restored: bool = sqlx::query_scalar(
-            "SELECT EXISTS (SELECT 1 FROM rbac_backup_changes WHERE tbl = '*restore*' \
-             AND NOT pg_visible_in_snapshot(xid, $1::pg_snapshot))",
-        )
-        .bind(parent)
-        .fetch_one(&mut *tx)
-        .await?;
-        if restored {
-            return Err(BackupError::Schema(
-                "the database was restored since the parent backup; make a full backup".into(),
-            ));
+    let chunks = match since {
+        None => {
+            read_full(
+                &mut tx, tables, tenant, backup, level, key, storage, progress,
+            )
+            .await?
         }
+        Some(parent) => {
+            let restored: bool = sqlx::query_scalar(
+                "SELECT EXISTS (SELECT 1 FROM rbac_backup_changes WHERE tbl = '*restore*' \
+                 AND NOT pg_visible_in_snapshot(xid, $1::pg_snapshot))",
+            )
+            .bind(parent)
+            .fetch_one(&mut *tx)
+            .await?;
+            if restored {
+                return Err(BackupError::Schema(
+                    "the database was restored since the parent backup; make a full backup".into(),
+                ));
+            }
+            read_changes(
+                &mut tx,
+                tables,
+                tenant,
+                parent,
+                backup,
+                level,
+                key.as_deref(),
+                storage,
+                progress,
+            )
+            .await?
+        }
+    };
+    tx.commit().await?;
+    Ok((chunks, snapshot))
+}
+
+/// Raw COPY bytes handed to the encoder at a time.
+const FEED_BATCH: usize = 256 * 1024;
+/// Batches waiting for the encoder.
+const FEED_QUEUE: usize = 4;
+
+/// What the COPY reader hands to the encoder thread.
+enum Feed {
+    /// The next table: its name and column count.
+    Table(String, usize),
+    /// COPY text rows of the current table (a batch may end inside a row).
+    Data(Vec<u8>),
+    /// The current table's rows are complete.
+    End,
+}
+
+/// The `COPY ... TO STDOUT` statement reading `t` (the tenant's rows only, with `tenant`):
+/// each column in the text form `col::text` gives. For most types that is the output
+/// function COPY uses anyway; columns whose cast to text is a function (`boolean` gives
+/// `true`, `inet` keeps its mask, `character(n)` is trimmed, ...), also through domains, are
+/// cast explicitly so the stored text is exactly what the row-by-row path stored.
+async fn copy_out_sql(
+    tx: &mut PgConnection,
+    t: &TableManifest,
+    tenant: Option<&str>,
+) -> Result<String, BackupError> {
+    let info: Vec<(String, bool)> = sqlx::query_as(
+        "WITH RECURSIVE cols AS ( \
+           SELECT a.attnum, a.attname::text AS name, a.atttypid AS ty FROM pg_attribute a \
+           WHERE a.attrelid = $1::regclass AND a.attnum > 0 AND NOT a.attisdropped), \
+         chain AS ( \
+           SELECT attnum, ty FROM cols \
+           UNION ALL SELECT c.attnum, y.typbasetype FROM chain c JOIN pg_type y ON y.oid = c.ty \
+           WHERE y.typtype = 'd') \
+         SELECT c.name, EXISTS (SELECT 1 FROM chain h JOIN pg_cast k ON k.castsource = h.ty \
+           WHERE h.attnum = c.attnum AND k.casttarget = 'text'::regtype AND k.castmethod = 'f') \
+         FROM cols c",
+    )
+    .bind(quote(&t.name))
+    .fetch_all(&mut *tx)
+    .await?;
+    let plain_table: bool =
+        sqlx::query_scalar("SELECT relkind = 'r' FROM pg_class WHERE oid = $1::regclass")
+            .bind(quote(&t.name))
+            .fetch_one(&mut *tx)
+            .await?;
+    let mut cast_any = false;
+    let exprs: Vec<String> = t
+        .columns
+        .iter()
+        .map(|c| {
+            let cast = info.iter().any(|(n, cast)| *n == c.name && *cast);
+            cast_any |= cast;
+            if cast {
+                format!("t.{}::text", quote(&c.name))
+            } else {
+                format!("t.{}", quote(&c.name))
+            }
+        })
+        .collect();
+    let filter = match (tenant, &t.tenant_column) {
+        (Some(tn), Some(c)) => {
+            // COPY takes no parameters: the server quotes the literal.
+            let literal: String = sqlx::query_scalar("SELECT quote_literal($1::text)")
+                .bind(tn)
+                .fetch_one(&mut *tx)
+                .await?;
+            Some(format!(" WHERE t.{}::text = {literal}", quote(c)))
+        }
+        _ => None,
+    };
+    let table = quote(&t.name);
+    Ok(match filter {
+        None if plain_table && !cast_any => {
+            let cols: Vec<String> = t.columns.iter().map(|c| quote(&c.name)).collect();
+            format!("COPY {table} ({}) TO STDOUT", cols.join(", "))
+        }
+        filter => format!(
+            "COPY (SELECT {} FROM {table} AS t{}) TO STDOUT",
+            exprs.join(", "),
+            filter.unwrap_or_default()
+        ),
+    })
+}
+
+/// A full read: each table through `COPY ... TO STDOUT`, streamed to an encoder thread that
+/// cuts records into chunks, compresses and seals them, while finished chunks are uploaded.
+/// Memory: a few [`FEED_BATCH`]es, one chunk being filled and [`UPLOAD_QUEUE`] chunks.
+#[allow(
+    clippy::too_many_arguments,
+    reason = "one call site, all distinct inputs"
+)]
+async fn read_full(
+    tx: &mut PgConnection,
+    tables: &mut [TableManifest],
+    tenant: Option<&str>,
+    backup: &BackupId,
+    level: i32,
+    key: Option<Arc<DataKey>>,
+    storage: &Storage,
+    progress: &dyn Progress,
+) -> Result<Vec<super::ChunkInfo>, BackupError> {
+    let mut statements = Vec::with_capacity(tables.len());
+    for t in tables.iter() {
+        statements.push(copy_out_sql(tx, t, tenant).await?);
     }
+    let (feed_tx, mut feed_rx) = mpsc::channel::<Feed>(FEED_QUEUE);
+    let (out_tx, out_rx) = mpsc::channel::<Outgoing>(UPLOAD_QUEUE);
+    let owned_id = backup.clone();
+    let encoder = tokio::task::spawn_blocking(move || {
+        // Compression, sealing and hashing run on the writer's own thread, beside decoding.
+        let encode = |writer: &mut ChunkWriter<'_>| {
+            let (mut counts, mut columns) = (Vec::new(), 0usize);
+            let (mut carry, mut scratch) = (Vec::new(), Vec::new());
+            while let Some(feed) = feed_rx.blocking_recv() {
+                match feed {
+                    Feed::Table(name, n) => {
+                        writer.begin_table(&name)?;
+                        columns = n;
+                        counts.push(0u64);
+                    }
+                    Feed::Data(data) => {
+                        let data = if carry.is_empty() {
+                            data
+                        } else {
+                            let mut joined = std::mem::take(&mut carry);
+                            joined.extend_from_slice(&data);
+                            joined
+                        };
+                        let (rows, used) = copy::encode_rows(&data, columns, writer, &mut scratch)?;
+                        carry.extend_from_slice(data.get(used..).unwrap_or_default());
+                        if let Some(c) = counts.last_mut() {
+                            *c += rows;
+                        }
+                    }
+                    Feed::End => {
+                        if !carry.is_empty() {
+                            return Err(BackupError::Database(
+                                "COPY data ended inside a row".into(),
+                            ));
+                        }
+                    }
+                }
+            }
+            Ok::<_, BackupError>(counts)
+        };
+        ChunkWriter::pipelined(owned_id, level, key.as_deref(), out_tx, 0, encode)
+            .map(|(counts, chunks)| (chunks, counts))
+    });
+    let stopped = || BackupError::Database("the backup encoder stopped".into());
+    let names: Vec<(String, usize)> = tables
+        .iter()
+        .map(|t| (t.name.clone(), t.columns.len()))
+        .collect();
+    let read = async move {
+        for ((name, columns), sql) in names.into_iter().zip(&statements) {
+            progress.phase(&format!("table {name}"), None);
+            feed_tx
+                .send(Feed::Table(name, columns))
+                .await
+                .map_err(|_| stopped())?;
+            let mut stream = tx.copy_out_raw(sql).await?;
+            let mut batch = Vec::with_capacity(FEED_BATCH + 64 * 1024);
+            let mut messages = 0u64;
+            while let Some(bytes) = stream.try_next().await? {
+                batch.extend_from_slice(&bytes);
+                // The server sends one message per row.
+                messages += 1;
+                if batch.len() >= FEED_BATCH {
+                    let full =
+                        std::mem::replace(&mut batch, Vec::with_capacity(FEED_BATCH + 64 * 1024));
+                    feed_tx
+                        .send(Feed::Data(full))
+                        .await
+                        .map_err(|_| stopped())?;
+                    progress.advance(std::mem::take(&mut messages));
+                }
+            }
+            if !batch.is_empty() {
+                feed_tx
+                    .send(Feed::Data(batch))
+                    .await
+                    .map_err(|_| stopped())?;
+            }
+            progress.advance(messages);
+            feed_tx.send(Feed::End).await.map_err(|_| stopped())?;
+        }
+        Ok::<_, BackupError>(())
+    };
+    let upload = async move {
+        let mut out_rx = out_rx;
+        while let Some(c) = out_rx.recv().await {
+            storage.put(backup, &c.name, c.data).await?;
+        }
+        Ok::<_, BackupError>(())
+    };
+    let (read, upload) = tokio::join!(read, upload);
+    let encoded = encoder
+        .await
+        .map_err(|e| BackupError::Database(format!("the backup encoder stopped: {e}")))?;
+    // The first cause wins: a failed upload stops the encoder, which stops the reader.
+    upload?;
+    let (chunks, counts) = encoded?;
+    read?;
+    if counts.len() != tables.len() {
+        return Err(stopped());
+    }
+    for (t, rows) in tables.iter_mut().zip(counts) {
+        t.rows = rows;
+        t.deleted = 0;
+    }
+    Ok(chunks)
+}
+
+/// An incremental read: the rows changed since `parent` (a snapshot) and the deletes, row by
+/// row (they are few), each column as `col::text`.
+#[allow(
+    clippy::too_many_arguments,
+    reason = "one call site, all distinct inputs"
+)]
+async fn read_changes(
+    tx: &mut PgConnection,
+    tables: &mut [TableManifest],
+    tenant: Option<&str>,
+    parent: &str,
+    backup: &BackupId,
+    level: i32,
+    key: Option<&DataKey>,
+    storage: &Storage,
+    progress: &dyn Progress,
+) -> Result<Vec<super::ChunkInfo>, BackupError> {
     let mut writer = ChunkWriter::pending(backup.clone(), level, key);
     for t in tables.iter_mut() {
         writer.begin_table(&t.name)?;
@@ -188,75 +453,50 @@ pub(crate) async fn read_snapshot(
             (Some(_), Some(c)) => Some(quote(c)),
             _ => None,
         };
-        let sql = match since {
-            None => {
-                let filter = tenant_col
-                    .as_ref()
-                    .map(|c| format!(" WHERE t.{c}::text = $1"))
-                    .unwrap_or_default();
-                format!(
-                    "SELECT {} FROM {} AS t{filter}",
-                    text_columns(t),
-                    quote(&t.name)
-                )
-            }
-            Some(_) => {
-                let key_text: Vec<String> =
-                    (0..k).map(|i| format!("(c.pk::jsonb ->> {i})")).collect();
-                let join: Vec<String> = t
-                    .primary_key
+        let key_text: Vec<String> = (0..k).map(|i| format!("(c.pk::jsonb ->> {i})")).collect();
+        let join: Vec<String> = t
+            .primary_key
+            .iter()
+            .enumerate()
+            .map(|(i, col)| {
+                let ty = t
+                    .columns
                     .iter()
-                    .enumerate()
-                    .map(|(i, col)| {
-                        let ty = t
-                            .columns
-                            .iter()
-                            .find(|c| &c.name == col)
-                            .map(|c| c.decl_type.as_str())
-                            .unwrap_or("text");
-                        format!("t.{} = (c.pk::jsonb ->> {i})::{ty}", quote(col))
-                    })
-                    .collect();
-                let (tenant_changes, tenant_join) = match &tenant_col {
-                    Some(c) => (
-                        " AND tenant = $3".to_owned(),
-                        format!(" AND t.{c}::text = $3"),
-                    ),
-                    None => (String::new(), String::new()),
-                };
-                format!(
-                    "SELECT {}, t.{} IS NOT NULL, {} FROM (SELECT DISTINCT pk FROM {CHANGES} \
-                     WHERE tbl = $1 AND NOT pg_visible_in_snapshot(xid, $2::pg_snapshot)\
-                     {tenant_changes}) AS c LEFT JOIN {} AS t ON {}{tenant_join}",
-                    key_text.join(", "),
-                    quote(&t.primary_key[0]),
-                    text_columns(t),
-                    quote(&t.name),
-                    join.join(" AND ")
-                )
-            }
+                    .find(|c| &c.name == col)
+                    .map(|c| c.decl_type.as_str())
+                    .unwrap_or("text");
+                format!("t.{} = (c.pk::jsonb ->> {i})::{ty}", quote(col))
+            })
+            .collect();
+        let (tenant_changes, tenant_join) = match &tenant_col {
+            Some(c) => (
+                " AND tenant = $3".to_owned(),
+                format!(" AND t.{c}::text = $3"),
+            ),
+            None => (String::new(), String::new()),
         };
+        let sql = format!(
+            "SELECT {}, t.{} IS NOT NULL, {} FROM (SELECT DISTINCT pk FROM {CHANGES} \
+             WHERE tbl = $1 AND NOT pg_visible_in_snapshot(xid, $2::pg_snapshot)\
+             {tenant_changes}) AS c LEFT JOIN {} AS t ON {}{tenant_join}",
+            key_text.join(", "),
+            quote(&t.primary_key[0]),
+            text_columns(t),
+            quote(&t.name),
+            join.join(" AND ")
+        );
         let (mut rows_n, mut deletes) = (0u64, 0u64);
         {
-            let mut query = sqlx::query(AssertSqlSafe(sql.as_str()));
-            match since {
-                None => {
-                    if tenant_col.is_some() {
-                        query = query.bind(tenant.unwrap_or_default());
-                    }
-                }
-                Some(parent) => {
-                    query = query.bind(t.name.as_str()).bind(parent);
-                    if tenant_col.is_some() {
-                        query = query.bind(tenant.unwrap_or_default());
-                    }
-                }
+            let mut query = sqlx::query(AssertSqlSafe(sql.as_str()))
+                .bind(t.name.as_str())
+                .bind(parent);
+            if tenant_col.is_some() {
+                query = query.bind(tenant.unwrap_or_default());
             }
             let mut rows = query.fetch(&mut *tx);
-            let offset = if since.is_some() { k + 1 } else { 0 };
+            let offset = k + 1;
             while let Some(row) = rows.try_next().await? {
-                let present = since.is_none() || row.try_get::<bool, _>(k)?;
-                if present {
+                if row.try_get::<bool, _>(k)? {
                     writer.buf.push(codec::ROW);
                     for i in 0..t.columns.len() {
                         match row.try_get::<Option<String>, _>(offset + i)? {
@@ -289,8 +529,7 @@ pub(crate) async fn read_snapshot(
     for c in writer.take_pending() {
         storage.put(backup, &c.name, c.data).await?;
     }
-    tx.commit().await?;
-    Ok((writer.chunks, snapshot))
+    Ok(writer.chunks)
 }
 
 fn bind_value<'q>(
@@ -359,7 +598,7 @@ pub(crate) async fn restore(
                 t,
                 full,
                 tenant,
-                key.as_deref(),
+                key.clone(),
                 storage,
                 dry_run,
                 progress,
@@ -389,6 +628,66 @@ pub(crate) async fn restore(
     Ok(reports)
 }
 
+/// The omitted (secret) columns of `t` that the target declares NOT NULL without a default,
+/// each with an empty value of its type (`''`, `0`, `false`, `'\x'`, `'{}'`): a restored row
+/// new to the table needs one; an existing row keeps its secret (the upsert leaves it alone).
+async fn secret_fillers(
+    tx: &mut PgConnection,
+    t: &TableManifest,
+) -> Result<Vec<(String, &'static str)>, BackupError> {
+    if t.omitted_columns.is_empty() {
+        return Ok(Vec::new());
+    }
+    let rows: Vec<(String, String, String)> = sqlx::query_as(
+        "SELECT a.attname::text, ty.typcategory::text, ty.typname::text \
+         FROM pg_attribute a JOIN pg_type ty ON ty.oid = COALESCE(NULLIF(( \
+             SELECT typbasetype FROM pg_type WHERE oid = a.atttypid), 0), a.atttypid) \
+         WHERE a.attrelid = to_regclass($1) AND a.attnum > 0 AND NOT a.attisdropped \
+           AND a.attnotnull AND NOT a.atthasdef AND a.attname = ANY($2)",
+    )
+    .bind(quote(&t.name))
+    .bind(&t.omitted_columns)
+    .fetch_all(&mut *tx)
+    .await?;
+    let mut out = Vec::new();
+    for (name, category, type_name) in rows {
+        let literal = match (category.as_str(), type_name.as_str()) {
+            (_, "bytea") => "'\\x'",
+            ("S", _) => "''",
+            ("N", _) => "0",
+            ("B", _) => "false",
+            ("A", _) => "'{}'",
+            _ => {
+                return Err(BackupError::Schema(format!(
+                    "secret column `{}.{name}` ({type_name}) is NOT NULL without a default: \
+                     give it a default so that restored rows can be inserted without it",
+                    t.name
+                )));
+            }
+        };
+        out.push((name, literal));
+    }
+    Ok(out)
+}
+
+/// `, "c1", "c2"` and `, v1, v2` for an INSERT's column and value lists.
+fn fillers_sql(fillers: &[(String, &'static str)]) -> (String, String) {
+    if !fillers.is_empty() {
+        let names: Vec<&str> = fillers.iter().map(|(c, _)| c.as_str()).collect();
+        tracing::warn!(
+            target: "rbac::backup",
+            columns = ?names,
+            "restored rows new to their table get an empty value in these secret columns (NOT NULL without a default): reset them"
+        );
+    }
+    let cols = fillers
+        .iter()
+        .map(|(c, _)| format!(", {}", quote(c)))
+        .collect();
+    let values = fillers.iter().map(|(_, v)| format!(", {v}")).collect();
+    (cols, values)
+}
+
 #[allow(
     clippy::too_many_arguments,
     reason = "one call site, all distinct inputs"
@@ -400,7 +699,7 @@ async fn restore_table(
     t: &TableManifest,
     full: bool,
     tenant: Option<&str>,
-    key: Option<&DataKey>,
+    key: Option<Arc<DataKey>>,
     storage: &Storage,
     dry_run: bool,
     progress: &dyn Progress,
@@ -478,6 +777,26 @@ async fn restore_table(
         .collect();
     let tenant_index = tenant_filter.and_then(|(_, c)| t.columns.iter().position(|x| x.name == c));
     let tenant_sql = tenant_filter.map(|(_, c)| quote(c));
+    // Full steps replace the scope's rows; tables with omitted (secret) columns and
+    // incremental steps upsert, so that the secret values already there are kept.
+    let upsert = !t.omitted_columns.is_empty() || !full;
+    if full && !dry_run {
+        copy_restore(
+            tx,
+            m,
+            t,
+            tenant_filter,
+            tenant_index,
+            upsert,
+            key,
+            storage,
+            progress,
+            &mut report,
+        )
+        .await?;
+        return Ok(Some(report));
+    }
+    // Below: dry runs (any step) and incremental steps, row by row.
     let in_scope: i64 = if !full {
         0
     } else {
@@ -497,39 +816,6 @@ async fn restore_table(
             }
         }
     };
-    // Full steps replace the scope's rows; tables with omitted (secret) columns and
-    // incremental steps upsert, so that the secret values already there are kept.
-    let upsert = !t.omitted_columns.is_empty() || !full;
-    let track_keys = full && upsert;
-    if !dry_run {
-        if track_keys {
-            sqlx::query(
-                "CREATE TEMP TABLE IF NOT EXISTS rbac_restore_keys (k text PRIMARY KEY) ON COMMIT DROP",
-            )
-            .execute(&mut *tx)
-            .await?;
-            sqlx::query("DELETE FROM rbac_restore_keys")
-                .execute(&mut *tx)
-                .await?;
-        } else if full {
-            let deleted = match (&tenant_sql, tenant_filter) {
-                (Some(c), Some((tn, _))) => {
-                    sqlx::query(AssertSqlSafe(format!(
-                        "DELETE FROM {table} WHERE {c}::text = $1"
-                    )))
-                    .bind(tn)
-                    .execute(&mut *tx)
-                    .await?
-                }
-                _ => {
-                    sqlx::query(AssertSqlSafe(format!("DELETE FROM {table}")))
-                        .execute(&mut *tx)
-                        .await?
-                }
-            };
-            report.delete = deleted.rows_affected();
-        }
-    }
     let keys_sql = t
         .primary_key
         .iter()
@@ -552,22 +838,14 @@ async fn restore_table(
         } else {
             format!("UPDATE SET {}{guard}", updates.join(", "))
         };
+        let (filler_cols, filler_values) = fillers_sql(&secret_fillers(tx, t).await?);
         format!(
-            "INSERT INTO {table} ({cols}) VALUES ({}) ON CONFLICT ({keys_sql}) DO {action}",
+            "INSERT INTO {table} ({cols}{filler_cols}) VALUES ({}{filler_values}) ON CONFLICT ({keys_sql}) DO {action}",
             casts.join(", ")
         )
     } else {
         format!("INSERT INTO {table} ({cols}) VALUES ({})", casts.join(", "))
     };
-    let key_text = format!(
-        "ROW({})::text",
-        key_positions
-            .iter()
-            .enumerate()
-            .map(|(n, &i)| format!("${}::{}", n + 1, t.columns[i].decl_type))
-            .collect::<Vec<_>>()
-            .join(", ")
-    );
     let tenant_cond = tenant_sql
         .as_ref()
         .map(|c| format!(" AND {c}::text = ${}", key_positions.len() + 1))
@@ -593,7 +871,7 @@ async fn restore_table(
         .filter(|(_, c)| c.table == t.name)
     {
         let stored = storage.get(&m.id, &info.name).await?;
-        let raw = chunk::decode(m, j, &stored, key)?;
+        let raw = chunk::decode(m, j, &stored, key.as_deref())?;
         let mut reader = codec::Reader::new(&raw);
         while let Some(tag) = reader.next(t.columns.len(), t.primary_key.len(), &mut values)? {
             if tag == codec::ROW
@@ -683,40 +961,278 @@ async fn restore_table(
                     t.name
                 )));
             }
-            if track_keys {
-                let mut k = sqlx::query(AssertSqlSafe(format!(
-                    "INSERT INTO rbac_restore_keys VALUES ({key_text}) ON CONFLICT DO NOTHING"
-                )));
-                for v in &key_values {
-                    k = bind_value(k, v);
-                }
-                k.execute(&mut *tx).await?;
-            }
             report.insert += 1;
         }
         progress.advance(info.records);
     }
-    if dry_run {
-        if full {
-            report.delete = u64::try_from(in_scope)
-                .unwrap_or(0)
-                .saturating_sub(report.replace + report.unchanged);
-        }
-    } else if track_keys {
-        let extra = match &tenant_sql {
-            Some(c) => format!("{c}::text = $1 AND "),
-            None => String::new(),
-        };
-        let sql = format!(
-            "DELETE FROM {table} WHERE {extra}ROW({keys_sql})::text NOT IN (SELECT k FROM rbac_restore_keys)"
-        );
-        let mut q = sqlx::query(AssertSqlSafe(sql.as_str()));
-        if let Some((tn, _)) = tenant_filter {
-            q = q.bind(tn);
-        }
-        report.delete += q.execute(&mut *tx).await?.rows_affected();
+    if dry_run && full {
+        report.delete = u64::try_from(in_scope)
+            .unwrap_or(0)
+            .saturating_sub(report.replace + report.unchanged);
     }
     Ok(Some(report))
+}
+
+/// The staging table of a restore that upserts (tables with secret columns).
+const STAGE: &str = "rbac_restore_stage";
+
+/// Restores a full step of one table with `COPY ... FROM STDIN`: deletes the scope's rows (all,
+/// or the tenant's) and copies the backup's rows in; for a table with secret columns, copies
+/// into a staging table instead, then deletes the scope's rows the backup does not hold and
+/// upserts the rest, so that the secrets in place are kept. A key held by another tenant is
+/// refused. Errors leave the transaction to be rolled back by the caller.
+#[allow(
+    clippy::too_many_arguments,
+    reason = "one call site, all distinct inputs"
+)]
+async fn copy_restore(
+    tx: &mut PgConnection,
+    m: &Manifest,
+    t: &TableManifest,
+    tenant_filter: Option<(&str, &str)>,
+    tenant_index: Option<usize>,
+    stage: bool,
+    key: Option<Arc<DataKey>>,
+    storage: &Storage,
+    progress: &dyn Progress,
+    report: &mut TableReport,
+) -> Result<(), BackupError> {
+    let table = quote(&t.name);
+    let cols = t
+        .columns
+        .iter()
+        .map(|c| quote(&c.name))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let failed = |e: BackupError| match e {
+        BackupError::Database(e) => BackupError::Database(format!(
+            "restore of `{}` failed, nothing was changed: {e}",
+            t.name
+        )),
+        other => other,
+    };
+    let scope_cond = |alias: &str| match tenant_filter {
+        Some((_, c)) => format!("{alias}{}::text = $1", quote(c)),
+        None => "TRUE".to_owned(),
+    };
+    let bind_tenant =
+        |q: sqlx::query::Query<'static, sqlx::Postgres, sqlx::postgres::PgArguments>| {
+            match tenant_filter {
+                Some((tn, _)) => q.bind(tn.to_owned()),
+                None => q,
+            }
+        };
+    if stage {
+        sqlx::query(AssertSqlSafe(format!(
+            "DROP TABLE IF EXISTS pg_temp.{STAGE}"
+        )))
+        .execute(&mut *tx)
+        .await?;
+        sqlx::query(AssertSqlSafe(format!(
+            "CREATE TEMP TABLE {STAGE} ON COMMIT DROP AS SELECT {cols} FROM {table} WITH NO DATA"
+        )))
+        .execute(&mut *tx)
+        .await?;
+    } else {
+        let deleted = bind_tenant(sqlx::query(AssertSqlSafe(format!(
+            "DELETE FROM {table} WHERE {}",
+            scope_cond("")
+        ))))
+        .execute(&mut *tx)
+        .await?;
+        report.delete = deleted.rows_affected();
+    }
+    let target = if stage {
+        STAGE.to_owned()
+    } else {
+        table.clone()
+    };
+    let shared = Arc::new(m.clone());
+    let tenant_owned = match (tenant_filter, tenant_index) {
+        (Some((tn, _)), Some(i)) => Some((tn.to_owned(), i)),
+        _ => None,
+    };
+    let copied = copy_chunks(
+        tx,
+        &format!("COPY {target} ({cols}) FROM STDIN"),
+        &shared,
+        t,
+        tenant_owned,
+        key,
+        storage,
+        progress,
+    )
+    .await
+    .map_err(failed)?;
+    report.insert = copied;
+    if !stage {
+        return Ok(());
+    }
+    let join = t
+        .primary_key
+        .iter()
+        .map(|k| format!("t.{0} = s.{0}", quote(k)))
+        .collect::<Vec<_>>()
+        .join(" AND ");
+    if let Some((_, c)) = tenant_filter {
+        let clash: bool = bind_tenant(sqlx::query(AssertSqlSafe(format!(
+            "SELECT EXISTS (SELECT 1 FROM {table} t JOIN {STAGE} s ON {join} \
+             WHERE t.{}::text IS DISTINCT FROM $1)",
+            quote(c)
+        ))))
+        .fetch_one(&mut *tx)
+        .await?
+        .try_get(0)?;
+        if clash {
+            return Err(BackupError::Schema(format!(
+                "table `{}`: a restored row's key belongs to another tenant; nothing was changed",
+                t.name
+            )));
+        }
+    }
+    let deleted = bind_tenant(sqlx::query(AssertSqlSafe(format!(
+        "DELETE FROM {table} t WHERE {} AND NOT EXISTS (SELECT 1 FROM {STAGE} s WHERE {join})",
+        scope_cond("t.")
+    ))))
+    .execute(&mut *tx)
+    .await?;
+    report.delete = deleted.rows_affected();
+    let keys_sql = t
+        .primary_key
+        .iter()
+        .map(|k| quote(k))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let updates: Vec<String> = t
+        .columns
+        .iter()
+        .filter(|c| !t.primary_key.contains(&c.name))
+        .map(|c| format!("{0} = EXCLUDED.{0}", quote(&c.name)))
+        .collect();
+    let action = if updates.is_empty() {
+        "NOTHING".to_owned()
+    } else {
+        format!("UPDATE SET {}", updates.join(", "))
+    };
+    let (filler_cols, filler_values) = fillers_sql(&secret_fillers(tx, t).await?);
+    sqlx::query(AssertSqlSafe(format!(
+        "INSERT INTO {table} ({cols}{filler_cols}) SELECT {cols}{filler_values} FROM {STAGE} ON CONFLICT ({keys_sql}) DO {action}"
+    )))
+    .execute(&mut *tx)
+    .await
+    .map_err(|e| failed(e.into()))?;
+    sqlx::query(AssertSqlSafe(format!("DROP TABLE pg_temp.{STAGE}")))
+        .execute(&mut *tx)
+        .await?;
+    Ok(())
+}
+
+/// Streams the rows of `t`'s chunks in `m` (only `tenant`'s rows: its name and the tenant
+/// column's position) into `statement` (a `COPY ... FROM STDIN`). Chunks are decoded and
+/// turned into COPY text on a blocking thread, one ahead of the one being sent. Returns the
+/// rows copied.
+#[allow(
+    clippy::too_many_arguments,
+    reason = "one call site, all distinct inputs"
+)]
+async fn copy_chunks(
+    tx: &mut PgConnection,
+    statement: &str,
+    m: &Arc<Manifest>,
+    t: &TableManifest,
+    tenant: Option<(String, usize)>,
+    key: Option<Arc<DataKey>>,
+    storage: &Storage,
+    progress: &dyn Progress,
+) -> Result<u64, BackupError> {
+    let mut copy = tx.copy_in_raw(statement).await?;
+    let columns = t.columns.len();
+    let sent = async {
+        let mut ahead: Option<CopyJob> = None;
+        let indexes: Vec<usize> = m
+            .chunks
+            .iter()
+            .enumerate()
+            .filter(|(_, c)| c.table == t.name)
+            .map(|(j, _)| j)
+            .collect();
+        for j in indexes {
+            let stored = storage.get(&m.id, &m.chunks[j].name).await?;
+            let (m, key, tenant) = (m.clone(), key.clone(), tenant.clone());
+            let job = tokio::task::spawn_blocking(move || {
+                copy_text(&m, j, &stored, key.as_deref(), columns, tenant.as_ref())
+            });
+            if let Some(prev) = ahead.replace(job) {
+                let (text, n) = prev.await.map_err(join_error)??;
+                for piece in text.chunks(COPY_PIECE) {
+                    copy.send(piece).await?;
+                }
+                progress.advance(n);
+            }
+        }
+        if let Some(prev) = ahead {
+            let (text, n) = prev.await.map_err(join_error)??;
+            for piece in text.chunks(COPY_PIECE) {
+                copy.send(piece).await?;
+            }
+            progress.advance(n);
+        }
+        Ok::<_, BackupError>(())
+    }
+    .await;
+    match sent {
+        Ok(()) => Ok(copy.finish().await?),
+        Err(e) => {
+            // The server answers the abort with an error; the caller rolls back.
+            let _ = copy.abort(e.to_string()).await;
+            Err(e)
+        }
+    }
+}
+
+/// COPY text sent at a time (the driver copies each send into its write buffer, which keeps
+/// its size: small pieces keep it small).
+const COPY_PIECE: usize = 256 * 1024;
+
+/// A chunk being turned into COPY text: the text and the chunk's record count.
+type CopyJob = tokio::task::JoinHandle<Result<(Vec<u8>, u64), BackupError>>;
+
+fn join_error(e: tokio::task::JoinError) -> BackupError {
+    BackupError::Database(format!("a restore worker stopped: {e}"))
+}
+
+/// Decodes chunk `j` of `m` into COPY text lines (only `tenant`'s rows, when given); returns
+/// them and the chunk's record count.
+fn copy_text(
+    m: &Manifest,
+    j: usize,
+    stored: &[u8],
+    key: Option<&DataKey>,
+    columns: usize,
+    tenant: Option<&(String, usize)>,
+) -> Result<(Vec<u8>, u64), BackupError> {
+    let raw = chunk::decode(m, j, stored, key)?;
+    let mut reader = codec::Reader::new(&raw);
+    let mut values = Vec::with_capacity(columns);
+    let mut out = Vec::with_capacity(raw.len() + raw.len() / 8);
+    let mut records = 0u64;
+    while let Some(tag) = reader.next(columns, 0, &mut values)? {
+        records += 1;
+        if tag != codec::ROW {
+            return Err(BackupError::CorruptChunk {
+                id: m.id.clone(),
+                chunk: m.chunks.get(j).map(|c| c.name.clone()).unwrap_or_default(),
+                reason: "a delete record in a full backup".into(),
+            });
+        }
+        if let Some((tn, i)) = tenant
+            && !values.get(*i).is_some_and(|v| is_tenant(v, tn))
+        {
+            continue;
+        }
+        copy::put_row(&mut out, &values);
+    }
+    Ok((out, records))
 }
 
 async fn tables_in(conn: &mut PgConnection) -> Result<Vec<String>, BackupError> {

@@ -584,7 +584,7 @@ impl BackupService {
                     since.as_deref(),
                     id,
                     self.config.zstd_level,
-                    key.as_deref(),
+                    key.clone(),
                     &self.storage,
                     progress,
                 )
@@ -680,16 +680,24 @@ impl BackupService {
             } else {
                 sqlite::install_capture(&mut conn, &tables)?;
             }
-            let mut writer = ChunkWriter::new(backup, config.zstd_level, key.as_deref(), tx);
-            let seq = sqlite::read_snapshot(
-                &mut conn,
-                &mut tables,
-                scope.tenant(),
-                since.as_ref().map(|s| s.0),
-                &mut writer,
-                &relay,
+            let (seq, chunks) = ChunkWriter::pipelined(
+                backup,
+                config.zstd_level,
+                key.as_deref(),
+                tx,
+                0,
+                |writer| {
+                    sqlite::read_snapshot(
+                        &mut conn,
+                        &mut tables,
+                        scope.tenant(),
+                        since.as_ref().map(|s| s.0),
+                        writer,
+                        &relay,
+                    )
+                },
             )?;
-            Ok::<_, BackupError>((tables, seq, schema_version, writer.chunks))
+            Ok::<_, BackupError>((tables, seq, schema_version, chunks))
         })
         .await
     }
@@ -757,10 +765,9 @@ impl BackupService {
         let backup = id.clone();
         let level = self.config.zstd_level;
         self.upload_from_blocking(id, progress, move |tx, relay| {
-            let mut writer =
-                ChunkWriter::new(backup, level, key.as_deref(), tx).starting_at(first_chunk);
-            let files = files::write(&dir, previous.as_ref(), &mut writer, &relay)?;
-            Ok((files, writer.chunks))
+            ChunkWriter::pipelined(backup, level, key.as_deref(), tx, first_chunk, |writer| {
+                files::write(&dir, previous.as_ref(), writer, &relay)
+            })
         })
         .await
     }
