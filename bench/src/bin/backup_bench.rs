@@ -858,7 +858,7 @@ mod ours {
     /// The same contenders as `sqlite`, on the generated PostgreSQL database: full backup
     /// (plain and encrypted), two tenant backups, a full restore into a fresh database that
     /// has the schema (made with `pg_dump --schema-only`, not timed), and an incremental after
-    /// 1% of the rows changed. (No full dry run: it compares row by row.)
+    /// 1% of the rows changed, and a dry run of the full backup against the restored database.
     pub(super) fn postgres(admin_url: &str, out: &Path) -> Result<Vec<Measurement>, BoxError> {
         use super::{PG_DB, psql, with_database};
         let url = with_database(admin_url, PG_DB);
@@ -929,6 +929,15 @@ mod ours {
             "rbac restore full (into a fresh db with the schema)",
             &run(&format!(
                 "restore --to {} --id-file {}",
+                sh_quote(&to),
+                sh_quote(&id_file)
+            )),
+            None,
+        )?);
+        m.push(timed(
+            "rbac restore, dry run (against the restored db)",
+            &run(&format!(
+                "restore --to {} --id-file {} --dry-run",
                 sh_quote(&to),
                 sh_quote(&id_file)
             )),

@@ -32,6 +32,31 @@ impl Value {
     }
 }
 
+/// A value borrowed from a decoded chunk: reading it allocates nothing.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(crate) enum ValueRef<'a> {
+    Null,
+    Int(i64),
+    Real(f64),
+    Text(&'a str),
+    Blob(&'a [u8]),
+    /// Text whose bytes are not valid UTF-8.
+    RawText(&'a [u8]),
+}
+
+impl ValueRef<'_> {
+    pub(crate) fn to_value(self) -> Value {
+        match self {
+            ValueRef::Null => Value::Null,
+            ValueRef::Int(i) => Value::Int(i),
+            ValueRef::Real(r) => Value::Real(r),
+            ValueRef::Text(s) => Value::Text(s.to_owned()),
+            ValueRef::Blob(b) => Value::Blob(b.to_vec()),
+            ValueRef::RawText(b) => Value::RawText(b.to_vec()),
+        }
+    }
+}
+
 pub(crate) const ROW: u8 = b'U';
 pub(crate) const DELETE: u8 = b'D';
 
@@ -125,15 +150,15 @@ impl<'a> Reader<'a> {
         Ok(s)
     }
 
-    fn value(&mut self) -> Result<Value, BackupError> {
+    fn value(&mut self) -> Result<ValueRef<'a>, BackupError> {
         Ok(match self.byte()? {
-            0 => Value::Null,
+            0 => ValueRef::Null,
             1 => {
                 let z = self.varint()?;
-                Value::Int(((z >> 1) as i64) ^ -((z & 1) as i64))
+                ValueRef::Int(((z >> 1) as i64) ^ -((z & 1) as i64))
             }
             2 => {
-                let end = self.pos + 8;
+                let end = self.pos.checked_add(8).ok_or_else(|| bad("truncated"))?;
                 let s = self
                     .data
                     .get(self.pos..end)
@@ -141,26 +166,23 @@ impl<'a> Reader<'a> {
                 let mut b = [0u8; 8];
                 b.copy_from_slice(s);
                 self.pos = end;
-                Value::Real(f64::from_le_bytes(b))
+                ValueRef::Real(f64::from_le_bytes(b))
             }
-            3 => Value::Text(
-                std::str::from_utf8(self.bytes()?)
-                    .map_err(|_| bad("text is not UTF-8"))?
-                    .to_owned(),
+            3 => ValueRef::Text(
+                std::str::from_utf8(self.bytes()?).map_err(|_| bad("text is not UTF-8"))?,
             ),
-            4 => Value::Blob(self.bytes()?.to_vec()),
-            5 => Value::RawText(self.bytes()?.to_vec()),
+            4 => ValueRef::Blob(self.bytes()?),
+            5 => ValueRef::RawText(self.bytes()?),
             t => return Err(bad(&format!("unknown value type {t}"))),
         })
     }
 
-    /// The next record: its tag and `n` values into `out` (cleared first); `None` at the end.
-    pub(crate) fn next(
+    /// The tag of the next record and how many values follow; `None` at the end.
+    fn record(
         &mut self,
         row_len: usize,
         key_len: usize,
-        out: &mut Vec<Value>,
-    ) -> Result<Option<u8>, BackupError> {
+    ) -> Result<Option<(u8, usize)>, BackupError> {
         if self.pos == self.data.len() {
             return Ok(None);
         }
@@ -170,7 +192,37 @@ impl<'a> Reader<'a> {
             DELETE => key_len,
             t => return Err(bad(&format!("unknown record tag {t}"))),
         };
+        Ok(Some((tag, n)))
+    }
+
+    /// The next record: its tag and `n` values into `out` (cleared first); `None` at the end.
+    pub(crate) fn next(
+        &mut self,
+        row_len: usize,
+        key_len: usize,
+        out: &mut Vec<Value>,
+    ) -> Result<Option<u8>, BackupError> {
         out.clear();
+        let Some((tag, n)) = self.record(row_len, key_len)? else {
+            return Ok(None);
+        };
+        for _ in 0..n {
+            out.push(self.value()?.to_value());
+        }
+        Ok(Some(tag))
+    }
+
+    /// [`Reader::next`] without copying: the values borrow the chunk.
+    pub(crate) fn next_ref(
+        &mut self,
+        row_len: usize,
+        key_len: usize,
+        out: &mut Vec<ValueRef<'a>>,
+    ) -> Result<Option<u8>, BackupError> {
+        out.clear();
+        let Some((tag, n)) = self.record(row_len, key_len)? else {
+            return Ok(None);
+        };
         for _ in 0..n {
             out.push(self.value()?);
         }
@@ -212,5 +264,18 @@ mod tests {
         assert_eq!(out, vec![Value::Int(7)]);
         assert_eq!(r.next(values.len(), 1, &mut out).ok(), Some(None));
         assert!(Reader::new(&[ROW, 3, 9]).next(1, 1, &mut out).is_err());
+        assert!(Reader::new(&[ROW, 2, 0, 0]).next(1, 1, &mut out).is_err());
+        let mut borrowed = Vec::new();
+        let mut r = Reader::new(&buf);
+        assert_eq!(
+            r.next_ref(values.len(), 1, &mut borrowed).ok(),
+            Some(Some(ROW))
+        );
+        assert!(
+            borrowed
+                .iter()
+                .zip(&values)
+                .all(|(a, b)| a.to_value().same(b))
+        );
     }
 }

@@ -568,7 +568,14 @@ pub(crate) async fn restore(
 ) -> Result<Vec<TableReport>, BackupError> {
     let mut conn = connect(url).await?;
     let mut tx = conn.begin().await?;
+    let mut dry_stages = Vec::new();
     if dry_run {
+        // The full step of a dry run is compared in bulk: its rows are copied into temporary
+        // tables made now, before the transaction turns read-only (which still allows
+        // writing temporary tables, not creating them). Rolled back at the end.
+        if let Some(first) = chain.first() {
+            dry_stages = dry_run_stages(&mut tx, first, tables).await?;
+        }
         sqlx::query("SET TRANSACTION READ ONLY")
             .execute(&mut *tx)
             .await?;
@@ -591,9 +598,18 @@ pub(crate) async fn restore(
             let Some(t) = m.tables.iter().find(|x| x.name == wanted.name) else {
                 continue;
             };
+            let stage = if full {
+                dry_stages
+                    .iter()
+                    .find(|(table, _)| *table == t.name)
+                    .map(|(_, stage)| stage.as_str())
+            } else {
+                None
+            };
             let report = restore_table(
                 &mut tx,
                 &existing,
+                stage,
                 m,
                 t,
                 full,
@@ -695,6 +711,7 @@ fn fillers_sql(fillers: &[(String, &'static str)]) -> (String, String) {
 async fn restore_table(
     tx: &mut PgConnection,
     existing: &[String],
+    dry_stage: Option<&str>,
     m: &Manifest,
     t: &TableManifest,
     full: bool,
@@ -796,7 +813,23 @@ async fn restore_table(
         .await?;
         return Ok(Some(report));
     }
-    // Below: dry runs (any step) and incremental steps, row by row.
+    if let (true, Some(stage)) = (dry_run && full, dry_stage) {
+        dry_run_full(
+            tx,
+            stage,
+            m,
+            t,
+            tenant_filter,
+            tenant_index,
+            key,
+            storage,
+            progress,
+            &mut report,
+        )
+        .await?;
+        return Ok(Some(report));
+    }
+    // Below: incremental steps (applied or dry), row by row.
     let in_scope: i64 = if !full {
         0
     } else {
@@ -973,6 +1006,143 @@ async fn restore_table(
     Ok(Some(report))
 }
 
+/// Makes one temporary table per table of `first` (a full backup) that a dry run will
+/// compare, with the backup's columns typed as in the target; returns (table, stage) pairs. A
+/// table that cannot have one (missing in the target, or columns missing) is left out: the
+/// comparison then reports the schema error.
+async fn dry_run_stages(
+    tx: &mut PgConnection,
+    first: &Manifest,
+    tables: &[TableManifest],
+) -> Result<Vec<(String, String)>, BackupError> {
+    let mut stages = Vec::new();
+    for wanted in tables {
+        let Some(t) = first.tables.iter().find(|x| x.name == wanted.name) else {
+            continue;
+        };
+        let stage = format!("rbac_dry_run_{}", stages.len());
+        let cols = t
+            .columns
+            .iter()
+            .map(|c| quote(&c.name))
+            .collect::<Vec<_>>()
+            .join(", ");
+        sqlx::query("SAVEPOINT rbac_dry_run")
+            .execute(&mut *tx)
+            .await?;
+        let made = sqlx::query(AssertSqlSafe(format!(
+            "CREATE TEMP TABLE {stage} ON COMMIT DROP AS SELECT {cols} FROM {} WITH NO DATA",
+            quote(&t.name)
+        )))
+        .execute(&mut *tx)
+        .await;
+        if made.is_ok() {
+            sqlx::query("RELEASE SAVEPOINT rbac_dry_run")
+                .execute(&mut *tx)
+                .await?;
+            stages.push((t.name.clone(), stage));
+        } else {
+            sqlx::query("ROLLBACK TO SAVEPOINT rbac_dry_run")
+                .execute(&mut *tx)
+                .await?;
+        }
+    }
+    Ok(stages)
+}
+
+/// The dry run of a full step: copies the backup's rows (the tenant's, for a tenant restore)
+/// into `stage`, then counts in one query, by key, the rows that would be inserted, replaced,
+/// left unchanged (every value stored identically) or refused (the key belongs to another tenant),
+/// and those of the scope that would be deleted.
+#[allow(
+    clippy::too_many_arguments,
+    reason = "one call site, all distinct inputs"
+)]
+async fn dry_run_full(
+    tx: &mut PgConnection,
+    stage: &str,
+    m: &Manifest,
+    t: &TableManifest,
+    tenant_filter: Option<(&str, &str)>,
+    tenant_index: Option<usize>,
+    key: Option<Arc<DataKey>>,
+    storage: &Storage,
+    progress: &dyn Progress,
+    report: &mut TableReport,
+) -> Result<(), BackupError> {
+    let table = quote(&t.name);
+    let cols = t
+        .columns
+        .iter()
+        .map(|c| quote(&c.name))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let tenant_owned = match (tenant_filter, tenant_index) {
+        (Some((tn, _)), Some(i)) => Some((tn.to_owned(), i)),
+        _ => None,
+    };
+    copy_chunks(
+        tx,
+        &format!("COPY {stage} ({cols}) FROM STDIN"),
+        &Arc::new(m.clone()),
+        t,
+        tenant_owned,
+        key,
+        storage,
+        progress,
+    )
+    .await?;
+    let join = t
+        .primary_key
+        .iter()
+        .map(|k| format!("t.{0} = s.{0}", quote(k)))
+        .collect::<Vec<_>>()
+        .join(" AND ");
+    let row = |alias: &str| {
+        t.columns
+            .iter()
+            .map(|c| format!("{alias}.{}", quote(&c.name)))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let (other, scope) = match tenant_filter {
+        Some((_, c)) => (
+            format!("t.{}::text IS DISTINCT FROM $1", quote(c)),
+            format!("{}::text = $1", quote(c)),
+        ),
+        None => ("FALSE".to_owned(), "TRUE".to_owned()),
+    };
+    // Unchanged means byte for byte (`record_image_eq`, the comparison behind REFRESH
+    // MATERIALIZED VIEW CONCURRENTLY: NULLs equal, any type, no text conversion): what the
+    // restore would store is what is there. JIT compiles this one-off query for longer than
+    // it saves.
+    sqlx::query("SET LOCAL jit = off").execute(&mut *tx).await?;
+    let counts = format!(
+        "SELECT count(*) FILTER (WHERE NOT found), \
+                count(*) FILTER (WHERE found AND other), \
+                count(*) FILTER (WHERE found AND NOT other AND same), \
+                count(*) FILTER (WHERE found AND NOT other AND NOT same), \
+                (SELECT count(*) FROM {table} WHERE {scope}) \
+         FROM (SELECT t.ctid IS NOT NULL AS found, COALESCE({other}, FALSE) AS other, \
+                      record_image_eq(ROW({}), ROW({})) AS same \
+               FROM {stage} s LEFT JOIN {table} t ON {join}) AS compared",
+        row("t"),
+        row("s"),
+    );
+    let mut query = sqlx::query_as::<_, (i64, i64, i64, i64, i64)>(AssertSqlSafe(counts));
+    if let Some((tn, _)) = tenant_filter {
+        query = query.bind(tn.to_owned());
+    }
+    let (insert, conflicts, unchanged, replace, in_scope) = query.fetch_one(&mut *tx).await?;
+    let count = |n: i64| u64::try_from(n).unwrap_or(0);
+    report.insert = count(insert);
+    report.conflicts = count(conflicts);
+    report.unchanged = count(unchanged);
+    report.replace = count(replace);
+    report.delete = count(in_scope).saturating_sub(report.replace + report.unchanged);
+    Ok(())
+}
+
 /// The staging table of a restore that upserts (tables with secret columns).
 const STAGE: &str = "rbac_restore_stage";
 
@@ -1033,14 +1203,33 @@ async fn copy_restore(
         )))
         .execute(&mut *tx)
         .await?;
+    }
+    // A whole table replaced: its indexes are built once after the load, as pg_restore
+    // does, rather than updated row by row (half of a restore's time otherwise).
+    let rebuild = if !stage && tenant_filter.is_none() {
+        set_indexes_aside(tx, &t.name).await?
     } else {
-        let deleted = bind_tenant(sqlx::query(AssertSqlSafe(format!(
-            "DELETE FROM {table} WHERE {}",
-            scope_cond("")
-        ))))
-        .execute(&mut *tx)
-        .await?;
-        report.delete = deleted.rows_affected();
+        Vec::new()
+    };
+    if !stage {
+        report.delete = if tenant_filter.is_none() && !referenced_by_others(tx, &t.name).await? {
+            let rows: i64 =
+                sqlx::query_scalar(AssertSqlSafe(format!("SELECT count(*) FROM {table}")))
+                    .fetch_one(&mut *tx)
+                    .await?;
+            sqlx::query(AssertSqlSafe(format!("TRUNCATE {table}")))
+                .execute(&mut *tx)
+                .await?;
+            u64::try_from(rows).unwrap_or(0)
+        } else {
+            bind_tenant(sqlx::query(AssertSqlSafe(format!(
+                "DELETE FROM {table} WHERE {}",
+                scope_cond("")
+            ))))
+            .execute(&mut *tx)
+            .await?
+            .rows_affected()
+        };
     }
     let target = if stage {
         STAGE.to_owned()
@@ -1065,6 +1254,12 @@ async fn copy_restore(
     .await
     .map_err(failed)?;
     report.insert = copied;
+    for statement in rebuild {
+        sqlx::query(AssertSqlSafe(statement))
+            .execute(&mut *tx)
+            .await
+            .map_err(|e| failed(e.into()))?;
+    }
     if !stage {
         return Ok(());
     }
@@ -1127,10 +1322,69 @@ async fn copy_restore(
     Ok(())
 }
 
+/// Drops the indexes of `table` that can be rebuilt exactly from their definition and
+/// returns the statements that rebuild them: plain indexes and the indexes of primary-key and
+/// unique constraints, when nothing else depends on them. Left in place: indexes a foreign key
+/// references, exclusion constraints, replica-identity and clustered indexes, indexes with a
+/// comment or their own tablespace, and every index of a partitioned or inherited table.
+async fn set_indexes_aside(tx: &mut PgConnection, table: &str) -> Result<Vec<String>, BackupError> {
+    let found: Vec<(String, Option<String>, String)> = sqlx::query_as(
+        "SELECT i.indexrelid::regclass::text, c.conname::text, \
+                CASE WHEN c.oid IS NULL THEN pg_get_indexdef(i.indexrelid) \
+                     ELSE pg_get_constraintdef(c.oid) END \
+         FROM pg_index i \
+         JOIN pg_class r ON r.oid = i.indrelid \
+         JOIN pg_class ic ON ic.oid = i.indexrelid \
+         LEFT JOIN pg_constraint c ON c.conindid = i.indexrelid AND c.conrelid = i.indrelid \
+              AND c.contype IN ('p', 'u', 'x') \
+         WHERE i.indrelid = to_regclass($1) AND r.relkind = 'r' AND NOT r.relispartition \
+           AND NOT EXISTS (SELECT 1 FROM pg_inherits h WHERE h.inhparent = r.oid OR h.inhrelid = r.oid) \
+           AND i.indisvalid AND i.indisready AND NOT i.indisreplident AND NOT i.indisclustered \
+           AND ic.reltablespace = 0 AND (c.oid IS NULL OR c.contype IN ('p', 'u')) \
+           AND NOT EXISTS (SELECT 1 FROM pg_constraint f \
+                           WHERE f.contype = 'f' AND f.conindid = i.indexrelid) \
+           AND NOT EXISTS (SELECT 1 FROM pg_description d \
+                           WHERE d.objoid = i.indexrelid OR d.objoid = c.oid) \
+         ORDER BY c.oid IS NULL, i.indexrelid",
+    )
+    .bind(quote(table))
+    .fetch_all(&mut *tx)
+    .await?;
+    let table = quote(table);
+    let mut rebuild = Vec::with_capacity(found.len());
+    for (index, constraint, definition) in found {
+        let (drop, create) = match constraint {
+            Some(name) => (
+                format!("ALTER TABLE {table} DROP CONSTRAINT {}", quote(&name)),
+                format!(
+                    "ALTER TABLE {table} ADD CONSTRAINT {} {definition}",
+                    quote(&name)
+                ),
+            ),
+            None => (format!("DROP INDEX {index}"), definition),
+        };
+        sqlx::query(AssertSqlSafe(drop)).execute(&mut *tx).await?;
+        rebuild.push(create);
+    }
+    Ok(rebuild)
+}
+
+/// Whether a foreign key of another table references `table` (then it cannot be truncated).
+async fn referenced_by_others(tx: &mut PgConnection, table: &str) -> Result<bool, BackupError> {
+    Ok(sqlx::query_scalar(
+        "SELECT EXISTS (SELECT 1 FROM pg_constraint \
+                        WHERE contype = 'f' AND confrelid = to_regclass($1) AND conrelid <> confrelid)",
+    )
+    .bind(quote(table))
+    .fetch_one(&mut *tx)
+    .await?)
+}
+
 /// Streams the rows of `t`'s chunks in `m` (only `tenant`'s rows: its name and the tenant
-/// column's position) into `statement` (a `COPY ... FROM STDIN`). Chunks are decoded and
-/// turned into COPY text on a blocking thread, one ahead of the one being sent. Returns the
-/// rows copied.
+/// column's position) into `statement` (a `COPY ... FROM STDIN`). One blocking thread reads,
+/// decrypts and decompresses the chunks and writes COPY text into pieces of [`COPY_PIECE`]
+/// bytes while this task sends the previous ones: memory is one chunk and a few pieces,
+/// whatever the table's size. Returns the rows copied.
 #[allow(
     clippy::too_many_arguments,
     reason = "one call site, all distinct inputs"
@@ -1146,43 +1400,50 @@ async fn copy_chunks(
     progress: &dyn Progress,
 ) -> Result<u64, BackupError> {
     let mut copy = tx.copy_in_raw(statement).await?;
-    let columns = t.columns.len();
+    let (pieces, mut received) = tokio::sync::mpsc::channel(PIECES_AHEAD);
+    let (recycle, recycled) = std::sync::mpsc::channel::<Vec<u8>>();
+    let source = CopySource {
+        m: m.clone(),
+        table: t.name.clone(),
+        columns: t.columns.len(),
+        tenant,
+        key,
+        storage: storage.clone(),
+        runtime: tokio::runtime::Handle::current(),
+    };
+    let producer = tokio::task::spawn_blocking(move || source.run(&pieces, &recycled));
     let sent = async {
-        let mut ahead: Option<CopyJob> = None;
-        let indexes: Vec<usize> = m
-            .chunks
-            .iter()
-            .enumerate()
-            .filter(|(_, c)| c.table == t.name)
-            .map(|(j, _)| j)
-            .collect();
-        for j in indexes {
-            let stored = storage.get(&m.id, &m.chunks[j].name).await?;
-            let (m, key, tenant) = (m.clone(), key.clone(), tenant.clone());
-            let job = tokio::task::spawn_blocking(move || {
-                copy_text(&m, j, &stored, key.as_deref(), columns, tenant.as_ref())
-            });
-            if let Some(prev) = ahead.replace(job) {
-                let (text, n) = prev.await.map_err(join_error)??;
-                for piece in text.chunks(COPY_PIECE) {
-                    copy.send(piece).await?;
+        let mut copied = 0u64;
+        while let Some(piece) = received.recv().await {
+            match piece? {
+                CopyPiece::Text(mut text, rows) => {
+                    copy.send(text.as_slice()).await?;
+                    copied += rows;
+                    text.clear();
+                    // The producer may have finished: then the buffer is simply dropped.
+                    let _ = recycle.send(text);
                 }
-                progress.advance(n);
+                CopyPiece::ChunkDone(records) => progress.advance(records),
             }
         }
-        if let Some(prev) = ahead {
-            let (text, n) = prev.await.map_err(join_error)??;
-            for piece in text.chunks(COPY_PIECE) {
-                copy.send(piece).await?;
-            }
-            progress.advance(n);
-        }
-        Ok::<_, BackupError>(())
+        Ok::<_, BackupError>(copied)
     }
     .await;
-    match sent {
-        Ok(()) => Ok(copy.finish().await?),
-        Err(e) => {
+    // Closing the channel stops the producer at its next piece if sending failed.
+    drop(received);
+    let produced = producer.await.map_err(join_error);
+    match (sent, produced) {
+        (Ok(copied), Ok(())) => {
+            let done = copy.finish().await?;
+            if done != copied {
+                return Err(BackupError::Database(format!(
+                    "COPY into `{}` stored {done} rows where {copied} were sent",
+                    t.name
+                )));
+            }
+            Ok(done)
+        }
+        (Err(e), _) | (Ok(_), Err(e)) => {
             // The server answers the abort with an error; the caller rolls back.
             let _ = copy.abort(e.to_string()).await;
             Err(e)
@@ -1190,49 +1451,110 @@ async fn copy_chunks(
     }
 }
 
-/// COPY text sent at a time (the driver copies each send into its write buffer, which keeps
-/// its size: small pieces keep it small).
-const COPY_PIECE: usize = 256 * 1024;
+/// COPY text per piece sent: small enough that the pieces in flight and the driver's write
+/// buffer (which keeps the size of the largest send) stay small, large enough that a send
+/// costs nothing.
+const COPY_PIECE: usize = 512 * 1024;
 
-/// A chunk being turned into COPY text: the text and the chunk's record count.
-type CopyJob = tokio::task::JoinHandle<Result<(Vec<u8>, u64), BackupError>>;
+/// Pieces the producer may be ahead of the sender.
+const PIECES_AHEAD: usize = 2;
+
+/// What the producer of a COPY hands the sender.
+enum CopyPiece {
+    /// COPY text lines and the rows in them.
+    Text(Vec<u8>, u64),
+    /// A chunk was read: its record count, for progress.
+    ChunkDone(u64),
+}
+
+/// The chunks of one table turned into COPY text, on a blocking thread.
+struct CopySource {
+    m: Arc<Manifest>,
+    table: String,
+    columns: usize,
+    tenant: Option<(String, usize)>,
+    key: Option<Arc<DataKey>>,
+    storage: Storage,
+    runtime: tokio::runtime::Handle,
+}
+
+impl CopySource {
+    /// Sends every piece; stops early, without error, when the receiver is gone (the sender
+    /// failed and reports why); a decoding error is sent as the last piece.
+    fn run(
+        self,
+        pieces: &tokio::sync::mpsc::Sender<Result<CopyPiece, BackupError>>,
+        recycled: &std::sync::mpsc::Receiver<Vec<u8>>,
+    ) {
+        if let Err(e) = self.produce(pieces, recycled) {
+            let _ = pieces.blocking_send(Err(e));
+        }
+    }
+
+    fn produce(
+        &self,
+        pieces: &tokio::sync::mpsc::Sender<Result<CopyPiece, BackupError>>,
+        recycled: &std::sync::mpsc::Receiver<Vec<u8>>,
+    ) -> Result<(), BackupError> {
+        let m = &self.m;
+        let fresh = || Vec::with_capacity(COPY_PIECE + COPY_PIECE / 4);
+        let mut out = fresh();
+        let mut rows = 0u64;
+        for (j, info) in m.chunks.iter().enumerate() {
+            if info.table != self.table {
+                continue;
+            }
+            let stored = self.runtime.block_on(self.storage.get(&m.id, &info.name))?;
+            let raw = chunk::decode(m, j, &stored, self.key.as_deref())?;
+            drop(stored);
+            let mut reader = codec::Reader::new(&raw);
+            let mut values = Vec::with_capacity(self.columns);
+            let mut records = 0u64;
+            while let Some(tag) = reader.next_ref(self.columns, 0, &mut values)? {
+                records += 1;
+                if tag != codec::ROW {
+                    return Err(BackupError::CorruptChunk {
+                        id: m.id.clone(),
+                        chunk: info.name.clone(),
+                        reason: "a delete record in a full backup".into(),
+                    });
+                }
+                if let Some((tn, i)) = &self.tenant
+                    && !values
+                        .get(*i)
+                        .is_some_and(|v| *v == codec::ValueRef::Text(tn))
+                {
+                    continue;
+                }
+                copy::put_row(&mut out, &values);
+                rows += 1;
+                if out.len() >= COPY_PIECE {
+                    let next = recycled.try_recv().unwrap_or_else(|_| fresh());
+                    let full = std::mem::replace(&mut out, next);
+                    if pieces
+                        .blocking_send(Ok(CopyPiece::Text(full, std::mem::take(&mut rows))))
+                        .is_err()
+                    {
+                        return Ok(());
+                    }
+                }
+            }
+            if pieces
+                .blocking_send(Ok(CopyPiece::ChunkDone(records)))
+                .is_err()
+            {
+                return Ok(());
+            }
+        }
+        if !out.is_empty() {
+            let _ = pieces.blocking_send(Ok(CopyPiece::Text(out, rows)));
+        }
+        Ok(())
+    }
+}
 
 fn join_error(e: tokio::task::JoinError) -> BackupError {
     BackupError::Database(format!("a restore worker stopped: {e}"))
-}
-
-/// Decodes chunk `j` of `m` into COPY text lines (only `tenant`'s rows, when given); returns
-/// them and the chunk's record count.
-fn copy_text(
-    m: &Manifest,
-    j: usize,
-    stored: &[u8],
-    key: Option<&DataKey>,
-    columns: usize,
-    tenant: Option<&(String, usize)>,
-) -> Result<(Vec<u8>, u64), BackupError> {
-    let raw = chunk::decode(m, j, stored, key)?;
-    let mut reader = codec::Reader::new(&raw);
-    let mut values = Vec::with_capacity(columns);
-    let mut out = Vec::with_capacity(raw.len() + raw.len() / 8);
-    let mut records = 0u64;
-    while let Some(tag) = reader.next(columns, 0, &mut values)? {
-        records += 1;
-        if tag != codec::ROW {
-            return Err(BackupError::CorruptChunk {
-                id: m.id.clone(),
-                chunk: m.chunks.get(j).map(|c| c.name.clone()).unwrap_or_default(),
-                reason: "a delete record in a full backup".into(),
-            });
-        }
-        if let Some((tn, i)) = tenant
-            && !values.get(*i).is_some_and(|v| is_tenant(v, tn))
-        {
-            continue;
-        }
-        copy::put_row(&mut out, &values);
-    }
-    Ok((out, records))
 }
 
 async fn tables_in(conn: &mut PgConnection) -> Result<Vec<String>, BackupError> {

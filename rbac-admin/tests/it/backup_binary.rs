@@ -495,10 +495,36 @@ fn the_change_log_is_pruned(policy: TestDb) {
                 .unwrap()
         }),
     };
+    // PostgreSQL cuts below the oldest transaction running anywhere on the server when the
+    // backup's snapshot is taken (transaction ids are server-wide): wait until every
+    // transaction older than the logged changes, such as other tests', has ended.
+    let settle = || {
+        if let AppDb::Postgres(url) = &s.app {
+            block_on(async {
+                use sqlx::Connection;
+                let mut conn = sqlx::PgConnection::connect(url).await.unwrap();
+                for _ in 0..600 {
+                    let settled: bool = sqlx::query_scalar(
+                        "SELECT coalesce(pg_snapshot_xmin(pg_current_snapshot())::text::bigint \
+                                 > max(xmin::text::bigint), true) FROM rbac_backup_changes",
+                    )
+                    .fetch_one(&mut conn)
+                    .await
+                    .unwrap();
+                    if settled {
+                        return;
+                    }
+                    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                }
+                panic!("transactions older than the change log stayed open for a minute");
+            });
+        }
+    };
     s.ok("ops", &["create"]);
     s.app
         .exec("UPDATE invoices SET note = 'changed' WHERE id <= 5;");
     assert_eq!(log_rows(), 5);
+    settle();
     let (out, _) = s.ok("ops", &["create", "--kind", "incremental"]);
     let first = out.split_whitespace().nth(1).unwrap().to_owned();
     assert_eq!(
@@ -508,6 +534,7 @@ fn the_change_log_is_pruned(policy: TestDb) {
     );
     s.app
         .exec("UPDATE invoices SET note = 'again' WHERE id = 7;");
+    settle();
     let (out, _) = s.ok("ops", &["create", "--kind", "incremental"]);
     let second = out.split_whitespace().nth(1).unwrap().to_owned();
     assert_eq!(log_rows(), 0);

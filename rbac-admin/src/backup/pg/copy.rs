@@ -10,7 +10,7 @@
 //! SQLite are unchanged. Restores turn records back into lines for `COPY ... FROM STDIN`.
 
 use super::super::chunk::ChunkWriter;
-use super::super::codec::{self, Value};
+use super::super::codec::{self, ValueRef};
 use super::super::model::BackupError;
 
 fn bad(what: &str) -> BackupError {
@@ -128,28 +128,39 @@ pub(crate) fn escape_into(out: &mut Vec<u8>, v: &[u8]) {
 
 /// Appends one value in COPY's text format, as the row-at-a-time path binds it: text as is,
 /// integers and reals in decimal (reals in Rust's shortest exact form, `NaN`, `inf`), blobs
-/// as `bytea` hex.
-pub(crate) fn put_value(out: &mut Vec<u8>, v: &Value) {
+/// as `bytea` hex. Allocates nothing beyond `out`.
+pub(crate) fn put_value(out: &mut Vec<u8>, v: ValueRef<'_>) {
+    use std::io::Write as _;
     match v {
-        Value::Null => out.extend_from_slice(b"\\N"),
-        Value::Text(s) => escape_into(out, s.as_bytes()),
-        Value::Int(i) => out.extend_from_slice(i.to_string().as_bytes()),
-        Value::Real(r) => out.extend_from_slice(r.to_string().as_bytes()),
-        Value::Blob(b) => {
-            out.extend_from_slice(b"\\\\x");
-            out.extend_from_slice(hex::encode(b).as_bytes());
+        ValueRef::Null => out.extend_from_slice(b"\\N"),
+        ValueRef::Text(s) => escape_into(out, s.as_bytes()),
+        // Writing into a Vec cannot fail.
+        ValueRef::Int(i) => {
+            let _ = write!(out, "{i}");
         }
-        Value::RawText(b) => escape_into(out, String::from_utf8_lossy(b).as_bytes()),
+        ValueRef::Real(r) => {
+            let _ = write!(out, "{r}");
+        }
+        ValueRef::Blob(b) => {
+            out.extend_from_slice(b"\\\\x");
+            const HEX: &[u8; 16] = b"0123456789abcdef";
+            out.reserve(b.len() * 2);
+            for &byte in b {
+                out.push(HEX[usize::from(byte >> 4)]);
+                out.push(HEX[usize::from(byte & 15)]);
+            }
+        }
+        ValueRef::RawText(b) => escape_into(out, String::from_utf8_lossy(b).as_bytes()),
     }
 }
 
 /// Appends one row (values in column order) as a COPY text line.
-pub(crate) fn put_row(out: &mut Vec<u8>, values: &[Value]) {
+pub(crate) fn put_row(out: &mut Vec<u8>, values: &[ValueRef<'_>]) {
     for (i, v) in values.iter().enumerate() {
         if i > 0 {
             out.push(b'\t');
         }
-        put_value(out, v);
+        put_value(out, *v);
     }
     out.push(b'\n');
 }
@@ -184,14 +195,19 @@ mod tests {
         put_row(
             &mut out,
             &[
-                Value::Null,
-                Value::Text("a\tb".into()),
-                Value::Int(-5),
-                Value::Real(f64::NAN),
-                Value::Blob(vec![0, 255]),
-                Value::Text(String::new()),
+                ValueRef::Null,
+                ValueRef::Text("a\tb"),
+                ValueRef::Int(-5),
+                ValueRef::Real(f64::NAN),
+                ValueRef::Blob(&[0, 255]),
+                ValueRef::Text(""),
+                ValueRef::Int(i64::MIN),
+                ValueRef::Real(-0.0),
             ],
         );
-        assert_eq!(out, b"\\N\ta\\tb\t-5\tNaN\t\\\\x00ff\t\n");
+        assert_eq!(
+            out,
+            b"\\N\ta\\tb\t-5\tNaN\t\\\\x00ff\t\t-9223372036854775808\t-0\n"
+        );
     }
 }
