@@ -767,12 +767,7 @@ async fn restore_table(
         .enumerate()
         .map(|(i, c)| format!("${}::{}", i + 1, c.decl_type))
         .collect();
-    let cols = t
-        .columns
-        .iter()
-        .map(|c| quote(&c.name))
-        .collect::<Vec<_>>()
-        .join(", ");
+    let cols = quoted_columns(t);
     let key_positions: Vec<usize> = t
         .primary_key
         .iter()
@@ -1006,6 +1001,24 @@ async fn restore_table(
     Ok(Some(report))
 }
 
+/// `"c1", "c2"`: the backup's columns of `t`, quoted, in manifest order.
+fn quoted_columns(t: &TableManifest) -> String {
+    t.columns
+        .iter()
+        .map(|c| quote(&c.name))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// `t."k1" = s."k1" AND ...`: the key match between the target (`t`) and a staging table (`s`).
+fn key_join(t: &TableManifest) -> String {
+    t.primary_key
+        .iter()
+        .map(|k| format!("t.{0} = s.{0}", quote(k)))
+        .collect::<Vec<_>>()
+        .join(" AND ")
+}
+
 /// Makes one temporary table per table of `first` (a full backup) that a dry run will
 /// compare, with the backup's columns typed as in the target; returns (table, stage) pairs. A
 /// table that cannot have one (missing in the target, or columns missing) is left out: the
@@ -1021,12 +1034,7 @@ async fn dry_run_stages(
             continue;
         };
         let stage = format!("rbac_dry_run_{}", stages.len());
-        let cols = t
-            .columns
-            .iter()
-            .map(|c| quote(&c.name))
-            .collect::<Vec<_>>()
-            .join(", ");
+        let cols = quoted_columns(t);
         sqlx::query("SAVEPOINT rbac_dry_run")
             .execute(&mut *tx)
             .await?;
@@ -1071,16 +1079,10 @@ async fn dry_run_full(
     report: &mut TableReport,
 ) -> Result<(), BackupError> {
     let table = quote(&t.name);
-    let cols = t
-        .columns
-        .iter()
-        .map(|c| quote(&c.name))
-        .collect::<Vec<_>>()
-        .join(", ");
-    let tenant_owned = match (tenant_filter, tenant_index) {
-        (Some((tn, _)), Some(i)) => Some((tn.to_owned(), i)),
-        _ => None,
-    };
+    let cols = quoted_columns(t);
+    let tenant_owned = tenant_filter
+        .zip(tenant_index)
+        .map(|((tn, _), i)| (tn.to_owned(), i));
     copy_chunks(
         tx,
         &format!("COPY {stage} ({cols}) FROM STDIN"),
@@ -1092,12 +1094,7 @@ async fn dry_run_full(
         progress,
     )
     .await?;
-    let join = t
-        .primary_key
-        .iter()
-        .map(|k| format!("t.{0} = s.{0}", quote(k)))
-        .collect::<Vec<_>>()
-        .join(" AND ");
+    let join = key_join(t);
     let row = |alias: &str| {
         t.columns
             .iter()
@@ -1168,12 +1165,7 @@ async fn copy_restore(
     report: &mut TableReport,
 ) -> Result<(), BackupError> {
     let table = quote(&t.name);
-    let cols = t
-        .columns
-        .iter()
-        .map(|c| quote(&c.name))
-        .collect::<Vec<_>>()
-        .join(", ");
+    let cols = quoted_columns(t);
     let failed = |e: BackupError| match e {
         BackupError::Database(e) => BackupError::Database(format!(
             "restore of `{}` failed, nothing was changed: {e}",
@@ -1237,10 +1229,9 @@ async fn copy_restore(
         table.clone()
     };
     let shared = Arc::new(m.clone());
-    let tenant_owned = match (tenant_filter, tenant_index) {
-        (Some((tn, _)), Some(i)) => Some((tn.to_owned(), i)),
-        _ => None,
-    };
+    let tenant_owned = tenant_filter
+        .zip(tenant_index)
+        .map(|((tn, _), i)| (tn.to_owned(), i));
     let copied = copy_chunks(
         tx,
         &format!("COPY {target} ({cols}) FROM STDIN"),
@@ -1263,12 +1254,7 @@ async fn copy_restore(
     if !stage {
         return Ok(());
     }
-    let join = t
-        .primary_key
-        .iter()
-        .map(|k| format!("t.{0} = s.{0}", quote(k)))
-        .collect::<Vec<_>>()
-        .join(" AND ");
+    let join = key_join(t);
     if let Some((_, c)) = tenant_filter {
         let clash: bool = bind_tenant(sqlx::query(AssertSqlSafe(format!(
             "SELECT EXISTS (SELECT 1 FROM {table} t JOIN {STAGE} s ON {join} \
