@@ -1043,6 +1043,19 @@ mod ours {
                         report.tables.len(),
                         report.chain
                     );
+                    if report.dry_run {
+                        for t in &report.tables {
+                            eprintln!(
+                                "  {}: insert {}, replace {}, unchanged {} ({} not read), delete {}",
+                                t.table,
+                                t.insert,
+                                t.replace,
+                                t.unchanged,
+                                t.unchanged_by_change_log,
+                                t.delete
+                            );
+                        }
+                    }
                 }
                 other => return Err(format!("unknown ours operation {other:?}").into()),
             }

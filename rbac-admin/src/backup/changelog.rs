@@ -20,7 +20,7 @@ use super::model::BackupError;
 /// The metadata table (key, value), on both databases.
 pub(crate) const META: &str = "rbac_backup_meta";
 const CHANGES: &str = "rbac_backup_changes";
-const WATERMARK: &str = "changes_pruned_through";
+pub(crate) const WATERMARK: &str = "changes_pruned_through";
 
 /// SQLite: deletes the change rows at or below `through`; returns how many went.
 pub(crate) fn prune_sqlite(path: &Path, through: i64) -> Result<u64, BackupError> {

@@ -286,7 +286,19 @@ fn print_report(out: &mut dyn Write, report: &RestoreReport) -> std::io::Result<
             "CREATE",
         ],
         &rows,
-    )
+    )?;
+    let unread: u64 = report
+        .tables
+        .iter()
+        .map(|t| t.unchanged_by_change_log)
+        .sum();
+    if unread > 0 {
+        writeln!(
+            out,
+            "{unread} unchanged rows were not read: the change log shows their keys untouched since the backup (or its restore)"
+        )?;
+    }
+    Ok(())
 }
 
 /// Runs a `backup` subcommand (synchronously, on its own runtime).

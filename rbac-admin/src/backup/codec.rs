@@ -212,6 +212,62 @@ impl<'a> Reader<'a> {
         Ok(Some(tag))
     }
 
+    /// Steps over one value without decoding it.
+    fn skip_value(&mut self) -> Result<(), BackupError> {
+        match self.byte()? {
+            0 => {}
+            1 => {
+                self.varint()?;
+            }
+            2 => {
+                let end = self.pos.checked_add(8).ok_or_else(|| bad("truncated"))?;
+                if end > self.data.len() {
+                    return Err(bad("truncated"));
+                }
+                self.pos = end;
+            }
+            3..=5 => {
+                self.bytes()?;
+            }
+            t => return Err(bad(&format!("unknown value type {t}"))),
+        }
+        Ok(())
+    }
+
+    /// Where the reader is: [`Reader::rewind`] to it reads the same records again.
+    pub(crate) fn position(&self) -> usize {
+        self.pos
+    }
+
+    /// Goes back to a [`Reader::position`].
+    pub(crate) fn rewind(&mut self, position: usize) {
+        self.pos = position.min(self.data.len());
+    }
+
+    /// [`Reader::next_ref`] decoding only the values `wanted` marks (the others read as
+    /// NULL): for a pass that looks at a few columns of every row.
+    pub(crate) fn next_ref_only(
+        &mut self,
+        row_len: usize,
+        key_len: usize,
+        wanted: &[bool],
+        out: &mut Vec<ValueRef<'a>>,
+    ) -> Result<Option<u8>, BackupError> {
+        out.clear();
+        let Some((tag, n)) = self.record(row_len, key_len)? else {
+            return Ok(None);
+        };
+        for i in 0..n {
+            if wanted.get(i).copied().unwrap_or(false) {
+                out.push(self.value()?);
+            } else {
+                self.skip_value()?;
+                out.push(ValueRef::Null);
+            }
+        }
+        Ok(Some(tag))
+    }
+
     /// [`Reader::next`] without copying: the values borrow the chunk.
     pub(crate) fn next_ref(
         &mut self,
@@ -276,6 +332,48 @@ mod tests {
                 .iter()
                 .zip(&values)
                 .all(|(a, b)| a.to_value().same(b))
+        );
+
+        // Only the wanted values are decoded; the rest read as NULL, and a rewind reads the
+        // same record again in full.
+        let mut r = Reader::new(&buf);
+        let start = r.position();
+        let wanted: Vec<bool> = (0..values.len()).map(|i| i == 1 || i == 9).collect();
+        assert_eq!(
+            r.next_ref_only(values.len(), 1, &wanted, &mut borrowed)
+                .ok(),
+            Some(Some(ROW))
+        );
+        for (i, v) in borrowed.iter().enumerate() {
+            let expected = if wanted[i] {
+                values[i].clone()
+            } else {
+                Value::Null
+            };
+            assert!(v.to_value().same(&expected), "value {i}");
+        }
+        let after = r.position();
+        r.rewind(start);
+        assert_eq!(
+            r.next_ref(values.len(), 1, &mut borrowed).ok(),
+            Some(Some(ROW))
+        );
+        assert_eq!(r.position(), after);
+        assert_eq!(
+            r.next_ref_only(values.len(), 1, &wanted, &mut borrowed)
+                .ok(),
+            Some(Some(DELETE))
+        );
+        // Skipping still refuses what decoding refuses.
+        assert!(
+            Reader::new(&[ROW, 9])
+                .next_ref_only(1, 1, &[false], &mut borrowed)
+                .is_err()
+        );
+        assert!(
+            Reader::new(&[ROW, 3, 5, b'a'])
+                .next_ref_only(1, 1, &[false], &mut borrowed)
+                .is_err()
         );
     }
 }

@@ -341,6 +341,11 @@ pub struct Manifest {
     /// incremental takes the changes this snapshot did not see.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub change_snapshot: Option<String>,
+    /// PostgreSQL: the database the backup was read from (`system identifier:timeline:database
+    /// oid`),
+    /// so that a dry run against that same database can trust its change log.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source_database: Option<String>,
     /// The tables, in backup order.
     pub tables: Vec<TableManifest>,
     /// Who made it.

@@ -536,9 +536,12 @@ impl BackupService {
             None => None,
         };
         self.storage.put_lock(id).await?;
-        let (backend, (tables, change_seq, schema_version, chunks), change_snapshot) = match &self
-            .db
-        {
+        let (
+            backend,
+            (tables, change_seq, schema_version, chunks),
+            change_snapshot,
+            source_database,
+        ) = match &self.db {
             Db::Sqlite(path) => (
                 "sqlite",
                 self.create_sqlite(
@@ -550,6 +553,7 @@ impl BackupService {
                     progress,
                 )
                 .await?,
+                None,
                 None,
             ),
             Db::Postgres(url) => {
@@ -577,6 +581,7 @@ impl BackupService {
                         None
                     }
                 };
+                let source_database = pg::database_identity(&mut conn).await;
                 let (chunks, snapshot) = pg::read_snapshot(
                     &mut conn,
                     &mut tables,
@@ -596,6 +601,7 @@ impl BackupService {
                     "postgres",
                     (tables, 0, schema_version, chunks),
                     Some(snapshot),
+                    source_database,
                 )
             }
         };
@@ -621,6 +627,7 @@ impl BackupService {
             schema_version,
             change_seq,
             change_snapshot,
+            source_database,
             tables,
             creator: actor.subject.to_owned(),
             started_at,

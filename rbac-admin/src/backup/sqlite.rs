@@ -381,6 +381,10 @@ pub struct TableReport {
     pub replace: u64,
     /// Rows present before with the same values (dry run only; a restore rewrites them).
     pub unchanged: u64,
+    /// Of `unchanged`, the rows a PostgreSQL dry run did not need to read: the change log
+    /// shows their keys untouched since the backup was taken from this database, or since
+    /// this backup was restored into it.
+    pub unchanged_by_change_log: u64,
     /// Rows deleted (in scope, absent from the backup, or deleted by an incremental).
     pub delete: u64,
     /// Rows whose key belongs to another tenant (a restore refuses them).

@@ -1,0 +1,402 @@
+//! Dry runs of a full backup that read only what changed.
+//!
+//! A full dry run has to say, for every row of the backup, whether the database holds it
+//! unchanged. Comparing every row means loading the whole backup into PostgreSQL, which takes
+//! longer than the restore itself. But the database often has a point where its rows were
+//! exactly the backup's (a *baseline*), and the change log (the triggers incrementals rely on)
+//! names every key written since:
+//!
+//! - the backup's own snapshot, when the backup was read from this very database
+//!   ([`Manifest::source_database`]) and nothing was restored into it since;
+//! - the last restore, when it restored this backup, with the same tenant, into this table.
+//!
+//! Rows whose key the log does not name since the baseline are unchanged without being read;
+//! only the others are copied and compared. The log must reach back to the baseline (not
+//! pruned past it) and the table must still have its capture trigger. As a check, the rows the
+//! table holds in scope must add up to what the comparison implies; writes the log missed
+//! (a `TRUNCATE`, which fires no row trigger, or triggers bypassed) almost always break that
+//! sum, and the table is then compared in full. Anything unexpected falls back to the full
+//! comparison too: this path only ever saves time.
+
+use std::collections::HashSet;
+
+use sqlx::{AssertSqlSafe, PgConnection};
+
+use super::super::codec::ValueRef;
+use super::super::model::{BackupError, Manifest, TableManifest};
+use super::super::plan::quote;
+use super::CHANGES;
+
+/// Changed keys a table may have before the full comparison is cheaper.
+const MAX_CHANGED_KEYS: i64 = 2_000_000;
+
+/// Where the database's rows were last exactly the backup's.
+#[derive(Debug, Clone)]
+pub(crate) enum Baseline {
+    /// The backup's snapshot: changes are the log rows it did not see.
+    Snapshot(String),
+    /// A restore of the backup whose snapshot had this `xmin`: changes are the log rows
+    /// written by transactions from there on (a superset: never fewer than the real ones).
+    /// Only the tables it restored count.
+    Restore { xmin: String, tables: Vec<String> },
+}
+
+impl Baseline {
+    /// The condition on the change log's `xid` (with the baseline bound as `$2`), and the
+    /// oldest transaction id the log must still hold.
+    fn condition(&self) -> (&'static str, &'static str, &str) {
+        match self {
+            Baseline::Snapshot(s) => (
+                "NOT pg_visible_in_snapshot(xid, $2::pg_snapshot)",
+                "pg_snapshot_xmin($1::pg_snapshot)",
+                s,
+            ),
+            Baseline::Restore { xmin, .. } => ("xid >= $2::xid8", "$1::xid8", xmin),
+        }
+    }
+
+    /// Whether `table`'s rows were the backup's at the baseline.
+    pub(crate) fn covers(&self, table: &str) -> bool {
+        match self {
+            Baseline::Snapshot(_) => true,
+            Baseline::Restore { tables, .. } => tables.iter().any(|t| t == table),
+        }
+    }
+}
+
+/// What a restore records in the change log (as the `pk` of its `*restore*` row): which
+/// backup it restored, into which tables, for which tenant, from which snapshot `xmin`.
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
+pub(crate) struct RestoreMark {
+    pub(crate) backup: String,
+    pub(crate) tenant: Option<String>,
+    pub(crate) tables: Vec<String>,
+    pub(crate) xmin: String,
+}
+
+/// `system identifier:timeline:database oid`: which database a backup was read from. The
+/// timeline changes when the cluster is recovered to a point in time or a standby is promoted:
+/// such a database may hold rows older than the backup that its change log never saw. None
+/// when the role may not read the control data, or on a standby (then dry runs compare in
+/// full).
+pub(crate) async fn database_identity(conn: &mut PgConnection) -> Option<String> {
+    identity(conn).await.ok()
+}
+
+async fn identity(conn: &mut PgConnection) -> Result<String, sqlx::Error> {
+    sqlx::query_scalar::<_, String>(
+        "SELECT (SELECT system_identifier::text FROM pg_control_system()) || ':' || \
+         substr(pg_walfile_name(pg_current_wal_lsn()), 1, 8) || ':' || \
+         (SELECT oid::text FROM pg_database WHERE datname = current_database())",
+    )
+    .fetch_one(&mut *conn)
+    .await
+}
+
+/// The baseline a dry run of `m` (a full backup, restored alone) may use in the database
+/// `tx` is on, or None. Runs inside a savepoint: a failed query here costs only the fast path.
+pub(crate) async fn baseline(
+    tx: &mut PgConnection,
+    m: &Manifest,
+    tenant: Option<&str>,
+) -> Result<Option<Baseline>, BackupError> {
+    sqlx::query("SAVEPOINT rbac_baseline")
+        .execute(&mut *tx)
+        .await?;
+    let found = find_baseline(tx, m, tenant).await;
+    let end = if found.is_ok() {
+        "RELEASE SAVEPOINT rbac_baseline"
+    } else {
+        "ROLLBACK TO SAVEPOINT rbac_baseline"
+    };
+    sqlx::query(end).execute(&mut *tx).await?;
+    Ok(found.ok().flatten())
+}
+
+async fn find_baseline(
+    tx: &mut PgConnection,
+    m: &Manifest,
+    tenant: Option<&str>,
+) -> Result<Option<Baseline>, sqlx::Error> {
+    let log: Option<String> = sqlx::query_scalar("SELECT to_regclass($1)::text")
+        .bind(CHANGES)
+        .fetch_one(&mut *tx)
+        .await?;
+    if log.is_none() {
+        return Ok(None);
+    }
+    // Not restored since the backup, which was read from this database: its snapshot.
+    if let Some(snapshot) = &m.change_snapshot {
+        let restored: bool = sqlx::query_scalar(AssertSqlSafe(format!(
+            "SELECT EXISTS (SELECT 1 FROM {CHANGES} WHERE tbl = '*restore*' \
+             AND NOT pg_visible_in_snapshot(xid, $1::pg_snapshot))"
+        )))
+        .bind(snapshot)
+        .fetch_one(&mut *tx)
+        .await?;
+        if !restored {
+            let here = identity(tx).await?;
+            if m.source_database.as_deref() != Some(here.as_str()) {
+                return Ok(None);
+            }
+            return check_pruning(tx, Baseline::Snapshot(snapshot.clone())).await;
+        }
+    }
+    // Else the last restore, if it restored this backup for the same tenant.
+    let mark: Option<String> = sqlx::query_scalar(AssertSqlSafe(format!(
+        "SELECT pk FROM {CHANGES} WHERE tbl = '*restore*' ORDER BY seq DESC LIMIT 1"
+    )))
+    .fetch_optional(&mut *tx)
+    .await?;
+    match mark.and_then(|mark| serde_json::from_str::<RestoreMark>(&mark).ok()) {
+        Some(mark) if mark.backup == m.id.as_str() && mark.tenant.as_deref() == tenant => {
+            check_pruning(
+                tx,
+                Baseline::Restore {
+                    xmin: mark.xmin,
+                    tables: mark.tables,
+                },
+            )
+            .await
+        }
+        _ => Ok(None),
+    }
+}
+
+/// `baseline`, if the change log was not pruned past it.
+async fn check_pruning(
+    tx: &mut PgConnection,
+    baseline: Baseline,
+) -> Result<Option<Baseline>, sqlx::Error> {
+    // The log must still hold every change since the baseline.
+    let meta: Option<String> = sqlx::query_scalar("SELECT to_regclass($1)::text")
+        .bind(super::super::changelog::META)
+        .fetch_one(&mut *tx)
+        .await?;
+    if meta.is_none() {
+        // Nothing was ever pruned.
+        return Ok(Some(baseline));
+    }
+    let (_, oldest, param) = baseline.condition();
+    let pruned_past: Option<bool> = sqlx::query_scalar(AssertSqlSafe(format!(
+        "SELECT value::xid8 > {oldest} FROM {} WHERE key = $2",
+        super::super::changelog::META
+    )))
+    .bind(param)
+    .bind(super::super::changelog::WATERMARK)
+    .fetch_optional(&mut *tx)
+    .await?;
+    Ok((pruned_past != Some(true)).then_some(baseline))
+}
+
+/// The keys of the rows the baseline's rows may differ in, encoded as [`KeyFilter`] encodes
+/// backup rows; None when the table has no capture trigger or too many changes for this to
+/// pay.
+pub(crate) async fn changed_keys(
+    tx: &mut PgConnection,
+    t: &TableManifest,
+    baseline: &Baseline,
+) -> Result<Option<KeyFilter>, BackupError> {
+    sqlx::query("SAVEPOINT rbac_changed_keys")
+        .execute(&mut *tx)
+        .await?;
+    let found = read_changed_keys(tx, t, baseline).await;
+    let end = match &found {
+        Ok(_) => "RELEASE SAVEPOINT rbac_changed_keys",
+        Err(e) => {
+            tracing::debug!(target: "rbac::backup", table = %t.name, error = %e, "change log unusable for the dry run; comparing in full");
+            "ROLLBACK TO SAVEPOINT rbac_changed_keys"
+        }
+    };
+    sqlx::query(end).execute(&mut *tx).await?;
+    Ok(found.ok().flatten())
+}
+
+async fn read_changed_keys(
+    tx: &mut PgConnection,
+    t: &TableManifest,
+    baseline: &Baseline,
+) -> Result<Option<KeyFilter>, BackupError> {
+    if !baseline.covers(&t.name) {
+        return Ok(None);
+    }
+    let captured: bool = sqlx::query_scalar(
+        "SELECT EXISTS (SELECT 1 FROM pg_trigger WHERE tgrelid = $1::regclass \
+         AND tgname = 'rbac_backup_capture' AND tgenabled <> 'D')",
+    )
+    .bind(quote(&t.name))
+    .fetch_one(&mut *tx)
+    .await?;
+    if !captured {
+        return Ok(None);
+    }
+    let mut positions = Vec::new();
+    for k in &t.primary_key {
+        match t.columns.iter().position(|c| &c.name == k) {
+            Some(i) => positions.push(i),
+            None => return Ok(None),
+        }
+    }
+    let (condition, _, param) = baseline.condition();
+    let sql = format!(
+        "SELECT {} FROM (SELECT DISTINCT pk FROM {CHANGES} WHERE tbl = $1 AND {condition}) c \
+         LIMIT {}",
+        key_texts(t, &positions).join(", "),
+        MAX_CHANGED_KEYS + 1
+    );
+    let rows: Vec<sqlx::postgres::PgRow> = sqlx::query(AssertSqlSafe(sql))
+        .bind(&t.name)
+        .bind(param)
+        .fetch_all(&mut *tx)
+        .await?;
+    if rows.len() as i64 > MAX_CHANGED_KEYS {
+        return Ok(None);
+    }
+    let mut keys = HashSet::with_capacity(rows.len());
+    let mut parts: Vec<ValueRef<'_>> = Vec::with_capacity(positions.len());
+    for row in &rows {
+        use sqlx::Row;
+        parts.clear();
+        for i in 0..positions.len() {
+            let part: Option<&str> = row.try_get(i)?;
+            parts.push(part.map_or(ValueRef::Null, ValueRef::Text));
+        }
+        let mut key = Vec::new();
+        if encode_key(&parts, &mut key) {
+            keys.insert(key);
+        }
+    }
+    Ok(Some(KeyFilter {
+        positions,
+        keys,
+        scratch: Vec::new(),
+    }))
+}
+
+/// Each key column of a change-log row as the text a backup stores for it (`col::text`).
+fn key_texts(t: &TableManifest, positions: &[usize]) -> Vec<String> {
+    positions
+        .iter()
+        .enumerate()
+        .filter_map(|(n, &i)| {
+            t.columns
+                .get(i)
+                .map(|c| format!("((pk::jsonb ->> {n})::{})::text", c.decl_type))
+        })
+        .collect()
+}
+
+/// The changed keys of one table, as SQL for the comparison's delete count: a subquery with
+/// columns `k0, k1, ...` typed like the table's key (`$1` table name, `$2` baseline).
+pub(crate) fn changed_keys_sql(t: &TableManifest, baseline: &Baseline) -> (String, Vec<String>) {
+    let (condition, _, _) = baseline.condition();
+    let mut cols = Vec::new();
+    let mut names = Vec::new();
+    for (n, k) in t.primary_key.iter().enumerate() {
+        let ty = t
+            .columns
+            .iter()
+            .find(|c| &c.name == k)
+            .map_or("text", |c| c.decl_type.as_str());
+        cols.push(format!("(pk::jsonb ->> {n})::{ty} AS k{n}"));
+        names.push(format!("k{n}"));
+    }
+    (
+        format!(
+            "SELECT DISTINCT {} FROM (SELECT DISTINCT pk FROM {CHANGES} \
+             WHERE tbl = $1 AND {condition}) c",
+            cols.join(", ")
+        ),
+        names,
+    )
+}
+
+/// The bound value of `$2` in [`changed_keys_sql`].
+pub(crate) fn baseline_param(baseline: &Baseline) -> &str {
+    baseline.condition().2
+}
+
+/// Appends `parts` as one key (length-prefixed texts); false if a part is not text (such a
+/// row is then always compared).
+fn encode_key(parts: &[ValueRef<'_>], out: &mut Vec<u8>) -> bool {
+    for part in parts {
+        let ValueRef::Text(s) = part else {
+            return false;
+        };
+        out.extend_from_slice(&(s.len() as u64).to_le_bytes());
+        out.extend_from_slice(s.as_bytes());
+    }
+    true
+}
+
+/// The changed keys of one table: backup rows with one of them are compared, the others are
+/// unchanged.
+#[derive(Debug, Clone)]
+pub(crate) struct KeyFilter {
+    positions: Vec<usize>,
+    keys: HashSet<Vec<u8>>,
+    scratch: Vec<u8>,
+}
+
+impl KeyFilter {
+    /// Whether the backup row `values` has to be compared (its key may have changed).
+    pub(crate) fn must_compare(&mut self, values: &[ValueRef<'_>]) -> bool {
+        self.scratch.clear();
+        let mut parts = [ValueRef::Null; 4];
+        if self.positions.len() > parts.len() {
+            return true;
+        }
+        for (slot, &i) in parts.iter_mut().zip(&self.positions) {
+            match values.get(i) {
+                Some(v) => *slot = *v,
+                None => return true,
+            }
+        }
+        let parts = parts.get(..self.positions.len()).unwrap_or(&[]);
+        !encode_key(parts, &mut self.scratch) || self.keys.contains(self.scratch.as_slice())
+    }
+
+    /// Which of a row's `columns` values [`KeyFilter::must_compare`] (and a tenant filter on
+    /// column `tenant`) looks at.
+    pub(crate) fn wanted(&self, columns: usize, tenant: Option<usize>) -> Vec<bool> {
+        (0..columns)
+            .map(|i| self.positions.contains(&i) || tenant == Some(i))
+            .collect()
+    }
+
+    /// How many changed keys there are.
+    pub(crate) fn len(&self) -> usize {
+        self.keys.len()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_rows_with_a_changed_key_are_compared() {
+        let mut keys = HashSet::new();
+        let mut key = Vec::new();
+        assert!(encode_key(
+            &[ValueRef::Text("a"), ValueRef::Text("1")],
+            &mut key
+        ));
+        keys.insert(key);
+        let mut filter = KeyFilter {
+            positions: vec![2, 0],
+            keys,
+            scratch: Vec::new(),
+        };
+        let row = |k0: &'static str, k2: &'static str| {
+            vec![ValueRef::Text(k0), ValueRef::Null, ValueRef::Text(k2)]
+        };
+        assert!(filter.must_compare(&row("1", "a")));
+        assert!(!filter.must_compare(&row("2", "a")));
+        // Length prefixes keep ("a", "1") apart from ("a1", "").
+        assert!(!filter.must_compare(&row("", "a1")));
+        // A key that is not text is always compared.
+        assert!(filter.must_compare(&[ValueRef::Int(1), ValueRef::Null, ValueRef::Text("a")]));
+        assert!(filter.must_compare(&[ValueRef::Text("1")]));
+    }
+}
