@@ -756,7 +756,9 @@ mod ours {
             )),
             None,
         )?];
-        m.last_mut().map(|x| x.output_bytes = dir_size(&store));
+        if let Some(x) = m.last_mut() {
+            x.output_bytes = dir_size(&store);
+        }
         let before = dir_size(&store).unwrap_or(0);
         m.push(timed(
             "rbac backup tenant-00 (~40% of rows)",
@@ -764,14 +766,17 @@ mod ours {
             None,
         )?);
         let mid = dir_size(&store).unwrap_or(0);
-        m.last_mut().map(|x| x.output_bytes = Some(mid - before));
+        if let Some(x) = m.last_mut() {
+            x.output_bytes = Some(mid - before);
+        }
         m.push(timed(
             "rbac backup tenant-07 (~2% of rows)",
             &run("create --kind full --scope tenant:tenant-07"),
             None,
         )?);
-        m.last_mut()
-            .map(|x| x.output_bytes = Some(dir_size(&store).unwrap_or(0) - mid));
+        if let Some(x) = m.last_mut() {
+            x.output_bytes = Some(dir_size(&store).unwrap_or(0) - mid);
+        }
         let restored = out.join("ours-restored.db");
         let _ = std::fs::remove_file(&restored);
         // An empty file is an empty SQLite database: the target of the restore.
@@ -809,8 +814,9 @@ mod ours {
             &run("create --kind incremental --scope all"),
             None,
         )?);
-        m.last_mut()
-            .map(|x| x.output_bytes = Some(dir_size(&store).unwrap_or(0) - before));
+        if let Some(x) = m.last_mut() {
+            x.output_bytes = Some(dir_size(&store).unwrap_or(0) - before);
+        }
         Ok(m)
     }
 
@@ -894,7 +900,9 @@ mod ours {
             )),
             None,
         )?];
-        m.last_mut().map(|x| x.output_bytes = dir_size(&store));
+        if let Some(x) = m.last_mut() {
+            x.output_bytes = dir_size(&store);
+        }
         let before = dir_size(&store).unwrap_or(0);
         m.push(timed(
             "rbac backup tenant-00 (~40% of rows)",
@@ -902,14 +910,17 @@ mod ours {
             None,
         )?);
         let mid = dir_size(&store).unwrap_or(0);
-        m.last_mut().map(|x| x.output_bytes = Some(mid - before));
+        if let Some(x) = m.last_mut() {
+            x.output_bytes = Some(mid - before);
+        }
         m.push(timed(
             "rbac backup tenant-07 (~2% of rows)",
             &run("create --kind full --scope tenant:tenant-07"),
             None,
         )?);
-        m.last_mut()
-            .map(|x| x.output_bytes = Some(dir_size(&store).unwrap_or(0) - mid));
+        if let Some(x) = m.last_mut() {
+            x.output_bytes = Some(dir_size(&store).unwrap_or(0) - mid);
+        }
         // The restore target: a fresh database with the schema (as the application's
         // migrations would make it), no rows.
         let target = "rbac_bench_restore_ours";
@@ -962,8 +973,9 @@ mod ours {
             &run("create --kind incremental --scope all"),
             None,
         )?);
-        m.last_mut()
-            .map(|x| x.output_bytes = Some(dir_size(&store).unwrap_or(0) - before));
+        if let Some(x) = m.last_mut() {
+            x.output_bytes = Some(dir_size(&store).unwrap_or(0) - before);
+        }
         // Encrypted, last: a full backup of another store prunes the change log the
         // incremental above needed.
         m.push(timed(
@@ -971,7 +983,9 @@ mod ours {
             &run_enc("create --kind full --scope all"),
             None,
         )?);
-        m.last_mut().map(|x| x.output_bytes = dir_size(&enc_store));
+        if let Some(x) = m.last_mut() {
+            x.output_bytes = dir_size(&enc_store);
+        }
         let _ = std::fs::remove_dir_all(&enc_store);
         Ok(m)
     }

@@ -117,6 +117,14 @@ fn full(scope: Scope) -> CreateRequest {
     }
 }
 
+/// A full backup of everything, by `who`.
+async fn full_backup(service: &BackupService, who: &Actor<'_>) -> rbac_admin::backup::Manifest {
+    service
+        .create(&full(Scope::All), who, &NoProgress)
+        .await
+        .unwrap()
+}
+
 fn restore(id: &rbac_admin::backup::BackupId) -> RestoreRequest {
     RestoreRequest {
         from: Selector::Id(id.clone()),
@@ -139,10 +147,7 @@ async fn postgres_full_backup_dry_run_and_restore_round_trip() {
     let ops = Actor::new("ops", &engine);
     let service = pg.service();
     let before = pg.dump().await;
-    let m = service
-        .create(&full(Scope::All), &ops, &NoProgress)
-        .await
-        .unwrap();
+    let m = full_backup(&service, &ops).await;
     assert_eq!(m.backend, "postgres");
     assert_eq!(
         m.tables.iter().find(|t| t.name == "invoices").unwrap().rows,
@@ -260,10 +265,7 @@ async fn postgres_tenant_restore_never_touches_other_tenants_and_failures_change
     pg.exec("UPDATE accounts SET balance = 1 + ascii(code);")
         .await;
     let before = pg.dump().await;
-    let all = service
-        .create(&full(Scope::All), &ops, &NoProgress)
-        .await
-        .unwrap();
+    let all = full_backup(&service, &ops).await;
     pg.exec(
         "UPDATE accounts SET balance = ascii(code) * 100 + ascii(tenant_id);
              CREATE UNIQUE INDEX one_balance ON accounts (balance);",
@@ -313,10 +315,7 @@ async fn postgres_incremental_chains_restore_exactly() {
     let engine = backup_support::engine();
     let ops = Actor::new("ops", &engine);
     let service = pg.service();
-    let f = service
-        .create(&full(Scope::All), &ops, &NoProgress)
-        .await
-        .unwrap();
+    let f = full_backup(&service, &ops).await;
     pg.exec(
         "UPDATE invoices SET amount = -1 WHERE id = 3; DELETE FROM invoices WHERE id = 4;
              INSERT INTO invoices (id, tenant_id, amount) VALUES (1000, 'acme', 42.5);
@@ -362,10 +361,7 @@ async fn postgres_incremental_chains_restore_exactly() {
     // Restored rows bypass the triggers: the next incremental asks for a full backup.
     let err = service.create(&inc, &ops, &NoProgress).await.unwrap_err();
     assert!(err.to_string().contains("make a full backup"), "{err}");
-    service
-        .create(&full(Scope::All), &ops, &NoProgress)
-        .await
-        .unwrap();
+    full_backup(&service, &ops).await;
     service.create(&inc, &ops, &NoProgress).await.unwrap();
 }
 
@@ -410,10 +406,7 @@ async fn postgres_writes_during_a_backup_do_not_break_its_snapshot() {
     let engine = backup_support::engine();
     let ops = Actor::new("ops", &engine);
     let service = pg.service();
-    let m = service
-        .create(&full(Scope::All), &ops, &NoProgress)
-        .await
-        .unwrap();
+    let m = full_backup(&service, &ops).await;
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
     let writes = writer.await.unwrap();
     service
@@ -535,10 +528,7 @@ async fn postgres_copy_round_trips_awkward_values_byte_exact() {
     let engine = backup_support::engine();
     let ops = Actor::new("ops", &engine);
     let service = pg.service();
-    let m = service
-        .create(&full(Scope::All), &ops, &NoProgress)
-        .await
-        .unwrap();
+    let m = full_backup(&service, &ops).await;
     let odd = m.tables.iter().find(|t| t.name == "oddities").unwrap();
     assert_eq!((odd.rows, odd.deleted), (6, 0));
     assert_eq!(
@@ -729,10 +719,7 @@ async fn postgres_copy_restore_failing_halfway_changes_nothing() {
     let engine = backup_support::engine();
     let ops = Actor::new("ops", &engine);
     let service = pg.service();
-    let m = service
-        .create(&full(Scope::All), &ops, &NoProgress)
-        .await
-        .unwrap();
+    let m = full_backup(&service, &ops).await;
     let invoice_chunks: Vec<&rbac_admin::backup::ChunkInfo> =
         m.chunks.iter().filter(|c| c.table == "invoices").collect();
     assert!(invoice_chunks.len() >= 3, "{}", invoice_chunks.len());
@@ -833,10 +820,7 @@ async fn postgres_not_null_secret_columns_do_not_block_a_restore() {
     let service = BackupService::open(BackupConfig::from_toml_str(&text).unwrap()).unwrap();
     let engine = backup_support::engine();
     let ops = Actor::new("ops", &engine);
-    let m = service
-        .create(&full(Scope::All), &ops, &NoProgress)
-        .await
-        .unwrap();
+    let m = full_backup(&service, &ops).await;
     pg.exec("DELETE FROM api_keys WHERE id = 2; UPDATE api_keys SET label = 'changed';")
         .await;
     service
@@ -901,10 +885,7 @@ async fn postgres_full_restore_rebuilds_indexes_exactly() {
     let engine = backup_support::engine();
     let ops = Actor::new("ops", &engine);
     let service = pg.service();
-    let m = service
-        .create(&full(Scope::All), &ops, &NoProgress)
-        .await
-        .unwrap();
+    let m = full_backup(&service, &ops).await;
     let backed_up = pg.dump().await;
     pg.exec(
         "DELETE FROM invoices WHERE id > 400; UPDATE invoices SET note = note || ' changed' \
@@ -1038,10 +1019,7 @@ async fn postgres_dry_runs_read_only_what_the_change_log_names_and_count_exactly
     let engine = backup_support::engine();
     let ops = Actor::new("ops", &engine);
     let service = pg.service();
-    let m = service
-        .create(&full(Scope::All), &ops, &NoProgress)
-        .await
-        .unwrap();
+    let m = full_backup(&service, &ops).await;
     // Updates, a delete, an insert, a key change, an update to the same values.
     pg.exec(
         "UPDATE invoices SET amount = amount + 1 WHERE id IN (1, 2, 3);
@@ -1089,10 +1067,7 @@ async fn postgres_dry_runs_read_only_what_the_change_log_names_and_count_exactly
 
     // A newer backup lets the log be pruned past the older one's baseline: compared in full.
     settle(&pg.url).await;
-    let newer = service
-        .create(&full(Scope::All), &ops, &NoProgress)
-        .await
-        .unwrap();
+    let newer = full_backup(&service, &ops).await;
     pg.exec("UPDATE invoices SET paid = NOT paid WHERE id = 10")
         .await;
     let counts = dry_counts(&service, &ops, &newer.id, None).await;
