@@ -461,15 +461,7 @@ async fn read_changes(
             .primary_key
             .iter()
             .enumerate()
-            .map(|(i, col)| {
-                let ty = t
-                    .columns
-                    .iter()
-                    .find(|c| &c.name == col)
-                    .map(|c| c.decl_type.as_str())
-                    .unwrap_or("text");
-                format!("t.{} = (c.pk::jsonb ->> {i})::{ty}", quote(col))
-            })
+            .map(|(i, col)| format!("t.{} = {}", quote(col), since::logged_key(t, i, "c.pk")))
             .collect();
         let (tenant_changes, tenant_join) = match &tenant_col {
             Some(c) => (
@@ -571,11 +563,7 @@ pub(crate) async fn restore(
 ) -> Result<Vec<TableReport>, BackupError> {
     let mut conn = connect(url).await?;
     let mut tx = conn.begin().await?;
-    // Where this restore starts: transactions from here on may write after it (the marker it
-    // leaves in the change log says so, for fast dry runs of this backup later).
-    let xmin: String = sqlx::query_scalar("SELECT pg_snapshot_xmin(pg_current_snapshot())::text")
-        .fetch_one(&mut *tx)
-        .await?;
+    let mut xmin = String::new();
     let mut dry_stages = Vec::new();
     let mut baseline = None;
     if dry_run {
@@ -592,6 +580,11 @@ pub(crate) async fn restore(
             .execute(&mut *tx)
             .await?;
     } else {
+        // Where this restore starts: transactions from here on may write after it (the mark it
+        // leaves in the change log says so, for fast dry runs of this backup later).
+        xmin = sqlx::query_scalar("SELECT pg_snapshot_xmin(pg_current_snapshot())::text")
+            .fetch_one(&mut *tx)
+            .await?;
         sqlx::query("SET LOCAL session_replication_role = replica")
             .execute(&mut *tx)
             .await
@@ -1047,6 +1040,33 @@ fn key_join(t: &TableManifest) -> String {
         .join(" AND ")
 }
 
+/// Opens the savepoint `name`: a statement that fails after it, up to [`end_savepoint`], does
+/// not abort the transaction.
+pub(crate) async fn begin_savepoint(tx: &mut PgConnection, name: &str) -> Result<(), BackupError> {
+    sqlx::query(AssertSqlSafe(format!("SAVEPOINT {name}")))
+        .execute(&mut *tx)
+        .await?;
+    Ok(())
+}
+
+/// Closes the savepoint `name`: keeps what ran since [`begin_savepoint`] if `keep`, else
+/// rolls it back (which also clears a failed statement's error state).
+pub(crate) async fn end_savepoint(
+    tx: &mut PgConnection,
+    name: &str,
+    keep: bool,
+) -> Result<(), BackupError> {
+    let end = if keep {
+        "RELEASE SAVEPOINT"
+    } else {
+        "ROLLBACK TO SAVEPOINT"
+    };
+    sqlx::query(AssertSqlSafe(format!("{end} {name}")))
+        .execute(&mut *tx)
+        .await?;
+    Ok(())
+}
+
 /// Makes one temporary table per table of `first` (a full backup) that a dry run will
 /// compare, with the backup's columns typed as in the target; returns (table, stage) pairs. A
 /// table that cannot have one (missing in the target, or columns missing) is left out: the
@@ -1063,24 +1083,16 @@ async fn dry_run_stages(
         };
         let stage = format!("rbac_dry_run_{}", stages.len());
         let cols = quoted_columns(t);
-        sqlx::query("SAVEPOINT rbac_dry_run")
-            .execute(&mut *tx)
-            .await?;
+        begin_savepoint(tx, "rbac_dry_run").await?;
         let made = sqlx::query(AssertSqlSafe(format!(
             "CREATE TEMP TABLE {stage} ON COMMIT DROP AS SELECT {cols} FROM {} WITH NO DATA",
             quote(&t.name)
         )))
         .execute(&mut *tx)
         .await;
+        end_savepoint(tx, "rbac_dry_run", made.is_ok()).await?;
         if made.is_ok() {
-            sqlx::query("RELEASE SAVEPOINT rbac_dry_run")
-                .execute(&mut *tx)
-                .await?;
             stages.push((t.name.clone(), stage));
-        } else {
-            sqlx::query("ROLLBACK TO SAVEPOINT rbac_dry_run")
-                .execute(&mut *tx)
-                .await?;
         }
     }
     Ok(stages)
@@ -1156,6 +1168,11 @@ async fn dry_run_full(
         sqlx::query(AssertSqlSafe(format!("DELETE FROM {stage}")))
             .execute(&mut *tx)
             .await?;
+        // The backup is read again: start the table's progress over.
+        progress.phase(
+            &format!("{} {} (full comparison)", m.id, t.name),
+            Some(t.rows + t.deleted),
+        );
     }
     copy_chunks(
         tx,

@@ -495,29 +495,9 @@ fn the_change_log_is_pruned(policy: TestDb) {
                 .unwrap()
         }),
     };
-    // PostgreSQL cuts below the oldest transaction running anywhere on the server when the
-    // backup's snapshot is taken (transaction ids are server-wide): wait until every
-    // transaction older than the logged changes, such as other tests', has ended.
     let settle = || {
         if let AppDb::Postgres(url) = &s.app {
-            block_on(async {
-                use sqlx::Connection;
-                let mut conn = sqlx::PgConnection::connect(url).await.unwrap();
-                for _ in 0..600 {
-                    let settled: bool = sqlx::query_scalar(
-                        "SELECT coalesce(pg_snapshot_xmin(pg_current_snapshot())::text::bigint \
-                                 > max(xmin::text::bigint), true) FROM rbac_backup_changes",
-                    )
-                    .fetch_one(&mut conn)
-                    .await
-                    .unwrap();
-                    if settled {
-                        return;
-                    }
-                    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-                }
-                panic!("transactions older than the change log stayed open for a minute");
-            });
+            block_on(crate::backup_support::settle_postgres(url));
         }
     };
     s.ok("ops", &["create"]);

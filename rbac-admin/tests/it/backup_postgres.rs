@@ -984,31 +984,6 @@ async fn dry_counts(
         .collect()
 }
 
-/// Waits until every transaction running on the server started after the last change logged
-/// in `url`. The change log's cut points (a restore's, a backup's) are below the oldest
-/// transaction running on the whole server (ids are server-wide), so other tests' transactions
-/// would hold them back: correct, but not the exact counts a test expects.
-async fn settle(url: &str) {
-    let mut db = PgConnection::connect(url).await.unwrap();
-    for attempt in 0.. {
-        let settled: bool = sqlx::query_scalar(
-            "SELECT pg_snapshot_xmin(pg_current_snapshot()) > \
-             (SELECT max(xid) FROM rbac_backup_changes)",
-        )
-        .fetch_one(&mut db)
-        .await
-        .unwrap();
-        if settled {
-            return;
-        }
-        assert!(
-            attempt < 600,
-            "transactions older than the last logged change stayed open for a minute"
-        );
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-    }
-}
-
 #[tokio::test]
 #[cfg_attr(
     not(rbac_pg_tests),
@@ -1051,7 +1026,7 @@ async fn postgres_dry_runs_read_only_what_the_change_log_names_and_count_exactly
 
     // Restored: the backup's rows are back, and the restore's mark in the change log makes
     // the next dry run of the same backup read only what changed after it.
-    settle(&pg.url).await;
+    backup_support::settle_postgres(&pg.url).await;
     service
         .restore(&restore(&m.id), &ops, &NoProgress)
         .await
@@ -1066,7 +1041,7 @@ async fn postgres_dry_runs_read_only_what_the_change_log_names_and_count_exactly
     assert_eq!(acme["invoices"], [0, 1, 249, 0, 0]);
 
     // A newer backup lets the log be pruned past the older one's baseline: compared in full.
-    settle(&pg.url).await;
+    backup_support::settle_postgres(&pg.url).await;
     let newer = full_backup(&service, &ops).await;
     pg.exec("UPDATE invoices SET paid = NOT paid WHERE id = 10")
         .await;

@@ -25,7 +25,7 @@ use sqlx::{AssertSqlSafe, PgConnection};
 use super::super::codec::ValueRef;
 use super::super::model::{BackupError, Manifest, TableManifest};
 use super::super::plan::quote;
-use super::CHANGES;
+use super::{CHANGES, begin_savepoint, end_savepoint};
 
 /// Changed keys a table may have before the full comparison is cheaper.
 const MAX_CHANGED_KEYS: i64 = 2_000_000;
@@ -100,16 +100,9 @@ pub(crate) async fn baseline(
     m: &Manifest,
     tenant: Option<&str>,
 ) -> Result<Option<Baseline>, BackupError> {
-    sqlx::query("SAVEPOINT rbac_baseline")
-        .execute(&mut *tx)
-        .await?;
+    begin_savepoint(tx, "rbac_baseline").await?;
     let found = find_baseline(tx, m, tenant).await;
-    let end = if found.is_ok() {
-        "RELEASE SAVEPOINT rbac_baseline"
-    } else {
-        "ROLLBACK TO SAVEPOINT rbac_baseline"
-    };
-    sqlx::query(end).execute(&mut *tx).await?;
+    end_savepoint(tx, "rbac_baseline", found.is_ok()).await?;
     Ok(found.ok().flatten())
 }
 
@@ -197,18 +190,12 @@ pub(crate) async fn changed_keys(
     t: &TableManifest,
     baseline: &Baseline,
 ) -> Result<Option<KeyFilter>, BackupError> {
-    sqlx::query("SAVEPOINT rbac_changed_keys")
-        .execute(&mut *tx)
-        .await?;
+    begin_savepoint(tx, "rbac_changed_keys").await?;
     let found = read_changed_keys(tx, t, baseline).await;
-    let end = match &found {
-        Ok(_) => "RELEASE SAVEPOINT rbac_changed_keys",
-        Err(e) => {
-            tracing::debug!(target: "rbac::backup", table = %t.name, error = %e, "change log unusable for the dry run; comparing in full");
-            "ROLLBACK TO SAVEPOINT rbac_changed_keys"
-        }
-    };
-    sqlx::query(end).execute(&mut *tx).await?;
+    if let Err(e) = &found {
+        tracing::debug!(target: "rbac::backup", table = %t.name, error = %e, "change log unusable for the dry run; comparing in full");
+    }
+    end_savepoint(tx, "rbac_changed_keys", found.is_ok()).await?;
     Ok(found.ok().flatten())
 }
 
@@ -275,32 +262,30 @@ async fn read_changed_keys(
 
 /// Each key column of a change-log row as the text a backup stores for it (`col::text`).
 fn key_texts(t: &TableManifest, positions: &[usize]) -> Vec<String> {
-    positions
-        .iter()
-        .enumerate()
-        .filter_map(|(n, &i)| {
-            t.columns
-                .get(i)
-                .map(|c| format!("((pk::jsonb ->> {n})::{})::text", c.decl_type))
-        })
+    (0..positions.len())
+        .map(|n| format!("({})::text", logged_key(t, n, "pk")))
         .collect()
+}
+
+/// Key column `n` of the change-log column `pk` (a JSON array of the key's texts), cast to
+/// the type of the table's key column `n` (text if the manifest does not say).
+pub(crate) fn logged_key(t: &TableManifest, n: usize, pk: &str) -> String {
+    let ty = t
+        .primary_key
+        .get(n)
+        .and_then(|k| t.columns.iter().find(|c| &c.name == k))
+        .map_or("text", |c| c.decl_type.as_str());
+    format!("({pk}::jsonb ->> {n})::{ty}")
 }
 
 /// The changed keys of one table, as SQL for the comparison's delete count: a subquery with
 /// columns `k0, k1, ...` typed like the table's key (`$1` table name, `$2` baseline).
 pub(crate) fn changed_keys_sql(t: &TableManifest, baseline: &Baseline) -> (String, Vec<String>) {
     let (condition, _, _) = baseline.condition();
-    let mut cols = Vec::new();
-    let mut names = Vec::new();
-    for (n, k) in t.primary_key.iter().enumerate() {
-        let ty = t
-            .columns
-            .iter()
-            .find(|c| &c.name == k)
-            .map_or("text", |c| c.decl_type.as_str());
-        cols.push(format!("(pk::jsonb ->> {n})::{ty} AS k{n}"));
-        names.push(format!("k{n}"));
-    }
+    let cols: Vec<String> = (0..t.primary_key.len())
+        .map(|n| format!("{} AS k{n}", logged_key(t, n, "pk")))
+        .collect();
+    let names = (0..t.primary_key.len()).map(|n| format!("k{n}")).collect();
     (
         format!(
             "SELECT DISTINCT {} FROM (SELECT DISTINCT pk FROM {CHANGES} \

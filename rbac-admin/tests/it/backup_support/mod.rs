@@ -224,3 +224,27 @@ pub(crate) fn flip_byte(path: &Path, offset: usize) {
     data[i] ^= 0x40;
     std::fs::write(path, data).expect("write");
 }
+
+/// Waits until every transaction on the PostgreSQL server at `url` that is older than the
+/// last change logged in `rbac_backup_changes` has ended. A backup's snapshot cuts below the
+/// oldest transaction running anywhere on the server (transaction ids are server-wide), so
+/// tests that count exactly what an incremental or a dry run reads wait for other tests'
+/// transactions first.
+pub(crate) async fn settle_postgres(url: &str) {
+    use sqlx::Connection;
+    let mut db = sqlx::PgConnection::connect(url).await.unwrap();
+    for _ in 0..600 {
+        let settled: bool = sqlx::query_scalar(
+            "SELECT coalesce(pg_snapshot_xmin(pg_current_snapshot()) > max(xid), true) \
+             FROM rbac_backup_changes",
+        )
+        .fetch_one(&mut db)
+        .await
+        .unwrap();
+        if settled {
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    panic!("transactions older than the last logged change stayed open for a minute");
+}
