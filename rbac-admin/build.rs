@@ -13,4 +13,10 @@ fn main() {
     if std::env::var_os("RBAC_TEST_S3_ENDPOINT").is_some_and(|v| !v.is_empty()) {
         println!("cargo::rustc-cfg=rbac_s3_tests");
     }
+    // The Azure Blob Storage tests, against a loopback Azurite (`bash .ci/azure.sh`).
+    println!("cargo::rustc-check-cfg=cfg(rbac_azure_tests)");
+    println!("cargo::rerun-if-env-changed=RBAC_TEST_AZURE_ENDPOINT");
+    if std::env::var_os("RBAC_TEST_AZURE_ENDPOINT").is_some_and(|v| !v.is_empty()) {
+        println!("cargo::rustc-cfg=rbac_azure_tests");
+    }
 }

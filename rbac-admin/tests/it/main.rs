@@ -34,10 +34,12 @@ macro_rules! on_both_databases {
     };
 }
 
+mod azure_support;
 mod backup_support;
 mod s3_support;
 
 mod admin;
+mod backup_azure;
 mod backup_binary;
 mod backup_cli;
 mod backup_crypto;
