@@ -169,25 +169,26 @@ impl Bits {
     }
 }
 
-/// Permission sets, each stored the cheaper way: a bitset when it holds many permissions, a
-/// sorted list of ids when it holds few (at 10,000 permissions a bitset is 1.25 KB; most
-/// effective sets hold a few dozen). Identical sets are stored once.
+/// Effective sets, allowed and denied bits together, in one arena of `u32` words.
+///
+/// A set's id is the offset of its first word, so a check reads the set right away (no id →
+/// location table, which would be one more cache miss on large policies). A set is two parts,
+/// allowed then denied, each one header word followed by its data, stored the cheaper way: a
+/// bitset (header [`DENSE`], then the bitset as `2 * words` halves) when it holds many
+/// permissions, else a sorted list of ids (header: their count). At 10,000 permissions a bitset
+/// is 1.25 KB, and most effective sets hold a few dozen. Identical sets are stored once.
 #[derive(Debug, Default)]
 struct Sets {
+    /// `u64` words of a bitset over every permission.
     words: usize,
-    index: Vec<SetRef>,
-    dense: Vec<u64>,
-    sparse: Vec<u32>,
-    by_content: HashMap<Vec<u64>, SetRef>,
+    data: Vec<u32>,
+    /// How many (role set, scope) sets were added, identical ones counted each time.
+    count: usize,
+    by_content: HashMap<(Vec<u64>, Vec<u64>), u32>,
 }
 
-#[derive(Debug, Clone, Copy)]
-enum SetRef {
-    /// Offset of the set's first word in `dense`.
-    Dense(u32),
-    /// `sparse[start .. start + len]`, sorted.
-    Sparse { start: u32, len: u32 },
-}
+/// Header bit of a part stored as a bitset.
+const DENSE: u32 = 1 << 31;
 
 impl Sets {
     fn new(words: usize) -> Sets {
@@ -197,113 +198,314 @@ impl Sets {
         }
     }
 
-    /// Adds a set given as bitset words and returns its id.
-    fn push(&mut self, words: Vec<u64>) -> u32 {
-        let id = self.index.len() as u32;
-        if let Some(&existing) = self.by_content.get(&words) {
-            self.index.push(existing);
-            return id;
+    /// Adds a set given as bitset words (allowed, denied) and returns its id, or NONE when the
+    /// arena would outgrow `u32` offsets (then the set holds nothing: denied, never misread).
+    fn push(&mut self, allowed: Vec<u64>, denied: Vec<u64>) -> u32 {
+        self.count += 1;
+        let key = (allowed, denied);
+        if let Some(&existing) = self.by_content.get(&key) {
+            return existing;
         }
-        let count: usize = words.iter().map(|w| w.count_ones() as usize).sum();
-        // A list of u32 ids beats the bitset while it is under half the bitset's size.
-        let set = if count * 4 < self.words * 8 / 2 {
-            let start = self.sparse.len() as u32;
-            for (i, w) in words.iter().enumerate() {
-                let mut w = *w;
-                while w != 0 {
-                    self.sparse.push(i as u32 * 64 + w.trailing_zeros());
-                    w &= w - 1;
-                }
-            }
-            SetRef::Sparse {
-                start,
-                len: count as u32,
-            }
-        } else {
-            let start = self.dense.len() as u32;
-            self.dense.extend_from_slice(&words);
-            SetRef::Dense(start)
+        let Ok(id) = u32::try_from(self.data.len()) else {
+            return NONE;
         };
-        self.by_content.insert(words, set);
-        self.index.push(set);
+        if id == NONE {
+            return NONE;
+        }
+        self.push_part(&key.0);
+        self.push_part(&key.1);
+        self.by_content.insert(key, id);
         id
     }
 
+    fn push_part(&mut self, words: &[u64]) {
+        let count: usize = words.iter().map(|w| w.count_ones() as usize).sum();
+        // A list of u32 ids beats the bitset while it is under half the bitset's size.
+        if count * 4 < self.words * 8 / 2 {
+            self.data.push(count as u32);
+            for (i, w) in words.iter().enumerate() {
+                let mut w = *w;
+                while w != 0 {
+                    self.data.push(i as u32 * 64 + w.trailing_zeros());
+                    w &= w - 1;
+                }
+            }
+        } else {
+            self.data.push(DENSE);
+            for i in 0..self.words {
+                let w = words.get(i).copied().unwrap_or(0);
+                self.data.push(w as u32);
+                self.data.push((w >> 32) as u32);
+            }
+        }
+    }
+
+    /// The part that starts at `at`: whether it is a bitset, and its data.
     #[inline]
-    fn test(&self, set: u32, bit: u32) -> bool {
-        match self.index.get(set as usize) {
-            Some(SetRef::Dense(start)) => self
-                .dense
-                .get(*start as usize + bit as usize / 64)
-                .is_some_and(|w| (w >> (bit % 64)) & 1 == 1),
-            Some(&SetRef::Sparse { start, len }) => self
-                .sparse
-                .get(start as usize..start as usize + len as usize)
-                .is_some_and(|ids| ids.binary_search(&bit).is_ok()),
+    fn part(&self, at: usize) -> Option<(bool, &[u32])> {
+        let header = *self.data.get(at)?;
+        let (dense, len) = if header & DENSE != 0 {
+            (true, self.words * 2)
+        } else {
+            (false, header as usize)
+        };
+        Some((dense, self.data.get(at + 1..at + 1 + len)?))
+    }
+
+    /// Where the denied part of `set` starts.
+    #[inline]
+    fn denied_at(&self, set: u32) -> Option<usize> {
+        let (_, allowed) = self.part(set as usize)?;
+        Some(set as usize + 1 + allowed.len())
+    }
+
+    #[inline]
+    fn part_test(&self, at: usize, bit: u32) -> bool {
+        match self.part(at) {
+            Some((true, halves)) => halves
+                .get(bit as usize / 32)
+                .is_some_and(|w| (w >> (bit % 32)) & 1 == 1),
+            Some((false, ids)) => ids.binary_search(&bit).is_ok(),
             None => false,
         }
     }
 
-    /// Whether the set holds any id in `lo..hi`.
-    fn any_in(&self, set: u32, lo: u32, hi: u32) -> bool {
+    /// Whether `set` allows permission `bit`.
+    #[inline]
+    fn allows(&self, set: u32, bit: u32) -> bool {
+        self.part_test(set as usize, bit)
+    }
+
+    /// Whether `set` denies permission `bit` (for the reason of a deny).
+    #[inline]
+    fn denies(&self, set: u32, bit: u32) -> bool {
+        self.denied_at(set)
+            .is_some_and(|at| self.part_test(at, bit))
+    }
+
+    /// Whether the part at `at` holds any id in `lo..hi`.
+    fn part_any_in(&self, at: usize, lo: u32, hi: u32) -> bool {
         if lo >= hi {
             return false;
         }
-        match self.index.get(set as usize) {
-            Some(SetRef::Dense(start)) => {
-                let (first, last) = (lo as usize / 64, (hi as usize - 1) / 64);
+        match self.part(at) {
+            Some((true, halves)) => {
+                let (first, last) = (lo as usize / 32, (hi as usize - 1) / 32);
                 (first..=last).any(|w| {
-                    let word = self.dense.get(*start as usize + w).copied().unwrap_or(0);
-                    let from = if w == first { lo % 64 } else { 0 };
-                    let to = if w == last { (hi - 1) % 64 } else { 63 };
+                    let word = halves.get(w).copied().unwrap_or(0);
+                    let from = if w == first { lo % 32 } else { 0 };
+                    let to = if w == last { (hi - 1) % 32 } else { 31 };
                     // Bits from..=to of the word.
-                    let mask = (u64::MAX << from) & (u64::MAX >> (63 - to));
+                    let mask = (u32::MAX << from) & (u32::MAX >> (31 - to));
                     word & mask != 0
                 })
             }
-            Some(&SetRef::Sparse { start, len }) => self
-                .sparse
-                .get(start as usize..start as usize + len as usize)
-                .is_some_and(|ids| {
-                    let i = ids.partition_point(|&id| id < lo);
-                    ids.get(i).is_some_and(|&id| id < hi)
-                }),
+            Some((false, ids)) => {
+                let i = ids.partition_point(|&id| id < lo);
+                ids.get(i).is_some_and(|&id| id < hi)
+            }
             None => false,
         }
     }
 
+    fn allows_any_in(&self, set: u32, lo: u32, hi: u32) -> bool {
+        self.part_any_in(set as usize, lo, hi)
+    }
+
+    fn denies_any_in(&self, set: u32, lo: u32, hi: u32) -> bool {
+        self.denied_at(set)
+            .is_some_and(|at| self.part_any_in(at, lo, hi))
+    }
+
     fn len(&self) -> usize {
-        self.index.len()
+        self.count
     }
 
     /// Drops the build-time index of contents.
     fn seal(&mut self) {
         self.by_content = HashMap::new();
-        self.dense.shrink_to_fit();
-        self.sparse.shrink_to_fit();
+        self.data.shrink_to_fit();
     }
 }
 
+/// Longest subject name kept inside its record.
+const INLINE: usize = 20;
+
+/// A subject: its name and where its effective sets are. It is also the subject's slot in
+/// [`Subjects`], so finding the name finds the record, in one cache line or two adjacent ones.
 #[derive(Debug, Clone, Copy)]
 struct SubjectRec {
+    /// Length of the name in bytes; 0 marks an empty slot.
+    name_len: u16,
+    /// 16 bits of the name's hash: most other names are passed over without a comparison.
+    tag: u16,
+    /// The name when it is at most [`INLINE`] bytes long, else (first 4 bytes, little endian)
+    /// its offset in [`Subjects::long`].
+    name: [u8; INLINE],
     /// Interned list of global roles, or NONE.
     global_combo: u32,
     /// Effective set in the global scope, or NONE.
     global_set: u32,
     /// The first tenant entry, inline: most subjects belong to one tenant, and then a check
-    /// reads no second array (one cache miss less on large policies). `tenant` is NONE when
-    /// the subject holds roles in no tenant.
+    /// reads no second array. `first.tenant` is NONE when the subject holds roles in no tenant.
     first: TenantEntry,
     /// The other tenant entries: `entries[start .. start + len]`, sorted by tenant id.
     start: u32,
     len: u32,
 }
 
+impl SubjectRec {
+    const EMPTY: SubjectRec = SubjectRec {
+        name_len: 0,
+        tag: 0,
+        name: [0; INLINE],
+        global_combo: NONE,
+        global_set: NONE,
+        first: TenantEntry {
+            tenant: NONE,
+            set: NONE,
+        },
+        start: 0,
+        len: 0,
+    };
+}
+
 #[derive(Debug, Clone, Copy)]
 struct TenantEntry {
     tenant: u32,
     set: u32,
-    combo: u32,
+}
+
+/// Subjects by name: an open-addressing hash table (linear probing) whose slots are the
+/// subject records. A subject's id is its slot's index.
+#[derive(Debug, Default)]
+struct Subjects {
+    slots: Vec<SubjectRec>,
+    /// Names longer than [`INLINE`] bytes, back to back.
+    long: Vec<u8>,
+    /// Role combination of each slot's first tenant entry (NONE if none), for `explain`.
+    first_combos: Vec<u32>,
+    count: usize,
+    hasher: RandomState,
+}
+
+impl Subjects {
+    /// An empty table with room for `n` subjects at a load factor of at most 3/4.
+    fn with_capacity(n: usize) -> Subjects {
+        // Ids are u32 (and NONE is not one), and `home` needs the count to fit in 32 bits.
+        let slots = n
+            .saturating_add(n / 3)
+            .saturating_add(1)
+            .min(u32::MAX as usize);
+        Subjects {
+            slots: vec![SubjectRec::EMPTY; slots],
+            first_combos: vec![NONE; slots],
+            ..Subjects::default()
+        }
+    }
+
+    #[inline]
+    fn hash(&self, name: &[u8]) -> u64 {
+        use std::hash::BuildHasher;
+        self.hasher.hash_one(name)
+    }
+
+    /// The slot where the probe for `hash` starts.
+    #[inline]
+    fn home(&self, hash: u64) -> usize {
+        ((hash & 0xffff_ffff).wrapping_mul(self.slots.len() as u64) >> 32) as usize
+    }
+
+    #[inline]
+    fn name<'a>(&'a self, slot: &'a SubjectRec) -> &'a [u8] {
+        let len = slot.name_len as usize;
+        if len <= INLINE {
+            slot.name.get(..len).unwrap_or(&[])
+        } else {
+            let start = u32::from_le_bytes([slot.name[0], slot.name[1], slot.name[2], slot.name[3]])
+                as usize;
+            self.long.get(start..start + len).unwrap_or(&[])
+        }
+    }
+
+    /// The id of `name`, if the policy knows it: the name is compared in full, never decided
+    /// on its hash.
+    #[inline]
+    fn get(&self, name: &str) -> Option<u32> {
+        let name = name.as_bytes();
+        let len = u16::try_from(name.len()).ok()?;
+        let hash = self.hash(name);
+        let tag = (hash >> 48) as u16;
+        let n = self.slots.len();
+        let mut i = self.home(hash);
+        // The table always has an empty slot, which ends the probe; the bound is a safeguard.
+        for _ in 0..n {
+            let slot = self.slots.get(i)?;
+            if slot.name_len == 0 {
+                return None;
+            }
+            if slot.tag == tag && slot.name_len == len && self.name(slot) == name {
+                return Some(i as u32);
+            }
+            i += 1;
+            if i == n {
+                i = 0;
+            }
+        }
+        None
+    }
+
+    /// Adds `name` (not there yet) and returns its id, or None if it cannot be stored: an
+    /// empty name, one over 65,535 bytes, a full table or an arena over 4 GiB (a validated
+    /// policy has none of these). Such a subject is then unknown, so denied, never aliased.
+    fn insert(&mut self, name: &str) -> Option<u32> {
+        let bytes = name.as_bytes();
+        let len = u16::try_from(bytes.len()).ok().filter(|&l| l != 0)?;
+        if self.count + 1 >= self.slots.len() || u32::try_from(self.slots.len()).is_err() {
+            return None;
+        }
+        let hash = self.hash(bytes);
+        let mut rec = SubjectRec {
+            name_len: len,
+            tag: (hash >> 48) as u16,
+            ..SubjectRec::EMPTY
+        };
+        if bytes.len() <= INLINE {
+            rec.name[..bytes.len()].copy_from_slice(bytes);
+        } else {
+            let start = u32::try_from(self.long.len()).ok()?;
+            rec.name[..4].copy_from_slice(&start.to_le_bytes());
+            self.long.extend_from_slice(bytes);
+        }
+        let n = self.slots.len();
+        let mut i = self.home(hash);
+        loop {
+            let slot = self.slots.get_mut(i)?;
+            if slot.name_len == 0 {
+                *slot = rec;
+                self.count += 1;
+                return Some(i as u32);
+            }
+            i += 1;
+            if i == n {
+                i = 0;
+            }
+        }
+    }
+
+    #[inline]
+    fn record(&self, id: u32) -> Option<&SubjectRec> {
+        self.slots.get(id as usize).filter(|r| r.name_len != 0)
+    }
+
+    /// Every subject's record.
+    fn records(&self) -> impl Iterator<Item = &SubjectRec> {
+        self.slots.iter().filter(|r| r.name_len != 0)
+    }
+
+    fn len(&self) -> usize {
+        self.count
+    }
 }
 
 /// An immutable, compiled policy. Checks against it are a few hash lookups and a bit test;
@@ -337,17 +539,17 @@ pub struct Snapshot {
     permissions: Interner,
     tenants: Interner,
     roles: Interner,
-    subjects: Interner,
-    records: Vec<SubjectRec>,
+    subjects: Subjects,
     entries: Vec<TenantEntry>,
+    /// Role combination of each of `entries`, for `explain`.
+    entry_combos: Vec<u32>,
     combos: Vec<Box<[u32]>>,
-    /// Effective sets of (subject, scope) combinations: allowed bits in `allowed`, denied bits
-    /// (for the reason of a deny) in `denied`, both indexed by set id.
-    allowed: Sets,
-    denied: Sets,
+    /// Effective sets of (subject, scope) combinations: allowed bits, and denied bits (for the
+    /// reason of a deny).
+    sets: Sets,
     /// For subjects with only global roles, in tenants whose own rules change those roles:
-    /// tenant id → (global combo → set).
-    overlays: HashMap<u32, HashMap<u32, u32>>,
+    /// (tenant id, global combo) → set.
+    overlays: hashbrown::HashMap<(u32, u32), u32, RandomState>,
     /// Global layer of each role id (None for roles that exist only inside tenants).
     global_layers: Vec<Option<Layer>>,
     /// Tenant layers by (tenant, role).
@@ -430,7 +632,7 @@ impl Snapshot {
             return false;
         }
         match self.set_of(subject.index, tenant.index) {
-            Some(set) => self.allowed.test(set, permission.index),
+            Some(set) => self.sets.allows(set, permission.index),
             None => false,
         }
     }
@@ -477,8 +679,8 @@ impl Snapshot {
     #[inline]
     fn decide_raw(&self, s: u32, t: u32, p: u32) -> Decision {
         match self.set_of(s, t) {
-            Some(set) if self.allowed.test(set, p) => Decision::new(Cause::Granted),
-            Some(set) if self.denied.test(set, p) => Decision::new(Cause::ExplicitDeny),
+            Some(set) if self.sets.allows(set, p) => Decision::new(Cause::Granted),
+            Some(set) if self.sets.denies(set, p) => Decision::new(Cause::ExplicitDeny),
             Some(_) => Decision::new(Cause::NoGrant),
             None => Decision::new(Cause::NoRoles),
         }
@@ -487,36 +689,45 @@ impl Snapshot {
     /// The effective set of a subject in a scope, if it holds any role there.
     #[inline]
     fn set_of(&self, s: u32, t: u32) -> Option<u32> {
-        let rec = self.records.get(s as usize)?;
+        let rec = self.subjects.record(s)?;
         if t == GLOBAL {
             return (rec.global_set != NONE).then_some(rec.global_set);
         }
         if let Some(entry) = self.entry(rec, t) {
-            return Some(entry.set);
+            return Some(entry.1.set);
         }
         if rec.global_combo == NONE {
             return None;
         }
-        let overlay = self.overlays.get(&t).and_then(|m| m.get(&rec.global_combo));
+        if self.overlays.is_empty() {
+            return Some(rec.global_set);
+        }
+        let overlay = self.overlays.get(&(t, rec.global_combo));
         Some(overlay.copied().unwrap_or(rec.global_set))
     }
 
+    /// The subject's entry for tenant `t`, and its index in `entries` (None: the inline one).
     #[inline]
-    fn entry<'a>(&'a self, rec: &'a SubjectRec, t: u32) -> Option<&'a TenantEntry> {
+    fn entry<'a>(
+        &'a self,
+        rec: &'a SubjectRec,
+        t: u32,
+    ) -> Option<(Option<usize>, &'a TenantEntry)> {
         // The empty `first` has tenant NONE, which is also GLOBAL: never match the global scope.
         if rec.first.tenant == t && t != GLOBAL {
-            return Some(&rec.first);
+            return Some((None, &rec.first));
+        }
+        if rec.len == 0 {
+            return None;
         }
         let start = rec.start as usize;
         let entries = self.entries.get(start..start + rec.len as usize)?;
-        if entries.len() <= 8 {
-            entries.iter().find(|e| e.tenant == t)
+        let i = if entries.len() <= 8 {
+            entries.iter().position(|e| e.tenant == t)
         } else {
-            entries
-                .binary_search_by_key(&t, |e| e.tenant)
-                .ok()
-                .and_then(|i| entries.get(i))
-        }
+            entries.binary_search_by_key(&t, |e| e.tenant).ok()
+        }?;
+        Some((Some(start + i), entries.get(i)?))
     }
 
     /// The ids of the permissions of `module`: the one named `module` and every one named
@@ -558,8 +769,8 @@ impl Snapshot {
             Err(cause) => return Decision::new(cause),
         };
         match self.set_of(s, t) {
-            Some(set) if self.allowed.any_in(set, lo, hi) => Decision::new(Cause::Granted),
-            Some(set) if self.denied.any_in(set, lo, hi) => Decision::new(Cause::ExplicitDeny),
+            Some(set) if self.sets.allows_any_in(set, lo, hi) => Decision::new(Cause::Granted),
+            Some(set) if self.sets.denies_any_in(set, lo, hi) => Decision::new(Cause::ExplicitDeny),
             Some(_) => Decision::new(Cause::NoGrant),
             None => Decision::new(Cause::NoRoles),
         }
@@ -578,7 +789,7 @@ impl Snapshot {
         let Some(set) = set else { return Vec::new() };
         let n = self.permissions.len() as u32;
         (0..n)
-            .filter(|&p| self.allowed.test(set, p))
+            .filter(|&p| self.sets.allows(set, p))
             .map(|p| self.permissions.name(p))
             .collect()
     }
@@ -664,12 +875,18 @@ impl Snapshot {
     }
 
     fn held_roles(&self, s: u32, t: u32) -> Vec<u32> {
-        let Some(rec) = self.records.get(s as usize) else {
+        let Some(rec) = self.subjects.record(s) else {
             return Vec::new();
         };
         let combo = match (t, self.entry(rec, t)) {
             (GLOBAL, _) | (_, None) => rec.global_combo,
-            (_, Some(entry)) => entry.combo,
+            (_, Some((None, _))) => self
+                .subjects
+                .first_combos
+                .get(s as usize)
+                .copied()
+                .unwrap_or(NONE),
+            (_, Some((Some(i), _))) => self.entry_combos.get(i).copied().unwrap_or(NONE),
         };
         self.combos
             .get(combo as usize)
@@ -755,7 +972,7 @@ impl Snapshot {
             tenants: self.tenants.len(),
             roles: self.roles.len(),
             permissions: self.permissions.len(),
-            effective_sets: self.allowed.len(),
+            effective_sets: self.sets.len(),
         }
     }
 }
@@ -801,13 +1018,12 @@ impl<'a> Compiler<'a> {
             permissions: Interner::default(),
             tenants: Interner::default(),
             roles: Interner::default(),
-            subjects: Interner::default(),
-            records: Vec::with_capacity(doc.subjects.len()),
+            subjects: Subjects::with_capacity(doc.subjects.len()),
             entries: Vec::new(),
+            entry_combos: Vec::new(),
             combos: Vec::new(),
-            allowed: Sets::new(words),
-            denied: Sets::new(words),
-            overlays: HashMap::new(),
+            sets: Sets::new(words),
+            overlays: hashbrown::HashMap::default(),
             global_layers: Vec::new(),
             tenant_layers: HashMap::new(),
             resource_policies: crate::rows::ResourcePolicies::default(),
@@ -871,13 +1087,14 @@ impl<'a> Compiler<'a> {
         self.tenant_effects();
         self.subjects();
         self.overlays();
-        self.snap.allowed.seal();
-        self.snap.denied.seal();
+        self.snap.sets.seal();
+        self.snap.entries.shrink_to_fit();
+        self.snap.entry_combos.shrink_to_fit();
+        self.snap.subjects.long.shrink_to_fit();
         for interner in [
             &mut self.snap.permissions,
             &mut self.snap.tenants,
             &mut self.snap.roles,
-            &mut self.snap.subjects,
         ] {
             interner.shrink();
         }
@@ -1095,17 +1312,17 @@ impl<'a> Compiler<'a> {
             }
         }
         let effective: Vec<u64> = allow.iter().zip(&deny).map(|(a, d)| a & !d).collect();
-        let allowed = self.snap.allowed.push(effective);
-        let denied = self.snap.denied.push(deny);
-        debug_assert_eq!(allowed, denied);
-        self.set_ids.insert((combo, scope), allowed);
-        allowed
+        let set = self.snap.sets.push(effective, deny);
+        self.set_ids.insert((combo, scope), set);
+        set
     }
 
     fn subjects(&mut self) {
         let doc = self.policy.document();
         for (subject, def) in &doc.subjects {
-            self.snap.subjects.intern(subject);
+            let Some(id) = self.snap.subjects.insert(subject) else {
+                continue;
+            };
             let global: Vec<u32> = def
                 .roles
                 .iter()
@@ -1118,7 +1335,7 @@ impl<'a> Compiler<'a> {
                 (c, self.set(c, GLOBAL))
             };
             let start = self.snap.entries.len() as u32;
-            let mut entries: Vec<TenantEntry> = Vec::with_capacity(def.tenants.len());
+            let mut entries: Vec<(TenantEntry, u32)> = Vec::with_capacity(def.tenants.len());
             for (tenant, roles) in &def.tenants {
                 let Some(t) = self.snap.tenants.get(tenant) else {
                     continue;
@@ -1127,28 +1344,32 @@ impl<'a> Compiler<'a> {
                 held.extend(roles.iter().filter_map(|r| self.snap.roles.get(r)));
                 let combo = self.combo(held);
                 let set = self.set(combo, t);
-                entries.push(TenantEntry {
-                    tenant: t,
-                    set,
-                    combo,
-                });
+                entries.push((TenantEntry { tenant: t, set }, combo));
             }
-            entries.sort_unstable_by_key(|e| e.tenant);
+            entries.sort_unstable_by_key(|(e, _)| e.tenant);
             let mut rest = entries.into_iter();
-            let first = rest.next().unwrap_or(TenantEntry {
-                tenant: NONE,
-                set: NONE,
-                combo: NONE,
-            });
-            self.snap.entries.extend(rest);
+            let (first, first_combo) = rest.next().unwrap_or((
+                TenantEntry {
+                    tenant: NONE,
+                    set: NONE,
+                },
+                NONE,
+            ));
+            for (entry, combo) in rest {
+                self.snap.entries.push(entry);
+                self.snap.entry_combos.push(combo);
+            }
             let len = self.snap.entries.len() as u32 - start;
-            self.snap.records.push(SubjectRec {
-                global_combo,
-                global_set,
-                first,
-                start,
-                len,
-            });
+            if let Some(rec) = self.snap.subjects.slots.get_mut(id as usize) {
+                rec.global_combo = global_combo;
+                rec.global_set = global_set;
+                rec.first = first;
+                rec.start = start;
+                rec.len = len;
+            }
+            if let Some(combo) = self.snap.subjects.first_combos.get_mut(id as usize) {
+                *combo = first_combo;
+            }
         }
     }
 
@@ -1156,8 +1377,8 @@ impl<'a> Compiler<'a> {
     fn overlays(&mut self) {
         let global_combos: BTreeSet<u32> = self
             .snap
-            .records
-            .iter()
+            .subjects
+            .records()
             .map(|r| r.global_combo)
             .filter(|&c| c != NONE)
             .collect();
@@ -1175,7 +1396,7 @@ impl<'a> Compiler<'a> {
                 };
                 if touched {
                     let set = self.set(c, t);
-                    self.snap.overlays.entry(t).or_default().insert(c, set);
+                    self.snap.overlays.insert((t, c), set);
                 }
             }
         }
@@ -1227,4 +1448,64 @@ fn post_order(roots: &[u32], parents: impl Fn(u32) -> Vec<u32>) -> Vec<u32> {
         }
     }
     order
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Names inside the record and in the arena, ones that differ only past the inline part,
+    /// and lookups of names that are not there.
+    #[test]
+    fn subject_table_compares_whole_names() {
+        let long = "x".repeat(INLINE);
+        let names: Vec<String> = (0..500)
+            .map(|i| match i % 3 {
+                0 => format!("u{i}"),
+                1 => format!("{long}{i}"),
+                _ => format!("{long}{long}@{i}"),
+            })
+            .collect();
+        let mut table = Subjects::with_capacity(names.len());
+        let ids: Vec<u32> = names
+            .iter()
+            .map(|n| table.insert(n).expect("room for every name"))
+            .collect();
+        for (name, id) in names.iter().zip(&ids) {
+            assert_eq!(table.get(name), Some(*id), "{name}");
+        }
+        for missing in [
+            "",
+            "u",
+            "u1000",
+            &long,
+            &format!("{long}1000"),
+            &"y".repeat(300),
+        ] {
+            assert_eq!(table.get(missing), None, "{missing}");
+        }
+        assert_eq!(table.len(), names.len());
+        assert_eq!(table.records().count(), names.len());
+    }
+
+    #[test]
+    fn sets_test_both_parts() {
+        let mut sets = Sets::new(4);
+        // Sparse allowed, dense denied, and the reverse.
+        let few = vec![0b1010, 0, 0, 0];
+        let many = vec![u64::MAX, 0b1, 0, 0];
+        let a = sets.push(few.clone(), many.clone());
+        let b = sets.push(many.clone(), few.clone());
+        assert_eq!(sets.push(few.clone(), many.clone()), a);
+        assert!(sets.allows(a, 1) && sets.allows(a, 3) && !sets.allows(a, 2));
+        assert!(sets.denies(b, 1) && !sets.denies(b, 0));
+        assert!(sets.denies(a, 0) && sets.denies(a, 64) && !sets.denies(a, 65));
+        assert!(sets.allows(b, 63) && sets.allows(b, 64) && !sets.allows(b, 65));
+        assert!(sets.denies(b, 3) && !sets.denies(b, 4));
+        assert!(!sets.allows(a, 1000) && !sets.denies(b, 1000));
+        assert!(sets.allows_any_in(a, 2, 4) && !sets.allows_any_in(a, 4, 128));
+        assert!(sets.denies_any_in(b, 3, 4) && !sets.denies_any_in(b, 4, 128));
+        assert!(sets.allows_any_in(b, 64, 65) && !sets.allows_any_in(b, 65, 128));
+        assert_eq!(sets.len(), 3);
+    }
 }
