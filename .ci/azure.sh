@@ -21,16 +21,11 @@ answers() {
     [ -n "$code" ] && [ "$code" != 000 ]
 }
 
+# shellcheck source=server.sh
+. "$(dirname "$0")/server.sh"
+
 if [ "${1:-start}" = stop ]; then
-    if [ -f "$STATE/pid" ]; then
-        pid=$(cat "$STATE/pid")
-        kill "$pid" 2>/dev/null || true
-        for _ in $(seq 1 50); do
-            kill -0 "$pid" 2>/dev/null || break
-            sleep 0.1
-        done
-        rm -f "$STATE/pid"
-    fi
+    stop_server
     exit 0
 fi
 
@@ -51,26 +46,7 @@ if [ ! -x "$PREFIX/node_modules/.bin/azurite-blob" ]; then
     npm install --prefix "$PREFIX" --no-audit --no-fund --loglevel=error azurite@3 >&2
 fi
 
-mkdir -p "$STATE"
-# setsid: the server outlives this script and is not killed with the caller's process group.
 # --skipApiVersionCheck: the Rust client may speak a newer API version than this Azurite knows.
-setsid "$PREFIX/node_modules/.bin/azurite-blob" \
+start_server "$PREFIX/node_modules/.bin/azurite-blob" \
     --blobHost 127.0.0.1 --blobPort "$PORT" \
-    --inMemoryPersistence --skipApiVersionCheck --disableTelemetry \
-    >"$STATE/server.log" 2>&1 </dev/null &
-echo $! >"$STATE/pid"
-
-for _ in $(seq 1 150); do
-    if answers; then
-        echo "$ENDPOINT"
-        exit 0
-    fi
-    if ! kill -0 "$(cat "$STATE/pid")" 2>/dev/null; then
-        echo "azurite-blob exited; its log ($STATE/server.log):" >&2
-        cat "$STATE/server.log" >&2
-        exit 1
-    fi
-    sleep 0.2
-done
-echo "azurite-blob did not answer on $ENDPOINT within 30 s; log: $STATE/server.log" >&2
-exit 1
+    --inMemoryPersistence --skipApiVersionCheck --disableTelemetry

@@ -17,16 +17,11 @@ answers() {
     curl -s -o /dev/null --max-time 2 "$ENDPOINT/" 2>/dev/null
 }
 
+# shellcheck source=server.sh
+. "$(dirname "$0")/server.sh"
+
 if [ "${1:-start}" = stop ]; then
-    if [ -f "$STATE/pid" ]; then
-        pid=$(cat "$STATE/pid")
-        kill "$pid" 2>/dev/null || true
-        for _ in $(seq 1 50); do
-            kill -0 "$pid" 2>/dev/null || break
-            sleep 0.1
-        done
-        rm -f "$STATE/pid"
-    fi
+    stop_server
     exit 0
 fi
 
@@ -41,22 +36,4 @@ if ! command -v moto_server >/dev/null 2>&1; then
     hash -r
 fi
 
-mkdir -p "$STATE"
-# setsid: the server outlives this script and is not killed with the caller's process group.
-setsid moto_server -H 127.0.0.1 -p "$PORT" >"$STATE/server.log" 2>&1 </dev/null &
-echo $! >"$STATE/pid"
-
-for _ in $(seq 1 150); do
-    if answers; then
-        echo "$ENDPOINT"
-        exit 0
-    fi
-    if ! kill -0 "$(cat "$STATE/pid")" 2>/dev/null; then
-        echo "moto_server exited; its log ($STATE/server.log):" >&2
-        cat "$STATE/server.log" >&2
-        exit 1
-    fi
-    sleep 0.2
-done
-echo "moto_server did not answer on $ENDPOINT within 30 s; log: $STATE/server.log" >&2
-exit 1
+start_server moto_server -H 127.0.0.1 -p "$PORT"

@@ -36,6 +36,7 @@ macro_rules! on_both_databases {
 
 mod azure_support;
 mod backup_support;
+mod loopback_http;
 mod s3_support;
 
 mod admin;

@@ -7,8 +7,6 @@
 
 #![allow(dead_code, reason = "each test file uses a part")]
 
-use std::io::{Read, Write};
-use std::net::TcpStream;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use base64::Engine as _;
@@ -72,11 +70,7 @@ impl Azure {
         if status != 200 {
             return Err(format!("HTTP {status}: {body}"));
         }
-        Ok(body
-            .split("<Name>")
-            .skip(1)
-            .filter_map(|part| part.split_once("</Name>").map(|(k, _)| k.to_owned()))
-            .collect())
+        Ok(crate::loopback_http::xml_values(&body, "Name"))
     }
 
     /// One signed HTTP/1.0 request with no body (1.0: the answer is never chunked); `query`
@@ -113,40 +107,13 @@ impl Azure {
         );
         let signature = base64::engine::general_purpose::STANDARD.encode(tag.as_ref());
         let query: Vec<String> = query.iter().map(|(k, v)| format!("{k}={v}")).collect();
-        let mut stream = TcpStream::connect(host).map_err(|e| format!("connect {host}: {e}"))?;
-        let timeout = Some(Duration::from_secs(10));
-        stream
-            .set_read_timeout(timeout)
-            .map_err(|e| e.to_string())?;
-        stream
-            .set_write_timeout(timeout)
-            .map_err(|e| e.to_string())?;
-        write!(
-            stream,
-            "{method} {path}?{} HTTP/1.0\r\nHost: {host}\r\nContent-Length: 0\r\nx-ms-date: {date}\r\nx-ms-version: {VERSION}\r\nAuthorization: SharedKey {ACCOUNT}:{signature}\r\n\r\n",
-            query.join("&")
+        crate::loopback_http::request(
+            host,
+            &format!(
+                "{method} {path}?{} HTTP/1.0\r\nHost: {host}\r\nContent-Length: 0\r\nx-ms-date: {date}\r\nx-ms-version: {VERSION}\r\nAuthorization: SharedKey {ACCOUNT}:{signature}\r\n\r\n",
+                query.join("&")
+            ),
         )
-        .map_err(|e| e.to_string())?;
-        let mut response = Vec::new();
-        stream
-            .read_to_end(&mut response)
-            .map_err(|e| format!("read: {e}"))?;
-        let text = String::from_utf8_lossy(&response);
-        let status = text
-            .split_whitespace()
-            .nth(1)
-            .and_then(|s| s.parse().ok())
-            .ok_or_else(|| {
-                format!(
-                    "not an HTTP answer: {}",
-                    text.chars().take(200).collect::<String>()
-                )
-            })?;
-        let body = text
-            .split_once("\r\n\r\n")
-            .map_or("", |(_, b)| b)
-            .to_owned();
-        Ok((status, body))
     }
 }
 

@@ -20,10 +20,6 @@
 
 #![allow(dead_code, reason = "each test file uses a part")]
 
-use std::io::{Read, Write};
-use std::net::TcpStream;
-use std::time::Duration;
-
 /// Dummy credentials the test server accepts.
 pub(crate) const ACCESS_KEY: &str = "rbac-test";
 /// See [`ACCESS_KEY`].
@@ -75,11 +71,7 @@ impl S3 {
         if status != 200 {
             return Err(format!("HTTP {status}: {body}"));
         }
-        Ok(body
-            .split("<Key>")
-            .skip(1)
-            .filter_map(|part| part.split_once("</Key>").map(|(k, _)| k.to_owned()))
-            .collect())
+        Ok(crate::loopback_http::xml_values(&body, "Key"))
     }
 
     /// One HTTP/1.1 request with no body; returns the status and the body as text.
@@ -88,38 +80,11 @@ impl S3 {
             .endpoint
             .strip_prefix("http://")
             .ok_or_else(|| format!("endpoint `{}` is not http://HOST:PORT", self.endpoint))?;
-        let mut stream = TcpStream::connect(host).map_err(|e| format!("connect {host}: {e}"))?;
-        let timeout = Some(Duration::from_secs(10));
-        stream
-            .set_read_timeout(timeout)
-            .map_err(|e| e.to_string())?;
-        stream
-            .set_write_timeout(timeout)
-            .map_err(|e| e.to_string())?;
-        write!(
-            stream,
-            "{method} {path} HTTP/1.1\r\nHost: {host}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+        crate::loopback_http::request(
+            host,
+            &format!(
+                "{method} {path} HTTP/1.1\r\nHost: {host}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+            ),
         )
-        .map_err(|e| e.to_string())?;
-        let mut response = Vec::new();
-        stream
-            .read_to_end(&mut response)
-            .map_err(|e| format!("read: {e}"))?;
-        let text = String::from_utf8_lossy(&response);
-        let status = text
-            .split_whitespace()
-            .nth(1)
-            .and_then(|s| s.parse().ok())
-            .ok_or_else(|| {
-                format!(
-                    "not an HTTP answer: {}",
-                    text.chars().take(200).collect::<String>()
-                )
-            })?;
-        let body = text
-            .split_once("\r\n\r\n")
-            .map_or("", |(_, b)| b)
-            .to_owned();
-        Ok((status, body))
     }
 }
