@@ -24,15 +24,7 @@ answers() {
 # shellcheck source=server.sh
 . "$(dirname "$0")/server.sh"
 
-if [ "${1:-start}" = stop ]; then
-    stop_server
-    exit 0
-fi
-
-if answers; then
-    echo "$ENDPOINT"
-    exit 0
-fi
+stop_or_reuse "${1:-start}"
 
 if ! command -v npm >/dev/null 2>&1; then
     echo "installing Node.js and npm from Debian packages (for Azurite)" >&2

@@ -16,6 +16,19 @@ stop_server() {
     fi
 }
 
+# With `stop`: stops the server and exits. Otherwise, if a server already answers on
+# $ENDPOINT, prints it and exits; else returns, so that the caller installs and starts one.
+stop_or_reuse() {
+    if [ "$1" = stop ]; then
+        stop_server
+        exit 0
+    fi
+    if answers; then
+        echo "$ENDPOINT"
+        exit 0
+    fi
+}
+
 # Starts the command given as arguments in the background, detached from the caller (setsid:
 # the server outlives the script and is not killed with the caller's process group), logging
 # to $STATE/server.log; then waits up to 30 s for `answers` and prints $ENDPOINT. Fails, with

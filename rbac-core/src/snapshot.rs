@@ -74,15 +74,11 @@ impl Interner {
         ((hash & 0xffff_ffff).wrapping_mul(n as u64) >> 32) as usize
     }
 
+    /// The id of `name`: the name is compared in full, never decided on its hash.
     #[inline]
     fn get(&self, name: &str) -> Option<u32> {
-        self.find(self.hash(name.as_bytes()), name.as_bytes())
-    }
-
-    /// The id of `name`, whose hash is `hash`: the name is compared in full, never decided on
-    /// its hash.
-    #[inline]
-    fn find(&self, hash: u64, name: &[u8]) -> Option<u32> {
+        let name = name.as_bytes();
+        let hash = self.hash(name);
         let n = self.slots.len();
         if n == 0 {
             return None;
@@ -519,14 +515,9 @@ impl Subjects {
     /// on its hash.
     #[inline]
     fn get(&self, name: &str) -> Option<u32> {
-        self.find(self.hash(name.as_bytes()), name)
-    }
-
-    /// [`Subjects::get`] with the name's hash already computed.
-    #[inline]
-    fn find(&self, hash: u64, name: &str) -> Option<u32> {
         let name = name.as_bytes();
         let len = u16::try_from(name.len()).ok()?;
+        let hash = self.hash(name);
         let tag = (hash >> 48) as u16;
         let n = self.slots.len();
         let mut i = self.home(hash);
