@@ -95,10 +95,61 @@ fn text_columns(t: &TableManifest) -> String {
 /// The change log written by the capture triggers (same name and role as on SQLite).
 pub(crate) const CHANGES: &str = "rbac_backup_changes";
 
+/// Column types whose values survive `to_jsonb` and `jsonb_populate_record` exactly, whatever
+/// the writing session's settings (dates and times are written in ISO 8601, numerics as
+/// decimal, `bytea` in either output form reads back the same). Floats (`extra_float_digits`
+/// can drop digits, and `-0` becomes `0`), `json` (its text is not kept), `jsonb` (a JSON
+/// `null` comes back as SQL NULL), intervals, arrays (their bounds are lost), domains, enums
+/// and other types are not on the list.
+fn survives_json(decl_type: &str) -> bool {
+    // `format_type` spells a type as `numeric(12,2)`, `timestamp(3) with time zone`,
+    // `integer[]`: compare the name without its modifier.
+    let name = match decl_type.split_once('(') {
+        Some((head, rest)) => match rest.split_once(')') {
+            Some((_, tail)) => format!("{head}{tail}"),
+            None => return false,
+        },
+        None => decl_type.to_owned(),
+    };
+    matches!(
+        name.as_str(),
+        "smallint"
+            | "integer"
+            | "bigint"
+            | "numeric"
+            | "text"
+            | "character varying"
+            | "character"
+            | "boolean"
+            | "date"
+            | "timestamp without time zone"
+            | "timestamp with time zone"
+            | "time without time zone"
+            | "uuid"
+            | "bytea"
+    )
+}
+
+/// Whether the capture trigger of `t` keeps each new row's image in the change log, so an
+/// incremental reads the log alone instead of looking every changed row up in the table
+/// (random heap pages: most of an incremental's time after changes spread over a big
+/// table). Only when every backed-up column's type survives the JSON round trip, and the
+/// names can be passed to the trigger.
+fn keeps_images(t: &TableManifest) -> bool {
+    t.columns.iter().all(|c| survives_json(&c.decl_type))
+        && !t
+            .primary_key
+            .iter()
+            .chain(&t.omitted_columns)
+            .any(|n| n.contains(','))
+}
+
 /// Installs the change-capture triggers on `tables` (idempotent): after each row insert,
 /// update or delete, one row (two when an update changes the key or tenant) goes to the
 /// change log with the writing transaction's id, so an incremental can take exactly the
-/// changes its parent's snapshot did not see.
+/// changes its parent's snapshot did not see. For tables where [`keeps_images`] holds, the
+/// row written for the new key also carries the new row as JSON (secret columns removed),
+/// and the one written for a deleted key says it is gone.
 pub(crate) async fn install_capture(
     conn: &mut PgConnection,
     tables: &[TableManifest],
@@ -110,28 +161,56 @@ pub(crate) async fn install_capture(
     sqlx::raw_sql(
         "CREATE TABLE IF NOT EXISTS rbac_backup_changes (seq BIGSERIAL PRIMARY KEY, \
            tbl TEXT NOT NULL, pk TEXT NOT NULL, tenant TEXT, \
-           xid xid8 NOT NULL DEFAULT pg_current_xact_id());
-         CREATE INDEX IF NOT EXISTS rbac_backup_changes_tbl_seq ON rbac_backup_changes (tbl, seq);
+           xid xid8 NOT NULL DEFAULT pg_current_xact_id(), \
+           has_image BOOLEAN NOT NULL DEFAULT false, image JSONB)",
+    )
+    .execute(&mut *tx)
+    .await?;
+    // A log from before row images: add their columns (its rows read the table, as then).
+    // Only when missing: the `ALTER` would otherwise lock the log, and every writer, for nothing.
+    let has_images: bool = sqlx::query_scalar(
+        "SELECT EXISTS (SELECT 1 FROM pg_attribute \
+         WHERE attrelid = 'rbac_backup_changes'::regclass AND attname = 'image')",
+    )
+    .fetch_one(&mut *tx)
+    .await?;
+    if !has_images {
+        sqlx::raw_sql(
+            "ALTER TABLE rbac_backup_changes \
+             ADD COLUMN has_image BOOLEAN NOT NULL DEFAULT false, ADD COLUMN image JSONB",
+        )
+        .execute(&mut *tx)
+        .await?;
+    }
+    sqlx::raw_sql(
+        "CREATE INDEX IF NOT EXISTS rbac_backup_changes_tbl_seq ON rbac_backup_changes (tbl, seq);
          CREATE OR REPLACE FUNCTION rbac_backup_capture() RETURNS trigger LANGUAGE plpgsql AS $f$
          DECLARE
            keys text[] := string_to_array(TG_ARGV[0], ',');
            tcol text := NULLIF(TG_ARGV[1], '');
+           images boolean := TG_NARGS > 2 AND TG_ARGV[2] = 'images';
+           secret text[] := CASE WHEN TG_NARGS > 3 THEN string_to_array(TG_ARGV[3], ',') ELSE '{}' END;
            r jsonb; o jsonb; nk jsonb := '[]'; ok jsonb := '[]'; k text;
          BEGIN
            IF TG_OP IN ('INSERT', 'UPDATE') THEN
              r := to_jsonb(NEW);
              FOREACH k IN ARRAY keys LOOP nk := nk || jsonb_build_array(r -> k); END LOOP;
-             INSERT INTO rbac_backup_changes (tbl, pk, tenant)
-               VALUES (TG_TABLE_NAME, nk::text, CASE WHEN tcol IS NULL THEN NULL ELSE r ->> tcol END);
            END IF;
+           -- The old key first: when only the tenant changed, the new row's entry (same key)
+           -- is then the later one, which is what a backup of every tenant takes.
            IF TG_OP IN ('UPDATE', 'DELETE') THEN
              o := to_jsonb(OLD);
              FOREACH k IN ARRAY keys LOOP ok := ok || jsonb_build_array(o -> k); END LOOP;
              IF TG_OP = 'DELETE' OR ok IS DISTINCT FROM nk
                 OR (tcol IS NOT NULL AND (o ->> tcol) IS DISTINCT FROM (r ->> tcol)) THEN
-               INSERT INTO rbac_backup_changes (tbl, pk, tenant)
-                 VALUES (TG_TABLE_NAME, ok::text, CASE WHEN tcol IS NULL THEN NULL ELSE o ->> tcol END);
+               INSERT INTO rbac_backup_changes (tbl, pk, tenant, has_image)
+                 VALUES (TG_TABLE_NAME, ok::text, CASE WHEN tcol IS NULL THEN NULL ELSE o ->> tcol END, images);
              END IF;
+           END IF;
+           IF TG_OP IN ('INSERT', 'UPDATE') THEN
+             INSERT INTO rbac_backup_changes (tbl, pk, tenant, has_image, image)
+               VALUES (TG_TABLE_NAME, nk::text, CASE WHEN tcol IS NULL THEN NULL ELSE r ->> tcol END,
+                       images, CASE WHEN images THEN r - secret END);
            END IF;
            RETURN NULL;
          END $f$;",
@@ -140,12 +219,15 @@ pub(crate) async fn install_capture(
     .await?;
     let lit = |s: &str| format!("'{}'", s.replace('\'', "''"));
     for t in tables {
+        let images = if keeps_images(t) { "images" } else { "" };
         let sql = format!(
             "CREATE OR REPLACE TRIGGER rbac_backup_capture AFTER INSERT OR UPDATE OR DELETE ON {} \
-             FOR EACH ROW EXECUTE FUNCTION rbac_backup_capture({}, {})",
+             FOR EACH ROW EXECUTE FUNCTION rbac_backup_capture({}, {}, {}, {})",
             quote(&t.name),
             lit(&t.primary_key.join(",")),
             lit(t.tenant_column.as_deref().unwrap_or_default()),
+            lit(images),
+            lit(&t.omitted_columns.join(",")),
         );
         sqlx::query(AssertSqlSafe(sql)).execute(&mut *tx).await?;
     }
@@ -470,15 +552,31 @@ async fn read_changes(
             ),
             None => (String::new(), String::new()),
         };
+        // Each changed key's latest log entry: its image when it has one (NULL: the key is
+        // gone), else the row as the table holds it in this snapshot. The table is only
+        // looked up for entries without an image (the one-time filter `NOT c.has_image`).
+        let columns: Vec<String> = t
+            .columns
+            .iter()
+            .map(|c| {
+                let c = quote(&c.name);
+                format!("CASE WHEN c.has_image THEN i.{c}::text ELSE t.{c}::text END")
+            })
+            .collect();
         let sql = format!(
-            "SELECT {}, t.{} IS NOT NULL, {} FROM (SELECT DISTINCT pk FROM {CHANGES} \
-             WHERE tbl = $1 AND NOT pg_visible_in_snapshot(xid, $2::pg_snapshot)\
-             {tenant_changes}) AS c LEFT JOIN {} AS t ON {}{tenant_join}",
-            key_text.join(", "),
-            quote(&t.primary_key[0]),
-            text_columns(t),
-            quote(&t.name),
-            join.join(" AND ")
+            "SELECT {keys}, CASE WHEN c.has_image THEN c.image IS NOT NULL \
+             ELSE t.{first} IS NOT NULL END, {columns} \
+             FROM (SELECT DISTINCT ON (pk) pk, has_image, image FROM {CHANGES} \
+             WHERE tbl = $1 AND NOT pg_visible_in_snapshot(xid, $2::pg_snapshot){tenant_changes} \
+             ORDER BY pk, seq DESC) AS c \
+             LEFT JOIN LATERAL jsonb_populate_record(NULL::{table}, c.image) AS i ON true \
+             LEFT JOIN LATERAL (SELECT * FROM {table} AS t WHERE NOT c.has_image AND {join}\
+             {tenant_join} OFFSET 0) AS t ON true",
+            keys = key_text.join(", "),
+            first = quote(&t.primary_key[0]),
+            columns = columns.join(", "),
+            table = quote(&t.name),
+            join = join.join(" AND "),
         );
         let (mut rows_n, mut deletes) = (0u64, 0u64);
         {

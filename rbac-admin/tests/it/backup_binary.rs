@@ -552,8 +552,109 @@ fn a_missing_configuration_is_one_clear_line(policy: TestDb) {
         .stdout(predicate::str::contains("scheduler"));
 }
 
+/// `rbac-admin backup create` killed with SIGKILL while it writes chunks: what it leaves is
+/// never listed, shown or restored, and the next run removes it, logs it as interrupted and
+/// succeeds.
+fn a_backup_killed_mid_way_leaves_nothing_good_looking(policy: TestDb) {
+    use std::os::unix::process::ExitStatusExt;
+
+    let s = Session::new(policy);
+    // About 80 MB of rows, so 20 chunks of 4 MiB: the kill lands long before the manifest.
+    s.app.exec(match &s.app {
+        AppDb::Sqlite(_) => {
+            "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 40000)
+             INSERT INTO invoices (id, tenant_id, amount, note, attachment, big)
+             SELECT 1000 + i, 'acme', i, 'bulk', randomblob(2000), i FROM n;"
+        }
+        AppDb::Postgres(_) => {
+            "INSERT INTO invoices SELECT 1000 + i, 'acme', i, 'bulk',
+                 decode(repeat(md5(i::text), 62), 'hex'), i
+             FROM generate_series(1, 40000) i;"
+        }
+    });
+    let store = s.policy.path("backups");
+    let chunks_written = || {
+        std::fs::read_dir(&store)
+            .into_iter()
+            .flatten()
+            .any(|backup| {
+                backup
+                    .map(|b| {
+                        b.path()
+                            .join("chunks")
+                            .read_dir()
+                            .is_ok_and(|mut c| c.next().is_some())
+                    })
+                    .unwrap_or(false)
+            })
+    };
+
+    let mut child = StdCommand::new(assert_cmd::cargo::cargo_bin("rbac-admin"))
+        .current_dir(s.policy.path(""))
+        .env_remove("RBAC_DATABASE_URL")
+        .env("RBAC_ACTOR", "ops")
+        .env("RBAC_BACKUP_CONFIG", &s.config)
+        .args(["--db", &s.policy.url, "backup", "create"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while !chunks_written() {
+        if let Some(status) = child.try_wait().unwrap() {
+            panic!("the backup ended ({status}) before it was seen writing chunks");
+        }
+        assert!(Instant::now() < deadline, "no chunk within 120 s");
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    child.kill().unwrap();
+    let status = child.wait().unwrap();
+    assert_eq!(status.signal(), Some(9), "killed, not finished: {status}");
+
+    let dirs: Vec<_> = std::fs::read_dir(&store)
+        .unwrap()
+        .map(|d| d.unwrap().path())
+        .collect();
+    assert_eq!(dirs.len(), 1, "{dirs:?}");
+    assert!(
+        !dirs[0].join("manifest.json").exists(),
+        "the kill came before the manifest"
+    );
+    let dead = dirs[0].file_name().unwrap().to_str().unwrap().to_owned();
+    let listed = json(&s.ok("ops", &["list", "--format", "json"]).0);
+    assert_eq!(listed, serde_json::json!([]), "never listed");
+    s.fails("ops", &["show", &dead], 3, "incomplete");
+    s.fails("ops", &["restore", &dead, "--yes"], 3, "incomplete");
+
+    // The next run removes the remains, logs the dead one as interrupted, and succeeds.
+    let (out, _) = s.ok("ops", &["create"]);
+    let good = out.split_whitespace().nth(1).unwrap().to_owned();
+    let dirs: Vec<_> = std::fs::read_dir(&store)
+        .unwrap()
+        .map(|d| d.unwrap().file_name().into_string().unwrap())
+        .collect();
+    assert_eq!(dirs, vec![good.clone()]);
+    let (out, _) = s.ok("ops", &["verify", &good]);
+    assert!(out.contains(": ok ("), "{out}");
+    let logs = json(
+        &s.ok("ops", &["logs", "--status", "failed", "--format", "json"])
+            .0,
+    );
+    let logs = logs.as_array().unwrap();
+    assert_eq!(logs.len(), 1, "{logs:?}");
+    assert_eq!(logs[0]["backup_id"], dead.as_str());
+    assert!(
+        logs[0]["error"]
+            .as_str()
+            .unwrap()
+            .starts_with("interrupted"),
+        "{logs:?}"
+    );
+}
+
 on_both_databases!(
     backup_session,
+    a_backup_killed_mid_way_leaves_nothing_good_looking,
     backup_schedules_and_the_scheduler,
     the_change_log_is_pruned,
     a_missing_configuration_is_one_clear_line
