@@ -144,6 +144,27 @@ fn keeps_images(t: &TableManifest) -> bool {
             .any(|n| n.contains(','))
 }
 
+/// Gives a change log from before row images their two columns (its entries have none, and
+/// are read from the table, as then). Only when missing: the `ALTER` locks the log, and so
+/// every writer, for as long as it waits.
+pub(crate) async fn add_image_columns(conn: &mut PgConnection) -> Result<(), BackupError> {
+    let has_images: bool = sqlx::query_scalar(
+        "SELECT EXISTS (SELECT 1 FROM pg_attribute \
+         WHERE attrelid = 'rbac_backup_changes'::regclass AND attname = 'image')",
+    )
+    .fetch_one(&mut *conn)
+    .await?;
+    if !has_images {
+        sqlx::raw_sql(
+            "ALTER TABLE rbac_backup_changes \
+             ADD COLUMN has_image BOOLEAN NOT NULL DEFAULT false, ADD COLUMN image JSONB",
+        )
+        .execute(&mut *conn)
+        .await?;
+    }
+    Ok(())
+}
+
 /// Installs the change-capture triggers on `tables` (idempotent): after each row insert,
 /// update or delete, one row (two when an update changes the key or tenant) goes to the
 /// change log with the writing transaction's id, so an incremental can take exactly the
@@ -166,22 +187,7 @@ pub(crate) async fn install_capture(
     )
     .execute(&mut *tx)
     .await?;
-    // A log from before row images: add their columns (its rows read the table, as then).
-    // Only when missing: the `ALTER` would otherwise lock the log, and every writer, for nothing.
-    let has_images: bool = sqlx::query_scalar(
-        "SELECT EXISTS (SELECT 1 FROM pg_attribute \
-         WHERE attrelid = 'rbac_backup_changes'::regclass AND attname = 'image')",
-    )
-    .fetch_one(&mut *tx)
-    .await?;
-    if !has_images {
-        sqlx::raw_sql(
-            "ALTER TABLE rbac_backup_changes \
-             ADD COLUMN has_image BOOLEAN NOT NULL DEFAULT false, ADD COLUMN image JSONB",
-        )
-        .execute(&mut *tx)
-        .await?;
-    }
+    add_image_columns(&mut tx).await?;
     sqlx::raw_sql(
         "CREATE INDEX IF NOT EXISTS rbac_backup_changes_tbl_seq ON rbac_backup_changes (tbl, seq);
          CREATE OR REPLACE FUNCTION rbac_backup_capture() RETURNS trigger LANGUAGE plpgsql AS $f$

@@ -569,11 +569,13 @@ impl BackupService {
                                     .into(),
                             ));
                         }
-                        Some(p.change_snapshot.clone().ok_or_else(|| {
+                        let snapshot = p.change_snapshot.clone().ok_or_else(|| {
                             BackupError::Schema(
                                 "the parent backup records no snapshot; make a full backup".into(),
                             )
-                        })?)
+                        })?;
+                        pg::add_image_columns(&mut conn).await?;
+                        Some(snapshot)
                     }
                     None => {
                         pg::install_capture(&mut conn, &tables).await?;

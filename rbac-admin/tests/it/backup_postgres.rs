@@ -544,6 +544,99 @@ async fn postgres_incrementals_read_row_images_exactly() {
     }
 }
 
+/// The change log and capture function as they were before row images.
+const LOG_BEFORE_IMAGES: &str = "
+ALTER TABLE rbac_backup_changes DROP COLUMN has_image, DROP COLUMN image;
+CREATE OR REPLACE FUNCTION rbac_backup_capture() RETURNS trigger LANGUAGE plpgsql AS $f$
+DECLARE
+  keys text[] := string_to_array(TG_ARGV[0], ',');
+  tcol text := NULLIF(TG_ARGV[1], '');
+  r jsonb; o jsonb; nk jsonb := '[]'; ok jsonb := '[]'; k text;
+BEGIN
+  IF TG_OP IN ('INSERT', 'UPDATE') THEN
+    r := to_jsonb(NEW);
+    FOREACH k IN ARRAY keys LOOP nk := nk || jsonb_build_array(r -> k); END LOOP;
+    INSERT INTO rbac_backup_changes (tbl, pk, tenant)
+      VALUES (TG_TABLE_NAME, nk::text, CASE WHEN tcol IS NULL THEN NULL ELSE r ->> tcol END);
+  END IF;
+  IF TG_OP IN ('UPDATE', 'DELETE') THEN
+    o := to_jsonb(OLD);
+    FOREACH k IN ARRAY keys LOOP ok := ok || jsonb_build_array(o -> k); END LOOP;
+    IF TG_OP = 'DELETE' OR ok IS DISTINCT FROM nk
+       OR (tcol IS NOT NULL AND (o ->> tcol) IS DISTINCT FROM (r ->> tcol)) THEN
+      INSERT INTO rbac_backup_changes (tbl, pk, tenant)
+        VALUES (TG_TABLE_NAME, ok::text, CASE WHEN tcol IS NULL THEN NULL ELSE o ->> tcol END);
+    END IF;
+  END IF;
+  RETURN NULL;
+END $f$;
+";
+
+#[tokio::test]
+#[cfg_attr(
+    not(rbac_pg_tests),
+    ignore = "needs PostgreSQL: set RBAC_TEST_POSTGRES_URL (bash .ci/postgres.sh prints one)"
+)]
+async fn postgres_a_change_log_from_before_row_images_keeps_working() {
+    let pg = fresh().await;
+    let engine = backup_support::engine();
+    let ops = Actor::new("ops", &engine);
+    let service = pg.service();
+    let inc = CreateRequest {
+        kind: BackupKind::Incremental,
+        scope: Scope::All,
+    };
+    let f = full_backup(&service, &ops).await;
+    pg.exec(LOG_BEFORE_IMAGES).await;
+    pg.exec(
+        "UPDATE invoices SET note = 'legacy' WHERE id <= 3; DELETE FROM invoices WHERE id = 4;
+         UPDATE accounts SET balance = 2 WHERE code = '1000';",
+    )
+    .await;
+    // The incremental gives the log its columns back and reads these entries from the table.
+    let i = service.create(&inc, &ops, &NoProgress).await.unwrap();
+    assert_eq!(i.parent.as_ref(), Some(&f.id));
+    let counts = |table: &str| {
+        let t = i.tables.iter().find(|t| t.name == table).unwrap();
+        (t.rows, t.deleted)
+    };
+    assert_eq!((counts("invoices"), counts("accounts")), ((3, 1), (2, 0)));
+    let other = empty_database("").await;
+    service
+        .restore(
+            &RestoreRequest {
+                to: Some(other.clone()),
+                ..restore(&i.id)
+            },
+            &ops,
+            &NoProgress,
+        )
+        .await
+        .unwrap();
+    for table in ["invoices", "accounts", "tenants", "settings"] {
+        assert_eq!(
+            rows_of(&pg.url, table, "").await,
+            rows_of(&other, table, "").await,
+            "{table}"
+        );
+    }
+
+    // The next full backup installs the capture with images again.
+    full_backup(&service, &ops).await;
+    pg.exec("UPDATE accounts SET balance = 3 WHERE code = '2000';")
+        .await;
+    let mut db = PgConnection::connect(&pg.url).await.unwrap();
+    let imaged: Vec<bool> = sqlx::query_scalar(
+        "SELECT has_image AND image IS NOT NULL FROM rbac_backup_changes \
+         WHERE tbl = 'accounts' AND pk LIKE '%\"2000\"%'",
+    )
+    .fetch_all(&mut db)
+    .await
+    .unwrap();
+    assert_eq!(imaged, vec![true, true]);
+    service.create(&inc, &ops, &NoProgress).await.unwrap();
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[cfg_attr(
     not(rbac_pg_tests),
