@@ -699,6 +699,19 @@ pub(crate) async fn restore(
             })?;
     }
     let existing = tables_in(&mut tx).await?;
+    // A tenant restore of a chain: the full step leaves the keys that later steps name to
+    // them (see `stage_later_keys`).
+    let later_keys = tenant.is_some() && !dry_run && chain.len() > 1;
+    if later_keys {
+        stage_later_keys(
+            &mut tx,
+            chain.get(1..).unwrap_or_default(),
+            keys.get(1..).unwrap_or_default(),
+            tables,
+            storage,
+        )
+        .await?;
+    }
     let mut reports = Vec::new();
     for (step, m) in chain.iter().enumerate() {
         let full = step == 0;
@@ -727,6 +740,7 @@ pub(crate) async fn restore(
                 key.clone(),
                 storage,
                 dry_run,
+                full && later_keys,
                 progress,
             )
             .await?;
@@ -843,6 +857,7 @@ async fn restore_table(
     key: Option<Arc<DataKey>>,
     storage: &Storage,
     dry_run: bool,
+    later_keys: bool,
     progress: &dyn Progress,
 ) -> Result<Option<TableReport>, BackupError> {
     let tenant_filter = match (tenant, &t.tenant_column) {
@@ -924,6 +939,7 @@ async fn restore_table(
             tenant_filter,
             tenant_index,
             upsert,
+            later_keys,
             key,
             storage,
             progress,
@@ -1124,6 +1140,104 @@ async fn restore_table(
             .saturating_sub(report.replace + report.unchanged);
     }
     Ok(Some(report))
+}
+
+/// Keys named by the steps after the full one of a tenant restore (temporary table).
+const LATER_KEYS: &str = "rbac_restore_later_keys";
+
+/// Collects every key that a step after the full one names (a row, of any tenant, or a
+/// delete) into [`LATER_KEYS`], as a JSON array of the key's texts. A tenant restore of a
+/// chain takes these keys out of its full step and leaves them to the later step that has
+/// the last word on them: a row of the tenant's full backup may since have moved to another
+/// tenant under the same key, and replayed as it was, it would collide with that tenant's
+/// row. Keys with a real or binary part are not collected (they then collide, and the
+/// restore fails, changing nothing, as before).
+async fn stage_later_keys(
+    tx: &mut PgConnection,
+    steps: &[Manifest],
+    keys: &[Option<Arc<DataKey>>],
+    tables: &[TableManifest],
+    storage: &Storage,
+) -> Result<(), BackupError> {
+    sqlx::query(AssertSqlSafe(format!(
+        "CREATE TEMP TABLE {LATER_KEYS} (tbl TEXT NOT NULL, k JSONB NOT NULL) ON COMMIT DROP"
+    )))
+    .execute(&mut *tx)
+    .await?;
+    let insert = format!("INSERT INTO {LATER_KEYS} (tbl, k) SELECT $1, unnest($2::text[])::jsonb");
+    let mut values = Vec::new();
+    let mut batch: Vec<String> = Vec::new();
+    for (step, m) in steps.iter().enumerate() {
+        let key = keys.get(step).cloned().flatten();
+        for wanted in tables {
+            let Some(t) = m.tables.iter().find(|x| x.name == wanted.name) else {
+                continue;
+            };
+            let key_positions: Vec<usize> = t
+                .primary_key
+                .iter()
+                .filter_map(|k| t.columns.iter().position(|c| &c.name == k))
+                .collect();
+            for (j, info) in m
+                .chunks
+                .iter()
+                .enumerate()
+                .filter(|(_, c)| c.table == t.name)
+            {
+                let stored = storage.get(&m.id, &info.name).await?;
+                let raw = chunk::decode(m, j, &stored, key.as_deref())?;
+                let mut reader = codec::Reader::new(&raw);
+                while let Some(tag) =
+                    reader.next(t.columns.len(), t.primary_key.len(), &mut values)?
+                {
+                    let parts: Vec<&Value> = if tag == codec::ROW {
+                        key_positions
+                            .iter()
+                            .filter_map(|&i| values.get(i))
+                            .collect()
+                    } else {
+                        values.iter().collect()
+                    };
+                    if let Some(text) = key_json(&parts) {
+                        batch.push(text);
+                    }
+                    if batch.len() >= 10_000 {
+                        sqlx::query(AssertSqlSafe(insert.as_str()))
+                            .bind(t.name.as_str())
+                            .bind(std::mem::take(&mut batch))
+                            .execute(&mut *tx)
+                            .await?;
+                    }
+                }
+            }
+            if !batch.is_empty() {
+                sqlx::query(AssertSqlSafe(insert.as_str()))
+                    .bind(t.name.as_str())
+                    .bind(std::mem::take(&mut batch))
+                    .execute(&mut *tx)
+                    .await?;
+            }
+        }
+    }
+    sqlx::query(AssertSqlSafe(format!("ANALYZE {LATER_KEYS}")))
+        .execute(&mut *tx)
+        .await?;
+    Ok(())
+}
+
+/// A key as the JSON array of its texts (`jsonb_build_array(k::text, ...)` gives the same
+/// value), or None when a part is not text, an integer or NULL.
+fn key_json(parts: &[&Value]) -> Option<String> {
+    let mut items = Vec::with_capacity(parts.len());
+    for part in parts {
+        items.push(match part {
+            Value::Null => serde_json::Value::Null,
+            Value::Int(i) => serde_json::Value::String(i.to_string()),
+            Value::Text(s) => serde_json::Value::String(s.clone()),
+            Value::Real(_) | Value::Blob(_) | Value::RawText(_) => return None,
+        });
+    }
+    serde_json::to_string(&items).ok()
 }
 
 /// `"c1", "c2"`: the backup's columns of `t`, quoted, in manifest order.
@@ -1418,11 +1532,14 @@ async fn copy_restore(
     tenant_filter: Option<(&str, &str)>,
     tenant_index: Option<usize>,
     stage: bool,
+    later_keys: bool,
     key: Option<Arc<DataKey>>,
     storage: &Storage,
     progress: &dyn Progress,
     report: &mut TableReport,
 ) -> Result<(), BackupError> {
+    // Keys named by later steps are taken out of the stage before it is applied.
+    let stage = stage || later_keys;
     let table = quote(&t.name);
     let cols = quoted_columns(t);
     let failed = |e: BackupError| match e {
@@ -1505,6 +1622,22 @@ async fn copy_restore(
     .await
     .map_err(failed)?;
     report.insert = copied;
+    if later_keys {
+        let key_texts: Vec<String> = t
+            .primary_key
+            .iter()
+            .map(|k| format!("s.{}::text", quote(k)))
+            .collect();
+        let left = sqlx::query(AssertSqlSafe(format!(
+            "DELETE FROM {STAGE} s USING {LATER_KEYS} l \
+             WHERE l.tbl = $1 AND l.k = jsonb_build_array({})",
+            key_texts.join(", ")
+        )))
+        .bind(t.name.as_str())
+        .execute(&mut *tx)
+        .await?;
+        report.insert = copied.saturating_sub(left.rows_affected());
+    }
     for statement in rebuild {
         sqlx::query(AssertSqlSafe(statement))
             .execute(&mut *tx)

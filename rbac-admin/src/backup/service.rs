@@ -995,10 +995,19 @@ impl BackupService {
                 steps.push((i, tm.clone(), chunks));
             }
         }
+        // A tenant restore of a chain reads the later steps' keys first (see
+        // `Restorer::note_later_keys`).
+        let later: Vec<(usize, TableManifest, Vec<usize>)> =
+            if tenant.is_some() && !request.dry_run && chain.len() > 1 {
+                steps.iter().filter(|(i, _, _)| *i > 0).cloned().collect()
+            } else {
+                Vec::new()
+            };
         let (tx, rx) = mpsc::channel::<Result<Bytes, BackupError>>(UPLOAD_QUEUE);
         let manifests: Arc<Vec<Manifest>> = Arc::new(chain.to_vec());
         let dry_run = request.dry_run;
         let worker_steps = steps.clone();
+        let worker_later = later.clone();
         let worker_manifests = manifests.clone();
         let (ptx, mut prx) = mpsc::unbounded_channel::<(Option<String>, u64)>();
         let worker = tokio::task::spawn_blocking(move || {
@@ -1023,6 +1032,18 @@ impl BackupService {
                     .map(|(_, t, _)| t)
                     .collect();
                 restorer.create_missing(&fulls)?;
+            }
+            for (i, table, chunks) in &worker_later {
+                let m = &worker_manifests[*i];
+                let key = keys.get(*i).cloned().flatten();
+                let mut iter = chunks.iter().map(|&j| {
+                    let stored = rx
+                        .blocking_recv()
+                        .ok_or_else(|| BackupError::Storage("chunk download stopped".into()))??;
+                    chunk::decode(m, j, &stored, key.as_deref())
+                });
+                restorer.note_later_keys(table, &mut iter)?;
+                for _ in iter {}
             }
             for (i, table, chunks) in &worker_steps {
                 let m = &worker_manifests[*i];
@@ -1050,7 +1071,7 @@ impl BackupService {
         });
         let storage = &self.storage;
         let fetch = async move {
-            for (i, _, chunks) in &steps {
+            for (i, _, chunks) in later.iter().chain(&steps) {
                 let m = &manifests[*i];
                 for &j in chunks {
                     let name = &m.chunks[j].name;

@@ -419,6 +419,9 @@ enum Mode<'t> {
 pub(crate) struct Restorer<'c> {
     tx: rusqlite::Transaction<'c>,
     dry_run: bool,
+    /// Whether [`Restorer::note_later_keys`] ran: full steps of a tenant restore then skip
+    /// the keys it noted.
+    later_keys: bool,
     pub(crate) reports: Vec<TableReport>,
 }
 
@@ -446,8 +449,54 @@ impl<'c> Restorer<'c> {
         Ok(Restorer {
             tx,
             dry_run,
+            later_keys: false,
             reports: Vec::new(),
         })
+    }
+
+    /// For a tenant restore of a chain, before any step: notes every key that a step after
+    /// the full one names for `t` (a row, of any tenant, or a delete). The full step then
+    /// leaves those keys to the later step that has the last word on them: a row of the
+    /// tenant's full backup may since have moved to another tenant under the same key, and
+    /// replayed as it was, it would collide with that tenant's row.
+    pub(crate) fn note_later_keys(
+        &mut self,
+        t: &TableManifest,
+        chunks: &mut dyn Iterator<Item = Result<Vec<u8>, BackupError>>,
+    ) -> Result<(), BackupError> {
+        self.tx.execute_batch(
+            "CREATE TEMP TABLE IF NOT EXISTS rbac_restore_later \
+             (tbl TEXT NOT NULL, k TEXT NOT NULL, PRIMARY KEY (tbl, k))",
+        )?;
+        self.later_keys = true;
+        let key_len = t.primary_key.len();
+        let key_positions: Vec<usize> = t
+            .primary_key
+            .iter()
+            .filter_map(|k| t.columns.iter().position(|c| &c.name == k))
+            .collect();
+        let marks: Vec<String> = (2..=key_len + 1).map(|i| format!("?{i}")).collect();
+        let mut insert = self.tx.prepare(&format!(
+            "INSERT OR IGNORE INTO temp.rbac_restore_later VALUES (?1, json_array({}))",
+            marks.join(", ")
+        ))?;
+        let mut values = Vec::new();
+        let mut params: Vec<Value> = Vec::with_capacity(key_len + 1);
+        for chunk in chunks {
+            let chunk = chunk?;
+            let mut reader = codec::Reader::new(&chunk);
+            while let Some(tag) = reader.next(t.columns.len(), key_len, &mut values)? {
+                params.clear();
+                params.push(Value::Text(t.name.clone()));
+                if tag == codec::ROW {
+                    params.extend(key_positions.iter().filter_map(|&i| values.get(i).cloned()));
+                } else {
+                    params.extend(values.iter().cloned());
+                }
+                insert.execute(rusqlite::params_from_iter(params.iter()))?;
+            }
+        }
+        Ok(())
     }
 
     /// Creates the tables the target lacks, in this transaction, before any row is written.
@@ -636,6 +685,16 @@ impl<'c> Restorer<'c> {
         };
         let row_len = t.columns.len();
         let key_len = t.primary_key.len();
+        let mut later = if self.later_keys && step.full && tenant_filter.is_some() {
+            let marks: Vec<String> = (2..=key_len + 1).map(|i| format!("?{i}")).collect();
+            Some(self.tx.prepare(&format!(
+                "SELECT 1 FROM temp.rbac_restore_later WHERE tbl = ?1 AND k = json_array({})",
+                marks.join(", ")
+            ))?)
+        } else {
+            None
+        };
+        let mut later_params: Vec<Value> = Vec::with_capacity(key_len + 1);
         let mut values = Vec::with_capacity(row_len);
         let mut key_values: Vec<Value> = Vec::with_capacity(key_len + 1);
         for chunk in chunks {
@@ -656,6 +715,14 @@ impl<'c> Restorer<'c> {
                     key_values.extend(key_positions.iter().filter_map(|&i| values.get(i).cloned()));
                 } else {
                     key_values.extend(values.iter().cloned());
+                }
+                if let Some(later) = &mut later {
+                    later_params.clear();
+                    later_params.push(Value::Text(t.name.clone()));
+                    later_params.extend(key_values.iter().cloned());
+                    if later.exists(rusqlite::params_from_iter(later_params.iter()))? {
+                        continue;
+                    }
                 }
                 match &mut mode {
                     None => {

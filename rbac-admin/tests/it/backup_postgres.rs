@@ -508,10 +508,15 @@ async fn postgres_incrementals_read_row_images_exactly() {
         .unwrap();
     assert_eq!(source, restored);
 
-    // globex's chain brings back exactly its rows and leaves acme's alone. (acme's chain
-    // cannot be replayed here: its full backup holds row 4, whose key globex holds now, and a
-    // tenant restore never touches another tenant's row; it fails and changes nothing.)
-    for (tenant, m) in [("globex", &globex)] {
+    // Each tenant's chain, and the chain of everything restricted to the tenant, bring back
+    // exactly its rows and leave the other's alone. acme's full backups hold row 4, whose
+    // key globex holds now: the full step leaves it to the incremental that says so.
+    for (tenant, m) in [
+        ("acme", &acme),
+        ("globex", &globex),
+        ("acme", &all),
+        ("globex", &all),
+    ] {
         let (mine, theirs) = (
             format!("WHERE tenant_id = '{tenant}'"),
             format!("WHERE tenant_id <> '{tenant}'"),
