@@ -1034,14 +1034,8 @@ impl BackupService {
                 restorer.create_missing(&fulls)?;
             }
             for (i, table, chunks) in &worker_later {
-                let m = &worker_manifests[*i];
                 let key = keys.get(*i).cloned().flatten();
-                let mut iter = chunks.iter().map(|&j| {
-                    let stored = rx
-                        .blocking_recv()
-                        .ok_or_else(|| BackupError::Storage("chunk download stopped".into()))??;
-                    chunk::decode(m, j, &stored, key.as_deref())
-                });
+                let mut iter = received(&mut rx, &worker_manifests[*i], key, chunks);
                 restorer.note_later_keys(table, &mut iter)?;
                 for _ in iter {}
             }
@@ -1052,12 +1046,7 @@ impl BackupService {
                     Some(table.rows + table.deleted),
                 );
                 let key = keys.get(*i).cloned().flatten();
-                let mut iter = chunks.iter().map(|&j| {
-                    let stored = rx
-                        .blocking_recv()
-                        .ok_or_else(|| BackupError::Storage("chunk download stopped".into()))??;
-                    chunk::decode(m, j, &stored, key.as_deref())
-                });
+                let mut iter = received(&mut rx, m, key, chunks);
                 let step = Step {
                     table,
                     full: m.kind == BackupKind::Full,
@@ -1646,4 +1635,19 @@ impl Progress for Relay {
     fn advance(&self, n: u64) {
         let _ = self.0.send((None, n));
     }
+}
+
+/// The decoded `chunks` of `m`, in the order the fetcher sends them down `rx`.
+fn received<'a>(
+    rx: &'a mut mpsc::Receiver<Result<Bytes, BackupError>>,
+    m: &'a Manifest,
+    key: Option<Arc<DataKey>>,
+    chunks: &'a [usize],
+) -> impl Iterator<Item = Result<Vec<u8>, BackupError>> + 'a {
+    chunks.iter().map(move |&j| {
+        let stored = rx
+            .blocking_recv()
+            .ok_or_else(|| BackupError::Storage("chunk download stopped".into()))??;
+        chunk::decode(m, j, &stored, key.as_deref())
+    })
 }
