@@ -670,6 +670,19 @@ pub(crate) async fn restore(
     let mut xmin = String::new();
     let mut dry_stages = Vec::new();
     let mut baseline = None;
+    // A tenant restore of a chain: the full step leaves the keys that later steps name to
+    // them (see `stage_later_keys`), in a dry run as in a real restore.
+    let later_keys = tenant.is_some() && chain.len() > 1;
+    if later_keys {
+        stage_later_keys(
+            &mut tx,
+            chain.get(1..).unwrap_or_default(),
+            keys.get(1..).unwrap_or_default(),
+            tables,
+            storage,
+        )
+        .await?;
+    }
     if dry_run {
         if let [only] = chain {
             baseline = since::baseline(&mut tx, only, tenant).await?;
@@ -699,19 +712,6 @@ pub(crate) async fn restore(
             })?;
     }
     let existing = tables_in(&mut tx).await?;
-    // A tenant restore of a chain: the full step leaves the keys that later steps name to
-    // them (see `stage_later_keys`).
-    let later_keys = tenant.is_some() && !dry_run && chain.len() > 1;
-    if later_keys {
-        stage_later_keys(
-            &mut tx,
-            chain.get(1..).unwrap_or_default(),
-            keys.get(1..).unwrap_or_default(),
-            tables,
-            storage,
-        )
-        .await?;
-    }
     let mut reports = Vec::new();
     for (step, m) in chain.iter().enumerate() {
         let full = step == 0;
@@ -957,6 +957,7 @@ async fn restore_table(
             t,
             tenant_filter,
             tenant_index,
+            later_keys,
             key,
             storage,
             progress,
@@ -1225,6 +1226,28 @@ async fn stage_later_keys(
     Ok(())
 }
 
+/// Takes the keys of [`LATER_KEYS`] for `t` out of `stage`; returns how many rows went.
+async fn leave_later_keys(
+    tx: &mut PgConnection,
+    stage: &str,
+    t: &TableManifest,
+) -> Result<u64, BackupError> {
+    let key_texts: Vec<String> = t
+        .primary_key
+        .iter()
+        .map(|k| format!("s.{}::text", quote(k)))
+        .collect();
+    let left = sqlx::query(AssertSqlSafe(format!(
+        "DELETE FROM {stage} s USING {LATER_KEYS} l \
+         WHERE l.tbl = $1 AND l.k = jsonb_build_array({})",
+        key_texts.join(", ")
+    )))
+    .bind(t.name.as_str())
+    .execute(&mut *tx)
+    .await?;
+    Ok(left.rows_affected())
+}
+
 /// A key as the JSON array of its texts (`jsonb_build_array(k::text, ...)` gives the same
 /// value), or None when a part is not text, an integer or NULL.
 fn key_json(parts: &[&Value]) -> Option<String> {
@@ -1333,6 +1356,7 @@ async fn dry_run_full(
     t: &TableManifest,
     tenant_filter: Option<(&str, &str)>,
     tenant_index: Option<usize>,
+    later_keys: bool,
     key: Option<Arc<DataKey>>,
     storage: &Storage,
     progress: &dyn Progress,
@@ -1404,6 +1428,9 @@ async fn dry_run_full(
         progress,
     )
     .await?;
+    if later_keys {
+        leave_later_keys(tx, stage, t).await?;
+    }
     let c = compare_stage(tx, stage, t, tenant_filter).await?;
     report.insert = c.insert;
     report.conflicts = c.conflicts;
@@ -1623,20 +1650,7 @@ async fn copy_restore(
     .map_err(failed)?;
     report.insert = copied;
     if later_keys {
-        let key_texts: Vec<String> = t
-            .primary_key
-            .iter()
-            .map(|k| format!("s.{}::text", quote(k)))
-            .collect();
-        let left = sqlx::query(AssertSqlSafe(format!(
-            "DELETE FROM {STAGE} s USING {LATER_KEYS} l \
-             WHERE l.tbl = $1 AND l.k = jsonb_build_array({})",
-            key_texts.join(", ")
-        )))
-        .bind(t.name.as_str())
-        .execute(&mut *tx)
-        .await?;
-        report.insert = copied.saturating_sub(left.rows_affected());
+        report.insert = copied.saturating_sub(leave_later_keys(tx, STAGE, t).await?);
     }
     for statement in rebuild {
         sqlx::query(AssertSqlSafe(statement))

@@ -997,12 +997,12 @@ impl BackupService {
         }
         // A tenant restore of a chain reads the later steps' keys first (see
         // `Restorer::note_later_keys`).
-        let later: Vec<(usize, TableManifest, Vec<usize>)> =
-            if tenant.is_some() && !request.dry_run && chain.len() > 1 {
-                steps.iter().filter(|(i, _, _)| *i > 0).cloned().collect()
-            } else {
-                Vec::new()
-            };
+        let later: Vec<(usize, TableManifest, Vec<usize>)> = if tenant.is_some() && chain.len() > 1
+        {
+            steps.iter().filter(|(i, _, _)| *i > 0).cloned().collect()
+        } else {
+            Vec::new()
+        };
         let (tx, rx) = mpsc::channel::<Result<Bytes, BackupError>>(UPLOAD_QUEUE);
         let manifests: Arc<Vec<Manifest>> = Arc::new(chain.to_vec());
         let dry_run = request.dry_run;

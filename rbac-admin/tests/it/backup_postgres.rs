@@ -529,17 +529,27 @@ async fn postgres_incrementals_read_row_images_exactly() {
             "DELETE FROM ledger {mine}; INSERT INTO ledger (id, tenant_id) VALUES (999, '{tenant}');"
         ))
         .await;
-        service
+        let request = RestoreRequest {
+            tenant: Some(tenant.into()),
+            ..restore(&m.id)
+        };
+        // The dry run sees what the restore does: no conflict.
+        let dry = service
             .restore(
                 &RestoreRequest {
-                    tenant: Some(tenant.into()),
-                    ..restore(&m.id)
+                    dry_run: true,
+                    ..request.clone()
                 },
                 &ops,
                 &NoProgress,
             )
             .await
             .unwrap();
+        assert!(
+            dry.tables.iter().all(|t| t.conflicts == 0),
+            "{tenant}: {dry:?}"
+        );
+        service.restore(&request, &ops, &NoProgress).await.unwrap();
         assert_eq!(
             rows_of(&pg.url, "ledger", &mine).await,
             before_mine,

@@ -818,6 +818,18 @@ async fn a_tenant_chain_restores_after_a_row_moved_to_another_tenant() {
             "DELETE FROM invoices WHERE tenant_id = 'acme';
              INSERT INTO invoices (id, tenant_id) VALUES (999, 'acme');",
         );
+        let dry = service
+            .restore(
+                &RestoreRequest {
+                    tenant: Some("acme".into()),
+                    ..restore_all(&m.id, None, true)
+                },
+                &ops,
+                &NoProgress,
+            )
+            .await
+            .unwrap();
+        assert!(dry.tables.iter().all(|t| t.conflicts == 0), "{dry:?}");
         let req = RestoreRequest {
             tenant: Some("acme".into()),
             ..restore_all(&m.id, None, false)
