@@ -1165,7 +1165,6 @@ async fn stage_later_keys(
     )))
     .execute(&mut *tx)
     .await?;
-    let insert = format!("INSERT INTO {LATER_KEYS} (tbl, k) SELECT $1, unnest($2::text[])::jsonb");
     let mut values = Vec::new();
     let mut batch: Vec<String> = Vec::new();
     for (step, m) in steps.iter().enumerate() {
@@ -1203,26 +1202,35 @@ async fn stage_later_keys(
                         batch.push(text);
                     }
                     if batch.len() >= 10_000 {
-                        sqlx::query(AssertSqlSafe(insert.as_str()))
-                            .bind(t.name.as_str())
-                            .bind(std::mem::take(&mut batch))
-                            .execute(&mut *tx)
-                            .await?;
+                        insert_later_keys(tx, &t.name, &mut batch).await?;
                     }
                 }
             }
-            if !batch.is_empty() {
-                sqlx::query(AssertSqlSafe(insert.as_str()))
-                    .bind(t.name.as_str())
-                    .bind(std::mem::take(&mut batch))
-                    .execute(&mut *tx)
-                    .await?;
-            }
+            insert_later_keys(tx, &t.name, &mut batch).await?;
         }
     }
     sqlx::query(AssertSqlSafe(format!("ANALYZE {LATER_KEYS}")))
         .execute(&mut *tx)
         .await?;
+    Ok(())
+}
+
+/// Moves the keys in `batch` (JSON texts) of `table` into [`LATER_KEYS`], if there are any.
+async fn insert_later_keys(
+    tx: &mut PgConnection,
+    table: &str,
+    batch: &mut Vec<String>,
+) -> Result<(), BackupError> {
+    if batch.is_empty() {
+        return Ok(());
+    }
+    sqlx::query(AssertSqlSafe(format!(
+        "INSERT INTO {LATER_KEYS} (tbl, k) SELECT $1, unnest($2::text[])::jsonb"
+    )))
+    .bind(table)
+    .bind(std::mem::take(batch))
+    .execute(&mut *tx)
+    .await?;
     Ok(())
 }
 
