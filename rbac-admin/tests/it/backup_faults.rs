@@ -7,24 +7,13 @@ use crate::backup_support;
 use backup_support::*;
 use rbac_admin::backup::{
     Actor, BackupError, BackupKind, CreateRequest, FailPoint, LogQuery, NoProgress, RestoreRequest,
-    Scope, Selector, Status,
+    Scope, Status,
 };
 
 fn full() -> CreateRequest {
     CreateRequest {
         kind: BackupKind::Full,
         scope: Scope::All,
-    }
-}
-
-fn restore(id: &rbac_admin::backup::BackupId) -> RestoreRequest {
-    RestoreRequest {
-        from: Selector::Id(id.clone()),
-        tables: vec![],
-        modules: vec![],
-        tenant: None,
-        to: None,
-        dry_run: false,
     }
 }
 
@@ -58,10 +47,8 @@ async fn a_failure_before_the_manifest_is_never_listed() {
 async fn a_flipped_byte_in_any_chunk_is_named_and_restore_refuses() {
     // Enough rows for several chunks across tables.
     let env = Env::new(60_000);
-    let engine = engine();
-    let ops = Actor::new("ops", &engine);
-    let service = env.service();
-    let m = service.create(&full(), &ops, &NoProgress).await.unwrap();
+    let ops = env.ops();
+    let m = ops.create(&full()).await;
     assert!(m.chunks.len() >= 3, "{} chunks", m.chunks.len());
     exec(
         &env.db,
@@ -72,8 +59,9 @@ async fn a_flipped_byte_in_any_chunk_is_named_and_restore_refuses() {
         let path = env.store.join(m.id.as_str()).join(&chunk.name);
         let original = std::fs::read(&path).unwrap();
         flip_byte(&path, original.len() / 2);
-        let err = service
-            .verify(&ops, &m.id, false, &NoProgress)
+        let err = ops
+            .service
+            .verify(&ops.actor(), &m.id, false, &NoProgress)
             .await
             .unwrap_err();
         match &err {
@@ -81,27 +69,23 @@ async fn a_flipped_byte_in_any_chunk_is_named_and_restore_refuses() {
             other => panic!("{other}"),
         }
         assert!(err.to_string().contains(&chunk.name));
-        let err = service
-            .restore(&restore(&m.id), &ops, &NoProgress)
+        let err = ops
+            .service
+            .restore(&restore_of(&m.id), &ops.actor(), &NoProgress)
             .await
             .unwrap_err();
         assert!(matches!(err, BackupError::CorruptChunk { .. }), "{err}");
         assert_eq!(dump(&env.db), before, "restore refused, database unchanged");
         std::fs::write(&path, original).unwrap();
     }
-    service
-        .verify(&ops, &m.id, false, &NoProgress)
-        .await
-        .unwrap();
+    ops.verify(&m.id, false).await;
 }
 
 #[tokio::test]
 async fn a_flipped_byte_in_the_manifest_fails_verification_and_listing() {
     let env = Env::new(10);
-    let engine = engine();
-    let ops = Actor::new("ops", &engine);
-    let service = env.service();
-    let m = service.create(&full(), &ops, &NoProgress).await.unwrap();
+    let ops = env.ops();
+    let m = ops.create(&full()).await;
     let path = env.store.join(m.id.as_str()).join("manifest.json");
     let original = std::fs::read(&path).unwrap();
     for offset in [
@@ -111,8 +95,9 @@ async fn a_flipped_byte_in_the_manifest_fails_verification_and_listing() {
         original.len() - 5,
     ] {
         flip_byte(&path, offset);
-        let err = service
-            .verify(&ops, &m.id, false, &NoProgress)
+        let err = ops
+            .service
+            .verify(&ops.actor(), &m.id, false, &NoProgress)
             .await
             .unwrap_err();
         assert!(
@@ -120,37 +105,37 @@ async fn a_flipped_byte_in_the_manifest_fails_verification_and_listing() {
             "offset {offset}: {err}"
         );
         assert!(
-            service
-                .restore(&restore(&m.id), &ops, &NoProgress)
+            ops.service
+                .restore(&restore_of(&m.id), &ops.actor(), &NoProgress)
                 .await
                 .is_err()
         );
         assert!(
-            service.list(&ops).await.unwrap().is_empty(),
+            ops.service.list(&ops.actor()).await.unwrap().is_empty(),
             "a corrupt backup is not listed as good"
         );
         std::fs::write(&path, &original).unwrap();
     }
-    assert_eq!(service.list(&ops).await.unwrap().len(), 1);
+    assert_eq!(ops.service.list(&ops.actor()).await.unwrap().len(), 1);
 }
 
 #[tokio::test]
 async fn a_storage_error_fails_cleanly_and_is_logged() {
     let env = Env::new(10);
-    let engine = engine();
-    let ops = Actor::new("ops", &engine);
-    let service = env.service();
+    let ops = env.ops();
     // The backup location becomes a plain file: every write to it fails.
     std::fs::remove_dir_all(&env.store).ok();
     std::fs::write(&env.store, b"not a directory").unwrap();
-    let err = service
-        .create(&full(), &ops, &NoProgress)
+    let err = ops
+        .service
+        .create(&full(), &ops.actor(), &NoProgress)
         .await
         .unwrap_err();
     assert!(matches!(err, BackupError::Storage(_)), "{err}");
-    let failed = service
+    let failed = ops
+        .service
         .logs(
-            &ops,
+            &ops.actor(),
             &LogQuery {
                 status: Some(Status::Failed),
                 ..LogQuery::default()
@@ -165,10 +150,8 @@ async fn a_storage_error_fails_cleanly_and_is_logged() {
 #[tokio::test]
 async fn a_restore_failing_at_commit_leaves_the_database_unchanged() {
     let env = Env::new(50);
-    let engine = engine();
-    let ops = Actor::new("ops", &engine);
-    let service = env.service();
-    let m = service.create(&full(), &ops, &NoProgress).await.unwrap();
+    let ops = env.ops();
+    let m = ops.create(&full()).await;
     // Restoring users alone while their tenant rows are gone violates the foreign key at commit.
     exec(
         &env.db,
@@ -177,9 +160,13 @@ async fn a_restore_failing_at_commit_leaves_the_database_unchanged() {
     let before = dump(&env.db);
     let req = RestoreRequest {
         tables: vec!["users".into()],
-        ..restore(&m.id)
+        ..restore_of(&m.id)
     };
-    let err = service.restore(&req, &ops, &NoProgress).await.unwrap_err();
+    let err = ops
+        .service
+        .restore(&req, &ops.actor(), &NoProgress)
+        .await
+        .unwrap_err();
     assert!(err.to_string().contains("nothing was changed"), "{err}");
     assert!(err.to_string().contains("FOREIGN KEY"), "{err}");
     assert_eq!(dump(&env.db), before);
@@ -191,9 +178,13 @@ async fn a_restore_failing_at_commit_leaves_the_database_unchanged() {
     let before = dump(&env.db);
     let req = RestoreRequest {
         tables: vec!["invoices".into(), "accounts".into()],
-        ..restore(&m.id)
+        ..restore_of(&m.id)
     };
-    let err = service.restore(&req, &ops, &NoProgress).await.unwrap_err();
+    let err = ops
+        .service
+        .restore(&req, &ops.actor(), &NoProgress)
+        .await
+        .unwrap_err();
     assert!(err.to_string().contains("nothing was changed"), "{err}");
     assert_eq!(dump(&env.db), before);
 }
@@ -234,25 +225,17 @@ async fn writes_during_a_backup_do_not_break_its_snapshot() {
         })
     };
     std::thread::sleep(std::time::Duration::from_millis(50));
-    let engine = engine();
-    let ops = Actor::new("ops", &engine);
-    let service = env.service();
-    let m = service.create(&full(), &ops, &NoProgress).await.unwrap();
+    let ops = env.ops();
+    let m = ops.create(&full()).await;
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
     let writes = writer.join().unwrap();
     assert!(writes > 0);
     let (copy, url) = env.url("snapshot.db");
-    service
-        .restore(
-            &RestoreRequest {
-                to: Some(url),
-                ..restore(&m.id)
-            },
-            &ops,
-            &NoProgress,
-        )
-        .await
-        .unwrap();
+    ops.restore(&RestoreRequest {
+        to: Some(url),
+        ..restore_of(&m.id)
+    })
+    .await;
     let conn = rusqlite::Connection::open(&copy).unwrap();
     let sum: i64 = conn
         .query_row("SELECT sum(balance) FROM accounts", [], |r| r.get(0))

@@ -36,6 +36,25 @@ async fn app(tenant: TenantSource) -> App {
     App { app, _env: env }
 }
 
+impl App {
+    async fn get(&self, uri: &str, user: Option<&str>) -> (StatusCode, Value, Vec<u8>) {
+        call(self, Method::GET, uri, user, None, None).await
+    }
+
+    async fn delete(&self, uri: &str, user: Option<&str>) -> (StatusCode, Value, Vec<u8>) {
+        call(self, Method::DELETE, uri, user, None, None).await
+    }
+
+    async fn post(
+        &self,
+        uri: &str,
+        user: Option<&str>,
+        body: Value,
+    ) -> (StatusCode, Value, Vec<u8>) {
+        call(self, Method::POST, uri, user, None, Some(body)).await
+    }
+}
+
 async fn call(
     app: &App,
     method: Method,
@@ -73,24 +92,16 @@ async fn every_operation_works_for_an_operator_and_is_refused_otherwise() {
     let app = app(TenantSource::Global).await;
     let ops = Some("ops");
 
-    let (status, made, _) = call(&app, Method::POST, "/backups", ops, None, Some(json!({}))).await;
+    let (status, made, _) = app.post("/backups", ops, json!({})).await;
     assert_eq!(status, StatusCode::CREATED, "{made}");
     assert_eq!(made["kind"], "full");
     assert_eq!(made["scope"], "all");
     let id = made["id"].as_str().unwrap().to_owned();
 
-    let (status, list, _) = call(&app, Method::GET, "/backups", ops, None, None).await;
+    let (status, list, _) = app.get("/backups", ops).await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(list[0]["id"], id.as_str());
-    let (status, manifest, _) = call(
-        &app,
-        Method::GET,
-        &format!("/backups/{id}"),
-        ops,
-        None,
-        None,
-    )
-    .await;
+    let (status, manifest, _) = app.get(&format!("/backups/{id}"), ops).await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(manifest["id"], id.as_str());
     assert!(manifest["tables"].as_array().unwrap().len() >= 4);
@@ -120,26 +131,16 @@ async fn every_operation_works_for_an_operator_and_is_refused_otherwise() {
         report["dry_run"], true,
         "a restore without a body is a dry run"
     );
-    let (status, report, _) = call(
-        &app,
-        Method::POST,
-        &format!("/backups/{id}/restore"),
-        ops,
-        None,
-        Some(json!({"dry_run": true, "tenant": "acme"})),
-    )
-    .await;
+    let (status, report, _) = app
+        .post(
+            &format!("/backups/{id}/restore"),
+            ops,
+            json!({"dry_run": true, "tenant": "acme"}),
+        )
+        .await;
     assert_eq!(status, StatusCode::OK, "{report}");
 
-    let (status, _, archive) = call(
-        &app,
-        Method::GET,
-        &format!("/backups/{id}/download"),
-        ops,
-        None,
-        None,
-    )
-    .await;
+    let (status, _, archive) = app.get(&format!("/backups/{id}/download"), ops).await;
     assert_eq!(status, StatusCode::OK);
     assert!(archive.len() > 1024, "a tar archive");
     assert_eq!(&archive[257..262], b"ustar", "a tar archive");
@@ -165,54 +166,22 @@ async fn every_operation_works_for_an_operator_and_is_refused_otherwise() {
     );
     assert_eq!(names.last().unwrap(), &format!("{id}/manifest.json"));
 
-    let (status, logs, _) = call(
-        &app,
-        Method::GET,
-        "/backups/logs?status=success&limit=10",
-        ops,
-        None,
-        None,
-    )
-    .await;
+    let (status, logs, _) = app.get("/backups/logs?status=success&limit=10", ops).await;
     assert_eq!(status, StatusCode::OK, "{logs}");
     assert!(!logs.as_array().unwrap().is_empty());
-    let (status, _, _) = call(
-        &app,
-        Method::GET,
-        "/backups/logs?status=bogus",
-        ops,
-        None,
-        None,
-    )
-    .await;
+    let (status, _, _) = app.get("/backups/logs?status=bogus", ops).await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
 
     // Refusals: no identity, a reader creating or deleting, an unknown subject.
-    let (status, _, _) = call(&app, Method::GET, "/backups", None, None, None).await;
+    let (status, _, _) = app.get("/backups", None).await;
     assert_eq!(status, StatusCode::UNAUTHORIZED);
-    let (status, _, _) = call(
-        &app,
-        Method::POST,
-        "/backups",
-        Some("auditor"),
-        None,
-        Some(json!({})),
-    )
-    .await;
+    let (status, _, _) = app.post("/backups", Some("auditor"), json!({})).await;
     assert_eq!(status, StatusCode::FORBIDDEN);
-    let (status, _, _) = call(
-        &app,
-        Method::DELETE,
-        &format!("/backups/{id}"),
-        Some("auditor"),
-        None,
-        None,
-    )
-    .await;
+    let (status, _, _) = app.delete(&format!("/backups/{id}"), Some("auditor")).await;
     assert_eq!(status, StatusCode::FORBIDDEN);
-    let (status, _, _) = call(&app, Method::GET, "/backups", Some("mallory"), None, None).await;
+    let (status, _, _) = app.get("/backups", Some("mallory")).await;
     assert_eq!(status, StatusCode::FORBIDDEN);
-    let (status, list, _) = call(&app, Method::GET, "/backups", Some("auditor"), None, None).await;
+    let (status, list, _) = app.get("/backups", Some("auditor")).await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(list[0]["id"], id.as_str());
 
@@ -223,15 +192,7 @@ async fn every_operation_works_for_an_operator_and_is_refused_otherwise() {
         "20261123T020000Z-0A1B2C3D",
         "%2E%2E",
     ] {
-        let (status, problem, _) = call(
-            &app,
-            Method::GET,
-            &format!("/backups/{bad}"),
-            ops,
-            None,
-            None,
-        )
-        .await;
+        let (status, problem, _) = app.get(&format!("/backups/{bad}"), ops).await;
         assert_eq!(status, StatusCode::BAD_REQUEST, "{bad}: {problem}");
         assert!(
             problem["detail"]
@@ -241,36 +202,12 @@ async fn every_operation_works_for_an_operator_and_is_refused_otherwise() {
             "{problem}"
         );
     }
-    let (status, _, _) = call(
-        &app,
-        Method::GET,
-        "/backups/20991231T000000Z-00000000",
-        ops,
-        None,
-        None,
-    )
-    .await;
+    let (status, _, _) = app.get("/backups/20991231T000000Z-00000000", ops).await;
     assert_eq!(status, StatusCode::NOT_FOUND);
 
-    let (status, _, _) = call(
-        &app,
-        Method::DELETE,
-        &format!("/backups/{id}"),
-        ops,
-        None,
-        None,
-    )
-    .await;
+    let (status, _, _) = app.delete(&format!("/backups/{id}"), ops).await;
     assert_eq!(status, StatusCode::NO_CONTENT);
-    let (status, _, _) = call(
-        &app,
-        Method::GET,
-        &format!("/backups/{id}"),
-        ops,
-        None,
-        None,
-    )
-    .await;
+    let (status, _, _) = app.get(&format!("/backups/{id}"), ops).await;
     assert_eq!(status, StatusCode::NOT_FOUND);
 }
 
@@ -339,38 +276,20 @@ async fn schedules_are_managed_over_http() {
     let ops = Some("ops");
     let body = json!({"name": "nightly", "cron": "0 2 * * *", "time_zone": "Europe/Berlin",
                       "kind": "full", "scope": "all", "retention": "daily=7,weekly=4"});
-    let (status, s, _) = call(
-        &app,
-        Method::POST,
-        "/backups/schedules",
-        ops,
-        None,
-        Some(body.clone()),
-    )
-    .await;
+    let (status, s, _) = app.post("/backups/schedules", ops, body.clone()).await;
     assert_eq!(status, StatusCode::CREATED, "{s}");
     assert_eq!(s["name"], "nightly");
     assert_eq!(s["created_by"], "ops");
     assert_eq!(s["active"], true);
-    let (status, _, _) = call(
-        &app,
-        Method::POST,
-        "/backups/schedules",
-        ops,
-        None,
-        Some(body),
-    )
-    .await;
+    let (status, _, _) = app.post("/backups/schedules", ops, body).await;
     assert_eq!(status, StatusCode::CONFLICT);
-    let (status, problem, _) = call(
-        &app,
-        Method::POST,
-        "/backups/schedules",
-        ops,
-        None,
-        Some(json!({"name": "x", "cron": "every day"})),
-    )
-    .await;
+    let (status, problem, _) = app
+        .post(
+            "/backups/schedules",
+            ops,
+            json!({"name": "x", "cron": "every day"}),
+        )
+        .await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
     assert!(
         problem["detail"]
@@ -379,80 +298,38 @@ async fn schedules_are_managed_over_http() {
             .contains("invalid cron expression"),
         "{problem}"
     );
-    let (status, _, _) = call(
-        &app,
-        Method::POST,
-        "/backups/schedules",
-        ops,
-        None,
-        Some(json!({"name": "x", "cron": "0 2 * * *", "retention": "forever"})),
-    )
-    .await;
+    let (status, _, _) = app
+        .post(
+            "/backups/schedules",
+            ops,
+            json!({"name": "x", "cron": "0 2 * * *", "retention": "forever"}),
+        )
+        .await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
-    let (status, _, _) = call(
-        &app,
-        Method::POST,
-        "/backups/schedules",
-        Some("auditor"),
-        None,
-        Some(json!({"name": "y", "cron": "0 2 * * *"})),
-    )
-    .await;
+    let (status, _, _) = app
+        .post(
+            "/backups/schedules",
+            Some("auditor"),
+            json!({"name": "y", "cron": "0 2 * * *"}),
+        )
+        .await;
     assert_eq!(status, StatusCode::FORBIDDEN);
 
-    let (status, list, _) = call(
-        &app,
-        Method::GET,
-        "/backups/schedules",
-        Some("auditor"),
-        None,
-        None,
-    )
-    .await;
+    let (status, list, _) = app.get("/backups/schedules", Some("auditor")).await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(list.as_array().unwrap().len(), 1);
     assert_eq!(list[0]["retention"]["weekly"], 4);
 
     for bad in ["..%2Fnightly", "a%20b", "%2E%2E"] {
-        let (status, _, _) = call(
-            &app,
-            Method::DELETE,
-            &format!("/backups/schedules/{bad}"),
-            ops,
-            None,
-            None,
-        )
-        .await;
+        let (status, _, _) = app.delete(&format!("/backups/schedules/{bad}"), ops).await;
         assert_eq!(status, StatusCode::BAD_REQUEST, "{bad}");
     }
-    let (status, _, _) = call(
-        &app,
-        Method::DELETE,
-        "/backups/schedules/nightly",
-        Some("auditor"),
-        None,
-        None,
-    )
-    .await;
+    let (status, _, _) = app
+        .delete("/backups/schedules/nightly", Some("auditor"))
+        .await;
     assert_eq!(status, StatusCode::FORBIDDEN);
-    let (status, _, _) = call(
-        &app,
-        Method::DELETE,
-        "/backups/schedules/nightly",
-        ops,
-        None,
-        None,
-    )
-    .await;
+    let (status, _, _) = app.delete("/backups/schedules/nightly", ops).await;
     assert_eq!(status, StatusCode::NO_CONTENT);
-    let (status, _, _) = call(
-        &app,
-        Method::DELETE,
-        "/backups/schedules/nightly",
-        ops,
-        None,
-        None,
-    )
-    .await;
+    let (status, _, _) = app.delete("/backups/schedules/nightly", ops).await;
     assert_eq!(status, StatusCode::NOT_FOUND);
 }

@@ -2,10 +2,11 @@
 //! `RBAC_TEST_POSTGRES_URL` is set at build time; otherwise reported as ignored.
 
 use crate::backup_support;
+use backup_support::restore_of;
 
 use rbac_admin::backup::{
     Actor, BackupConfig, BackupError, BackupKind, BackupService, CreateRequest, LogQuery,
-    NoProgress, RestoreRequest, Scope, Selector, Status,
+    NoProgress, RestoreRequest, Scope, Status,
 };
 use sqlx::{Connection, PgConnection};
 
@@ -85,6 +86,10 @@ impl Pg {
         BackupService::open(BackupConfig::from_toml_str(&text).unwrap()).unwrap()
     }
 
+    fn ops(&self) -> backup_support::Ops {
+        backup_support::Ops::new(self.service())
+    }
+
     async fn exec(&self, sql: &str) {
         let mut db = PgConnection::connect(&self.url).await.unwrap();
         sqlx::raw_sql(sqlx::AssertSqlSafe(sql.to_owned()))
@@ -125,17 +130,6 @@ async fn full_backup(service: &BackupService, who: &Actor<'_>) -> rbac_admin::ba
         .unwrap()
 }
 
-fn restore(id: &rbac_admin::backup::BackupId) -> RestoreRequest {
-    RestoreRequest {
-        from: Selector::Id(id.clone()),
-        tables: vec![],
-        modules: vec![],
-        tenant: None,
-        to: None,
-        dry_run: false,
-    }
-}
-
 #[tokio::test]
 #[cfg_attr(
     not(rbac_pg_tests),
@@ -143,11 +137,9 @@ fn restore(id: &rbac_admin::backup::BackupId) -> RestoreRequest {
 )]
 async fn postgres_full_backup_dry_run_and_restore_round_trip() {
     let pg = fresh().await;
-    let engine = backup_support::engine();
-    let ops = Actor::new("ops", &engine);
-    let service = pg.service();
+    let ops = pg.ops();
     let before = pg.dump().await;
-    let m = full_backup(&service, &ops).await;
+    let m = ops.full().await;
     assert_eq!(m.backend, "postgres");
     assert_eq!(
         m.tables.iter().find(|t| t.name == "invoices").unwrap().rows,
@@ -161,10 +153,7 @@ async fn postgres_full_backup_dry_run_and_restore_round_trip() {
             .omitted_columns,
         ["password_hash"]
     );
-    service
-        .verify(&ops, &m.id, true, &NoProgress)
-        .await
-        .unwrap();
+    ops.verify(&m.id, true).await;
 
     pg.exec(
         "DELETE FROM invoices WHERE id <= 10; UPDATE accounts SET balance = 0 WHERE code = '1000';
@@ -172,17 +161,12 @@ async fn postgres_full_backup_dry_run_and_restore_round_trip() {
     )
     .await;
     let damaged = pg.dump().await;
-    let report = service
-        .restore(
-            &RestoreRequest {
-                dry_run: true,
-                ..restore(&m.id)
-            },
-            &ops,
-            &NoProgress,
-        )
-        .await
-        .unwrap();
+    let report = ops
+        .restore(&RestoreRequest {
+            dry_run: true,
+            ..restore_of(&m.id)
+        })
+        .await;
     let get = |n: &str| report.tables.iter().find(|t| t.table == n).unwrap().clone();
     assert_eq!(get("invoices").insert, 10);
     assert_eq!(get("invoices").unchanged, 490);
@@ -191,19 +175,17 @@ async fn postgres_full_backup_dry_run_and_restore_round_trip() {
     assert_eq!(get("users").replace, 6);
     assert_eq!(pg.dump().await, damaged, "a dry run changes nothing");
 
-    service
-        .restore(&restore(&m.id), &ops, &NoProgress)
-        .await
-        .unwrap();
+    ops.restore(&restore_of(&m.id)).await;
     assert_eq!(
         pg.dump().await,
         before,
         "every value back, secrets kept in place"
     );
 
-    let log = service
+    let log = ops
+        .service
         .logs(
-            &ops,
+            &ops.actor(),
             &LogQuery {
                 status: Some(Status::Success),
                 ..LogQuery::default()
@@ -245,7 +227,7 @@ async fn postgres_tenant_restore_never_touches_other_tenants_and_failures_change
     pg.exec("UPDATE invoices SET note = 'changed'; UPDATE accounts SET balance = 1;")
         .await;
     service
-        .restore(&restore(&m.id), &alice, &NoProgress)
+        .restore(&restore_of(&m.id), &alice, &NoProgress)
         .await
         .unwrap();
     let mut db = PgConnection::connect(&pg.url).await.unwrap();
@@ -273,7 +255,7 @@ async fn postgres_tenant_restore_never_touches_other_tenants_and_failures_change
     .await;
     let damaged = pg.dump().await;
     let err = service
-        .restore(&restore(&all.id), &ops, &NoProgress)
+        .restore(&restore_of(&all.id), &ops, &NoProgress)
         .await
         .unwrap_err();
     assert!(err.to_string().contains("nothing was changed"), "{err}");
@@ -298,7 +280,7 @@ async fn postgres_tenant_restore_never_touches_other_tenants_and_failures_change
     assert!(matches!(err, BackupError::CorruptChunk { .. }), "{err}");
     assert!(
         service
-            .restore(&restore(&all.id), &ops, &NoProgress)
+            .restore(&restore_of(&all.id), &ops, &NoProgress)
             .await
             .is_err()
     );
@@ -312,10 +294,8 @@ async fn postgres_tenant_restore_never_touches_other_tenants_and_failures_change
 )]
 async fn postgres_incremental_chains_restore_exactly() {
     let pg = fresh().await;
-    let engine = backup_support::engine();
-    let ops = Actor::new("ops", &engine);
-    let service = pg.service();
-    let f = full_backup(&service, &ops).await;
+    let ops = pg.ops();
+    let f = ops.full().await;
     pg.exec(
         "UPDATE invoices SET amount = -1 WHERE id = 3; DELETE FROM invoices WHERE id = 4;
              INSERT INTO invoices (id, tenant_id, amount) VALUES (1000, 'acme', 42.5);
@@ -326,7 +306,7 @@ async fn postgres_incremental_chains_restore_exactly() {
         kind: BackupKind::Incremental,
         scope: Scope::All,
     };
-    let i1 = service.create(&inc, &ops, &NoProgress).await.unwrap();
+    let i1 = ops.create(&inc).await;
     assert_eq!(i1.parent.as_ref(), Some(&f.id));
     let inv = i1.tables.iter().find(|t| t.name == "invoices").unwrap();
     assert_eq!((inv.rows, inv.deleted), (2, 1));
@@ -334,7 +314,7 @@ async fn postgres_incremental_chains_restore_exactly() {
     assert_eq!((acc.rows, acc.deleted), (1, 1));
     let snapshot1 = pg.dump().await;
     pg.exec("DELETE FROM invoices WHERE tenant_id = 'globex'; UPDATE users SET email = 'new' WHERE id = 1;").await;
-    let i2 = service.create(&inc, &ops, &NoProgress).await.unwrap();
+    let i2 = ops.create(&inc).await;
     assert_eq!(
         i2.tables
             .iter()
@@ -347,22 +327,20 @@ async fn postgres_incremental_chains_restore_exactly() {
 
     pg.exec("DELETE FROM invoices; UPDATE accounts SET balance = 0;")
         .await;
-    let report = service
-        .restore(&restore(&i1.id), &ops, &NoProgress)
-        .await
-        .unwrap();
+    let report = ops.restore(&restore_of(&i1.id)).await;
     assert_eq!(report.chain, vec![f.id.clone(), i1.id.clone()]);
     assert_eq!(pg.dump().await, snapshot1);
-    service
-        .restore(&restore(&i2.id), &ops, &NoProgress)
-        .await
-        .unwrap();
+    ops.restore(&restore_of(&i2.id)).await;
     assert_eq!(pg.dump().await, snapshot2);
     // Restored rows bypass the triggers: the next incremental asks for a full backup.
-    let err = service.create(&inc, &ops, &NoProgress).await.unwrap_err();
+    let err = ops
+        .service
+        .create(&inc, &ops.actor(), &NoProgress)
+        .await
+        .unwrap_err();
     assert!(err.to_string().contains("make a full backup"), "{err}");
-    full_backup(&service, &ops).await;
-    service.create(&inc, &ops, &NoProgress).await.unwrap();
+    ops.full().await;
+    ops.create(&inc).await;
 }
 
 /// A table whose every column type survives the change log's JSON row images.
@@ -413,19 +391,11 @@ async fn postgres_incrementals_read_row_images_exactly() {
     let pg = fresh().await;
     pg.exec(LEDGER).await;
     pg.exec(LEDGER_ROWS).await;
-    let engine = backup_support::engine();
-    let ops = Actor::new("ops", &engine);
-    let service = pg.service();
+    let ops = pg.ops();
     let tenant_full = |t: &str| full(Scope::Tenant(t.into()));
-    let f = full_backup(&service, &ops).await;
-    let acme_full = service
-        .create(&tenant_full("acme"), &ops, &NoProgress)
-        .await
-        .unwrap();
-    service
-        .create(&tenant_full("globex"), &ops, &NoProgress)
-        .await
-        .unwrap();
+    let f = ops.full().await;
+    let acme_full = ops.create(&tenant_full("acme")).await;
+    ops.create(&tenant_full("globex")).await;
     pg.exec(LEDGER_CHANGES).await;
 
     // Tables of JSON-safe types log row images (never a secret column); `invoices` (a float
@@ -456,41 +426,26 @@ async fn postgres_incrementals_read_row_images_exactly() {
         let t = m.tables.iter().find(|t| t.name == table).unwrap();
         (t.rows, t.deleted)
     };
-    let all = service
-        .create(&inc(Scope::All), &ops, &NoProgress)
-        .await
-        .unwrap();
+    let all = ops.create(&inc(Scope::All)).await;
     assert_eq!(all.parent.as_ref(), Some(&f.id));
     // Inserted 100-102, updated 1 and 2, moved 4 to another tenant, 6 renamed 200; deleted
     // 3, 6 and 300 (inserted and deleted since the parent).
     assert_eq!(counts(&all, "ledger"), (7, 3));
     assert_eq!(counts(&all, "invoices"), (1, 0));
-    let acme = service
-        .create(&inc(Scope::Tenant("acme".into())), &ops, &NoProgress)
-        .await
-        .unwrap();
+    let acme = ops.create(&inc(Scope::Tenant("acme".into()))).await;
     assert_eq!(acme.parent.as_ref(), Some(&acme_full.id));
     // Row 4 left acme (a delete there) and joined globex (a row there).
     assert_eq!(counts(&acme, "ledger"), (4, 3));
-    let globex = service
-        .create(&inc(Scope::Tenant("globex".into())), &ops, &NoProgress)
-        .await
-        .unwrap();
+    let globex = ops.create(&inc(Scope::Tenant("globex".into()))).await;
     assert_eq!(counts(&globex, "ledger"), (3, 1));
 
     // The chain restores into another database exactly as the source is.
     let other = empty_database(LEDGER).await;
-    service
-        .restore(
-            &RestoreRequest {
-                to: Some(other.clone()),
-                ..restore(&all.id)
-            },
-            &ops,
-            &NoProgress,
-        )
-        .await
-        .unwrap();
+    ops.restore(&RestoreRequest {
+        to: Some(other.clone()),
+        ..restore_of(&all.id)
+    })
+    .await;
     for table in ["ledger", "accounts", "invoices", "tenants", "settings"] {
         assert_eq!(
             rows_of(&pg.url, table, "").await,
@@ -531,25 +486,20 @@ async fn postgres_incrementals_read_row_images_exactly() {
         .await;
         let request = RestoreRequest {
             tenant: Some(tenant.into()),
-            ..restore(&m.id)
+            ..restore_of(&m.id)
         };
         // The dry run sees what the restore does: no conflict.
-        let dry = service
-            .restore(
-                &RestoreRequest {
-                    dry_run: true,
-                    ..request.clone()
-                },
-                &ops,
-                &NoProgress,
-            )
-            .await
-            .unwrap();
+        let dry = ops
+            .restore(&RestoreRequest {
+                dry_run: true,
+                ..request.clone()
+            })
+            .await;
         assert!(
             dry.tables.iter().all(|t| t.conflicts == 0),
             "{tenant}: {dry:?}"
         );
-        service.restore(&request, &ops, &NoProgress).await.unwrap();
+        ops.restore(&request).await;
         assert_eq!(
             rows_of(&pg.url, "ledger", &mine).await,
             before_mine,
@@ -594,14 +544,12 @@ END $f$;
 )]
 async fn postgres_a_change_log_from_before_row_images_keeps_working() {
     let pg = fresh().await;
-    let engine = backup_support::engine();
-    let ops = Actor::new("ops", &engine);
-    let service = pg.service();
+    let ops = pg.ops();
     let inc = CreateRequest {
         kind: BackupKind::Incremental,
         scope: Scope::All,
     };
-    let f = full_backup(&service, &ops).await;
+    let f = ops.full().await;
     pg.exec(LOG_BEFORE_IMAGES).await;
     pg.exec(
         "UPDATE invoices SET note = 'legacy' WHERE id <= 3; DELETE FROM invoices WHERE id = 4;
@@ -609,7 +557,7 @@ async fn postgres_a_change_log_from_before_row_images_keeps_working() {
     )
     .await;
     // The incremental gives the log its columns back and reads these entries from the table.
-    let i = service.create(&inc, &ops, &NoProgress).await.unwrap();
+    let i = ops.create(&inc).await;
     assert_eq!(i.parent.as_ref(), Some(&f.id));
     let counts = |table: &str| {
         let t = i.tables.iter().find(|t| t.name == table).unwrap();
@@ -617,17 +565,11 @@ async fn postgres_a_change_log_from_before_row_images_keeps_working() {
     };
     assert_eq!((counts("invoices"), counts("accounts")), ((3, 1), (2, 0)));
     let other = empty_database("").await;
-    service
-        .restore(
-            &RestoreRequest {
-                to: Some(other.clone()),
-                ..restore(&i.id)
-            },
-            &ops,
-            &NoProgress,
-        )
-        .await
-        .unwrap();
+    ops.restore(&RestoreRequest {
+        to: Some(other.clone()),
+        ..restore_of(&i.id)
+    })
+    .await;
     for table in ["invoices", "accounts", "tenants", "settings"] {
         assert_eq!(
             rows_of(&pg.url, table, "").await,
@@ -637,7 +579,7 @@ async fn postgres_a_change_log_from_before_row_images_keeps_working() {
     }
 
     // The next full backup installs the capture with images again.
-    full_backup(&service, &ops).await;
+    ops.full().await;
     pg.exec("UPDATE accounts SET balance = 3 WHERE code = '2000';")
         .await;
     let mut db = PgConnection::connect(&pg.url).await.unwrap();
@@ -649,7 +591,7 @@ async fn postgres_a_change_log_from_before_row_images_keeps_working() {
     .await
     .unwrap();
     assert_eq!(imaged, vec![true, true]);
-    service.create(&inc, &ops, &NoProgress).await.unwrap();
+    ops.create(&inc).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -690,16 +632,11 @@ async fn postgres_writes_during_a_backup_do_not_break_its_snapshot() {
         })
     };
     tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-    let engine = backup_support::engine();
-    let ops = Actor::new("ops", &engine);
-    let service = pg.service();
-    let m = full_backup(&service, &ops).await;
+    let ops = pg.ops();
+    let m = ops.full().await;
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
     let writes = writer.await.unwrap();
-    service
-        .restore(&restore(&m.id), &ops, &NoProgress)
-        .await
-        .unwrap();
+    ops.restore(&restore_of(&m.id)).await;
     let mut db = PgConnection::connect(&pg.url).await.unwrap();
     let sum: String = sqlx::query_scalar("SELECT sum(balance)::text FROM accounts")
         .fetch_one(&mut db)
@@ -812,10 +749,8 @@ async fn postgres_copy_round_trips_awkward_values_byte_exact() {
     let pg = fresh().await;
     pg.exec(ODD_SCHEMA).await;
     pg.exec(ODD_ROWS).await;
-    let engine = backup_support::engine();
-    let ops = Actor::new("ops", &engine);
-    let service = pg.service();
-    let m = full_backup(&service, &ops).await;
+    let ops = pg.ops();
+    let m = ops.full().await;
     let odd = m.tables.iter().find(|t| t.name == "oddities").unwrap();
     assert_eq!((odd.rows, odd.deleted), (6, 0));
     assert_eq!(
@@ -823,24 +758,16 @@ async fn postgres_copy_round_trips_awkward_values_byte_exact() {
         200
     );
     // Deep verify restores into a scratch SQLite database.
-    service
-        .verify(&ops, &m.id, true, &NoProgress)
-        .await
-        .unwrap();
+    ops.verify(&m.id, true).await;
 
     // Into another database with the same schema and no rows.
     let other = empty_database(ODD_SCHEMA).await;
-    let report = service
-        .restore(
-            &RestoreRequest {
-                to: Some(other.clone()),
-                ..restore(&m.id)
-            },
-            &ops,
-            &NoProgress,
-        )
-        .await
-        .unwrap();
+    let report = ops
+        .restore(&RestoreRequest {
+            to: Some(other.clone()),
+            ..restore_of(&m.id)
+        })
+        .await;
     assert_eq!(
         report
             .tables
@@ -868,17 +795,12 @@ async fn postgres_copy_round_trips_awkward_values_byte_exact() {
     assert_eq!(secrets, 0);
     // The text stored through COPY is what `col::text` gives: a dry run against the source
     // sees every row unchanged.
-    let dry = service
-        .restore(
-            &RestoreRequest {
-                dry_run: true,
-                ..restore(&m.id)
-            },
-            &ops,
-            &NoProgress,
-        )
-        .await
-        .unwrap();
+    let dry = ops
+        .restore(&RestoreRequest {
+            dry_run: true,
+            ..restore_of(&m.id)
+        })
+        .await;
     for t in &dry.tables {
         assert_eq!(
             (t.insert, t.replace, t.delete, t.conflicts),
@@ -889,10 +811,7 @@ async fn postgres_copy_round_trips_awkward_values_byte_exact() {
     }
 
     // A tenant backup of the same data: only acme's rows.
-    let acme = service
-        .create(&full(Scope::Tenant("acme".into())), &ops, &NoProgress)
-        .await
-        .unwrap();
+    let acme = ops.create(&full(Scope::Tenant("acme".into()))).await;
     let rows = |n: &str| acme.tables.iter().find(|t| t.name == n).unwrap().rows;
     assert_eq!((rows("oddities"), rows("parts")), (4, 100));
 }
@@ -904,17 +823,12 @@ async fn postgres_copy_round_trips_awkward_values_byte_exact() {
 )]
 async fn postgres_copy_tenant_restore_leaves_other_tenants_exactly() {
     let pg = fresh().await;
-    let engine = backup_support::engine();
-    let ops = Actor::new("ops", &engine);
-    let service = pg.service();
+    let ops = pg.ops();
     let mut acme_before = Vec::new();
     for t in ["invoices", "accounts"] {
         acme_before.push(rows_of(&pg.url, t, "WHERE tenant_id = 'acme'").await);
     }
-    let m = service
-        .create(&full(Scope::Tenant("acme".into())), &ops, &NoProgress)
-        .await
-        .unwrap();
+    let m = ops.create(&full(Scope::Tenant("acme".into()))).await;
     // Both tenants change: updates, deletes, inserts, secrets.
     pg.exec(
         "UPDATE invoices SET note = E'changed\\there', amount = amount + 1;
@@ -941,10 +855,7 @@ async fn postgres_copy_tenant_restore_leaves_other_tenants_exactly() {
     for t in tables {
         globex.push(rows_of(&pg.url, t, "").await);
     }
-    let report = service
-        .restore(&restore(&m.id), &ops, &NoProgress)
-        .await
-        .unwrap();
+    let report = ops.restore(&restore_of(&m.id)).await;
     assert!(report.tables.iter().all(|t| t.conflicts == 0));
     let mut after = Vec::new();
     for t in tables {
@@ -980,8 +891,9 @@ async fn postgres_copy_tenant_restore_leaves_other_tenants_exactly() {
     ] {
         pg.exec(clash).await;
         let before = pg.dump().await;
-        let err = service
-            .restore(&restore(&m.id), &ops, &NoProgress)
+        let err = ops
+            .service
+            .restore(&restore_of(&m.id), &ops.actor(), &NoProgress)
             .await
             .unwrap_err();
         assert!(err.to_string().contains("nothing was changed"), "{err}");
@@ -1003,10 +915,8 @@ async fn postgres_copy_restore_failing_halfway_changes_nothing() {
            SELECT 1000 + i, 'acme', i, repeat(md5(i::text), 8) FROM generate_series(1, 100000) i;",
     )
     .await;
-    let engine = backup_support::engine();
-    let ops = Actor::new("ops", &engine);
-    let service = pg.service();
-    let m = full_backup(&service, &ops).await;
+    let ops = pg.ops();
+    let m = ops.full().await;
     let invoice_chunks: Vec<&rbac_admin::backup::ChunkInfo> =
         m.chunks.iter().filter(|c| c.table == "invoices").collect();
     assert!(invoice_chunks.len() >= 3, "{}", invoice_chunks.len());
@@ -1021,8 +931,9 @@ async fn postgres_copy_restore_failing_halfway_changes_nothing() {
     //    were copied.
     pg.exec("ALTER TABLE users ADD CONSTRAINT no_u0 CHECK (email <> 'u0@acme') NOT VALID")
         .await;
-    let err = service
-        .restore(&restore(&m.id), &ops, &NoProgress)
+    let err = ops
+        .service
+        .restore(&restore_of(&m.id), &ops.actor(), &NoProgress)
         .await
         .unwrap_err();
     assert!(err.to_string().contains("nothing was changed"), "{err}");
@@ -1041,8 +952,9 @@ async fn postgres_copy_restore_failing_halfway_changes_nothing() {
     let middle = bad.len() / 2;
     bad[middle] ^= 0x40;
     std::fs::write(&path, &bad).unwrap();
-    let err = service
-        .restore(&restore(&m.id), &ops, &NoProgress)
+    let err = ops
+        .service
+        .restore(&restore_of(&m.id), &ops.actor(), &NoProgress)
         .await
         .unwrap_err();
     assert!(err.to_string().contains("corrupt"), "{err}");
@@ -1056,8 +968,9 @@ async fn postgres_copy_restore_failing_halfway_changes_nothing() {
     )
     .await;
     let narrowed = pg.dump().await;
-    let err = service
-        .restore(&restore(&m.id), &ops, &NoProgress)
+    let err = ops
+        .service
+        .restore(&restore_of(&m.id), &ops.actor(), &NoProgress)
         .await
         .unwrap_err();
     assert!(err.to_string().contains("nothing was changed"), "{err}");
@@ -1066,10 +979,7 @@ async fn postgres_copy_restore_failing_halfway_changes_nothing() {
         .await;
 
     // With everything in order, it all comes back.
-    service
-        .restore(&restore(&m.id), &ops, &NoProgress)
-        .await
-        .unwrap();
+    ops.restore(&restore_of(&m.id)).await;
     let mut db = PgConnection::connect(&pg.url).await.unwrap();
     let n: i64 = sqlx::query_scalar("SELECT count(*) FROM invoices")
         .fetch_one(&mut db)
@@ -1111,7 +1021,7 @@ async fn postgres_not_null_secret_columns_do_not_block_a_restore() {
     pg.exec("DELETE FROM api_keys WHERE id = 2; UPDATE api_keys SET label = 'changed';")
         .await;
     service
-        .restore(&restore(&m.id), &ops, &NoProgress)
+        .restore(&restore_of(&m.id), &ops, &NoProgress)
         .await
         .unwrap();
     let mut db = PgConnection::connect(&pg.url).await.unwrap();
@@ -1169,10 +1079,8 @@ CREATE TABLE setting_notes (id INT PRIMARY KEY, key TEXT REFERENCES settings(key
 async fn postgres_full_restore_rebuilds_indexes_exactly() {
     let pg = fresh().await;
     pg.exec(INDEXED).await;
-    let engine = backup_support::engine();
-    let ops = Actor::new("ops", &engine);
-    let service = pg.service();
-    let m = full_backup(&service, &ops).await;
+    let ops = pg.ops();
+    let m = ops.full().await;
     let backed_up = pg.dump().await;
     pg.exec(
         "DELETE FROM invoices WHERE id > 400; UPDATE invoices SET note = note || ' changed' \
@@ -1180,10 +1088,7 @@ async fn postgres_full_restore_rebuilds_indexes_exactly() {
     )
     .await;
     let before = catalog(&pg.url).await;
-    let report = service
-        .restore(&restore(&m.id), &ops, &NoProgress)
-        .await
-        .unwrap();
+    let report = ops.restore(&restore_of(&m.id)).await;
     let invoices = report
         .tables
         .iter()
@@ -1224,8 +1129,9 @@ async fn postgres_full_restore_rebuilds_indexes_exactly() {
     )
     .await;
     let (rows, indexes) = (pg.dump().await, catalog(&pg.url).await);
-    let error = service
-        .restore(&restore(&m.id), &ops, &NoProgress)
+    let error = ops
+        .service
+        .restore(&restore_of(&m.id), &ops.actor(), &NoProgress)
         .await
         .unwrap_err();
     assert!(error.to_string().contains("nothing was changed"), "{error}");
@@ -1246,7 +1152,7 @@ async fn dry_counts(
             &RestoreRequest {
                 dry_run: true,
                 tenant: tenant.map(str::to_owned),
-                ..restore(m)
+                ..restore_of(m)
             },
             ops,
             &NoProgress,
@@ -1278,10 +1184,8 @@ async fn dry_counts(
 )]
 async fn postgres_dry_runs_read_only_what_the_change_log_names_and_count_exactly() {
     let pg = fresh().await;
-    let engine = backup_support::engine();
-    let ops = Actor::new("ops", &engine);
-    let service = pg.service();
-    let m = full_backup(&service, &ops).await;
+    let ops = pg.ops();
+    let m = ops.full().await;
     // Updates, a delete, an insert, a key change, an update to the same values.
     pg.exec(
         "UPDATE invoices SET amount = amount + 1 WHERE id IN (1, 2, 3);
@@ -1295,62 +1199,54 @@ async fn postgres_dry_runs_read_only_what_the_change_log_names_and_count_exactly
     .await;
     let rows = pg.dump().await;
     // Invoices 1, 2, 3, 4, 6 and 7 are read and compared; the 494 others are not read.
-    let counts = dry_counts(&service, &ops, &m.id, None).await;
+    let counts = dry_counts(&ops.service, &ops.actor(), &m.id, None).await;
     assert_eq!(counts["invoices"], [2, 3, 495, 2, 494]);
     assert_eq!(counts["accounts"], [0, 1, 5, 0, 5]);
     assert_eq!(counts["settings"], [0, 0, 2, 0, 2]);
     // acme holds the even invoices: 2 changed, 4 deleted, 6 moved to 2000 (still acme's).
-    let acme = dry_counts(&service, &ops, &m.id, Some("acme")).await;
+    let acme = dry_counts(&ops.service, &ops.actor(), &m.id, Some("acme")).await;
     assert_eq!(acme["invoices"], [2, 1, 247, 1, 247]);
     assert_eq!(pg.dump().await, rows, "dry runs change nothing");
 
     // A TRUNCATE fires no row trigger: the row count gives it away, and the table is
     // compared in full.
     pg.exec("TRUNCATE settings").await;
-    let counts = dry_counts(&service, &ops, &m.id, None).await;
+    let counts = dry_counts(&ops.service, &ops.actor(), &m.id, None).await;
     assert_eq!(counts["settings"], [2, 0, 0, 0, 0]);
     assert_eq!(counts["invoices"], [2, 3, 495, 2, 494]);
 
     // Restored: the backup's rows are back, and the restore's mark in the change log makes
     // the next dry run of the same backup read only what changed after it.
     backup_support::settle_postgres(&pg.url).await;
-    service
-        .restore(&restore(&m.id), &ops, &NoProgress)
-        .await
-        .unwrap();
+    ops.restore(&restore_of(&m.id)).await;
     pg.exec("UPDATE invoices SET paid = NOT paid WHERE id = 10")
         .await;
-    let counts = dry_counts(&service, &ops, &m.id, None).await;
+    let counts = dry_counts(&ops.service, &ops.actor(), &m.id, None).await;
     assert_eq!(counts["invoices"], [0, 1, 499, 0, 499]);
     assert_eq!(counts["settings"], [0, 0, 2, 0, 2]);
     // The restore was of every tenant: a tenant's dry run compares in full.
-    let acme = dry_counts(&service, &ops, &m.id, Some("acme")).await;
+    let acme = dry_counts(&ops.service, &ops.actor(), &m.id, Some("acme")).await;
     assert_eq!(acme["invoices"], [0, 1, 249, 0, 0]);
 
     // A newer backup lets the log be pruned past the older one's baseline: compared in full.
     backup_support::settle_postgres(&pg.url).await;
-    let newer = full_backup(&service, &ops).await;
+    let newer = ops.full().await;
     pg.exec("UPDATE invoices SET paid = NOT paid WHERE id = 10")
         .await;
-    let counts = dry_counts(&service, &ops, &newer.id, None).await;
+    let counts = dry_counts(&ops.service, &ops.actor(), &newer.id, None).await;
     assert_eq!(counts["invoices"], [0, 1, 499, 0, 499]);
-    let counts = dry_counts(&service, &ops, &m.id, None).await;
+    let counts = dry_counts(&ops.service, &ops.actor(), &m.id, None).await;
     assert_eq!(counts["invoices"], [0, 0, 500, 0, 0]);
 
     // Another database never trusts this one's log.
     let other = empty_database("").await;
-    let report = service
-        .restore(
-            &RestoreRequest {
-                dry_run: true,
-                to: Some(other),
-                ..restore(&newer.id)
-            },
-            &ops,
-            &NoProgress,
-        )
-        .await
-        .unwrap();
+    let report = ops
+        .restore(&RestoreRequest {
+            dry_run: true,
+            to: Some(other),
+            ..restore_of(&newer.id)
+        })
+        .await;
     let invoices = report
         .tables
         .iter()

@@ -15,7 +15,7 @@ use chrono::{DateTime, TimeZone, Utc};
 use rbac_admin::backup::Scope;
 use rbac_admin::backup::schedule::{
     Clock, CronSpec, JobFuture, JobKind, JobReport, ManualClock, NewSchedule, Schedule,
-    ScheduleError, ScheduleStore, ScheduledJob, Scheduler, SchedulerOptions,
+    ScheduleError, ScheduleStore, ScheduledJob, Scheduler, SchedulerOptions, SchedulerStats,
 };
 
 use rbac_test_support::TestDb;
@@ -106,6 +106,40 @@ fn options(runner: &str) -> SchedulerOptions {
         poll: Duration::from_secs(3600),
         lease_ttl: Duration::from_secs(60),
         runner: runner.into(),
+    }
+}
+
+/// A scheduler (runner `a`) working in a task until [`Running::stop`].
+struct Running {
+    stop: tokio::sync::oneshot::Sender<()>,
+    handle: tokio::task::JoinHandle<SchedulerStats>,
+}
+
+impl Running {
+    fn start<J: ScheduledJob + 'static>(
+        store: &ScheduleStore,
+        job: Arc<J>,
+        clock: &ManualClock,
+    ) -> Running {
+        let scheduler = Scheduler::new(store.clone(), job, Arc::new(clock.clone()), options("a"));
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let handle = tokio::spawn(async move {
+            scheduler
+                .run(async {
+                    let _ = stopped.await;
+                })
+                .await
+        });
+        Running { stop, handle }
+    }
+
+    /// Asks the scheduler to stop and waits (at most 10 s) for it to finish.
+    async fn stop(self) -> SchedulerStats {
+        self.stop.send(()).unwrap();
+        tokio::time::timeout(Duration::from_secs(10), self.handle)
+            .await
+            .unwrap()
+            .unwrap()
     }
 }
 
@@ -244,20 +278,7 @@ async fn due_schedules_run_at_their_slots_and_catch_up_once(db: TestDb) {
         .await
         .unwrap();
     let job = Arc::new(RecordingJob::default());
-    let scheduler = Scheduler::new(
-        store.clone(),
-        job.clone(),
-        Arc::new(clock.clone()),
-        options("a"),
-    );
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let handle = tokio::spawn(async move {
-        scheduler
-            .run(async {
-                let _ = stopped.await;
-            })
-            .await
-    });
+    let running = Running::start(&store, job.clone(), &clock);
 
     // Nothing is due before 01:00.
     clock.set(at(2026, 11, 23, 0, 59));
@@ -298,11 +319,7 @@ async fn due_schedules_run_at_their_slots_and_catch_up_once(db: TestDb) {
     tokio::time::sleep(Duration::from_millis(100)).await;
     assert_eq!(job.runs().len(), 3);
 
-    stop.send(()).unwrap();
-    let stats = tokio::time::timeout(Duration::from_secs(10), handle)
-        .await
-        .unwrap()
-        .unwrap();
+    let stats = running.stop().await;
     assert_eq!((stats.runs, stats.failed), (3, 0));
     let runs = store.runs("hourly", 10).await.unwrap();
     assert_eq!(runs.len(), 3);
@@ -333,20 +350,7 @@ async fn one_scope_never_runs_twice_at_once(db: TestDb) {
         .await
         .unwrap();
     let job = Arc::new(RecordingJob::slow(Duration::from_millis(300)));
-    let scheduler = Scheduler::new(
-        store.clone(),
-        job.clone(),
-        Arc::new(clock.clone()),
-        options("a"),
-    );
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let handle = tokio::spawn(async move {
-        scheduler
-            .run(async {
-                let _ = stopped.await;
-            })
-            .await
-    });
+    let running = Running::start(&store, job.clone(), &clock);
     clock.set(at(2026, 11, 23, 2, 0));
     // Both acme schedules run, one after the other (the second waits for the scope), while
     // globex runs alongside.
@@ -356,11 +360,7 @@ async fn one_scope_never_runs_twice_at_once(db: TestDb) {
         1,
         "two runs of one scope overlapped"
     );
-    stop.send(()).unwrap();
-    let stats = tokio::time::timeout(Duration::from_secs(10), handle)
-        .await
-        .unwrap()
-        .unwrap();
+    let stats = running.stop().await;
     assert_eq!(stats.runs, 3);
 }
 
@@ -489,30 +489,13 @@ async fn shutdown_waits_for_the_run_in_progress(db: TestDb) {
         .await
         .unwrap();
     let job = Arc::new(RecordingJob::slow(Duration::from_millis(400)));
-    let scheduler = Scheduler::new(
-        store.clone(),
-        job.clone(),
-        Arc::new(clock.clone()),
-        options("a"),
-    );
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let started = job.started.notified();
-    let handle = tokio::spawn(async move {
-        scheduler
-            .run(async {
-                let _ = stopped.await;
-            })
-            .await
-    });
+    let running = Running::start(&store, job.clone(), &clock);
     clock.set(at(2026, 11, 23, 1, 0));
     tokio::time::timeout(Duration::from_secs(10), started)
         .await
         .unwrap();
-    stop.send(()).unwrap();
-    let stats = tokio::time::timeout(Duration::from_secs(10), handle)
-        .await
-        .unwrap()
-        .unwrap();
+    let stats = running.stop().await;
     // The run finished before `run` returned, and was recorded as such.
     assert_eq!((stats.runs, stats.failed), (1, 0));
     assert_eq!(job.runs().len(), 1);

@@ -22,25 +22,17 @@ fn restore_all(
     dry_run: bool,
 ) -> RestoreRequest {
     RestoreRequest {
-        from: Selector::Id(id.clone()),
-        tables: vec![],
-        modules: vec![],
-        tenant: None,
         to,
         dry_run,
+        ..restore_of(id)
     }
 }
 
 #[tokio::test]
 async fn full_backup_restores_every_value_exactly_and_omits_secrets() {
     let env = Env::new(300);
-    let engine = engine();
-    let ops = Actor::new("ops", &engine);
-    let service = env.service();
-    let m = service
-        .create(&full(Scope::All), &ops, &NoProgress)
-        .await
-        .unwrap();
+    let ops = env.ops();
+    let m = ops.full().await;
     assert_eq!(m.kind, BackupKind::Full);
     assert_eq!(
         m.tables.iter().find(|t| t.name == "invoices").unwrap().rows,
@@ -52,10 +44,7 @@ async fn full_backup_restores_every_value_exactly_and_omits_secrets() {
 
     // The secret never reaches storage: no chunk contains it (chunks are only compressed).
     let (copy, url) = env.url("copy.db");
-    let report = service
-        .restore(&restore_all(&m.id, Some(url), false), &ops, &NoProgress)
-        .await
-        .unwrap();
+    let report = ops.restore(&restore_all(&m.id, Some(url), false)).await;
     assert!(!report.dry_run);
     let original = dump(&env.db);
     let restored = dump(&copy);
@@ -87,20 +76,12 @@ async fn full_backup_restores_every_value_exactly_and_omits_secrets() {
 #[tokio::test]
 async fn restore_in_place_brings_back_the_snapshot_and_keeps_secrets() {
     let env = Env::new(50);
-    let engine = engine();
-    let ops = Actor::new("ops", &engine);
-    let service = env.service();
+    let ops = env.ops();
     let before = dump(&env.db);
-    let m = service
-        .create(&full(Scope::All), &ops, &NoProgress)
-        .await
-        .unwrap();
+    let m = ops.full().await;
     exec(&env.db, "DELETE FROM invoices WHERE id % 3 = 0; UPDATE accounts SET balance = 0;
                    INSERT INTO settings VALUES ('new', 1); UPDATE users SET email = 'x' WHERE id = 1;");
-    let report = service
-        .restore(&restore_all(&m.id, None, false), &ops, &NoProgress)
-        .await
-        .unwrap();
+    let report = ops.restore(&restore_all(&m.id, None, false)).await;
     assert!(
         report
             .tables
@@ -117,13 +98,8 @@ async fn restore_in_place_brings_back_the_snapshot_and_keeps_secrets() {
 #[tokio::test]
 async fn dry_run_reports_and_leaves_the_file_byte_identical() {
     let env = Env::new(40);
-    let engine = engine();
-    let ops = Actor::new("ops", &engine);
-    let service = env.service();
-    let m = service
-        .create(&full(Scope::All), &ops, &NoProgress)
-        .await
-        .unwrap();
+    let ops = env.ops();
+    let m = ops.full().await;
     exec(
         &env.db,
         "DELETE FROM invoices WHERE id <= 5; UPDATE accounts SET balance = 7 WHERE code = '1000';
@@ -131,10 +107,7 @@ async fn dry_run_reports_and_leaves_the_file_byte_identical() {
                    PRAGMA wal_checkpoint(TRUNCATE);",
     );
     let hash = file_hash(&env.db);
-    let report = service
-        .restore(&restore_all(&m.id, None, true), &ops, &NoProgress)
-        .await
-        .unwrap();
+    let report = ops.restore(&restore_all(&m.id, None, true)).await;
     assert!(report.dry_run);
     let get = |name: &str| {
         report
@@ -221,17 +194,9 @@ async fn tenant_restore_never_touches_other_tenants() {
 #[tokio::test]
 async fn tenant_restore_from_a_full_backup_and_module_scopes() {
     let env = Env::new(20);
-    let engine = engine();
-    let ops = Actor::new("ops", &engine);
-    let service = env.service();
-    let all = service
-        .create(&full(Scope::All), &ops, &NoProgress)
-        .await
-        .unwrap();
-    let finance = service
-        .create(&full("modules:finance".parse().unwrap()), &ops, &NoProgress)
-        .await
-        .unwrap();
+    let ops = env.ops();
+    let all = ops.full().await;
+    let finance = ops.create(&full("modules:finance".parse().unwrap())).await;
     let names: Vec<_> = finance.tables.iter().map(|t| t.name.as_str()).collect();
     assert_eq!(names, ["accounts", "invoices"]);
 
@@ -244,7 +209,7 @@ async fn tenant_restore_from_a_full_backup_and_module_scopes() {
         modules: vec!["finance".into()],
         ..restore_all(&all.id, None, false)
     };
-    service.restore(&req, &ops, &NoProgress).await.unwrap();
+    ops.restore(&req).await;
     for r in table(&env.db, "accounts") {
         let expect = if r[0] == Value::Text("globex".into()) {
             1000
@@ -264,13 +229,8 @@ async fn tenant_restore_from_a_full_backup_and_module_scopes() {
 #[tokio::test]
 async fn incremental_chains_restore_exactly_including_deletes() {
     let env = Env::new(100);
-    let engine = engine();
-    let ops = Actor::new("ops", &engine);
-    let service = env.service();
-    let f = service
-        .create(&full(Scope::All), &ops, &NoProgress)
-        .await
-        .unwrap();
+    let ops = env.ops();
+    let f = ops.full().await;
     exec(
         &env.db,
         "UPDATE invoices SET amount = -1 WHERE id = 3; DELETE FROM invoices WHERE id = 4;
@@ -281,7 +241,7 @@ async fn incremental_chains_restore_exactly_including_deletes() {
         kind: BackupKind::Incremental,
         scope: Scope::All,
     };
-    let i1 = service.create(&inc, &ops, &NoProgress).await.unwrap();
+    let i1 = ops.create(&inc).await;
     assert_eq!(i1.parent.as_ref(), Some(&f.id));
     let inv = i1.tables.iter().find(|t| t.name == "invoices").unwrap();
     assert_eq!((inv.rows, inv.deleted), (2, 1));
@@ -298,22 +258,16 @@ async fn incremental_chains_restore_exactly_including_deletes() {
         &env.db,
         "DELETE FROM invoices WHERE tenant_id = 'globex' AND id % 2 = 0; INSERT INTO settings VALUES ('k', x'00ff');",
     );
-    let i2 = service.create(&inc, &ops, &NoProgress).await.unwrap();
+    let i2 = ops.create(&inc).await;
     assert_eq!(i2.parent.as_ref(), Some(&i1.id));
     let snapshot2 = dump(&env.db);
 
     exec(&env.db, "DELETE FROM invoices; DELETE FROM accounts;");
-    let report = service
-        .restore(&restore_all(&i1.id, None, false), &ops, &NoProgress)
-        .await
-        .unwrap();
+    let report = ops.restore(&restore_all(&i1.id, None, false)).await;
     assert_eq!(report.chain, vec![f.id.clone(), i1.id.clone()]);
     assert_eq!(dump(&env.db), snapshot1);
     let (copy, url) = env.url("chain.db");
-    service
-        .restore(&restore_all(&i2.id, Some(url), false), &ops, &NoProgress)
-        .await
-        .unwrap();
+    ops.restore(&restore_all(&i2.id, Some(url), false)).await;
     let copied: Vec<_> = dump(&copy)
         .into_iter()
         .filter(|(t, _)| t != "users")
@@ -328,36 +282,23 @@ async fn incremental_chains_restore_exactly_including_deletes() {
 #[tokio::test]
 async fn point_in_time_picks_the_latest_backup_at_or_before() {
     let env = Env::new(10);
-    let engine = engine();
-    let ops = Actor::new("ops", &engine);
-    let service = env.service();
-    let first = service
-        .create(&full(Scope::All), &ops, &NoProgress)
-        .await
-        .unwrap();
+    let ops = env.ops();
+    let first = ops.full().await;
     tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
     exec(&env.db, "DELETE FROM invoices WHERE id = 1;");
-    let second = service
-        .create(&full(Scope::All), &ops, &NoProgress)
-        .await
-        .unwrap();
+    let second = ops.full().await;
     let at = |t| RestoreRequest {
         from: Selector::At(t),
         ..restore_all(&first.id, None, true)
     };
-    let r = service
-        .restore(&at(first.finished_at), &ops, &NoProgress)
-        .await
-        .unwrap();
+    let r = ops.restore(&at(first.finished_at)).await;
     assert_eq!(r.chain, vec![first.id.clone()]);
-    let r = service
-        .restore(&at(chrono::Utc::now()), &ops, &NoProgress)
-        .await
-        .unwrap();
+    let r = ops.restore(&at(chrono::Utc::now())).await;
     assert_eq!(r.chain, vec![second.id.clone()]);
     let early = first.started_at - chrono::Duration::hours(1);
-    let err = service
-        .restore(&at(early), &ops, &NoProgress)
+    let err = ops
+        .service
+        .restore(&at(early), &ops.actor(), &NoProgress)
         .await
         .unwrap_err();
     assert!(
@@ -497,15 +438,13 @@ async fn permissions_gate_every_operation_and_denials_are_logged() {
 #[tokio::test]
 async fn download_is_one_tar_archive_of_the_stored_objects() {
     let env = Env::new(20);
-    let engine = engine();
-    let ops = Actor::new("ops", &engine);
-    let service = env.service();
-    let m = service
-        .create(&full(Scope::All), &ops, &NoProgress)
+    let ops = env.ops();
+    let m = ops.full().await;
+    let mut archive = Vec::new();
+    ops.service
+        .download(&ops.actor(), &m.id, &mut archive)
         .await
         .unwrap();
-    let mut archive = Vec::new();
-    service.download(&ops, &m.id, &mut archive).await.unwrap();
     let mut tar = tar::Archive::new(&archive[..]);
     let names: Vec<String> = tar
         .entries()
@@ -519,17 +458,9 @@ async fn download_is_one_tar_archive_of_the_stored_objects() {
 #[tokio::test]
 async fn deep_verify_restores_into_scratch_and_compares() {
     let env = Env::new(200);
-    let engine = engine();
-    let ops = Actor::new("ops", &engine);
-    let service = env.service();
-    let m = service
-        .create(&full(Scope::All), &ops, &NoProgress)
-        .await
-        .unwrap();
-    let r = service
-        .verify(&ops, &m.id, true, &NoProgress)
-        .await
-        .unwrap();
+    let ops = env.ops();
+    let m = ops.full().await;
+    let r = ops.verify(&m.id, true).await;
     assert!(r.deep);
     assert_eq!(r.chunks, m.chunks.len());
     assert_eq!(r.records, m.rows());
@@ -624,25 +555,12 @@ async fn not_null_secret_columns_restore_into_an_empty_database() {
 #[tokio::test]
 async fn latest_picks_the_newest_backup_that_holds_what_is_restored() {
     let env = Env::new(20);
-    let engine = engine();
-    let ops = Actor::new("ops", &engine);
-    let service = env.service();
-    let all = service
-        .create(&full(Scope::All), &ops, &NoProgress)
-        .await
-        .unwrap();
-    let finance = service
-        .create(
-            &full(Scope::Modules(vec!["finance".into()])),
-            &ops,
-            &NoProgress,
-        )
-        .await
-        .unwrap();
-    let acme = service
-        .create(&full(Scope::Tenant("acme".into())), &ops, &NoProgress)
-        .await
-        .unwrap();
+    let ops = env.ops();
+    let all = ops.full().await;
+    let finance = ops
+        .create(&full(Scope::Modules(vec!["finance".into()])))
+        .await;
+    let acme = ops.create(&full(Scope::Tenant("acme".into()))).await;
     let latest = |tables: &[&str], modules: &[&str], tenant: Option<&str>| RestoreRequest {
         from: Selector::Latest,
         tables: tables.iter().map(|t| (*t).to_owned()).collect(),
@@ -659,7 +577,7 @@ async fn latest_picks_the_newest_backup_that_holds_what_is_restored() {
         (latest(&[], &[], Some("acme")), &acme.id),
         (latest(&[], &[], Some("globex")), &all.id),
     ] {
-        let report = service.restore(&request, &ops, &NoProgress).await.unwrap();
+        let report = ops.restore(&request).await;
         assert_eq!(
             report.chain.last(),
             Some(expected),
@@ -680,41 +598,27 @@ fn change_log_rows(db: &std::path::Path) -> i64 {
 #[tokio::test]
 async fn the_change_log_is_cut_below_every_scopes_newest_backup() {
     let env = Env::new(20);
-    let engine = engine();
-    let ops = Actor::new("ops", &engine);
-    let service = env.service();
+    let ops = env.ops();
     let incremental = |scope: Scope| CreateRequest {
         kind: BackupKind::Incremental,
         scope,
     };
     let acme = || Scope::Tenant("acme".into());
-    service
-        .create(&full(Scope::All), &ops, &NoProgress)
-        .await
-        .unwrap();
-    service
-        .create(&full(acme()), &ops, &NoProgress)
-        .await
-        .unwrap();
+    ops.full().await;
+    ops.create(&full(acme())).await;
     exec(
         &env.db,
         "UPDATE invoices SET note = 'v2' WHERE id <= 5; DELETE FROM invoices WHERE id = 30;",
     );
     assert_eq!(change_log_rows(&env.db), 6);
     // The `all` chain moves on; the acme chain still needs the changes after its backup.
-    service
-        .create(&incremental(Scope::All), &ops, &NoProgress)
-        .await
-        .unwrap();
+    ops.create(&incremental(Scope::All)).await;
     assert_eq!(
         change_log_rows(&env.db),
         6,
         "acme's head has not read them yet"
     );
-    let acme_inc = service
-        .create(&incremental(acme()), &ops, &NoProgress)
-        .await
-        .unwrap();
+    let acme_inc = ops.create(&incremental(acme())).await;
     assert_eq!(
         acme_inc
             .tables
@@ -728,10 +632,7 @@ async fn the_change_log_is_cut_below_every_scopes_newest_backup() {
 
     // Incrementals go on after a cut, and the chain still restores exactly.
     exec(&env.db, "UPDATE invoices SET amount = 1.5 WHERE id = 2;");
-    let next = service
-        .create(&incremental(Scope::All), &ops, &NoProgress)
-        .await
-        .unwrap();
+    let next = ops.create(&incremental(Scope::All)).await;
     assert_eq!(next.rows(), 1);
     // (Users are left out: their password hashes are secret, never in a backup.)
     let without_users = |p: &std::path::Path| {
@@ -741,38 +642,24 @@ async fn the_change_log_is_cut_below_every_scopes_newest_backup() {
     };
     let snapshot = without_users(&env.db);
     let (copy, url) = env.url("chain.db");
-    service
-        .restore(&restore_all(&next.id, Some(url), false), &ops, &NoProgress)
-        .await
-        .unwrap();
+    ops.restore(&restore_all(&next.id, Some(url), false)).await;
     assert_eq!(without_users(&copy), snapshot);
 
     // Deleting the newest backup by hand leaves an older parent whose changes were cut: the
     // next incremental refuses instead of missing them, and a full backup starts over.
     exec(&env.db, "UPDATE invoices SET amount = 2.5 WHERE id = 3;");
-    let newest = service
-        .create(&incremental(Scope::All), &ops, &NoProgress)
-        .await
-        .unwrap();
-    service
-        .create(&incremental(acme()), &ops, &NoProgress)
-        .await
-        .unwrap();
+    let newest = ops.create(&incremental(Scope::All)).await;
+    ops.create(&incremental(acme())).await;
     assert_eq!(change_log_rows(&env.db), 0);
-    service.delete(&ops, &newest.id).await.unwrap();
-    let err = service
-        .create(&incremental(Scope::All), &ops, &NoProgress)
+    ops.service.delete(&ops.actor(), &newest.id).await.unwrap();
+    let err = ops
+        .service
+        .create(&incremental(Scope::All), &ops.actor(), &NoProgress)
         .await
         .unwrap_err();
     assert!(err.to_string().contains("make a full backup"), "{err}");
-    service
-        .create(&full(Scope::All), &ops, &NoProgress)
-        .await
-        .unwrap();
-    service
-        .create(&incremental(Scope::All), &ops, &NoProgress)
-        .await
-        .unwrap();
+    ops.full().await;
+    ops.create(&incremental(Scope::All)).await;
 }
 
 /// A tenant restore of a chain whose full backup holds a row that has since moved to another
@@ -781,35 +668,21 @@ async fn the_change_log_is_cut_below_every_scopes_newest_backup() {
 #[tokio::test]
 async fn a_tenant_chain_restores_after_a_row_moved_to_another_tenant() {
     let env = Env::new(30);
-    let engine = engine();
-    let ops = Actor::new("ops", &engine);
-    let service = env.service();
+    let ops = env.ops();
     let acme = || Scope::Tenant("acme".into());
     let incremental = |scope| CreateRequest {
         kind: BackupKind::Incremental,
         scope,
     };
-    let all_full = service
-        .create(&full(Scope::All), &ops, &NoProgress)
-        .await
-        .unwrap();
-    service
-        .create(&full(acme()), &ops, &NoProgress)
-        .await
-        .unwrap();
+    let all_full = ops.full().await;
+    ops.create(&full(acme())).await;
     exec(
         &env.db,
         "UPDATE invoices SET tenant_id = 'globex' WHERE id = 1;
          UPDATE invoices SET note = 'changed' WHERE id = 2;",
     );
-    let acme_chain = service
-        .create(&incremental(acme()), &ops, &NoProgress)
-        .await
-        .unwrap();
-    let all_chain = service
-        .create(&incremental(Scope::All), &ops, &NoProgress)
-        .await
-        .unwrap();
+    let acme_chain = ops.create(&incremental(acme())).await;
+    let all_chain = ops.create(&incremental(Scope::All)).await;
     assert_eq!(all_chain.parent.as_ref(), Some(&all_full.id));
     let snapshot = dump(&env.db);
     for m in [&acme_chain, &all_chain] {
@@ -818,23 +691,18 @@ async fn a_tenant_chain_restores_after_a_row_moved_to_another_tenant() {
             "DELETE FROM invoices WHERE tenant_id = 'acme';
              INSERT INTO invoices (id, tenant_id) VALUES (999, 'acme');",
         );
-        let dry = service
-            .restore(
-                &RestoreRequest {
-                    tenant: Some("acme".into()),
-                    ..restore_all(&m.id, None, true)
-                },
-                &ops,
-                &NoProgress,
-            )
-            .await
-            .unwrap();
+        let dry = ops
+            .restore(&RestoreRequest {
+                tenant: Some("acme".into()),
+                ..restore_all(&m.id, None, true)
+            })
+            .await;
         assert!(dry.tables.iter().all(|t| t.conflicts == 0), "{dry:?}");
         let req = RestoreRequest {
             tenant: Some("acme".into()),
             ..restore_all(&m.id, None, false)
         };
-        service.restore(&req, &ops, &NoProgress).await.unwrap();
+        ops.restore(&req).await;
         assert_eq!(dump(&env.db), snapshot, "restored from {}", m.id);
     }
 }

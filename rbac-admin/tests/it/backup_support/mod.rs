@@ -5,7 +5,10 @@
 
 use std::path::{Path, PathBuf};
 
-use rbac_admin::backup::{BackupConfig, BackupService};
+use rbac_admin::backup::{
+    Actor, BackupConfig, BackupId, BackupKind, BackupService, CreateRequest, Manifest, NoProgress,
+    RestoreReport, RestoreRequest, Scope, Selector, VerifyReport,
+};
 use rbac_core::{Engine, Policy};
 use rusqlite::Connection;
 use rusqlite::types::Value;
@@ -146,10 +149,78 @@ impl Env {
         BackupService::open(self.config()).expect("service")
     }
 
+    /// The service, driven by `ops`.
+    pub(crate) fn ops(&self) -> Ops {
+        Ops::new(self.service())
+    }
+
     pub(crate) fn url(&self, name: &str) -> (PathBuf, String) {
         let p = self.dir.path().join(name);
         let url = format!("sqlite://{}", p.display());
         (p, url)
+    }
+}
+
+/// A backup service driven by `ops`, who holds every backup permission: what tests that are
+/// not about gating act through. Each call must succeed.
+pub(crate) struct Ops {
+    pub(crate) service: BackupService,
+    engine: Engine,
+}
+
+impl Ops {
+    pub(crate) fn new(service: BackupService) -> Ops {
+        Ops {
+            service,
+            engine: engine(),
+        }
+    }
+
+    /// `ops` as the actor of a call made on [`Ops::service`] directly.
+    pub(crate) fn actor(&self) -> Actor<'_> {
+        Actor::new("ops", &self.engine)
+    }
+
+    pub(crate) async fn create(&self, request: &CreateRequest) -> Manifest {
+        self.service
+            .create(request, &self.actor(), &NoProgress)
+            .await
+            .expect("create")
+    }
+
+    /// A full backup of everything.
+    pub(crate) async fn full(&self) -> Manifest {
+        self.create(&CreateRequest {
+            kind: BackupKind::Full,
+            scope: Scope::All,
+        })
+        .await
+    }
+
+    pub(crate) async fn restore(&self, request: &RestoreRequest) -> RestoreReport {
+        self.service
+            .restore(request, &self.actor(), &NoProgress)
+            .await
+            .expect("restore")
+    }
+
+    pub(crate) async fn verify(&self, id: &BackupId, deep: bool) -> VerifyReport {
+        self.service
+            .verify(&self.actor(), id, deep, &NoProgress)
+            .await
+            .expect("verify")
+    }
+}
+
+/// A restore of backup `id`: every table, into the configured database, for real.
+pub(crate) fn restore_of(id: &BackupId) -> RestoreRequest {
+    RestoreRequest {
+        from: Selector::Id(id.clone()),
+        tables: vec![],
+        modules: vec![],
+        tenant: None,
+        to: None,
+        dry_run: false,
     }
 }
 
