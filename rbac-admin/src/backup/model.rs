@@ -269,6 +269,28 @@ pub struct TableManifest {
     pub create_sql: Option<String>,
 }
 
+impl TableManifest {
+    /// Where each key column sits among the backed-up columns, in key order. A key column
+    /// that is not among them (a manifest edited by hand) is an error: a partial key would
+    /// match the wrong rows.
+    pub(crate) fn key_positions(&self) -> Result<Vec<usize>, BackupError> {
+        self.primary_key
+            .iter()
+            .map(|k| {
+                self.columns
+                    .iter()
+                    .position(|c| &c.name == k)
+                    .ok_or_else(|| {
+                        BackupError::Schema(format!(
+                            "table `{}`: key column `{k}` is not among the backed-up columns",
+                            self.name
+                        ))
+                    })
+            })
+            .collect()
+    }
+}
+
 /// One stored data chunk.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ChunkInfo {
@@ -597,5 +619,30 @@ mod tests {
         assert!("tenant:a/b".parse::<Scope>().is_err());
         assert!("modules:".parse::<Scope>().is_err());
         assert!("everything".parse::<Scope>().is_err());
+    }
+
+    #[test]
+    fn key_positions_follow_the_key_and_refuse_a_missing_column() {
+        let column = |name: &str| ColumnInfo {
+            name: name.into(),
+            decl_type: "TEXT".into(),
+        };
+        let mut t = TableManifest {
+            name: "accounts".into(),
+            columns: vec![column("balance"), column("code"), column("tenant_id")],
+            omitted_columns: vec![],
+            primary_key: vec!["tenant_id".into(), "code".into()],
+            tenant_column: Some("tenant_id".into()),
+            rows: 0,
+            deleted: 0,
+            create_sql: None,
+        };
+        assert_eq!(t.key_positions().ok(), Some(vec![2, 1]));
+        t.primary_key.push("year".into());
+        let err = t.key_positions().err().map(|e| e.to_string());
+        assert!(
+            err.as_deref().is_some_and(|e| e.contains("`year`")),
+            "{err:?}"
+        );
     }
 }

@@ -235,7 +235,7 @@ pub(crate) async fn install_capture(
             lit(images),
             lit(&t.omitted_columns.join(",")),
         );
-        sqlx::query(AssertSqlSafe(sql)).execute(&mut *tx).await?;
+        run(&mut tx, sql).await?;
     }
     tx.commit().await?;
     Ok(())
@@ -907,17 +907,7 @@ async fn restore_table(
         .map(|(i, c)| format!("${}::{}", i + 1, c.decl_type))
         .collect();
     let cols = quoted_columns(t);
-    let key_positions: Vec<usize> = t
-        .primary_key
-        .iter()
-        .filter_map(|k| t.columns.iter().position(|c| &c.name == k))
-        .collect();
-    if key_positions.len() != t.primary_key.len() {
-        return Err(BackupError::Schema(format!(
-            "table `{}`: key columns missing",
-            t.name
-        )));
-    }
+    let key_positions = t.key_positions()?;
     let key_match: Vec<String> = key_positions
         .iter()
         .enumerate()
@@ -1160,10 +1150,12 @@ async fn stage_later_keys(
     tables: &[TableManifest],
     storage: &Storage,
 ) -> Result<(), BackupError> {
-    sqlx::query(AssertSqlSafe(format!(
-        "CREATE TEMP TABLE {LATER_KEYS} (tbl TEXT NOT NULL, k JSONB NOT NULL) ON COMMIT DROP"
-    )))
-    .execute(&mut *tx)
+    run(
+        tx,
+        format!(
+            "CREATE TEMP TABLE {LATER_KEYS} (tbl TEXT NOT NULL, k JSONB NOT NULL) ON COMMIT DROP"
+        ),
+    )
     .await?;
     let mut values = Vec::new();
     let mut batch: Vec<String> = Vec::new();
@@ -1173,11 +1165,7 @@ async fn stage_later_keys(
             let Some(t) = m.tables.iter().find(|x| x.name == wanted.name) else {
                 continue;
             };
-            let key_positions: Vec<usize> = t
-                .primary_key
-                .iter()
-                .filter_map(|k| t.columns.iter().position(|c| &c.name == k))
-                .collect();
+            let key_positions = t.key_positions()?;
             for (j, info) in m
                 .chunks
                 .iter()
@@ -1209,9 +1197,7 @@ async fn stage_later_keys(
             insert_later_keys(tx, &t.name, &mut batch).await?;
         }
     }
-    sqlx::query(AssertSqlSafe(format!("ANALYZE {LATER_KEYS}")))
-        .execute(&mut *tx)
-        .await?;
+    run(tx, format!("ANALYZE {LATER_KEYS}")).await?;
     Ok(())
 }
 
@@ -1289,12 +1275,19 @@ fn key_join(t: &TableManifest) -> String {
         .join(" AND ")
 }
 
+/// Runs one statement without parameters, built here from names quoted by [`quote`]; returns
+/// how many rows it touched.
+async fn run(tx: &mut PgConnection, sql: String) -> Result<u64, BackupError> {
+    Ok(sqlx::query(AssertSqlSafe(sql))
+        .execute(tx)
+        .await?
+        .rows_affected())
+}
+
 /// Opens the savepoint `name`: a statement that fails after it, up to [`end_savepoint`], does
 /// not abort the transaction.
 pub(crate) async fn begin_savepoint(tx: &mut PgConnection, name: &str) -> Result<(), BackupError> {
-    sqlx::query(AssertSqlSafe(format!("SAVEPOINT {name}")))
-        .execute(&mut *tx)
-        .await?;
+    run(tx, format!("SAVEPOINT {name}")).await?;
     Ok(())
 }
 
@@ -1310,9 +1303,7 @@ pub(crate) async fn end_savepoint(
     } else {
         "ROLLBACK TO SAVEPOINT"
     };
-    sqlx::query(AssertSqlSafe(format!("{end} {name}")))
-        .execute(&mut *tx)
-        .await?;
+    run(tx, format!("{end} {name}")).await?;
     Ok(())
 }
 
@@ -1415,9 +1406,7 @@ async fn dry_run_full(
             changed_keys = changed,
             "the change log does not account for every row of the table (a TRUNCATE, or triggers bypassed?): comparing it in full"
         );
-        sqlx::query(AssertSqlSafe(format!("DELETE FROM {stage}")))
-            .execute(&mut *tx)
-            .await?;
+        run(tx, format!("DELETE FROM {stage}")).await?;
         // The backup is read again: start the table's progress over.
         progress.phase(
             &format!("{} {} (full comparison)", m.id, t.name),
@@ -1596,16 +1585,10 @@ async fn copy_restore(
             }
         };
     if stage {
-        sqlx::query(AssertSqlSafe(format!(
-            "DROP TABLE IF EXISTS pg_temp.{STAGE}"
-        )))
-        .execute(&mut *tx)
-        .await?;
-        sqlx::query(AssertSqlSafe(format!(
+        run(tx, format!("DROP TABLE IF EXISTS pg_temp.{STAGE}")).await?;
+        run(tx, format!(
             "CREATE TEMP TABLE {STAGE} ON COMMIT DROP AS SELECT {cols} FROM {table} WITH NO DATA"
-        )))
-        .execute(&mut *tx)
-        .await?;
+        )).await?;
     }
     // A whole table replaced: its indexes are built once after the load, as pg_restore
     // does, rather than updated row by row (half of a restore's time otherwise).
@@ -1620,9 +1603,7 @@ async fn copy_restore(
                 sqlx::query_scalar(AssertSqlSafe(format!("SELECT count(*) FROM {table}")))
                     .fetch_one(&mut *tx)
                     .await?;
-            sqlx::query(AssertSqlSafe(format!("TRUNCATE {table}")))
-                .execute(&mut *tx)
-                .await?;
+            run(tx, format!("TRUNCATE {table}")).await?;
             u64::try_from(rows).unwrap_or(0)
         } else {
             bind_tenant(sqlx::query(AssertSqlSafe(format!(
@@ -1717,9 +1698,7 @@ async fn copy_restore(
     .execute(&mut *tx)
     .await
     .map_err(|e| failed(e.into()))?;
-    sqlx::query(AssertSqlSafe(format!("DROP TABLE pg_temp.{STAGE}")))
-        .execute(&mut *tx)
-        .await?;
+    run(tx, format!("DROP TABLE pg_temp.{STAGE}")).await?;
     Ok(())
 }
 
@@ -1764,7 +1743,7 @@ async fn set_indexes_aside(tx: &mut PgConnection, table: &str) -> Result<Vec<Str
             ),
             None => (format!("DROP INDEX {index}"), definition),
         };
-        sqlx::query(AssertSqlSafe(drop)).execute(&mut *tx).await?;
+        run(tx, drop).await?;
         rebuild.push(create);
     }
     Ok(rebuild)

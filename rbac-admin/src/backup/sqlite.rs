@@ -470,11 +470,7 @@ impl<'c> Restorer<'c> {
         )?;
         self.later_keys = true;
         let key_len = t.primary_key.len();
-        let key_positions: Vec<usize> = t
-            .primary_key
-            .iter()
-            .filter_map(|k| t.columns.iter().position(|c| &c.name == k))
-            .collect();
+        let key_positions = t.key_positions()?;
         let marks: Vec<String> = (2..=key_len + 1).map(|i| format!("?{i}")).collect();
         let mut insert = self.tx.prepare(&format!(
             "INSERT OR IGNORE INTO temp.rbac_restore_later VALUES (?1, json_array({}))",
@@ -561,17 +557,7 @@ impl<'c> Restorer<'c> {
             .enumerate()
             .map(|(i, k)| format!("{} = ?{}", quote(k), i + 1))
             .collect();
-        let key_positions: Vec<usize> = t
-            .primary_key
-            .iter()
-            .filter_map(|k| t.columns.iter().position(|c| &c.name == k))
-            .collect();
-        if key_positions.len() != t.primary_key.len() {
-            return Err(BackupError::Schema(format!(
-                "table `{}`: key columns missing",
-                t.name
-            )));
-        }
+        let key_positions = t.key_positions()?;
         let count_scope = |tx: &rusqlite::Transaction<'_>| -> Result<u64, BackupError> {
             if !exists {
                 return Ok(0);
