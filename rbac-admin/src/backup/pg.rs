@@ -241,23 +241,25 @@ pub(crate) async fn install_capture(
     Ok(())
 }
 
+/// Where a backup's chunks go: the backup they belong to, their compression level and data
+/// key, the storage that receives them, and who hears of progress.
+pub(crate) struct ChunkSink<'a> {
+    pub(crate) backup: &'a BackupId,
+    pub(crate) level: i32,
+    pub(crate) key: Option<Arc<DataKey>>,
+    pub(crate) storage: &'a Storage,
+    pub(crate) progress: &'a dyn Progress,
+}
+
 /// Reads `tables` in one snapshot into chunks, uploading each as it is finished. With
 /// `since` (the parent's snapshot), reads only the rows changed since, and deletes. Returns
 /// the chunks and this snapshot (`pg_current_snapshot()`, for the next incremental).
-#[allow(
-    clippy::too_many_arguments,
-    reason = "one call site, all distinct inputs"
-)]
 pub(crate) async fn read_snapshot(
     conn: &mut PgConnection,
     tables: &mut [TableManifest],
     tenant: Option<&str>,
     since: Option<&str>,
-    backup: &BackupId,
-    level: i32,
-    key: Option<Arc<DataKey>>,
-    storage: &Storage,
-    progress: &dyn Progress,
+    sink: &ChunkSink<'_>,
 ) -> Result<(Vec<super::ChunkInfo>, String), BackupError> {
     let mut tx = conn.begin().await?;
     sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
@@ -268,12 +270,7 @@ pub(crate) async fn read_snapshot(
         .fetch_one(&mut *tx)
         .await?;
     let chunks = match since {
-        None => {
-            read_full(
-                &mut tx, tables, tenant, backup, level, key, storage, progress,
-            )
-            .await?
-        }
+        None => read_full(&mut tx, tables, tenant, sink).await?,
         Some(parent) => {
             let restored: bool = sqlx::query_scalar(
                 "SELECT EXISTS (SELECT 1 FROM rbac_backup_changes WHERE tbl = '*restore*' \
@@ -287,18 +284,7 @@ pub(crate) async fn read_snapshot(
                     "the database was restored since the parent backup; make a full backup".into(),
                 ));
             }
-            read_changes(
-                &mut tx,
-                tables,
-                tenant,
-                parent,
-                backup,
-                level,
-                key.as_deref(),
-                storage,
-                progress,
-            )
-            .await?
+            read_changes(&mut tx, tables, tenant, parent, sink).await?
         }
     };
     tx.commit().await?;
@@ -392,20 +378,20 @@ async fn copy_out_sql(
 /// A full read: each table through `COPY ... TO STDOUT`, streamed to an encoder thread that
 /// cuts records into chunks, compresses and seals them, while finished chunks are uploaded.
 /// Memory: a few [`FEED_BATCH`]es, one chunk being filled and [`UPLOAD_QUEUE`] chunks.
-#[allow(
-    clippy::too_many_arguments,
-    reason = "one call site, all distinct inputs"
-)]
 async fn read_full(
     tx: &mut PgConnection,
     tables: &mut [TableManifest],
     tenant: Option<&str>,
-    backup: &BackupId,
-    level: i32,
-    key: Option<Arc<DataKey>>,
-    storage: &Storage,
-    progress: &dyn Progress,
+    sink: &ChunkSink<'_>,
 ) -> Result<Vec<super::ChunkInfo>, BackupError> {
+    let ChunkSink {
+        backup,
+        level,
+        storage,
+        progress,
+        ..
+    } = *sink;
+    let key = sink.key.clone();
     let mut statements = Vec::with_capacity(tables.len());
     for t in tables.iter() {
         statements.push(copy_out_sql(tx, t, tenant).await?);
@@ -520,21 +506,21 @@ async fn read_full(
 
 /// An incremental read: the rows changed since `parent` (a snapshot) and the deletes, row by
 /// row (they are few), each column as `col::text`.
-#[allow(
-    clippy::too_many_arguments,
-    reason = "one call site, all distinct inputs"
-)]
 async fn read_changes(
     tx: &mut PgConnection,
     tables: &mut [TableManifest],
     tenant: Option<&str>,
     parent: &str,
-    backup: &BackupId,
-    level: i32,
-    key: Option<&DataKey>,
-    storage: &Storage,
-    progress: &dyn Progress,
+    sink: &ChunkSink<'_>,
 ) -> Result<Vec<super::ChunkInfo>, BackupError> {
+    let ChunkSink {
+        backup,
+        level,
+        storage,
+        progress,
+        ..
+    } = *sink;
+    let key = sink.key.as_deref();
     let mut writer = ChunkWriter::pending(backup.clone(), level, key);
     for t in tables.iter_mut() {
         writer.begin_table(&t.name)?;
@@ -651,20 +637,19 @@ fn is_tenant(v: &Value, tn: &str) -> bool {
 
 /// Restores (or compares, for a dry run) a chain (a full backup, then incrementals) into
 /// `url` in one transaction. `tables` are the tables to restore (from the full backup).
-#[allow(
-    clippy::too_many_arguments,
-    reason = "one call site, all distinct inputs"
-)]
 pub(crate) async fn restore(
     url: &str,
-    chain: &[Manifest],
+    steps: Chain<'_>,
     tables: &[TableManifest],
     tenant: Option<&str>,
-    keys: &[Option<std::sync::Arc<DataKey>>],
     storage: &Storage,
     dry_run: bool,
     progress: &dyn Progress,
 ) -> Result<Vec<TableReport>, BackupError> {
+    let Chain {
+        manifests: chain,
+        keys,
+    } = steps;
     let mut conn = connect(url).await?;
     let mut tx = conn.begin().await?;
     let mut xmin = String::new();
@@ -674,14 +659,7 @@ pub(crate) async fn restore(
     // them (see `stage_later_keys`), in a dry run as in a real restore.
     let later_keys = tenant.is_some() && chain.len() > 1;
     if later_keys {
-        stage_later_keys(
-            &mut tx,
-            chain.get(1..).unwrap_or_default(),
-            keys.get(1..).unwrap_or_default(),
-            tables,
-            storage,
-        )
-        .await?;
+        stage_later_keys(&mut tx, steps.after_full(), tables, storage).await?;
     }
     if dry_run {
         if let [only] = chain {
@@ -715,7 +693,12 @@ pub(crate) async fn restore(
     let mut reports = Vec::new();
     for (step, m) in chain.iter().enumerate() {
         let full = step == 0;
-        let key = keys.get(step).cloned().flatten();
+        let source = Step {
+            m: Arc::new(m.clone()),
+            key: keys.get(step).cloned().flatten(),
+            storage,
+            progress,
+        };
         for wanted in tables {
             let Some(t) = m.tables.iter().find(|x| x.name == wanted.name) else {
                 continue;
@@ -728,22 +711,14 @@ pub(crate) async fn restore(
             } else {
                 None
             };
-            let report = restore_table(
-                &mut tx,
-                &existing,
-                stage,
-                baseline.as_ref(),
-                m,
-                t,
+            let apply = Apply {
                 full,
-                tenant,
-                key.clone(),
-                storage,
                 dry_run,
-                full && later_keys,
-                progress,
-            )
-            .await?;
+                later_keys: full && later_keys,
+                dry_stage: stage,
+                baseline: baseline.as_ref(),
+            };
+            let report = restore_table(&mut tx, &existing, &source, t, tenant, &apply).await?;
             if let Some(report) = report {
                 reports.push(report);
             }
@@ -841,25 +816,80 @@ fn fillers_sql(fillers: &[(String, &'static str)]) -> (String, String) {
     (cols, values)
 }
 
-#[allow(
-    clippy::too_many_arguments,
-    reason = "one call site, all distinct inputs"
-)]
+/// A restore chain: its backups, the full one first, and the data key of each.
+#[derive(Clone, Copy)]
+pub(crate) struct Chain<'a> {
+    pub(crate) manifests: &'a [Manifest],
+    pub(crate) keys: &'a [Option<Arc<DataKey>>],
+}
+
+impl<'a> Chain<'a> {
+    /// The incrementals after the full backup.
+    fn after_full(self) -> Chain<'a> {
+        Chain {
+            manifests: self.manifests.get(1..).unwrap_or_default(),
+            keys: self.keys.get(1..).unwrap_or_default(),
+        }
+    }
+}
+
+/// One backup of a restore chain as its tables read it: the manifest and data key, the
+/// storage that holds its chunks, and who hears of progress.
+struct Step<'a> {
+    m: Arc<Manifest>,
+    key: Option<Arc<DataKey>>,
+    storage: &'a Storage,
+    progress: &'a dyn Progress,
+}
+
+/// How a restore applies one step to a table.
+struct Apply<'a> {
+    /// The step is the chain's full backup.
+    full: bool,
+    dry_run: bool,
+    /// The full step leaves the keys that later steps name to them (see `stage_later_keys`).
+    later_keys: bool,
+    /// The temporary table a dry run compares the full step in, when the table has one.
+    dry_stage: Option<&'a str>,
+    /// What the change log says changed in the target since the backup, for a dry run of
+    /// one full backup against the database it came from or was restored into.
+    baseline: Option<&'a since::Baseline>,
+}
+
+/// Which rows of a table a restore step takes: every row, or one tenant's.
+#[derive(Clone, Copy)]
+struct TenantRows<'a> {
+    /// The tenant and the table's tenant column.
+    filter: Option<(&'a str, &'a str)>,
+    /// Where the tenant column sits among the backup's columns.
+    index: Option<usize>,
+}
+
+impl TenantRows<'_> {
+    /// The tenant and its column's position, for the thread that reads the chunks.
+    fn owned(self) -> Option<(String, usize)> {
+        self.filter
+            .zip(self.index)
+            .map(|((tn, _), i)| (tn.to_owned(), i))
+    }
+}
+
 async fn restore_table(
     tx: &mut PgConnection,
     existing: &[String],
-    dry_stage: Option<&str>,
-    baseline: Option<&since::Baseline>,
-    m: &Manifest,
+    step: &Step<'_>,
     t: &TableManifest,
-    full: bool,
     tenant: Option<&str>,
-    key: Option<Arc<DataKey>>,
-    storage: &Storage,
-    dry_run: bool,
-    later_keys: bool,
-    progress: &dyn Progress,
+    apply: &Apply<'_>,
 ) -> Result<Option<TableReport>, BackupError> {
+    let Apply {
+        full,
+        dry_run,
+        later_keys,
+        dry_stage,
+        ..
+    } = *apply;
+    let (m, key, storage, progress) = (&*step.m, step.key.clone(), step.storage, step.progress);
     let tenant_filter = match (tenant, &t.tenant_column) {
         (Some(tn), Some(c)) => Some((tn, c.as_str())),
         (Some(_), None) => return Ok(None),
@@ -921,39 +951,16 @@ async fn restore_table(
     // Full steps replace the scope's rows; tables with omitted (secret) columns and
     // incremental steps upsert, so that the secret values already there are kept.
     let upsert = !t.omitted_columns.is_empty() || !full;
+    let rows = TenantRows {
+        filter: tenant_filter,
+        index: tenant_index,
+    };
     if full && !dry_run {
-        copy_restore(
-            tx,
-            m,
-            t,
-            tenant_filter,
-            tenant_index,
-            upsert,
-            later_keys,
-            key,
-            storage,
-            progress,
-            &mut report,
-        )
-        .await?;
+        copy_restore(tx, step, t, rows, upsert, later_keys, &mut report).await?;
         return Ok(Some(report));
     }
     if let (true, Some(stage)) = (dry_run && full, dry_stage) {
-        dry_run_full(
-            tx,
-            stage,
-            baseline,
-            m,
-            t,
-            tenant_filter,
-            tenant_index,
-            later_keys,
-            key,
-            storage,
-            progress,
-            &mut report,
-        )
-        .await?;
+        dry_run_full(tx, stage, apply, step, t, rows, &mut report).await?;
         return Ok(Some(report));
     }
     // Below: incremental steps (applied or dry), row by row.
@@ -1145,11 +1152,14 @@ const LATER_KEYS: &str = "rbac_restore_later_keys";
 /// restore fails, changing nothing, as before).
 async fn stage_later_keys(
     tx: &mut PgConnection,
-    steps: &[Manifest],
-    keys: &[Option<Arc<DataKey>>],
+    later: Chain<'_>,
     tables: &[TableManifest],
     storage: &Storage,
 ) -> Result<(), BackupError> {
+    let Chain {
+        manifests: steps,
+        keys,
+    } = later;
     run(
         tx,
         format!(
@@ -1343,29 +1353,19 @@ async fn dry_run_stages(
 /// left unchanged (every value stored identically) or refused (the key belongs to another tenant),
 /// and those of the scope that would be deleted. With a `baseline` (see [`since`]), only the
 /// rows whose key the change log names are copied and compared; the others are unchanged.
-#[allow(
-    clippy::too_many_arguments,
-    reason = "one call site, all distinct inputs"
-)]
 async fn dry_run_full(
     tx: &mut PgConnection,
     stage: &str,
-    baseline: Option<&since::Baseline>,
-    m: &Manifest,
+    apply: &Apply<'_>,
+    step: &Step<'_>,
     t: &TableManifest,
-    tenant_filter: Option<(&str, &str)>,
-    tenant_index: Option<usize>,
-    later_keys: bool,
-    key: Option<Arc<DataKey>>,
-    storage: &Storage,
-    progress: &dyn Progress,
+    rows: TenantRows<'_>,
     report: &mut TableReport,
 ) -> Result<(), BackupError> {
+    let (baseline, later_keys) = (apply.baseline, apply.later_keys);
+    let (m, progress) = (&*step.m, step.progress);
+    let tenant_filter = rows.filter;
     let cols = quoted_columns(t);
-    let shared = Arc::new(m.clone());
-    let tenant_owned = tenant_filter
-        .zip(tenant_index)
-        .map(|((tn, _), i)| (tn.to_owned(), i));
     let copy_in = format!("COPY {stage} ({cols}) FROM STDIN");
     // JIT compiles these one-off queries for longer than it saves.
     sqlx::query("SET LOCAL jit = off").execute(&mut *tx).await?;
@@ -1375,18 +1375,7 @@ async fn dry_run_full(
     };
     if let (Some(b), Some(filter)) = (baseline, filter) {
         let changed = filter.len();
-        let (_, skipped) = copy_chunks(
-            tx,
-            &copy_in,
-            &shared,
-            t,
-            tenant_owned.clone(),
-            Some(filter),
-            key.clone(),
-            storage,
-            progress,
-        )
-        .await?;
+        let (_, skipped) = copy_chunks(tx, &copy_in, step, t, rows, Some(filter)).await?;
         let c = compare_stage(tx, stage, t, tenant_filter).await?;
         let delete = deleted_since(tx, stage, t, b, tenant_filter).await?;
         // Every row in scope is one the backup holds untouched, one it compared, or one it
@@ -1413,18 +1402,7 @@ async fn dry_run_full(
             Some(t.rows + t.deleted),
         );
     }
-    copy_chunks(
-        tx,
-        &copy_in,
-        &shared,
-        t,
-        tenant_owned,
-        None,
-        key,
-        storage,
-        progress,
-    )
-    .await?;
+    copy_chunks(tx, &copy_in, step, t, rows, None).await?;
     if later_keys {
         leave_later_keys(tx, stage, t).await?;
     }
@@ -1545,23 +1523,16 @@ const STAGE: &str = "rbac_restore_stage";
 /// into a staging table instead, then deletes the scope's rows the backup does not hold and
 /// upserts the rest, so that the secrets in place are kept. A key held by another tenant is
 /// refused. Errors leave the transaction to be rolled back by the caller.
-#[allow(
-    clippy::too_many_arguments,
-    reason = "one call site, all distinct inputs"
-)]
 async fn copy_restore(
     tx: &mut PgConnection,
-    m: &Manifest,
+    step: &Step<'_>,
     t: &TableManifest,
-    tenant_filter: Option<(&str, &str)>,
-    tenant_index: Option<usize>,
+    rows: TenantRows<'_>,
     stage: bool,
     later_keys: bool,
-    key: Option<Arc<DataKey>>,
-    storage: &Storage,
-    progress: &dyn Progress,
     report: &mut TableReport,
 ) -> Result<(), BackupError> {
+    let tenant_filter = rows.filter;
     // Keys named by later steps are taken out of the stage before it is applied.
     let stage = stage || later_keys;
     let table = quote(&t.name);
@@ -1620,23 +1591,10 @@ async fn copy_restore(
     } else {
         table.clone()
     };
-    let shared = Arc::new(m.clone());
-    let tenant_owned = tenant_filter
-        .zip(tenant_index)
-        .map(|((tn, _), i)| (tn.to_owned(), i));
-    let (copied, _) = copy_chunks(
-        tx,
-        &format!("COPY {target} ({cols}) FROM STDIN"),
-        &shared,
-        t,
-        tenant_owned,
-        None,
-        key,
-        storage,
-        progress,
-    )
-    .await
-    .map_err(failed)?;
+    let statement = format!("COPY {target} ({cols}) FROM STDIN");
+    let (copied, _) = copy_chunks(tx, &statement, step, t, rows, None)
+        .await
+        .map_err(failed)?;
     report.insert = copied;
     if later_keys {
         report.insert = copied.saturating_sub(leave_later_keys(tx, STAGE, t).await?);
@@ -1765,32 +1723,26 @@ async fn referenced_by_others(tx: &mut PgConnection, table: &str) -> Result<bool
 /// decrypts and decompresses the chunks and writes COPY text into pieces of [`COPY_PIECE`]
 /// bytes while this task sends the previous ones: memory is one chunk and a few pieces,
 /// whatever the table's size. Returns the rows copied.
-#[allow(
-    clippy::too_many_arguments,
-    reason = "one call site, all distinct inputs"
-)]
 async fn copy_chunks(
     tx: &mut PgConnection,
     statement: &str,
-    m: &Arc<Manifest>,
+    step: &Step<'_>,
     t: &TableManifest,
-    tenant: Option<(String, usize)>,
+    rows: TenantRows<'_>,
     filter: Option<since::KeyFilter>,
-    key: Option<Arc<DataKey>>,
-    storage: &Storage,
-    progress: &dyn Progress,
 ) -> Result<(u64, u64), BackupError> {
+    let progress = step.progress;
     let mut copy = tx.copy_in_raw(statement).await?;
     let (pieces, mut received) = tokio::sync::mpsc::channel(PIECES_AHEAD);
     let (recycle, recycled) = std::sync::mpsc::channel::<Vec<u8>>();
     let source = CopySource {
-        m: m.clone(),
+        m: step.m.clone(),
         table: t.name.clone(),
         columns: t.columns.len(),
-        tenant,
+        tenant: rows.owned(),
         filter,
-        key,
-        storage: storage.clone(),
+        key: step.key.clone(),
+        storage: step.storage.clone(),
         runtime: tokio::runtime::Handle::current(),
     };
     let producer = tokio::task::spawn_blocking(move || source.run(&pieces, &recycled));

@@ -583,16 +583,19 @@ impl BackupService {
                     }
                 };
                 let source_database = pg::database_identity(&mut conn).await;
+                let sink = pg::ChunkSink {
+                    backup: id,
+                    level: self.config.zstd_level,
+                    key: key.clone(),
+                    storage: &self.storage,
+                    progress,
+                };
                 let (chunks, snapshot) = pg::read_snapshot(
                     &mut conn,
                     &mut tables,
                     request.scope.tenant(),
                     since.as_deref(),
-                    id,
-                    self.config.zstd_level,
-                    key.clone(),
-                    &self.storage,
-                    progress,
+                    &sink,
                 )
                 .await?;
                 if let Some(parent_snapshot) = &since {
@@ -957,12 +960,15 @@ impl BackupService {
         let target = match target_db {
             Db::Sqlite(path) => path,
             Db::Postgres(url) => {
+                let steps = pg::Chain {
+                    manifests: chain,
+                    keys: &keys,
+                };
                 let tables = pg::restore(
                     &url,
-                    chain,
+                    steps,
                     &selected,
                     tenant.as_deref(),
-                    &keys,
                     &self.storage,
                     request.dry_run,
                     progress,
