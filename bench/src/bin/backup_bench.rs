@@ -1047,7 +1047,7 @@ mod ours {
                         },
                         tables: Vec::new(),
                         modules: Vec::new(),
-                        tenant: None,
+                        tenant: arg("--tenant"),
                         to: arg("--to"),
                         dry_run: args.iter().any(|a| a == "--dry-run"),
                     };

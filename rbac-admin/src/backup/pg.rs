@@ -16,9 +16,13 @@
 //! snapshot did not see (`pg_visible_in_snapshot`), whatever the commit order.
 
 mod copy;
+mod later;
 mod since;
 
+pub(crate) use later::IN_MEMORY as LATER_KEYS_IN_MEMORY;
 pub(crate) use since::database_identity;
+
+use later::{KeySet, LaterKeys};
 
 use std::sync::Arc;
 
@@ -640,27 +644,39 @@ fn is_tenant(v: &Value, tn: &str) -> bool {
 pub(crate) async fn restore(
     url: &str,
     steps: Chain<'_>,
-    tables: &[TableManifest],
-    tenant: Option<&str>,
+    scope: &RestoreScope<'_>,
     storage: &Storage,
-    dry_run: bool,
     progress: &dyn Progress,
 ) -> Result<Vec<TableReport>, BackupError> {
     let Chain {
         manifests: chain,
         keys,
     } = steps;
+    let RestoreScope {
+        tables,
+        tenant,
+        dry_run,
+        later_keys_in_memory,
+    } = *scope;
     let mut conn = connect(url).await?;
     let mut tx = conn.begin().await?;
     let mut xmin = String::new();
     let mut dry_stages = Vec::new();
     let mut baseline = None;
     // A tenant restore of a chain: the full step leaves the keys that later steps name to
-    // them (see `stage_later_keys`), in a dry run as in a real restore.
-    let later_keys = tenant.is_some() && chain.len() > 1;
-    if later_keys {
-        stage_later_keys(&mut tx, steps.after_full(), tables, storage).await?;
-    }
+    // them (see `later`), in a dry run as in a real restore.
+    let later = if tenant.is_some() {
+        LaterKeys::read(
+            &mut tx,
+            steps.after_full(),
+            tables,
+            storage,
+            later_keys_in_memory,
+        )
+        .await?
+    } else {
+        LaterKeys::None
+    };
     if dry_run {
         if let [only] = chain {
             baseline = since::baseline(&mut tx, only, tenant).await?;
@@ -714,7 +730,8 @@ pub(crate) async fn restore(
             let apply = Apply {
                 full,
                 dry_run,
-                later_keys: full && later_keys,
+                later_keys_staged: full && later.staged(),
+                leave: if full { later.of(&t.name) } else { None },
                 dry_stage: stage,
                 baseline: baseline.as_ref(),
             };
@@ -816,6 +833,19 @@ fn fillers_sql(fillers: &[(String, &'static str)]) -> (String, String) {
     (cols, values)
 }
 
+/// What a restore takes from its chain, and how.
+#[derive(Clone, Copy)]
+pub(crate) struct RestoreScope<'a> {
+    /// The tables, as the chain's full backup lists them.
+    pub(crate) tables: &'a [TableManifest],
+    /// Only this tenant's rows.
+    pub(crate) tenant: Option<&'a str>,
+    pub(crate) dry_run: bool,
+    /// How many keys of a tenant chain's later steps are held in memory at the most
+    /// ([`LATER_KEYS_IN_MEMORY`]); beyond, they go through a temporary table.
+    pub(crate) later_keys_in_memory: usize,
+}
+
 /// A restore chain: its backups, the full one first, and the data key of each.
 #[derive(Clone, Copy)]
 pub(crate) struct Chain<'a> {
@@ -847,8 +877,12 @@ struct Apply<'a> {
     /// The step is the chain's full backup.
     full: bool,
     dry_run: bool,
-    /// The full step leaves the keys that later steps name to them (see `stage_later_keys`).
-    later_keys: bool,
+    /// The full step leaves the keys that later steps name to them, through the temporary
+    /// table of `later` (too many keys to hold).
+    later_keys_staged: bool,
+    /// The keys that later steps name in this table, held in memory: the full step leaves
+    /// them to those steps.
+    leave: Option<&'a Arc<KeySet>>,
     /// The temporary table a dry run compares the full step in, when the table has one.
     dry_stage: Option<&'a str>,
     /// What the change log says changed in the target since the backup, for a dry run of
@@ -856,16 +890,19 @@ struct Apply<'a> {
     baseline: Option<&'a since::Baseline>,
 }
 
-/// Which rows of a table a restore step takes: every row, or one tenant's.
+/// Which rows of a table a restore step takes: every row, or one tenant's, less the keys
+/// that later steps name.
 #[derive(Clone, Copy)]
-struct TenantRows<'a> {
+struct StepRows<'a> {
     /// The tenant and the table's tenant column.
     filter: Option<(&'a str, &'a str)>,
     /// Where the tenant column sits among the backup's columns.
     index: Option<usize>,
+    /// Keys left to later steps.
+    leave: Option<&'a Arc<KeySet>>,
 }
 
-impl TenantRows<'_> {
+impl StepRows<'_> {
     /// The tenant and its column's position, for the thread that reads the chunks.
     fn owned(self) -> Option<(String, usize)> {
         self.filter
@@ -885,7 +922,7 @@ async fn restore_table(
     let Apply {
         full,
         dry_run,
-        later_keys,
+        later_keys_staged,
         dry_stage,
         ..
     } = *apply;
@@ -951,12 +988,13 @@ async fn restore_table(
     // Full steps replace the scope's rows; tables with omitted (secret) columns and
     // incremental steps upsert, so that the secret values already there are kept.
     let upsert = !t.omitted_columns.is_empty() || !full;
-    let rows = TenantRows {
+    let rows = StepRows {
         filter: tenant_filter,
         index: tenant_index,
+        leave: apply.leave,
     };
     if full && !dry_run {
-        copy_restore(tx, step, t, rows, upsert, later_keys, &mut report).await?;
+        copy_restore(tx, step, t, rows, upsert, later_keys_staged, &mut report).await?;
         return Ok(Some(report));
     }
     if let (true, Some(stage)) = (dry_run && full, dry_stage) {
@@ -1140,133 +1178,6 @@ async fn restore_table(
     Ok(Some(report))
 }
 
-/// Keys named by the steps after the full one of a tenant restore (temporary table).
-const LATER_KEYS: &str = "rbac_restore_later_keys";
-
-/// Collects every key that a step after the full one names (a row, of any tenant, or a
-/// delete) into [`LATER_KEYS`], as a JSON array of the key's texts. A tenant restore of a
-/// chain takes these keys out of its full step and leaves them to the later step that has
-/// the last word on them: a row of the tenant's full backup may since have moved to another
-/// tenant under the same key, and replayed as it was, it would collide with that tenant's
-/// row. Keys with a real or binary part are not collected (they then collide, and the
-/// restore fails, changing nothing, as before).
-async fn stage_later_keys(
-    tx: &mut PgConnection,
-    later: Chain<'_>,
-    tables: &[TableManifest],
-    storage: &Storage,
-) -> Result<(), BackupError> {
-    let Chain {
-        manifests: steps,
-        keys,
-    } = later;
-    run(
-        tx,
-        format!(
-            "CREATE TEMP TABLE {LATER_KEYS} (tbl TEXT NOT NULL, k JSONB NOT NULL) ON COMMIT DROP"
-        ),
-    )
-    .await?;
-    let mut values = Vec::new();
-    let mut batch: Vec<String> = Vec::new();
-    for (step, m) in steps.iter().enumerate() {
-        let key = keys.get(step).cloned().flatten();
-        for wanted in tables {
-            let Some(t) = m.tables.iter().find(|x| x.name == wanted.name) else {
-                continue;
-            };
-            let key_positions = t.key_positions()?;
-            for (j, info) in m
-                .chunks
-                .iter()
-                .enumerate()
-                .filter(|(_, c)| c.table == t.name)
-            {
-                let stored = storage.get(&m.id, &info.name).await?;
-                let raw = chunk::decode(m, j, &stored, key.as_deref())?;
-                let mut reader = codec::Reader::new(&raw);
-                while let Some(tag) =
-                    reader.next(t.columns.len(), t.primary_key.len(), &mut values)?
-                {
-                    let parts: Vec<&Value> = if tag == codec::ROW {
-                        key_positions
-                            .iter()
-                            .filter_map(|&i| values.get(i))
-                            .collect()
-                    } else {
-                        values.iter().collect()
-                    };
-                    if let Some(text) = key_json(&parts) {
-                        batch.push(text);
-                    }
-                    if batch.len() >= 10_000 {
-                        insert_later_keys(tx, &t.name, &mut batch).await?;
-                    }
-                }
-            }
-            insert_later_keys(tx, &t.name, &mut batch).await?;
-        }
-    }
-    run(tx, format!("ANALYZE {LATER_KEYS}")).await?;
-    Ok(())
-}
-
-/// Moves the keys in `batch` (JSON texts) of `table` into [`LATER_KEYS`], if there are any.
-async fn insert_later_keys(
-    tx: &mut PgConnection,
-    table: &str,
-    batch: &mut Vec<String>,
-) -> Result<(), BackupError> {
-    if batch.is_empty() {
-        return Ok(());
-    }
-    sqlx::query(AssertSqlSafe(format!(
-        "INSERT INTO {LATER_KEYS} (tbl, k) SELECT $1, unnest($2::text[])::jsonb"
-    )))
-    .bind(table)
-    .bind(std::mem::take(batch))
-    .execute(&mut *tx)
-    .await?;
-    Ok(())
-}
-
-/// Takes the keys of [`LATER_KEYS`] for `t` out of `stage`; returns how many rows went.
-async fn leave_later_keys(
-    tx: &mut PgConnection,
-    stage: &str,
-    t: &TableManifest,
-) -> Result<u64, BackupError> {
-    let key_texts: Vec<String> = t
-        .primary_key
-        .iter()
-        .map(|k| format!("s.{}::text", quote(k)))
-        .collect();
-    let left = sqlx::query(AssertSqlSafe(format!(
-        "DELETE FROM {stage} s USING {LATER_KEYS} l \
-         WHERE l.tbl = $1 AND l.k = jsonb_build_array({})",
-        key_texts.join(", ")
-    )))
-    .bind(t.name.as_str())
-    .execute(&mut *tx)
-    .await?;
-    Ok(left.rows_affected())
-}
-
-/// A key as the JSON array of its texts (`jsonb_build_array(k::text, ...)` gives the same
-/// value), or None when a part is not text, an integer or NULL.
-fn key_json(parts: &[&Value]) -> Option<String> {
-    let mut items = Vec::with_capacity(parts.len());
-    for part in parts {
-        items.push(match part {
-            Value::Null => serde_json::Value::Null,
-            Value::Int(i) => serde_json::Value::String(i.to_string()),
-            Value::Text(s) => serde_json::Value::String(s.clone()),
-            Value::Real(_) | Value::Blob(_) | Value::RawText(_) => return None,
-        });
-    }
-    serde_json::to_string(&items).ok()
-}
-
 /// `"c1", "c2"`: the backup's columns of `t`, quoted, in manifest order.
 fn quoted_columns(t: &TableManifest) -> String {
     t.columns
@@ -1359,10 +1270,10 @@ async fn dry_run_full(
     apply: &Apply<'_>,
     step: &Step<'_>,
     t: &TableManifest,
-    rows: TenantRows<'_>,
+    rows: StepRows<'_>,
     report: &mut TableReport,
 ) -> Result<(), BackupError> {
-    let (baseline, later_keys) = (apply.baseline, apply.later_keys);
+    let (baseline, later_keys_staged) = (apply.baseline, apply.later_keys_staged);
     let (m, progress) = (&*step.m, step.progress);
     let tenant_filter = rows.filter;
     let cols = quoted_columns(t);
@@ -1403,8 +1314,8 @@ async fn dry_run_full(
         );
     }
     copy_chunks(tx, &copy_in, step, t, rows, None).await?;
-    if later_keys {
-        leave_later_keys(tx, stage, t).await?;
+    if later_keys_staged {
+        later::leave(tx, stage, t).await?;
     }
     let c = compare_stage(tx, stage, t, tenant_filter).await?;
     report.insert = c.insert;
@@ -1527,14 +1438,14 @@ async fn copy_restore(
     tx: &mut PgConnection,
     step: &Step<'_>,
     t: &TableManifest,
-    rows: TenantRows<'_>,
+    rows: StepRows<'_>,
     stage: bool,
-    later_keys: bool,
+    later_keys_staged: bool,
     report: &mut TableReport,
 ) -> Result<(), BackupError> {
     let tenant_filter = rows.filter;
     // Keys named by later steps are taken out of the stage before it is applied.
-    let stage = stage || later_keys;
+    let stage = stage || later_keys_staged;
     let table = quote(&t.name);
     let cols = quoted_columns(t);
     let failed = |e: BackupError| match e {
@@ -1596,8 +1507,8 @@ async fn copy_restore(
         .await
         .map_err(failed)?;
     report.insert = copied;
-    if later_keys {
-        report.insert = copied.saturating_sub(leave_later_keys(tx, STAGE, t).await?);
+    if later_keys_staged {
+        report.insert = copied.saturating_sub(later::leave(tx, STAGE, t).await?);
     }
     for statement in rebuild {
         sqlx::query(AssertSqlSafe(statement))
@@ -1728,19 +1639,24 @@ async fn copy_chunks(
     statement: &str,
     step: &Step<'_>,
     t: &TableManifest,
-    rows: TenantRows<'_>,
+    rows: StepRows<'_>,
     filter: Option<since::KeyFilter>,
 ) -> Result<(u64, u64), BackupError> {
     let progress = step.progress;
     let mut copy = tx.copy_in_raw(statement).await?;
     let (pieces, mut received) = tokio::sync::mpsc::channel(PIECES_AHEAD);
     let (recycle, recycled) = std::sync::mpsc::channel::<Vec<u8>>();
+    let leave = match rows.leave {
+        Some(keys) => Some((keys.clone(), t.key_positions()?)),
+        None => None,
+    };
     let source = CopySource {
         m: step.m.clone(),
         table: t.name.clone(),
         columns: t.columns.len(),
         tenant: rows.owned(),
         filter,
+        leave,
         key: step.key.clone(),
         storage: step.storage.clone(),
         runtime: tokio::runtime::Handle::current(),
@@ -1813,6 +1729,9 @@ struct CopySource {
     tenant: Option<(String, usize)>,
     /// Only rows with a changed key are sent (a dry run since a baseline).
     filter: Option<since::KeyFilter>,
+    /// Rows with one of these keys are not sent (left to later steps), and where the key
+    /// columns sit.
+    leave: Option<(Arc<KeySet>, Vec<usize>)>,
     key: Option<Arc<DataKey>>,
     storage: Storage,
     runtime: tokio::runtime::Handle,
@@ -1874,6 +1793,7 @@ impl CopySource {
         let fresh = || Vec::with_capacity(COPY_PIECE + COPY_PIECE / 4);
         let mut out = fresh();
         let mut rows = 0u64;
+        let mut scratch = Vec::new();
         for decoded in chunks {
             let (name, raw) = decoded?;
             let mut reader = codec::Reader::new(&raw);
@@ -1906,6 +1826,14 @@ impl CopySource {
                     && !values
                         .get(*i)
                         .is_some_and(|v| *v == codec::ValueRef::Text(tn))
+                {
+                    continue;
+                }
+                if let Some((keys, positions)) = &self.leave
+                    && keys.holds(
+                        positions.iter().map(|&i| values.get(i).copied()),
+                        &mut scratch,
+                    )
                 {
                     continue;
                 }

@@ -111,13 +111,16 @@ pub struct VerifyReport {
     pub deep: bool,
 }
 
-/// Test hooks that simulate failures at chosen points.
+/// Test hooks that simulate failures and limits at chosen points.
 #[doc(hidden)]
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum FailPoint {
     /// Fail (as an error) after the chunks are stored, before the manifest. (A process
     /// killed there is tested for real: `rbac-admin` is sent SIGKILL while it writes chunks.)
     BeforeManifest,
+    /// Hold none of the keys that the later steps of a PostgreSQL tenant restore name in
+    /// memory, as if there were too many: the full step goes through a staging table.
+    LaterKeysOverflow,
 }
 
 #[derive(Debug, Clone)]
@@ -964,16 +967,17 @@ impl BackupService {
                     manifests: chain,
                     keys: &keys,
                 };
-                let tables = pg::restore(
-                    &url,
-                    steps,
-                    &selected,
-                    tenant.as_deref(),
-                    &self.storage,
-                    request.dry_run,
-                    progress,
-                )
-                .await?;
+                let scope = pg::RestoreScope {
+                    tables: &selected,
+                    tenant: tenant.as_deref(),
+                    dry_run: request.dry_run,
+                    later_keys_in_memory: if self.fail_point == Some(FailPoint::LaterKeysOverflow) {
+                        0
+                    } else {
+                        pg::LATER_KEYS_IN_MEMORY
+                    },
+                };
+                let tables = pg::restore(&url, steps, &scope, &self.storage, progress).await?;
                 return Ok(RestoreReport {
                     chain: chain.iter().map(|m| m.id.clone()).collect(),
                     dry_run: request.dry_run,
