@@ -97,6 +97,7 @@ pub use files::{FILES_TABLE, FileEntry, FilesManifest, FilesReport};
 mod changelog;
 mod chunk;
 mod gate;
+mod keyset;
 mod plan;
 mod progress;
 mod sqlite;

@@ -19,10 +19,10 @@ mod copy;
 mod later;
 mod since;
 
-pub(crate) use later::IN_MEMORY as LATER_KEYS_IN_MEMORY;
 pub(crate) use since::database_identity;
 
-use later::{KeySet, LaterKeys};
+use super::keyset::{self, KeySet};
+use later::LaterKeys;
 
 use std::sync::Arc;
 
@@ -842,7 +842,8 @@ pub(crate) struct RestoreScope<'a> {
     pub(crate) tenant: Option<&'a str>,
     pub(crate) dry_run: bool,
     /// How many keys of a tenant chain's later steps are held in memory at the most
-    /// ([`LATER_KEYS_IN_MEMORY`]); beyond, they go through a temporary table.
+    /// ([`keyset::IN_MEMORY`](super::keyset::IN_MEMORY)); beyond, they go through a temporary
+    /// table.
     pub(crate) later_keys_in_memory: usize,
 }
 
@@ -1830,10 +1831,7 @@ impl CopySource {
                     continue;
                 }
                 if let Some((keys, positions)) = &self.leave
-                    && keys.holds(
-                        positions.iter().map(|&i| values.get(i).copied()),
-                        &mut scratch,
-                    )
+                    && keys.holds(keyset::key_parts(true, &values, positions), &mut scratch)
                 {
                     continue;
                 }

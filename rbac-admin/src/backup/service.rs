@@ -118,8 +118,9 @@ pub enum FailPoint {
     /// Fail (as an error) after the chunks are stored, before the manifest. (A process
     /// killed there is tested for real: `rbac-admin` is sent SIGKILL while it writes chunks.)
     BeforeManifest,
-    /// Hold none of the keys that the later steps of a PostgreSQL tenant restore name in
-    /// memory, as if there were too many: the full step goes through a staging table.
+    /// Hold none of the keys that the later steps of a tenant restore name in memory, as if
+    /// there were too many: they go to a temporary table (and on PostgreSQL the full step
+    /// through a staging table).
     LaterKeysOverflow,
 }
 
@@ -974,7 +975,7 @@ impl BackupService {
                     later_keys_in_memory: if self.fail_point == Some(FailPoint::LaterKeysOverflow) {
                         0
                     } else {
-                        pg::LATER_KEYS_IN_MEMORY
+                        super::keyset::IN_MEMORY
                     },
                 };
                 let tables = pg::restore(&url, steps, &scope, &self.storage, progress).await?;
@@ -1016,6 +1017,7 @@ impl BackupService {
         let (tx, rx) = mpsc::channel::<Result<Bytes, BackupError>>(UPLOAD_QUEUE);
         let manifests: Arc<Vec<Manifest>> = Arc::new(chain.to_vec());
         let dry_run = request.dry_run;
+        let hold_no_later_keys = self.fail_point == Some(FailPoint::LaterKeysOverflow);
         let worker_steps = steps.clone();
         let worker_later = later.clone();
         let worker_manifests = manifests.clone();
@@ -1035,6 +1037,9 @@ impl BackupService {
                 sqlite::open(&target, create)?
             };
             let mut restorer = Restorer::begin(&mut conn, dry_run)?;
+            if hold_no_later_keys {
+                restorer.hold_later_keys_up_to(0);
+            }
             if !dry_run {
                 let fulls: Vec<&TableManifest> = worker_steps
                     .iter()

@@ -1,6 +1,7 @@
 //! The SQLite data path, through rusqlite (the same libsqlite3 as sqlx): catalogue, change
 //! capture triggers, snapshot reads into chunks, and restores (real or dry run).
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -9,6 +10,7 @@ use rusqlite::{Connection, OpenFlags, OptionalExtension, TransactionBehavior};
 
 use super::chunk::ChunkWriter;
 use super::codec::{self, Value};
+use super::keyset::{self, KeySet};
 use super::model::{BackupError, TableManifest};
 use super::plan::{INTERNAL_PREFIX, TableDef, quote};
 use super::progress::Progress;
@@ -422,6 +424,14 @@ pub(crate) struct Restorer<'c> {
     /// Whether [`Restorer::note_later_keys`] ran: full steps of a tenant restore then skip
     /// the keys it noted.
     later_keys: bool,
+    /// The keys it noted, per table, held in memory...
+    later: HashMap<String, KeySet>,
+    /// ... this many of them ...
+    later_held: usize,
+    /// ... up to this many; past that they move to the temporary table
+    /// `temp.rbac_restore_later` (and this is true).
+    later_in_memory: usize,
+    later_spilled: bool,
     pub(crate) reports: Vec<TableReport>,
 }
 
@@ -450,8 +460,18 @@ impl<'c> Restorer<'c> {
             tx,
             dry_run,
             later_keys: false,
+            later: HashMap::new(),
+            later_held: 0,
+            later_in_memory: keyset::IN_MEMORY,
+            later_spilled: false,
             reports: Vec::new(),
         })
+    }
+
+    /// Holds at most `n` of the keys that [`Restorer::note_later_keys`] notes in memory
+    /// (default [`keyset::IN_MEMORY`]); the others go to a temporary table.
+    pub(crate) fn hold_later_keys_up_to(&mut self, n: usize) {
+        self.later_in_memory = n;
     }
 
     /// For a tenant restore of a chain, before any step: notes every key that a step after
@@ -464,34 +484,45 @@ impl<'c> Restorer<'c> {
         t: &TableManifest,
         chunks: &mut dyn Iterator<Item = Result<Vec<u8>, BackupError>>,
     ) -> Result<(), BackupError> {
-        self.tx.execute_batch(
-            "CREATE TEMP TABLE IF NOT EXISTS rbac_restore_later \
-             (tbl TEXT NOT NULL, k TEXT NOT NULL, PRIMARY KEY (tbl, k))",
-        )?;
         self.later_keys = true;
-        let key_len = t.primary_key.len();
         let key_positions = t.key_positions()?;
-        let marks: Vec<String> = (2..=key_len + 1).map(|i| format!("?{i}")).collect();
-        let mut insert = self.tx.prepare(&format!(
-            "INSERT OR IGNORE INTO temp.rbac_restore_later VALUES (?1, json_array({}))",
-            marks.join(", ")
-        ))?;
-        let mut values = Vec::new();
-        let mut params: Vec<Value> = Vec::with_capacity(key_len + 1);
+        let mut scratch = Vec::new();
         for chunk in chunks {
             let chunk = chunk?;
             let mut reader = codec::Reader::new(&chunk);
-            while let Some(tag) = reader.next(t.columns.len(), key_len, &mut values)? {
-                params.clear();
-                params.push(Value::Text(t.name.clone()));
-                if tag == codec::ROW {
-                    params.extend(key_positions.iter().filter_map(|&i| values.get(i).cloned()));
-                } else {
-                    params.extend(values.iter().cloned());
+            let mut values = Vec::with_capacity(t.columns.len());
+            let set = self.later.entry(t.name.clone()).or_default();
+            while let Some(tag) =
+                reader.next_ref(t.columns.len(), t.primary_key.len(), &mut values)?
+            {
+                let parts = keyset::key_parts(tag == codec::ROW, &values, &key_positions);
+                if set.insert(parts, &mut scratch) {
+                    self.later_held += 1;
                 }
-                insert.execute(rusqlite::params_from_iter(params.iter()))?;
+            }
+            if self.later_held > self.later_in_memory {
+                self.spill_later_keys()?;
             }
         }
+        Ok(())
+    }
+
+    /// Moves the later keys held in memory to the temporary table.
+    fn spill_later_keys(&mut self) -> Result<(), BackupError> {
+        self.tx.execute_batch(
+            "CREATE TEMP TABLE IF NOT EXISTS rbac_restore_later \
+             (tbl TEXT NOT NULL, k BLOB NOT NULL, PRIMARY KEY (tbl, k))",
+        )?;
+        let mut insert = self
+            .tx
+            .prepare("INSERT OR IGNORE INTO temp.rbac_restore_later VALUES (?1, ?2)")?;
+        for (table, set) in &mut self.later {
+            for key in set.drain() {
+                insert.execute((table.as_str(), &*key))?;
+            }
+        }
+        self.later_held = 0;
+        self.later_spilled = true;
         Ok(())
     }
 
@@ -671,16 +702,18 @@ impl<'c> Restorer<'c> {
         };
         let row_len = t.columns.len();
         let key_len = t.primary_key.len();
-        let mut later = if self.later_keys && step.full && tenant_filter.is_some() {
-            let marks: Vec<String> = (2..=key_len + 1).map(|i| format!("?{i}")).collect();
-            Some(self.tx.prepare(&format!(
-                "SELECT 1 FROM temp.rbac_restore_later WHERE tbl = ?1 AND k = json_array({})",
-                marks.join(", ")
-            ))?)
+        // The keys that later steps name, which a full step of a tenant restore leaves them.
+        let leave = self.later_keys && step.full && tenant_filter.is_some();
+        let leave_held = self.later.get(&t.name).filter(|_| leave);
+        let mut leave_spilled = if leave && self.later_spilled {
+            Some(
+                self.tx
+                    .prepare("SELECT 1 FROM temp.rbac_restore_later WHERE tbl = ?1 AND k = ?2")?,
+            )
         } else {
             None
         };
-        let mut later_params: Vec<Value> = Vec::with_capacity(key_len + 1);
+        let mut scratch = Vec::new();
         let mut values = Vec::with_capacity(row_len);
         let mut key_values: Vec<Value> = Vec::with_capacity(key_len + 1);
         for chunk in chunks {
@@ -702,12 +735,18 @@ impl<'c> Restorer<'c> {
                 } else {
                     key_values.extend(values.iter().cloned());
                 }
-                if let Some(later) = &mut later {
-                    later_params.clear();
-                    later_params.push(Value::Text(t.name.clone()));
-                    later_params.extend(key_values.iter().cloned());
-                    if later.exists(rusqlite::params_from_iter(later_params.iter()))? {
-                        continue;
+                if leave {
+                    scratch.clear();
+                    let parts = keyset::owned_key_parts(tag == codec::ROW, &values, &key_positions);
+                    if keyset::encode(parts, &mut scratch) {
+                        let held = leave_held.is_some_and(|set| set.contains(&scratch));
+                        let spilled = match &mut leave_spilled {
+                            Some(lookup) => lookup.exists((t.name.as_str(), scratch.as_slice()))?,
+                            None => false,
+                        };
+                        if held || spilled {
+                            continue;
+                        }
                     }
                 }
                 match &mut mode {

@@ -1,35 +1,22 @@
-//! Tenant restores of a chain: the keys that the steps after the full backup name.
-//!
-//! A row of a tenant's full backup may since have moved to another tenant under the same key;
-//! replayed as it was, it would collide with that tenant's row. So the full step leaves every
-//! key that a later step names (a row of any tenant, or a delete) to the later step that has
-//! the last word on it. The keys are read from the later steps before the full step runs:
-//!
-//! - up to a limit ([`IN_MEMORY`]), they are held here and each row of the full step is
-//!   checked against them as it is read, so the full step loads the tenant's rows straight
-//!   into the table as a full step without later steps does;
-//! - beyond it, they go to a temporary table, and the full step loads into a staging table,
-//!   deletes those keys from it, and applies the rest (slower: an upsert of every row).
-//!
-//! Keys with a real or binary part are not collected (they are not keys anyone uses): such a
-//! row then collides as before, and the restore fails, changing nothing.
+//! PostgreSQL tenant restores of a chain: the keys that the steps after the full backup name
+//! (see [`keyset`](super::super::keyset) for why). Up to a limit they are held in memory and
+//! each row of the full step is checked as it is read, so the full step loads the tenant's
+//! rows straight into the table as a full step without later steps does. Beyond it, they go
+//! to a temporary table, and the full step loads into a staging table, deletes those keys
+//! from it and applies the rest (slower: an upsert of every row).
 
-use std::collections::{HashMap, HashSet};
-use std::io::Write as _;
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use sqlx::{AssertSqlSafe, PgConnection};
 
 use super::super::chunk;
-use super::super::codec::{self, Value, ValueRef};
+use super::super::codec::{self, Value};
+use super::super::keyset::{KeySet, key_parts};
 use super::super::model::{BackupError, TableManifest};
 use super::super::plan::quote;
 use super::super::storage::Storage;
 use super::{Chain, run};
-
-/// Keys of later steps held in memory at the most: about 60 bytes each with their share of
-/// the set, so 15 MB. An incremental after 1% of 10 million rows changed names about 100,000.
-pub(crate) const IN_MEMORY: usize = 250_000;
 
 /// The temporary table of the keys when they do not fit in memory.
 const LATER_KEYS: &str = "rbac_restore_later_keys";
@@ -84,61 +71,6 @@ impl LaterKeys {
     }
 }
 
-/// The keys that later steps name in one table, encoded by [`encode`].
-#[derive(Debug, Default)]
-pub(crate) struct KeySet {
-    keys: HashSet<Box<[u8]>>,
-}
-
-impl KeySet {
-    /// Whether the key whose parts are `parts` is one of them (`scratch` is reused between
-    /// calls, to spare an allocation per row).
-    pub(crate) fn holds<'v>(
-        &self,
-        parts: impl Iterator<Item = Option<ValueRef<'v>>>,
-        scratch: &mut Vec<u8>,
-    ) -> bool {
-        scratch.clear();
-        encode(parts, scratch) && self.keys.contains(scratch.as_slice())
-    }
-}
-
-/// A key as bytes: per part, `N` for NULL, or `T`, the length (4 bytes, little endian) and
-/// the text, an integer as its decimal digits (what PostgreSQL's `::text` gives, so a key
-/// read as text and the same key read as an integer are one key). False, with `out` left
-/// partial, for a missing part or a part of another kind.
-fn encode<'v>(parts: impl Iterator<Item = Option<ValueRef<'v>>>, out: &mut Vec<u8>) -> bool {
-    for part in parts {
-        match part {
-            Some(ValueRef::Null) => out.push(b'N'),
-            Some(ValueRef::Text(s)) => {
-                let Ok(len) = u32::try_from(s.len()) else {
-                    return false;
-                };
-                out.push(b'T');
-                out.extend_from_slice(&len.to_le_bytes());
-                out.extend_from_slice(s.as_bytes());
-            }
-            Some(ValueRef::Int(i)) => {
-                out.push(b'T');
-                let at = out.len();
-                out.extend_from_slice(&[0; 4]);
-                if write!(out, "{i}").is_err() {
-                    return false;
-                }
-                let len = (out.len() - at - 4) as u32;
-                if let Some(slot) = out.get_mut(at..at + 4) {
-                    slot.copy_from_slice(&len.to_le_bytes());
-                }
-            }
-            Some(ValueRef::Real(_) | ValueRef::Blob(_) | ValueRef::RawText(_)) | None => {
-                return false;
-            }
-        }
-    }
-    true
-}
-
 /// The keys of each table that the steps of `later` name, or None as soon as there are more
 /// than `limit`.
 async fn read_into_memory(
@@ -171,16 +103,8 @@ async fn read_into_memory(
                 while let Some(tag) =
                     reader.next_ref(t.columns.len(), t.primary_key.len(), &mut values)?
                 {
-                    scratch.clear();
-                    let encoded = if tag == codec::ROW {
-                        encode(
-                            positions.iter().map(|&i| values.get(i).copied()),
-                            &mut scratch,
-                        )
-                    } else {
-                        encode(values.iter().map(|v| Some(*v)), &mut scratch)
-                    };
-                    if encoded && set.keys.insert(scratch.as_slice().into()) {
+                    let parts = key_parts(tag == codec::ROW, &values, &positions);
+                    if set.insert(parts, &mut scratch) {
                         held += 1;
                         if held > limit {
                             return Ok(None);
@@ -315,45 +239,4 @@ fn key_json(parts: &[&Value]) -> Option<String> {
         });
     }
     serde_json::to_string(&items).ok()
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn encoded(parts: &[ValueRef<'_>]) -> Option<Vec<u8>> {
-        let mut out = Vec::new();
-        encode(parts.iter().map(|v| Some(*v)), &mut out).then_some(out)
-    }
-
-    #[test]
-    fn a_key_read_as_text_or_as_an_integer_is_one_key() {
-        assert_eq!(
-            encoded(&[ValueRef::Int(-42), ValueRef::Text("acme")]),
-            encoded(&[ValueRef::Text("-42"), ValueRef::Text("acme")])
-        );
-        // Parts keep their bounds and NULL is not a text.
-        assert_ne!(
-            encoded(&[ValueRef::Text("ab"), ValueRef::Text("c")]),
-            encoded(&[ValueRef::Text("a"), ValueRef::Text("bc")])
-        );
-        assert_ne!(encoded(&[ValueRef::Null]), encoded(&[ValueRef::Text("N")]));
-        assert_eq!(encoded(&[ValueRef::Real(1.0)]), None);
-        assert_eq!(encoded(&[ValueRef::Blob(b"k")]), None);
-        let mut out = Vec::new();
-        assert!(!encode([None].into_iter(), &mut out), "a missing part");
-    }
-
-    #[test]
-    fn a_set_holds_exactly_its_keys() {
-        let mut set = KeySet::default();
-        let mut scratch = Vec::new();
-        let key = [ValueRef::Int(7), ValueRef::Text("acme")];
-        assert!(encode(key.iter().map(|v| Some(*v)), &mut scratch));
-        set.keys.insert(scratch.as_slice().into());
-        assert!(set.holds(key.iter().map(|v| Some(*v)), &mut scratch));
-        let other = [ValueRef::Int(7), ValueRef::Text("globex")];
-        assert!(!set.holds(other.iter().map(|v| Some(*v)), &mut scratch));
-        assert!(!set.holds([Some(ValueRef::Int(7)), None].into_iter(), &mut scratch));
-    }
 }
