@@ -12,7 +12,8 @@
 //! - [`BackupKind::Incremental`]: rows inserted or updated since the parent, and deletes, from a
 //!   change log (`rbac_backup_changes`) filled by triggers the first full backup installs (same
 //!   design on both databases). Cost on writes: one extra indexed row insert per inserted,
-//!   updated or deleted row (two when an update changes the key or the tenant).
+//!   updated or deleted row (two when an update changes the key or the tenant). Restores
+//!   bypass the triggers and leave a mark: the next incremental then asks for a full backup.
 //! - Reads run in **one read transaction** (a consistent snapshot while writers go on), while a
 //!   second thread compresses, seals and hashes the chunks (of about 4 MiB of records). Memory
 //!   is bounded: the chunk being filled, one waiting, one being compressed, two queued for

@@ -15,6 +15,9 @@ use super::model::{BackupError, TableManifest};
 use super::plan::{INTERNAL_PREFIX, TableDef, quote};
 use super::progress::Progress;
 
+/// The `tbl` of the change-log row a restore leaves: its rows bypassed the triggers.
+const RESTORE_MARK: &str = "*restore*";
+
 /// The change log written by the capture triggers.
 pub(crate) const CHANGES: &str = "rbac_backup_changes";
 
@@ -270,6 +273,16 @@ pub(crate) fn read_snapshot(
             ));
         }
         super::changelog::check_sqlite(&tx, parent_seq)?;
+        let restored: bool = tx.query_row(
+            &format!("SELECT EXISTS (SELECT 1 FROM {CHANGES} WHERE tbl = ?1 AND seq > ?2)"),
+            (RESTORE_MARK, parent_seq),
+            |r| r.get(0),
+        )?;
+        if restored {
+            return Err(BackupError::Schema(
+                "the database was restored since the parent backup; make a full backup".into(),
+            ));
+        }
     }
     for t in tables.iter_mut() {
         writer.begin_table(&t.name)?;
@@ -432,6 +445,9 @@ pub(crate) struct Restorer<'c> {
     /// `temp.rbac_restore_later` (and this is true).
     later_in_memory: usize,
     later_spilled: bool,
+    /// The capture triggers, as `CREATE TRIGGER` statements, that a real restore removed
+    /// for its writes and puts back before it commits.
+    triggers: Vec<String>,
     pub(crate) reports: Vec<TableReport>,
 }
 
@@ -456,6 +472,27 @@ impl<'c> Restorer<'c> {
             tx.execute_batch("PRAGMA defer_foreign_keys = ON")?;
             tx
         };
+        // The capture triggers would log every restored and deleted row (and make a restore
+        // of a large tenant several times slower, with the statement journal growing past
+        // the memory bound): they are dropped for the restore's writes, inside its
+        // transaction, so that no other connection ever sees them missing, and put back
+        // before it commits, with a mark in the change log (see `finish`).
+        let mut triggers = Vec::new();
+        if !dry_run {
+            let mut stmt = tx.prepare(&format!(
+                "SELECT name, sql FROM sqlite_master WHERE type = 'trigger' AND tbl_name <> '{CHANGES}' \
+                 AND (name GLOB '{INTERNAL_PREFIX}i_*' OR name GLOB '{INTERNAL_PREFIX}u_*' \
+                      OR name GLOB '{INTERNAL_PREFIX}d_*')"
+            ))?;
+            let found: Vec<(String, String)> = stmt
+                .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
+                .collect::<Result<_, _>>()?;
+            drop(stmt);
+            for (name, sql) in found {
+                tx.execute_batch(&format!("DROP TRIGGER {}", quote(&name)))?;
+                triggers.push(sql);
+            }
+        }
         Ok(Restorer {
             tx,
             dry_run,
@@ -464,6 +501,7 @@ impl<'c> Restorer<'c> {
             later_held: 0,
             later_in_memory: keyset::IN_MEMORY,
             later_spilled: false,
+            triggers,
             reports: Vec::new(),
         })
     }
@@ -716,19 +754,34 @@ impl<'c> Restorer<'c> {
         let mut scratch = Vec::new();
         let mut values = Vec::with_capacity(row_len);
         let mut key_values: Vec<Value> = Vec::with_capacity(key_len + 1);
+        // A full backup holds every tenant: only this tenant's rows apply. Each record's
+        // tenant is looked at first, stepping over its other values, and the record is read
+        // in full only when it applies (a small tenant's restore decodes little).
+        let only_tenant: Option<Vec<bool>> =
+            tenant_index.map(|i| (0..row_len).map(|c| c == i).collect());
         for chunk in chunks {
             let chunk = chunk?;
             let mut reader = codec::Reader::new(&chunk);
             let mut n = 0u64;
-            while let Some(tag) = reader.next(row_len, key_len, &mut values)? {
-                n += 1;
-                // A full backup holds every tenant: only this tenant's rows apply.
-                if tag == codec::ROW
-                    && let (Some((tn, _)), Some(i)) = (tenant_filter, tenant_index)
-                    && !values.get(i).is_some_and(|v| is_tenant(v, tn))
+            let mut peeked = Vec::with_capacity(row_len);
+            loop {
+                if let (Some((tn, _)), Some(i), Some(wanted)) =
+                    (tenant_filter, tenant_index, &only_tenant)
                 {
-                    continue;
+                    let at = reader.position();
+                    match reader.next_ref_only(row_len, key_len, wanted, &mut peeked)? {
+                        None => break,
+                        Some(codec::ROW) if !peeked.get(i).is_some_and(|v| is_tenant(*v, tn)) => {
+                            n += 1;
+                            continue;
+                        }
+                        Some(_) => reader.rewind(at),
+                    }
                 }
+                let Some(tag) = reader.next(row_len, key_len, &mut values)? else {
+                    break;
+                };
+                n += 1;
                 key_values.clear();
                 if tag == codec::ROW {
                     key_values.extend(key_positions.iter().filter_map(|&i| values.get(i).cloned()));
@@ -852,11 +905,22 @@ impl<'c> Restorer<'c> {
         Ok(())
     }
 
-    /// Commits a real restore (foreign keys are checked here); a dry run just ends.
+    /// Commits a real restore (foreign keys are checked here); a dry run just ends. The
+    /// capture triggers go back first, and the change log gets a mark: the restored rows are
+    /// not in it, so the next incremental asks for a full backup.
     pub(crate) fn finish(self) -> Result<Vec<TableReport>, BackupError> {
         if self.dry_run {
             self.tx.rollback()?;
         } else {
+            for sql in &self.triggers {
+                self.tx.execute_batch(sql)?;
+            }
+            if table_exists(&self.tx, CHANGES)? {
+                self.tx.execute(
+                    &format!("INSERT INTO {CHANGES} (tbl, pk, tenant) VALUES (?1, '[]', NULL)"),
+                    [RESTORE_MARK],
+                )?;
+            }
             self.tx.commit().map_err(|e| {
                 BackupError::Database(format!(
                     "restore failed at commit, nothing was changed: {e}"
@@ -890,10 +954,10 @@ fn stored_tenant_is(stored: ValueRef<'_>, tn: &str) -> bool {
 }
 
 /// Whether a tenant column value names tenant `tn` (text, or an integer id written as text).
-fn is_tenant(v: &Value, tn: &str) -> bool {
+fn is_tenant(v: codec::ValueRef<'_>, tn: &str) -> bool {
     match v {
-        Value::Text(s) => s == tn,
-        Value::Int(i) => i.to_string() == tn,
+        codec::ValueRef::Text(s) => s == tn,
+        codec::ValueRef::Int(i) => i.to_string() == tn,
         _ => false,
     }
 }

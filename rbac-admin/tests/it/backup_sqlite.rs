@@ -713,3 +713,84 @@ async fn a_tenant_chain_restores_after_a_row_moved_to_another_tenant() {
         }
     }
 }
+
+#[tokio::test]
+async fn a_restore_bypasses_the_capture_triggers_and_the_next_incremental_asks_for_a_full() {
+    let env = Env::new(50);
+    let ops = env.ops();
+    let inc = CreateRequest {
+        kind: BackupKind::Incremental,
+        scope: Scope::All,
+    };
+    let m = ops.full().await;
+    let triggers = || {
+        let conn = rusqlite::Connection::open(&env.db).unwrap();
+        let mut stmt = conn
+            .prepare("SELECT name, sql FROM sqlite_master WHERE type = 'trigger' ORDER BY name")
+            .unwrap();
+        stmt.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))
+            .unwrap()
+            .collect::<Result<Vec<_>, _>>()
+            .unwrap()
+    };
+    let logged = |tbl: &str| -> i64 {
+        let conn = rusqlite::Connection::open(&env.db).unwrap();
+        conn.query_row(
+            "SELECT count(*) FROM rbac_backup_changes WHERE tbl = ?1",
+            [tbl],
+            |r| r.get(0),
+        )
+        .unwrap()
+    };
+    let installed = triggers();
+    assert_eq!(installed.len(), 15, "three per table: {installed:?}");
+    exec(&env.db, "DELETE FROM invoices WHERE id <= 10;");
+    ops.create(&inc).await;
+    let before = logged("invoices");
+
+    // A tenant restore and a full one write hundreds of rows, none of them logged; the
+    // triggers are back afterwards, as they were.
+    ops.restore(&RestoreRequest {
+        tenant: Some("acme".into()),
+        ..restore_all(&m.id, None, false)
+    })
+    .await;
+    ops.restore(&restore_all(&m.id, None, false)).await;
+    assert_eq!(triggers(), installed);
+    assert_eq!(logged("invoices"), before);
+    assert_eq!(logged("*restore*"), 2);
+
+    let err = ops
+        .service
+        .create(&inc, &ops.actor(), &NoProgress)
+        .await
+        .unwrap_err();
+    assert!(
+        err.to_string().contains("restored since the parent backup"),
+        "{err}"
+    );
+    ops.full().await;
+    exec(&env.db, "UPDATE invoices SET note = 'after' WHERE id = 20;");
+    let next = ops.create(&inc).await;
+    let invoices = next.tables.iter().find(|t| t.name == "invoices").unwrap();
+    assert_eq!(
+        (invoices.rows, invoices.deleted),
+        (1, 0),
+        "writes are captured again"
+    );
+
+    // A dry run leaves the triggers alone, and so does a restore that fails.
+    ops.restore(&restore_all(&m.id, None, true)).await;
+    assert_eq!(triggers(), installed);
+    // Both tenants' invoice n has the same amount in the backup.
+    exec(
+        &env.db,
+        "UPDATE invoices SET amount = id; CREATE UNIQUE INDEX one_amount ON invoices (amount);",
+    );
+    let failed = ops
+        .service
+        .restore(&restore_all(&m.id, None, false), &ops.actor(), &NoProgress)
+        .await;
+    assert!(failed.is_err(), "duplicate amounts violate the new index");
+    assert_eq!(triggers(), installed);
+}
