@@ -1800,12 +1800,23 @@ impl CopySource {
             let mut reader = codec::Reader::new(&raw);
             let mut values = Vec::with_capacity(self.columns);
             let (mut records, mut unchanged) = (0u64, 0u64);
-            // With a filter, most rows are only looked at by key (and tenant): the other
-            // values are stepped over, and read in full only for rows that are sent.
-            let wanted = self
-                .filter
-                .as_ref()
-                .map(|f| f.wanted(self.columns, self.tenant.as_ref().map(|(_, i)| *i)));
+            // With a filter or a tenant, most rows are only looked at by key or tenant: the
+            // other values are stepped over, and read in full only for rows that are sent.
+            let tenant_column = self.tenant.as_ref().map(|(_, i)| *i);
+            let wanted: Option<Vec<bool>> = match (&self.filter, tenant_column) {
+                (Some(f), _) => Some(f.wanted(self.columns, tenant_column)),
+                (None, Some(i)) => Some((0..self.columns).map(|c| c == i).collect()),
+                (None, None) => None,
+            }
+            .map(|mut wanted| {
+                // The later keys are checked before the row is read in full.
+                for &i in self.leave.iter().flat_map(|(_, positions)| positions) {
+                    if let Some(w) = wanted.get_mut(i) {
+                        *w = true;
+                    }
+                }
+                wanted
+            });
             loop {
                 let at = reader.position();
                 let next = match &wanted {
