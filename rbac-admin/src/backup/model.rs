@@ -390,6 +390,17 @@ pub struct Manifest {
 }
 
 impl Manifest {
+    /// The chunks of `table`, in order, each with its index in [`Manifest::chunks`].
+    pub(crate) fn chunks_of<'m>(
+        &'m self,
+        table: &'m str,
+    ) -> impl Iterator<Item = (usize, &'m ChunkInfo)> + 'm {
+        self.chunks
+            .iter()
+            .enumerate()
+            .filter(move |(_, c)| c.table == table)
+    }
+
     /// Bytes stored in chunks.
     pub fn size(&self) -> u64 {
         self.chunks.iter().map(|c| c.size).sum()

@@ -1070,14 +1070,8 @@ async fn restore_table(
         key_match.join(" AND ")
     );
     let mut values = Vec::new();
-    for (j, info) in m
-        .chunks
-        .iter()
-        .enumerate()
-        .filter(|(_, c)| c.table == t.name)
-    {
-        let stored = storage.get(&m.id, &info.name).await?;
-        let raw = chunk::decode(m, j, &stored, key.as_deref())?;
+    for (j, info) in m.chunks_of(&t.name) {
+        let raw = fetch_chunk(storage, m, j, key.as_deref()).await?;
         let mut reader = codec::Reader::new(&raw);
         while let Some(tag) = reader.next(t.columns.len(), t.primary_key.len(), &mut values)? {
             if tag == codec::ROW
@@ -1195,6 +1189,18 @@ fn key_join(t: &TableManifest) -> String {
         .map(|k| format!("t.{0} = s.{0}", quote(k)))
         .collect::<Vec<_>>()
         .join(" AND ")
+}
+
+/// Chunk `j` of `m` as stored, checked and decoded (decrypted with `key`, decompressed).
+pub(super) async fn fetch_chunk(
+    storage: &Storage,
+    m: &Manifest,
+    j: usize,
+    key: Option<&DataKey>,
+) -> Result<Vec<u8>, BackupError> {
+    let name = m.chunks.get(j).map(|c| c.name.as_str()).unwrap_or_default();
+    let stored = storage.get(&m.id, name).await?;
+    chunk::decode(m, j, &stored, key)
 }
 
 /// Runs one statement without parameters, built here from names quoted by [`quote`]; returns
@@ -1763,13 +1769,8 @@ impl CopySource {
         let (storage, runtime) = (self.storage.clone(), self.runtime.clone());
         std::thread::scope(|scope| {
             scope.spawn(move || {
-                for (j, info) in m.chunks.iter().enumerate() {
-                    if info.table != table {
-                        continue;
-                    }
-                    let raw = runtime
-                        .block_on(storage.get(&m.id, &info.name))
-                        .and_then(|stored| chunk::decode(&m, j, &stored, key.as_deref()));
+                for (j, info) in m.chunks_of(&table) {
+                    let raw = runtime.block_on(fetch_chunk(&storage, &m, j, key.as_deref()));
                     let failed = raw.is_err();
                     // The receiver is gone when the consumer stopped: then so does this.
                     if decoded.send(raw.map(|r| (info.name.clone(), r))).is_err() || failed {

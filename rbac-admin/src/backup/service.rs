@@ -996,13 +996,7 @@ impl BackupService {
                 let Some(tm) = m.tables.iter().find(|x| x.name == t.name) else {
                     continue;
                 };
-                let chunks: Vec<usize> = m
-                    .chunks
-                    .iter()
-                    .enumerate()
-                    .filter(|(_, c)| c.table == t.name)
-                    .map(|(j, _)| j)
-                    .collect();
+                let chunks: Vec<usize> = m.chunks_of(&t.name).map(|(j, _)| j).collect();
                 steps.push((i, tm.clone(), chunks));
             }
         }

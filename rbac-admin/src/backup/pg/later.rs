@@ -10,13 +10,12 @@ use std::sync::Arc;
 
 use sqlx::{AssertSqlSafe, PgConnection};
 
-use super::super::chunk;
 use super::super::codec::{self, Value};
 use super::super::keyset::{KeySet, key_parts};
 use super::super::model::{BackupError, TableManifest};
 use super::super::plan::quote;
 use super::super::storage::Storage;
-use super::{Chain, run};
+use super::{Chain, fetch_chunk, run};
 
 /// The temporary table of the keys when they do not fit in memory.
 const LATER_KEYS: &str = "rbac_restore_later_keys";
@@ -90,14 +89,8 @@ async fn read_into_memory(
             };
             let positions = t.key_positions()?;
             let set = sets.entry(t.name.clone()).or_default();
-            for (j, info) in m
-                .chunks
-                .iter()
-                .enumerate()
-                .filter(|(_, c)| c.table == t.name)
-            {
-                let stored = storage.get(&m.id, &info.name).await?;
-                let raw = chunk::decode(m, j, &stored, data_key.as_deref())?;
+            for (j, _) in m.chunks_of(&t.name) {
+                let raw = fetch_chunk(storage, m, j, data_key.as_deref()).await?;
                 let mut reader = codec::Reader::new(&raw);
                 let mut values = Vec::with_capacity(t.columns.len());
                 while let Some(tag) =
@@ -149,14 +142,8 @@ async fn stage(
                 continue;
             };
             let key_positions = t.key_positions()?;
-            for (j, info) in m
-                .chunks
-                .iter()
-                .enumerate()
-                .filter(|(_, c)| c.table == t.name)
-            {
-                let stored = storage.get(&m.id, &info.name).await?;
-                let raw = chunk::decode(m, j, &stored, key.as_deref())?;
+            for (j, _) in m.chunks_of(&t.name) {
+                let raw = fetch_chunk(storage, m, j, key.as_deref()).await?;
                 let mut reader = codec::Reader::new(&raw);
                 while let Some(tag) =
                     reader.next(t.columns.len(), t.primary_key.len(), &mut values)?
