@@ -68,9 +68,9 @@ pub(crate) fn check_sqlite(conn: &Connection, parent_seq: i64) -> Result<(), Bac
 }
 
 fn too_old() -> BackupError {
-    BackupError::Schema(
+    BackupError::NeedsFull(
         "the change log since the parent backup was pruned (a newer backup of this scope was \
-         deleted): make a full backup"
+         deleted)"
             .into(),
     )
 }

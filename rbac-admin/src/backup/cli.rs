@@ -182,6 +182,7 @@ impl From<BackupError> for CliError {
             | BackupError::Key(_)
             | BackupError::NotFound(_)
             | BackupError::NoMatch(_)
+            | BackupError::NeedsFull(_)
             | BackupError::Schema(_) => Exit::Invalid,
             _ => Exit::Failure,
         };

@@ -123,7 +123,7 @@ impl From<BackupError> for Problem {
                 StatusCode::BAD_REQUEST
             }
             BackupError::NotFound(_) | BackupError::NoMatch(_) => StatusCode::NOT_FOUND,
-            BackupError::Busy(_) => StatusCode::CONFLICT,
+            BackupError::Busy(_) | BackupError::NeedsFull(_) => StatusCode::CONFLICT,
             BackupError::Key(_)
             | BackupError::CorruptChunk { .. }
             | BackupError::CorruptManifest { .. } => StatusCode::UNPROCESSABLE_ENTITY,

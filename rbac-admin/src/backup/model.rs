@@ -556,6 +556,11 @@ pub enum BackupError {
     /// The backup does not fit the target database (missing table or column, no primary key).
     #[error("schema mismatch: {0}")]
     Schema(String),
+    /// An incremental cannot follow its scope's latest backup (there is none, the change log
+    /// since it was pruned or is missing, the database was restored or its tables changed
+    /// since): only a full backup can be made. A scheduled incremental makes one instead.
+    #[error("{0}; make a full backup")]
+    NeedsFull(String),
     /// A local file operation failed.
     #[error("{context}: {source}")]
     Io {

@@ -284,8 +284,8 @@ pub(crate) async fn read_snapshot(
             .fetch_one(&mut *tx)
             .await?;
             if restored {
-                return Err(BackupError::Schema(
-                    "the database was restored since the parent backup; make a full backup".into(),
+                return Err(BackupError::NeedsFull(
+                    "the database was restored since the parent backup".into(),
                 ));
             }
             read_changes(&mut tx, tables, tenant, parent, sink).await?

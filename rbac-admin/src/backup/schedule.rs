@@ -780,14 +780,34 @@ impl ScheduledJob for BackupJob {
         Box::pin(async move {
             let actor = super::Actor::new(&schedule.created_by, &*self.authorizer);
             let mut report = JobReport::default();
+            let mut notes = Vec::new();
             if let Some(kind) = schedule.kind.backup_kind() {
                 let request = super::CreateRequest {
                     kind,
                     scope: schedule.scope.clone(),
                 };
-                let manifest = super::create(&self.service, &request, &actor, &super::NoProgress)
-                    .await
-                    .map_err(|e| e.to_string())?;
+                let made = super::create(&self.service, &request, &actor, &super::NoProgress).await;
+                let manifest = match made {
+                    // The chain cannot go on (no backup yet, a restore, a pruned log, a schema
+                    // change): rather than fail at every slot until the next full one, this
+                    // run makes it.
+                    Err(e @ super::BackupError::NeedsFull(_)) => {
+                        tracing::warn!(
+                            target: "rbac::backup",
+                            schedule = %schedule.name,
+                            reason = %e,
+                            "the incremental cannot follow: making a full backup instead"
+                        );
+                        notes.push(format!("{e}: made a full backup instead"));
+                        let full = super::CreateRequest {
+                            kind: super::BackupKind::Full,
+                            scope: schedule.scope.clone(),
+                        };
+                        super::create(&self.service, &full, &actor, &super::NoProgress).await
+                    }
+                    other => other,
+                }
+                .map_err(|e| e.to_string())?;
                 report.backup_id = Some(manifest.id.to_string());
             }
             if let Some(policy) = &schedule.retention {
@@ -805,11 +825,12 @@ impl ScheduledJob for BackupJob {
                     None => format!("retention failed: {e}"),
                 })?;
                 let n = plan.deletions().count();
-                report.message = Some(format!(
+                notes.push(format!(
                     "retention {policy}: deleted {n} backup{}",
                     if n == 1 { "" } else { "s" }
                 ));
             }
+            report.message = (!notes.is_empty()).then(|| notes.join("; "));
             Ok(report)
         })
     }

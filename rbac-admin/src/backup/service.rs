@@ -509,8 +509,8 @@ impl BackupService {
             .rev()
             .find(|s| &s.scope == scope)
             .ok_or_else(|| {
-                BackupError::NoMatch(format!(
-                    "an incremental needs an earlier backup of scope `{scope}`; make a full backup first"
+                BackupError::NeedsFull(format!(
+                    "an incremental needs an earlier backup of scope `{scope}`"
                 ))
             })?;
         self.storage.manifest(&parent.id).await
@@ -568,15 +568,12 @@ impl BackupService {
                 let since = match &parent {
                     Some(p) => {
                         if p.schema_version != schema_version {
-                            return Err(BackupError::Schema(
-                                "the tables changed since the parent backup; make a full backup"
-                                    .into(),
+                            return Err(BackupError::NeedsFull(
+                                "the tables changed since the parent backup".into(),
                             ));
                         }
                         let snapshot = p.change_snapshot.clone().ok_or_else(|| {
-                            BackupError::Schema(
-                                "the parent backup records no snapshot; make a full backup".into(),
-                            )
+                            BackupError::NeedsFull("the parent backup records no snapshot".into())
                         })?;
                         pg::add_image_columns(&mut conn).await?;
                         Some(snapshot)
@@ -684,8 +681,8 @@ impl BackupService {
             let schema_version = plan::schema_version(&tables);
             if let Some((_, parent_schema)) = &since {
                 if *parent_schema != schema_version {
-                    return Err(BackupError::Schema(
-                        "the tables changed since the parent backup; make a full backup".into(),
+                    return Err(BackupError::NeedsFull(
+                        "the tables changed since the parent backup".into(),
                     ));
                 }
             } else {

@@ -268,9 +268,7 @@ pub(crate) fn read_snapshot(
     };
     if let Some(parent_seq) = since {
         if !has_changes {
-            return Err(BackupError::Schema(
-                "the change log is missing: make a full backup first".into(),
-            ));
+            return Err(BackupError::NeedsFull("the change log is missing".into()));
         }
         super::changelog::check_sqlite(&tx, parent_seq)?;
         let restored: bool = tx.query_row(
@@ -279,8 +277,8 @@ pub(crate) fn read_snapshot(
             |r| r.get(0),
         )?;
         if restored {
-            return Err(BackupError::Schema(
-                "the database was restored since the parent backup; make a full backup".into(),
+            return Err(BackupError::NeedsFull(
+                "the database was restored since the parent backup".into(),
             ));
         }
     }

@@ -830,3 +830,74 @@ fn the_clock_can_be_injected() {
         "a manual clock never goes back"
     );
 }
+
+#[tokio::test]
+async fn a_scheduled_incremental_that_cannot_follow_makes_a_full_backup() {
+    use rbac_admin::backup::schedule::BackupJob;
+    use rbac_admin::backup::{BackupKind, RestoreRequest, Selector};
+    let env = backup_support::Env::new(20);
+    let service = Arc::new(env.service());
+    let authorizer: Arc<dyn rbac_admin::backup::Authorizer> = Arc::new(backup_support::engine());
+    let url = format!("sqlite://{}", env.db.display());
+    let store = ScheduleStore::connect(&url).await.unwrap();
+    let clock = ManualClock::new(at(2026, 11, 23, 0, 30));
+    store
+        .add(
+            &new("hourly", "0 * * * *", JobKind::Incremental, "all"),
+            clock.now(),
+        )
+        .await
+        .unwrap();
+    let job = Arc::new(BackupJob::new(service.clone(), authorizer));
+    let scheduler = Scheduler::new(store.clone(), job, Arc::new(clock.clone()), options("a"));
+    let run_at = |hour| {
+        clock.set(at(2026, 11, 23, hour, 0));
+        scheduler.run_due_once()
+    };
+    let kinds = || async {
+        let summaries = service.summaries().await.unwrap();
+        summaries.iter().map(|s| s.kind).collect::<Vec<_>>()
+    };
+
+    // No backup of the scope yet: the first run makes the full one, the next follow it.
+    assert_eq!(run_at(1).await.unwrap().failed, 0);
+    assert_eq!(run_at(2).await.unwrap().failed, 0);
+    assert_eq!(kinds().await, [BackupKind::Full, BackupKind::Incremental]);
+    // After a restore the chain cannot go on: the next run starts a new one.
+    let engine = backup_support::engine();
+    let first = service.summaries().await.unwrap()[0].id.clone();
+    service
+        .restore(
+            &RestoreRequest {
+                from: Selector::Id(first),
+                tables: vec![],
+                modules: vec![],
+                tenant: None,
+                to: None,
+                dry_run: false,
+            },
+            &rbac_admin::backup::Actor::new("ops", &engine),
+            &rbac_admin::backup::NoProgress,
+        )
+        .await
+        .unwrap();
+    assert_eq!(run_at(3).await.unwrap().failed, 0);
+    assert_eq!(
+        kinds().await,
+        [BackupKind::Full, BackupKind::Incremental, BackupKind::Full]
+    );
+
+    let runs = store.runs("hourly", 10).await.unwrap();
+    assert!(runs.iter().all(|r| r.status == "success"), "{runs:?}");
+    let notes: Vec<Option<&str>> = runs.iter().map(|r| r.message.as_deref()).collect();
+    assert!(
+        notes[0].is_some_and(|n| n.contains("restored since the parent backup")
+            && n.ends_with("made a full backup instead")),
+        "{notes:?}"
+    );
+    assert_eq!(notes[1], None);
+    assert!(
+        notes[2].is_some_and(|n| n.contains("needs an earlier backup of scope `all`")),
+        "{notes:?}"
+    );
+}
