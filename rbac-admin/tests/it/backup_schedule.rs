@@ -549,16 +549,32 @@ async fn a_local_time_schedule_runs_once_a_day_across_dst(db: TestDb) {
     );
 }
 
-/// The real job on a real SQLite application database: scheduled backups through the backup
-/// service, retention after each, and the permission check at each run.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn scheduled_runs_make_real_backups_and_apply_retention() {
-    use rbac_admin::backup::schedule::BackupJob;
+/// A real SQLite application database (kept alive by the returned `Env`), its backup
+/// service, the schedule store inside it, and the real backup job, acting under
+/// [`backup_support::POLICY`].
+async fn real_backups() -> (
+    backup_support::Env,
+    Arc<rbac_admin::backup::BackupService>,
+    ScheduleStore,
+    Arc<rbac_admin::backup::schedule::BackupJob>,
+) {
     let env = backup_support::Env::new(20);
     let service = Arc::new(env.service());
     let authorizer: Arc<dyn rbac_admin::backup::Authorizer> = Arc::new(backup_support::engine());
     let url = format!("sqlite://{}", env.db.display());
     let store = ScheduleStore::connect(&url).await.unwrap();
+    let job = Arc::new(rbac_admin::backup::schedule::BackupJob::new(
+        service.clone(),
+        authorizer,
+    ));
+    (env, service, store, job)
+}
+
+/// The real job on a real SQLite application database: scheduled backups through the backup
+/// service, retention after each, and the permission check at each run.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn scheduled_runs_make_real_backups_and_apply_retention() {
+    let (_env, service, store, job) = real_backups().await;
     let clock = ManualClock::new(at(2026, 11, 23, 1, 0));
     let mut nightly = new("nightly", "0 2 * * *", JobKind::Full, "all");
     nightly.retention = Some("daily=2".parse().unwrap());
@@ -570,7 +586,6 @@ async fn scheduled_runs_make_real_backups_and_apply_retention() {
     intruder.created_by = "alice".into();
     store.add(&intruder, clock.now()).await.unwrap();
 
-    let job = Arc::new(BackupJob::new(service.clone(), authorizer));
     let scheduler = Scheduler::new(store.clone(), job, Arc::new(clock.clone()), options("a"));
     for day in 23..=25 {
         clock.set(at(2026, 11, day, 2, 0));
@@ -833,13 +848,8 @@ fn the_clock_can_be_injected() {
 
 #[tokio::test]
 async fn a_scheduled_incremental_that_cannot_follow_makes_a_full_backup() {
-    use rbac_admin::backup::schedule::BackupJob;
-    use rbac_admin::backup::{BackupKind, RestoreRequest, Selector};
-    let env = backup_support::Env::new(20);
-    let service = Arc::new(env.service());
-    let authorizer: Arc<dyn rbac_admin::backup::Authorizer> = Arc::new(backup_support::engine());
-    let url = format!("sqlite://{}", env.db.display());
-    let store = ScheduleStore::connect(&url).await.unwrap();
+    use rbac_admin::backup::BackupKind;
+    let (_env, service, store, job) = real_backups().await;
     let clock = ManualClock::new(at(2026, 11, 23, 0, 30));
     store
         .add(
@@ -848,7 +858,6 @@ async fn a_scheduled_incremental_that_cannot_follow_makes_a_full_backup() {
         )
         .await
         .unwrap();
-    let job = Arc::new(BackupJob::new(service.clone(), authorizer));
     let scheduler = Scheduler::new(store.clone(), job, Arc::new(clock.clone()), options("a"));
     let run_at = |hour| {
         clock.set(at(2026, 11, 23, hour, 0));
@@ -868,14 +877,7 @@ async fn a_scheduled_incremental_that_cannot_follow_makes_a_full_backup() {
     let first = service.summaries().await.unwrap()[0].id.clone();
     service
         .restore(
-            &RestoreRequest {
-                from: Selector::Id(first),
-                tables: vec![],
-                modules: vec![],
-                tenant: None,
-                to: None,
-                dry_run: false,
-            },
+            &backup_support::restore_of(&first),
             &rbac_admin::backup::Actor::new("ops", &engine),
             &rbac_admin::backup::NoProgress,
         )
