@@ -10,34 +10,7 @@
 set -euo pipefail
 old=$1 new=$2 rounds=${3:-2}
 src=${4:-postgres://postgres@127.0.0.1:54329/rbac_bench_erp}
-work=$(mktemp -d)
-trap 'rm -rf "$work"' EXIT
-cat > "$work/cfg.toml" <<TOML
-database = "$src"
-storage = "$work/store"
-tenant_table = "tenants"
-tenant_column = "tenant_id"
-tenant_key = "tenant_id"
-secret_columns = ["users.password_hash"]
-TOML
-# One row in a hundred, at random (SQLite's random() is a 64-bit integer).
-if [[ $src == sqlite://* ]]; then
-    pick="abs(random()) % 100 = 0"
-    apply=(sqlite3 "${src#sqlite://}")
-else
-    pick="random() < 0.01"
-    apply=(psql "$src" -X -q -v ON_ERROR_STOP=1 -c)
-fi
-change="BEGIN;
-UPDATE journal_entries SET debit_cents = debit_cents + 1 WHERE $pick;
-UPDATE invoices SET status = 'paid' WHERE $pick;
-UPDATE payments SET amount_cents = amount_cents + 1 WHERE $pick;
-UPDATE customers SET phone = NULL WHERE $pick;
-UPDATE users SET role = 'viewer' WHERE $pick;
-UPDATE accounts SET balance_cents = balance_cents + 1 WHERE $pick;
-COMMIT;"
-timed() { /usr/bin/time -f "%e s, peak %M KiB" "$@" 2>&1 >/dev/null | tail -n 1; }
-c=(--config "$work/cfg.toml")
+source "$(dirname "$0")/common.sh"
 echo "full:        $(timed "$new" ours create --kind full --scope all "${c[@]}" --id-file "$work/full.id")"
 echo "change 1%:   $(timed "${apply[@]}" "$change")"
 echo "incremental: $(timed "$new" ours create --kind incremental --scope all "${c[@]}" --id-file "$work/inc.id")"

@@ -626,12 +626,21 @@ fn bind_value<'q>(
     v: &'q Value,
 ) -> sqlx::query::Query<'q, sqlx::Postgres, sqlx::postgres::PgArguments> {
     match v {
-        Value::Null => q.bind(None::<String>),
         Value::Text(s) => q.bind(s.as_str()),
-        Value::Int(i) => q.bind(i.to_string()),
-        Value::Real(r) => q.bind(r.to_string()),
-        Value::Blob(b) => q.bind(format!("\\x{}", hex::encode(b))),
-        Value::RawText(b) => q.bind(String::from_utf8_lossy(b).into_owned()),
+        other => q.bind(value_text(other)),
+    }
+}
+
+/// A value as the text a statement binds for it (cast to the column's type there), or None
+/// for NULL.
+fn value_text(v: &Value) -> Option<String> {
+    match v {
+        Value::Null => None,
+        Value::Text(s) => Some(s.clone()),
+        Value::Int(i) => Some(i.to_string()),
+        Value::Real(r) => Some(r.to_string()),
+        Value::Blob(b) => Some(format!("\\x{}", hex::encode(b))),
+        Value::RawText(b) => Some(String::from_utf8_lossy(b).into_owned()),
     }
 }
 
@@ -657,6 +666,7 @@ pub(crate) async fn restore(
         tenant,
         dry_run,
         later_keys_in_memory,
+        change_log,
     } = *scope;
     let mut conn = connect(url).await?;
     let mut tx = conn.begin().await?;
@@ -678,8 +688,18 @@ pub(crate) async fn restore(
         LaterKeys::None
     };
     if dry_run {
-        if let [only] = chain {
-            baseline = since::baseline(&mut tx, only, tenant).await?;
+        if let (Some(last), true) = (chain.last(), change_log) {
+            baseline = since::baseline(&mut tx, last, tenant).await?;
+        }
+        // With later steps, the full step also compares the keys they name: the temporary
+        // table of `later` holds them, for the query of changed keys.
+        if chain.len() > 1
+            && let Some(b) = baseline.take()
+        {
+            if !later.staged() {
+                later::stage(&mut tx, steps.after_full(), tables, storage).await?;
+            }
+            baseline = Some(b.with_later_keys());
         }
         // The full step of a dry run is compared in bulk: its rows are copied into temporary
         // tables made now, before the transaction turns read-only (which still allows
@@ -845,6 +865,9 @@ pub(crate) struct RestoreScope<'a> {
     /// ([`keyset::IN_MEMORY`](super::keyset::IN_MEMORY)); beyond, they go through a temporary
     /// table.
     pub(crate) later_keys_in_memory: usize,
+    /// Whether a dry run may read only what the change log names as changed (see [`since`]);
+    /// else it compares every row.
+    pub(crate) change_log: bool,
 }
 
 /// A restore chain: its backups, the full one first, and the data key of each.
@@ -1002,7 +1025,8 @@ async fn restore_table(
         dry_run_full(tx, stage, apply, step, t, rows, &mut report).await?;
         return Ok(Some(report));
     }
-    // Below: incremental steps (applied or dry), row by row.
+    // Below: incremental steps, applied row by row, or compared in batches of keys (a dry
+    // run; also a full step whose table has no staging table).
     let in_scope: i64 = if !full {
         0
     } else {
@@ -1060,15 +1084,38 @@ async fn restore_table(
         "DELETE FROM {table} WHERE {}{tenant_cond}",
         key_match.join(" AND ")
     );
+    // A dry run looks the records' keys up in batches: every key part as text (as a single
+    // record's would be bound), cast to the column's type, each record's number with it.
+    let key_names: Vec<String> = (0..key_positions.len()).map(|n| format!("k{n}")).collect();
     let lookup_sql = format!(
-        "SELECT {}, {} FROM {table} AS t WHERE {}",
+        "SELECT k.ord, {}, {} FROM unnest({}) WITH ORDINALITY AS k({}, ord) JOIN {table} AS t ON {}",
         text_columns(t),
         tenant_sql
             .as_ref()
             .map(|c| format!("t.{c}::text"))
             .unwrap_or("NULL::text".into()),
-        key_match.join(" AND ")
+        (1..=key_positions.len())
+            .map(|n| format!("${n}::text[]"))
+            .collect::<Vec<_>>()
+            .join(", "),
+        key_names.join(", "),
+        key_positions
+            .iter()
+            .zip(&key_names)
+            .map(|(&i, k)| {
+                let c = &t.columns[i];
+                format!("t.{} = k.{k}::{}", quote(&c.name), c.decl_type)
+            })
+            .collect::<Vec<_>>()
+            .join(" AND ")
     );
+    let dry = DryLookup {
+        sql: &lookup_sql,
+        key_positions: &key_positions,
+        columns: t.columns.len(),
+        tenant: tenant_filter.map(|(tn, _)| tn),
+    };
+    let mut pending: Vec<(u8, Vec<Value>)> = Vec::new();
     let mut values = Vec::new();
     for (j, info) in m.chunks_of(&t.name) {
         let raw = fetch_chunk(storage, m, j, key.as_deref()).await?;
@@ -1089,48 +1136,9 @@ async fn restore_table(
                 values.iter().collect()
             };
             if dry_run {
-                let mut q = sqlx::query(AssertSqlSafe(lookup_sql.as_str()));
-                for v in &key_values {
-                    q = bind_value(q, v);
-                }
-                let found = q.fetch_optional(&mut *tx).await?;
-                let other = |row: &sqlx::postgres::PgRow| -> Result<bool, BackupError> {
-                    Ok(match tenant_filter {
-                        Some((tn, _)) => {
-                            row.try_get::<Option<String>, _>(t.columns.len())?
-                                .as_deref()
-                                != Some(tn)
-                        }
-                        None => false,
-                    })
-                };
-                match (tag, found) {
-                    (codec::ROW, None) => report.insert += 1,
-                    (codec::ROW, Some(row)) => {
-                        let mut same = true;
-                        for (i, v) in values.iter().enumerate() {
-                            let current: Option<String> = row.try_get(i)?;
-                            same &= match (v, current) {
-                                (Value::Null, None) => true,
-                                (Value::Text(a), Some(b)) => *a == b,
-                                (Value::Int(a), Some(b)) => a.to_string() == b,
-                                _ => false,
-                            };
-                        }
-                        if other(&row)? {
-                            report.conflicts += 1;
-                        } else if same {
-                            report.unchanged += 1;
-                        } else {
-                            report.replace += 1;
-                        }
-                    }
-                    (_, Some(row)) => {
-                        if !other(&row)? {
-                            report.delete += 1;
-                        }
-                    }
-                    (_, None) => {}
+                pending.push((tag, std::mem::take(&mut values)));
+                if pending.len() >= DRY_LOOKUP_BATCH {
+                    dry.compare(tx, &mut pending, &mut report).await?;
                 }
                 continue;
             }
@@ -1165,12 +1173,123 @@ async fn restore_table(
         }
         progress.advance(info.records);
     }
+    if dry_run {
+        dry.compare(tx, &mut pending, &mut report).await?;
+    }
     if dry_run && full {
         report.delete = u64::try_from(in_scope)
             .unwrap_or(0)
             .saturating_sub(report.replace + report.unchanged);
     }
     Ok(Some(report))
+}
+
+/// Records a dry run looks up in one query.
+const DRY_LOOKUP_BATCH: usize = 2_000;
+
+/// How a dry run compares the records of a step row by row (incremental steps, and full
+/// steps of tables without a staging table) with what the table holds under their keys.
+struct DryLookup<'a> {
+    /// Finds the row under each key of a batch: `k.ord` (the record's number, from 1), the
+    /// row's values as text, and its tenant as text.
+    sql: &'a str,
+    key_positions: &'a [usize],
+    columns: usize,
+    tenant: Option<&'a str>,
+}
+
+impl DryLookup<'_> {
+    /// Looks the keys of `records` (tag and values, as read) up in one query, counts each
+    /// record into `report` and empties `records`.
+    async fn compare(
+        &self,
+        tx: &mut PgConnection,
+        records: &mut Vec<(u8, Vec<Value>)>,
+        report: &mut TableReport,
+    ) -> Result<(), BackupError> {
+        if records.is_empty() {
+            return Ok(());
+        }
+        let mut parts: Vec<Vec<Option<String>>> = vec![Vec::new(); self.key_positions.len()];
+        for (tag, values) in records.iter() {
+            for (n, part) in parts.iter_mut().enumerate() {
+                // A row holds every column; a delete record only its key.
+                let at = if *tag == codec::ROW {
+                    self.key_positions.get(n).copied()
+                } else {
+                    Some(n)
+                };
+                part.push(at.and_then(|i| values.get(i)).and_then(value_text));
+            }
+        }
+        let mut query = sqlx::query(AssertSqlSafe(self.sql));
+        for part in parts {
+            query = query.bind(part);
+        }
+        let mut found: Vec<Option<sqlx::postgres::PgRow>> = std::iter::repeat_with(|| None)
+            .take(records.len())
+            .collect();
+        for row in query.fetch_all(&mut *tx).await? {
+            let ord: i64 = row.try_get(0)?;
+            if let Some(slot) = usize::try_from(ord - 1).ok().and_then(|i| found.get_mut(i)) {
+                *slot = Some(row);
+            }
+        }
+        for ((tag, values), row) in records.iter().zip(&found) {
+            self.count(*tag, values, row.as_ref(), report)?;
+        }
+        records.clear();
+        Ok(())
+    }
+
+    /// Counts one record against `row`, the table's row under its key (values from column
+    /// 1, then the tenant), if any.
+    fn count(
+        &self,
+        tag: u8,
+        values: &[Value],
+        row: Option<&sqlx::postgres::PgRow>,
+        report: &mut TableReport,
+    ) -> Result<(), BackupError> {
+        let Some(row) = row else {
+            if tag == codec::ROW {
+                report.insert += 1;
+            }
+            return Ok(());
+        };
+        let other = match self.tenant {
+            Some(tn) => {
+                row.try_get::<Option<String>, _>(self.columns + 1)?
+                    .as_deref()
+                    != Some(tn)
+            }
+            None => false,
+        };
+        if tag != codec::ROW {
+            if !other {
+                report.delete += 1;
+            }
+            return Ok(());
+        }
+        let mut same = true;
+        for (i, v) in values.iter().enumerate() {
+            let current: Option<String> = row.try_get(i + 1)?;
+            same &= match (v, current) {
+                (Value::Null, None) => true,
+                (Value::Text(a), Some(b)) => *a == b,
+                (Value::Int(a), Some(b)) => a.to_string() == b,
+                _ => false,
+            };
+        }
+        if other {
+            report.conflicts += 1;
+        } else if same {
+            report.unchanged += 1;
+        } else {
+            report.replace += 1;
+        }
+        Ok(())
+    }
 }
 
 /// `"c1", "c2"`: the backup's columns of `t`, quoted, in manifest order.
@@ -1294,6 +1413,9 @@ async fn dry_run_full(
     if let (Some(b), Some(filter)) = (baseline, filter) {
         let changed = filter.len();
         let (_, skipped) = copy_chunks(tx, &copy_in, step, t, rows, Some(filter)).await?;
+        if later_keys_staged {
+            later::leave(tx, stage, t).await?;
+        }
         let c = compare_stage(tx, stage, t, tenant_filter).await?;
         let delete = deleted_since(tx, stage, t, b, tenant_filter).await?;
         // Every row in scope is one the backup holds untouched, one it compared, or one it

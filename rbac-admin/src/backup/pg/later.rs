@@ -18,7 +18,7 @@ use super::super::storage::Storage;
 use super::{Chain, fetch_chunk, run};
 
 /// The temporary table of the keys when they do not fit in memory.
-const LATER_KEYS: &str = "rbac_restore_later_keys";
+pub(crate) const LATER_KEYS: &str = "rbac_restore_later_keys";
 
 /// What a restore knows of the keys that its chain's later steps name.
 pub(crate) enum LaterKeys {
@@ -115,8 +115,8 @@ async fn read_into_memory(
 }
 
 /// Collects every key that a step of `later` names into [`LATER_KEYS`], as a JSON array of
-/// the key's texts.
-async fn stage(
+/// the key's texts (the form of the change log's keys). Creates the table: call it once.
+pub(crate) async fn stage(
     tx: &mut PgConnection,
     later: Chain<'_>,
     tables: &[TableManifest],

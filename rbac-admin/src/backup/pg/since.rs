@@ -10,6 +10,11 @@
 //!   ([`Manifest::source_database`]) and nothing was restored into it since;
 //! - the last restore, when it restored this backup, with the same tenant, into this table.
 //!
+//! A chain (a full backup and incrementals) has the baseline of its last step: the database
+//! then held what the whole chain restores. The full step compares, besides the keys the log
+//! names, those that the later steps name: the database holds the later steps' version of
+//! them, not the full backup's.
+//!
 //! Rows whose key the log does not name since the baseline are unchanged without being read;
 //! only the others are copied and compared. The log must reach back to the baseline (not
 //! pruned past it) and the table must still have its capture trigger. As a check, the rows the
@@ -25,14 +30,23 @@ use sqlx::{AssertSqlSafe, PgConnection};
 use super::super::codec::ValueRef;
 use super::super::model::{BackupError, Manifest, TableManifest};
 use super::super::plan::quote;
+use super::later::LATER_KEYS;
 use super::{CHANGES, begin_savepoint, end_savepoint};
 
 /// Changed keys a table may have before the full comparison is cheaper.
 const MAX_CHANGED_KEYS: i64 = 2_000_000;
 
-/// Where the database's rows were last exactly the backup's.
+/// Where the database's rows were last exactly the backup's (for a chain: its last step's).
 #[derive(Debug, Clone)]
-pub(crate) enum Baseline {
+pub(crate) struct Baseline {
+    since: Since,
+    /// Whether the keys that the chain's later steps name are in [`LATER_KEYS`]: the full
+    /// step compares them too, since the database holds the later steps' version of them.
+    later_keys: bool,
+}
+
+#[derive(Debug, Clone)]
+enum Since {
     /// The backup's snapshot: changes are the log rows it did not see.
     Snapshot(String),
     /// A restore of the backup whose snapshot had this `xmin`: changes are the log rows
@@ -41,26 +55,55 @@ pub(crate) enum Baseline {
     Restore { xmin: String, tables: Vec<String> },
 }
 
-impl Baseline {
+impl Since {
     /// The condition on the change log's `xid` (with the baseline bound as `$2`), and the
     /// oldest transaction id the log must still hold.
     fn condition(&self) -> (&'static str, &'static str, &str) {
         match self {
-            Baseline::Snapshot(s) => (
+            Since::Snapshot(s) => (
                 "NOT pg_visible_in_snapshot(xid, $2::pg_snapshot)",
                 "pg_snapshot_xmin($1::pg_snapshot)",
                 s,
             ),
-            Baseline::Restore { xmin, .. } => ("xid >= $2::xid8", "$1::xid8", xmin),
+            Since::Restore { xmin, .. } => ("xid >= $2::xid8", "$1::xid8", xmin),
         }
     }
 
+    fn baseline(self) -> Baseline {
+        Baseline {
+            since: self,
+            later_keys: false,
+        }
+    }
+}
+
+impl Baseline {
     /// Whether `table`'s rows were the backup's at the baseline.
     pub(crate) fn covers(&self, table: &str) -> bool {
-        match self {
-            Baseline::Snapshot(_) => true,
-            Baseline::Restore { tables, .. } => tables.iter().any(|t| t == table),
+        match &self.since {
+            Since::Snapshot(_) => true,
+            Since::Restore { tables, .. } => tables.iter().any(|t| t == table),
         }
+    }
+
+    /// For the full step of a chain: the keys in [`LATER_KEYS`] count as changed.
+    pub(crate) fn with_later_keys(self) -> Baseline {
+        Baseline {
+            later_keys: true,
+            ..self
+        }
+    }
+
+    /// The keys (as the log's JSON `pk` texts) that rows may differ in since the baseline:
+    /// a subquery, with the table's name bound as `$1` and the baseline as `$2`.
+    fn changed_pks(&self) -> String {
+        let (condition, _, _) = self.since.condition();
+        let later = if self.later_keys {
+            format!(" UNION SELECT k::text FROM {LATER_KEYS} WHERE tbl = $1")
+        } else {
+            String::new()
+        };
+        format!("(SELECT DISTINCT pk FROM {CHANGES} WHERE tbl = $1 AND {condition}{later})")
     }
 }
 
@@ -93,8 +136,8 @@ async fn identity(conn: &mut PgConnection) -> Result<String, sqlx::Error> {
     .await
 }
 
-/// The baseline a dry run of `m` (a full backup, restored alone) may use in the database
-/// `tx` is on, or None. Runs inside a savepoint: a failed query here costs only the fast path.
+/// The baseline a dry run of a chain whose last step is `m` may use in the database `tx` is
+/// on, or None. Runs inside a savepoint: a failed query here costs only the fast path.
 pub(crate) async fn baseline(
     tx: &mut PgConnection,
     m: &Manifest,
@@ -132,7 +175,7 @@ async fn find_baseline(
             if m.source_database.as_deref() != Some(here.as_str()) {
                 return Ok(None);
             }
-            return check_pruning(tx, Baseline::Snapshot(snapshot.clone())).await;
+            return check_pruning(tx, Since::Snapshot(snapshot.clone())).await;
         }
     }
     // Else the last restore, if it restored this backup for the same tenant.
@@ -145,7 +188,7 @@ async fn find_baseline(
         Some(mark) if mark.backup == m.id.as_str() && mark.tenant.as_deref() == tenant => {
             check_pruning(
                 tx,
-                Baseline::Restore {
+                Since::Restore {
                     xmin: mark.xmin,
                     tables: mark.tables,
                 },
@@ -159,7 +202,7 @@ async fn find_baseline(
 /// `baseline`, if the change log was not pruned past it.
 async fn check_pruning(
     tx: &mut PgConnection,
-    baseline: Baseline,
+    baseline: Since,
 ) -> Result<Option<Baseline>, sqlx::Error> {
     // The log must still hold every change since the baseline.
     let meta: Option<String> = sqlx::query_scalar("SELECT to_regclass($1)::text")
@@ -168,7 +211,7 @@ async fn check_pruning(
         .await?;
     if meta.is_none() {
         // Nothing was ever pruned.
-        return Ok(Some(baseline));
+        return Ok(Some(baseline.baseline()));
     }
     let (_, oldest, param) = baseline.condition();
     let pruned_past: Option<bool> = sqlx::query_scalar(AssertSqlSafe(format!(
@@ -179,7 +222,7 @@ async fn check_pruning(
     .bind(super::super::changelog::WATERMARK)
     .fetch_optional(&mut *tx)
     .await?;
-    Ok((pruned_past != Some(true)).then_some(baseline))
+    Ok((pruned_past != Some(true)).then(|| baseline.baseline()))
 }
 
 /// The keys of the rows the baseline's rows may differ in, encoded as [`KeyFilter`] encodes
@@ -224,16 +267,15 @@ async fn read_changed_keys(
             None => return Ok(None),
         }
     }
-    let (condition, _, param) = baseline.condition();
     let sql = format!(
-        "SELECT {} FROM (SELECT DISTINCT pk FROM {CHANGES} WHERE tbl = $1 AND {condition}) c \
-         LIMIT {}",
+        "SELECT {} FROM {} c LIMIT {}",
         key_texts(t, &positions).join(", "),
+        baseline.changed_pks(),
         MAX_CHANGED_KEYS + 1
     );
     let rows: Vec<sqlx::postgres::PgRow> = sqlx::query(AssertSqlSafe(sql))
         .bind(&t.name)
-        .bind(param)
+        .bind(baseline_param(baseline))
         .fetch_all(&mut *tx)
         .await?;
     if rows.len() as i64 > MAX_CHANGED_KEYS {
@@ -281,16 +323,15 @@ pub(crate) fn logged_key(t: &TableManifest, n: usize, pk: &str) -> String {
 /// The changed keys of one table, as SQL for the comparison's delete count: a subquery with
 /// columns `k0, k1, ...` typed like the table's key (`$1` table name, `$2` baseline).
 pub(crate) fn changed_keys_sql(t: &TableManifest, baseline: &Baseline) -> (String, Vec<String>) {
-    let (condition, _, _) = baseline.condition();
     let cols: Vec<String> = (0..t.primary_key.len())
         .map(|n| format!("{} AS k{n}", logged_key(t, n, "pk")))
         .collect();
     let names = (0..t.primary_key.len()).map(|n| format!("k{n}")).collect();
     (
         format!(
-            "SELECT DISTINCT {} FROM (SELECT DISTINCT pk FROM {CHANGES} \
-             WHERE tbl = $1 AND {condition}) c",
-            cols.join(", ")
+            "SELECT DISTINCT {} FROM {} c",
+            cols.join(", "),
+            baseline.changed_pks()
         ),
         names,
     )
@@ -298,7 +339,7 @@ pub(crate) fn changed_keys_sql(t: &TableManifest, baseline: &Baseline) -> (Strin
 
 /// The bound value of `$2` in [`changed_keys_sql`].
 pub(crate) fn baseline_param(baseline: &Baseline) -> &str {
-    baseline.condition().2
+    baseline.since.condition().2
 }
 
 /// Appends `parts` as one key (length-prefixed texts); false if a part is not text (such a
