@@ -666,7 +666,7 @@ pub(crate) async fn restore(
         tenant,
         dry_run,
         later_keys_in_memory,
-        change_log,
+        shortcuts,
     } = *scope;
     let mut conn = connect(url).await?;
     let mut tx = conn.begin().await?;
@@ -688,7 +688,7 @@ pub(crate) async fn restore(
         LaterKeys::None
     };
     if dry_run {
-        if let (Some(last), true) = (chain.last(), change_log) {
+        if let (Some(last), true) = (chain.last(), shortcuts) {
             baseline = since::baseline(&mut tx, last, tenant).await?;
         }
         // With later steps, the full step also compares the keys they name: the temporary
@@ -754,6 +754,7 @@ pub(crate) async fn restore(
                 leave: if full { later.of(&t.name) } else { None },
                 dry_stage: stage,
                 baseline: baseline.as_ref(),
+                empty_shortcut: shortcuts,
             };
             let report = restore_table(&mut tx, &existing, &source, t, tenant, &apply).await?;
             if let Some(report) = report {
@@ -865,9 +866,10 @@ pub(crate) struct RestoreScope<'a> {
     /// ([`keyset::IN_MEMORY`](super::keyset::IN_MEMORY)); beyond, they go through a temporary
     /// table.
     pub(crate) later_keys_in_memory: usize,
-    /// Whether a dry run may read only what the change log names as changed (see [`since`]);
-    /// else it compares every row.
-    pub(crate) change_log: bool,
+    /// Whether a dry run may skip comparing rows whose answer it knows: those the change log
+    /// shows unchanged (see [`since`]), and every row of a table that is empty. Else it
+    /// compares every row.
+    pub(crate) shortcuts: bool,
 }
 
 /// A restore chain: its backups, the full one first, and the data key of each.
@@ -912,6 +914,9 @@ struct Apply<'a> {
     /// What the change log says changed in the target since the backup, for a dry run of
     /// one full backup against the database it came from or was restored into.
     baseline: Option<&'a since::Baseline>,
+    /// A dry run counts every row of the full step as an insert, without comparing, when the
+    /// table is empty.
+    empty_shortcut: bool,
 }
 
 /// Which rows of a table a restore step takes: every row, or one tenant's, less the keys
@@ -1442,6 +1447,14 @@ async fn dry_run_full(
             Some(t.rows + t.deleted),
         );
     }
+    // An empty table (a restore into a new database): every row of the step is an insert,
+    // and nothing can conflict. The chunks are still read and checked, but nothing is copied.
+    // (With the later keys in the temporary table, which only the stage can take them from,
+    // the comparison runs as usual.)
+    if apply.empty_shortcut && !later_keys_staged && table_is_empty(tx, t).await? {
+        report.insert = count_chunks(step, t, rows).await?;
+        return Ok(());
+    }
     copy_chunks(tx, &copy_in, step, t, rows, None).await?;
     if later_keys_staged {
         later::leave(tx, stage, t).await?;
@@ -1453,6 +1466,14 @@ async fn dry_run_full(
     report.replace = c.replace;
     report.delete = c.in_scope.saturating_sub(c.replace + c.unchanged);
     Ok(())
+}
+
+/// Whether `t` holds no row at all (of any tenant).
+async fn table_is_empty(tx: &mut PgConnection, t: &TableManifest) -> Result<bool, BackupError> {
+    let sql = format!("SELECT NOT EXISTS (SELECT 1 FROM {})", quote(&t.name));
+    Ok(sqlx::query_scalar(AssertSqlSafe(sql))
+        .fetch_one(&mut *tx)
+        .await?)
 }
 
 /// What [`compare_stage`] counts.
@@ -1775,21 +1796,7 @@ async fn copy_chunks(
     let mut copy = tx.copy_in_raw(statement).await?;
     let (pieces, mut received) = tokio::sync::mpsc::channel(PIECES_AHEAD);
     let (recycle, recycled) = std::sync::mpsc::channel::<Vec<u8>>();
-    let leave = match rows.leave {
-        Some(keys) => Some((keys.clone(), t.key_positions()?)),
-        None => None,
-    };
-    let source = CopySource {
-        m: step.m.clone(),
-        table: t.name.clone(),
-        columns: t.columns.len(),
-        tenant: rows.owned(),
-        filter,
-        leave,
-        key: step.key.clone(),
-        storage: step.storage.clone(),
-        runtime: tokio::runtime::Handle::current(),
-    };
+    let source = CopySource::new(step, t, rows, filter, false)?;
     let producer = tokio::task::spawn_blocking(move || source.run(&pieces, &recycled));
     let sent = async {
         let (mut copied, mut skipped) = (0u64, 0u64);
@@ -1833,6 +1840,39 @@ async fn copy_chunks(
     }
 }
 
+/// Reads the chunks of `t` in `m` as [`copy_chunks`] does, checking every record, and counts
+/// the rows it would copy (the tenant's, less the keys left to later steps) without copying
+/// any: what a dry run needs when the target table is empty.
+async fn count_chunks(
+    step: &Step<'_>,
+    t: &TableManifest,
+    rows: StepRows<'_>,
+) -> Result<u64, BackupError> {
+    let progress = step.progress;
+    let (pieces, mut received) = tokio::sync::mpsc::channel(PIECES_AHEAD);
+    let (_recycle, recycled) = std::sync::mpsc::channel::<Vec<u8>>();
+    let source = CopySource::new(step, t, rows, None, true)?;
+    let producer = tokio::task::spawn_blocking(move || source.run(&pieces, &recycled));
+    let mut counted = 0u64;
+    let mut failed = None;
+    while let Some(piece) = received.recv().await {
+        match piece {
+            Ok(CopyPiece::Text(_, n)) => counted += n,
+            Ok(CopyPiece::ChunkDone { records, .. }) => progress.advance(records),
+            Err(e) => {
+                failed = Some(e);
+                break;
+            }
+        }
+    }
+    drop(received);
+    let produced = producer.await.map_err(join_error);
+    match (failed, produced) {
+        (Some(e), _) | (None, Err(e)) => Err(e),
+        (None, Ok(())) => Ok(counted),
+    }
+}
+
 /// COPY text per piece sent: small enough that the pieces in flight and the driver's write
 /// buffer (which keeps the size of the largest send) stay small, large enough that a send
 /// costs nothing.
@@ -1864,9 +1904,37 @@ struct CopySource {
     key: Option<Arc<DataKey>>,
     storage: Storage,
     runtime: tokio::runtime::Handle,
+    /// Count the rows that would be sent instead of writing them: every piece is empty text
+    /// with a count (see [`count_chunks`]).
+    count_only: bool,
 }
 
 impl CopySource {
+    fn new(
+        step: &Step<'_>,
+        t: &TableManifest,
+        rows: StepRows<'_>,
+        filter: Option<since::KeyFilter>,
+        count_only: bool,
+    ) -> Result<CopySource, BackupError> {
+        let leave = match rows.leave {
+            Some(keys) => Some((keys.clone(), t.key_positions()?)),
+            None => None,
+        };
+        Ok(CopySource {
+            m: step.m.clone(),
+            table: t.name.clone(),
+            columns: t.columns.len(),
+            tenant: rows.owned(),
+            filter,
+            leave,
+            key: step.key.clone(),
+            storage: step.storage.clone(),
+            runtime: tokio::runtime::Handle::current(),
+            count_only,
+        })
+    }
+
     /// Sends every piece; stops early, without error, when the receiver is gone (the sender
     /// failed and reports why); a decoding error is sent as the last piece.
     fn run(
@@ -1929,6 +1997,7 @@ impl CopySource {
             let wanted: Option<Vec<bool>> = match (&self.filter, tenant_column) {
                 (Some(f), _) => Some(f.wanted(self.columns, tenant_column)),
                 (None, Some(i)) => Some((0..self.columns).map(|c| c == i).collect()),
+                (None, None) if self.count_only => Some(vec![false; self.columns]),
                 (None, None) => None,
             }
             .map(|mut wanted| {
@@ -1975,12 +2044,15 @@ impl CopySource {
                     unchanged += 1;
                     continue;
                 }
+                rows += 1;
+                if self.count_only {
+                    continue;
+                }
                 if wanted.is_some() {
                     reader.rewind(at);
                     reader.next_ref(self.columns, 0, &mut values)?;
                 }
                 copy::put_row(&mut out, &values);
-                rows += 1;
                 if out.len() >= COPY_PIECE {
                     let next = recycled.try_recv().unwrap_or_else(|_| fresh());
                     let full = std::mem::replace(&mut out, next);
@@ -1991,6 +2063,13 @@ impl CopySource {
                         return Ok(());
                     }
                 }
+            }
+            if self.count_only
+                && pieces
+                    .blocking_send(Ok(CopyPiece::Text(Vec::new(), std::mem::take(&mut rows))))
+                    .is_err()
+            {
+                return Ok(());
             }
             if pieces
                 .blocking_send(Ok(CopyPiece::ChunkDone { records, unchanged }))

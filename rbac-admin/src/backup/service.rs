@@ -122,8 +122,9 @@ pub enum FailPoint {
     /// there were too many: they go to a temporary table (and on PostgreSQL the full step
     /// through a staging table).
     LaterKeysOverflow,
-    /// Let no PostgreSQL dry run trust the change log: every row is compared (the reference
-    /// its fast path is tested against).
+    /// Let no PostgreSQL dry run take a shortcut (trust the change log, or count every row of
+    /// an empty table as an insert): every row is compared, the reference the shortcuts are
+    /// tested against.
     DryRunInFull,
 }
 
@@ -977,7 +978,7 @@ impl BackupService {
                     } else {
                         super::keyset::IN_MEMORY
                     },
-                    change_log: self.fail_point != Some(FailPoint::DryRunInFull),
+                    shortcuts: self.fail_point != Some(FailPoint::DryRunInFull),
                 };
                 let tables = pg::restore(&url, steps, &scope, &self.storage, progress).await?;
                 return Ok(RestoreReport {

@@ -86,6 +86,13 @@ impl Pg {
         BackupService::open(BackupConfig::from_toml_str(&text).unwrap()).unwrap()
     }
 
+    /// The service, stopped or steered at `point`.
+    fn failing(&self, point: FailPoint) -> BackupService {
+        let mut service = self.service();
+        service.set_fail_point(Some(point));
+        service
+    }
+
     fn ops(&self) -> backup_support::Ops {
         backup_support::Ops::new(self.service())
     }
@@ -1289,7 +1296,16 @@ async fn dry_steps(
         tenant: tenant.map(str::to_owned),
         ..restore_of(id)
     };
-    let report = service.restore(&request, ops, &NoProgress).await.unwrap();
+    dry_run_steps(service, ops, &request).await
+}
+
+/// [`dry_steps`] of any dry run.
+async fn dry_run_steps(
+    service: &BackupService,
+    ops: &Actor<'_>,
+    request: &RestoreRequest,
+) -> Vec<(String, [u64; 6])> {
+    let report = service.restore(request, ops, &NoProgress).await.unwrap();
     report
         .tables
         .iter()
@@ -1304,6 +1320,15 @@ async fn dry_steps(
             ];
             (t.table.clone(), counts)
         })
+        .collect()
+}
+
+/// The counts of `table` in each step of [`dry_steps`].
+fn of_table(steps: &[(String, [u64; 6])], table: &str) -> Vec<[u64; 6]> {
+    steps
+        .iter()
+        .filter(|(t, _)| t == table)
+        .map(|(_, c)| *c)
         .collect()
 }
 
@@ -1324,10 +1349,8 @@ async fn postgres_dry_runs_of_a_chain_read_only_what_the_log_and_the_later_steps
     let pg = fresh().await;
     let ops = pg.ops();
     // The same dry runs comparing every row, and with the later keys in a temporary table.
-    let mut in_full = pg.service();
-    in_full.set_fail_point(Some(FailPoint::DryRunInFull));
-    let mut staged = pg.service();
-    staged.set_fail_point(Some(FailPoint::LaterKeysOverflow));
+    let in_full = pg.failing(FailPoint::DryRunInFull);
+    let staged = pg.failing(FailPoint::LaterKeysOverflow);
     ops.full().await;
     pg.exec(
         "UPDATE invoices SET amount = amount + 1 WHERE id IN (1, 2, 3);
@@ -1337,12 +1360,7 @@ async fn postgres_dry_runs_of_a_chain_read_only_what_the_log_and_the_later_steps
          UPDATE invoices SET id = 2000 WHERE id = 6;",
     )
     .await;
-    let chain = ops
-        .create(&CreateRequest {
-            kind: BackupKind::Incremental,
-            scope: Scope::All,
-        })
-        .await;
+    let chain = ops.incremental().await;
     // After the chain's last step: rows it holds change again (2 now belongs to globex), one
     // it does not, one goes, one it deleted comes back.
     pg.exec(
@@ -1372,13 +1390,7 @@ async fn postgres_dry_runs_of_a_chain_read_only_what_the_log_and_the_later_steps
     // The full step reads invoices 1, 2, 3, 4 and 6 (the incremental names them), 10 and 11
     // (changed since): 6 and 11 to insert again, 5 to replace, 1000 and 2000 to delete. The
     // incremental: 1 and 2 to replace, 4 to delete (6 is gone already).
-    let invoices = |steps: &[(String, [u64; 6])]| -> Vec<[u64; 6]> {
-        steps
-            .iter()
-            .filter(|(t, _)| t == "invoices")
-            .map(|(_, c)| *c)
-            .collect()
-    };
+    let invoices = |steps: &[(String, [u64; 6])]| of_table(steps, "invoices");
     let all = check(None).await;
     assert_eq!(invoices(&all), [[2, 5, 493, 2, 0, 493], [0, 2, 3, 1, 0, 0]]);
     // acme's 2 in the incremental now belongs to globex: a conflict.
@@ -1398,4 +1410,73 @@ async fn postgres_dry_runs_of_a_chain_read_only_what_the_log_and_the_later_steps
     let all = check(None).await;
     // 1, 2, 3 and 20 differ from the full backup, 4 and 6 come back, 1000 and 2000 go.
     assert_eq!(invoices(&all)[0], [2, 4, 494, 2, 0, 494]);
+}
+
+#[tokio::test]
+#[cfg_attr(
+    not(rbac_pg_tests),
+    ignore = "needs PostgreSQL: set RBAC_TEST_POSTGRES_URL (bash .ci/postgres.sh prints one)"
+)]
+async fn postgres_dry_runs_into_empty_tables_count_inserts_and_still_check_every_chunk() {
+    let pg = fresh().await;
+    let ops = pg.ops();
+    let in_full = pg.failing(FailPoint::DryRunInFull);
+    let full = ops.full().await;
+    pg.exec(
+        "UPDATE invoices SET amount = amount + 1 WHERE id IN (1, 2);
+         DELETE FROM invoices WHERE id = 4;
+         INSERT INTO invoices (id, tenant_id, amount) VALUES (1000, 'acme', 1);",
+    )
+    .await;
+    let chain = ops.incremental().await;
+    let empty = empty_database("").await;
+    for (id, tenant) in [
+        (&full.id, None),
+        (&full.id, Some("acme")),
+        (&chain.id, None),
+        (&chain.id, Some("globex")),
+    ] {
+        let request = RestoreRequest {
+            dry_run: true,
+            tenant: tenant.map(str::to_owned),
+            to: Some(empty.clone()),
+            ..restore_of(id)
+        };
+        let counted = dry_run_steps(&ops.service, &ops.actor(), &request).await;
+        let compared = dry_run_steps(&in_full, &ops.actor(), &request).await;
+        assert_eq!(counted, compared, "{id} {tenant:?}");
+        let invoices = of_table(&counted, "invoices");
+        let expected: &[[u64; 6]] = match (id == &full.id, tenant) {
+            (true, None) => &[[500, 0, 0, 0, 0, 0]],
+            (true, Some(_)) => &[[250, 0, 0, 0, 0, 0]],
+            // The incremental's rows are inserts too (its steps compare with the table as
+            // it is, not as the full step would leave it).
+            (false, None) => &[[500, 0, 0, 0, 0, 0], [3, 0, 0, 0, 0, 0]],
+            // globex's full step leaves invoice 1 to the incremental that names it.
+            (false, Some(_)) => &[[249, 0, 0, 0, 0, 0], [1, 0, 0, 0, 0, 0]],
+        };
+        assert_eq!(invoices, expected, "{id} {tenant:?}");
+    }
+
+    // Nothing is copied, but every chunk is still read and checked.
+    let store = pg.dir.path().join("backups").join(full.id.as_str());
+    let chunk = &full.chunks[full.chunks.len() / 2];
+    backup_support::flip_byte(&store.join(&chunk.name), 40);
+    let err = ops
+        .service
+        .restore(
+            &RestoreRequest {
+                dry_run: true,
+                to: Some(empty.clone()),
+                ..restore_of(&full.id)
+            },
+            &ops.actor(),
+            &NoProgress,
+        )
+        .await
+        .unwrap_err();
+    match &err {
+        BackupError::CorruptChunk { chunk: name, .. } => assert_eq!(name, &chunk.name),
+        other => panic!("{other}"),
+    }
 }

@@ -197,6 +197,15 @@ impl Ops {
         .await
     }
 
+    /// An incremental backup of everything.
+    pub(crate) async fn incremental(&self) -> Manifest {
+        self.create(&CreateRequest {
+            kind: BackupKind::Incremental,
+            scope: Scope::All,
+        })
+        .await
+    }
+
     pub(crate) async fn restore(&self, request: &RestoreRequest) -> RestoreReport {
         self.service
             .restore(request, &self.actor(), &NoProgress)
