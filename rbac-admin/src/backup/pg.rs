@@ -1322,7 +1322,14 @@ pub(super) async fn fetch_chunk(
     j: usize,
     key: Option<&DataKey>,
 ) -> Result<Vec<u8>, BackupError> {
-    let name = m.chunks.get(j).map(|c| c.name.as_str()).unwrap_or_default();
+    let name =
+        m.chunks
+            .get(j)
+            .map(|c| c.name.as_str())
+            .ok_or_else(|| BackupError::CorruptManifest {
+                id: m.id.to_string(),
+                reason: format!("no chunk {j}"),
+            })?;
     let stored = storage.get(&m.id, name).await?;
     chunk::decode(m, j, &stored, key)
 }

@@ -946,16 +946,30 @@ fn same_as_stored(v: &Value, stored: ValueRef<'_>) -> bool {
 fn stored_tenant_is(stored: ValueRef<'_>, tn: &str) -> bool {
     match stored {
         ValueRef::Text(b) => b == tn.as_bytes(),
-        ValueRef::Integer(i) => i.to_string() == tn,
+        ValueRef::Integer(i) => names_integer(tn, i),
         _ => false,
     }
+}
+
+/// Whether `tn` is the decimal text of `i` (`i.to_string() == tn`, without allocating: it
+/// runs for every record of a tenant restore).
+fn names_integer(tn: &str, i: i64) -> bool {
+    use std::io::Write;
+    // "-9223372036854775808" is the longest.
+    let mut buf = [0u8; 20];
+    let mut rest = &mut buf[..];
+    if write!(rest, "{i}").is_err() {
+        return false;
+    }
+    let len = 20 - rest.len();
+    buf.get(..len) == Some(tn.as_bytes())
 }
 
 /// Whether a tenant column value names tenant `tn` (text, or an integer id written as text).
 fn is_tenant(v: codec::ValueRef<'_>, tn: &str) -> bool {
     match v {
         codec::ValueRef::Text(s) => s == tn,
-        codec::ValueRef::Int(i) => i.to_string() == tn,
+        codec::ValueRef::Int(i) => names_integer(tn, i),
         _ => false,
     }
 }
@@ -991,4 +1005,21 @@ pub(crate) fn count_rows(conn: &Connection, table: &str) -> Result<u64, BackupEr
         r.get(0)
     })?;
     Ok(u64::try_from(n).unwrap_or(0))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::names_integer;
+
+    #[test]
+    fn an_integer_tenant_matches_its_decimal_text_only() {
+        for i in [0, 7, -1, 42_000, i64::MAX, i64::MIN] {
+            assert!(names_integer(&i.to_string(), i), "{i}");
+            assert!(!names_integer(&format!("{i}0"), i), "{i}");
+        }
+        assert!(!names_integer("007", 7));
+        assert!(!names_integer("+7", 7));
+        assert!(!names_integer("", 0));
+        assert!(!names_integer("7", 8));
+    }
 }

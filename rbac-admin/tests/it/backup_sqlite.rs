@@ -794,3 +794,59 @@ async fn a_restore_bypasses_the_capture_triggers_and_the_next_incremental_asks_f
     assert!(failed.is_err(), "duplicate amounts violate the new index");
     assert_eq!(triggers(), installed);
 }
+
+#[tokio::test]
+async fn a_tenant_with_an_integer_id_restores_alone() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("app.db");
+    exec(
+        &db,
+        "CREATE TABLE orgs (id INTEGER PRIMARY KEY, name TEXT NOT NULL);
+         CREATE TABLE orders (id INTEGER PRIMARY KEY, org_id INTEGER NOT NULL REFERENCES orgs(id),
+                              amount INTEGER NOT NULL);
+         INSERT INTO orgs VALUES (7, 'seven'), (70, 'seventy');
+         WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 40)
+         INSERT INTO orders SELECT i, CASE WHEN i % 2 = 0 THEN 7 ELSE 70 END, i FROM n;",
+    );
+    let config = format!(
+        "database = \"sqlite://{}\"\nstorage = \"{}\"\ntenant_table = \"orgs\"\n\
+         tenant_column = \"org_id\"\ntenant_key = \"id\"\n",
+        db.display(),
+        dir.path().join("backups").display()
+    );
+    let service = rbac_admin::backup::BackupService::open(
+        rbac_admin::backup::BackupConfig::from_toml_str(&config).unwrap(),
+    )
+    .unwrap();
+    let ops = Ops::new(service);
+    let m = ops.create(&full(Scope::Tenant("7".into()))).await;
+    let orders = m.tables.iter().find(|t| t.name == "orders").unwrap();
+    assert_eq!(orders.rows, 20);
+    exec(
+        &db,
+        "UPDATE orders SET amount = 0; DELETE FROM orders WHERE id > 30;",
+    );
+    let theirs = "SELECT * FROM orders WHERE org_id = 70 ORDER BY id";
+    let rows = |sql: &str| -> Vec<(i64, i64, i64)> {
+        let conn = rusqlite::Connection::open(&db).unwrap();
+        let mut stmt = conn.prepare(sql).unwrap();
+        stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+            .unwrap()
+            .map(Result::unwrap)
+            .collect()
+    };
+    let seventy = rows(theirs);
+    ops.restore(&restore_of(&m.id)).await;
+    // Tenant 7's rows are back; tenant 70's (whose id merely starts with 7) are left alone.
+    assert_eq!(
+        rows("SELECT * FROM orders WHERE org_id = 7 ORDER BY id").len(),
+        20
+    );
+    assert_eq!(rows(theirs), seventy);
+    let mut expected: Vec<(i64, i64, i64)> = (1..=40)
+        .filter(|i| i % 2 == 0 || *i <= 30)
+        .map(|i| if i % 2 == 0 { (i, 7, i) } else { (i, 70, 0) })
+        .collect();
+    expected.sort();
+    assert_eq!(rows("SELECT * FROM orders ORDER BY id"), expected);
+}
