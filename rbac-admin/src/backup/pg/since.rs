@@ -25,6 +25,7 @@
 
 use std::collections::HashSet;
 
+use futures::TryStreamExt;
 use sqlx::{AssertSqlSafe, PgConnection};
 
 use super::super::codec::ValueRef;
@@ -33,8 +34,9 @@ use super::super::plan::quote;
 use super::later::LATER_KEYS;
 use super::{CHANGES, begin_savepoint, end_savepoint};
 
-/// Changed keys a table may have before the full comparison is cheaper.
-const MAX_CHANGED_KEYS: i64 = 2_000_000;
+/// Changed keys a table may have for the dry run to hold them (about 20 MB); with more, it
+/// compares the table in full, whose memory does not grow with the table.
+const MAX_CHANGED_KEYS: usize = 250_000;
 
 /// Where the database's rows were last exactly the backup's (for a chain: its last step's).
 #[derive(Debug, Clone)]
@@ -273,28 +275,31 @@ async fn read_changed_keys(
         baseline.changed_pks(),
         MAX_CHANGED_KEYS + 1
     );
-    let rows: Vec<sqlx::postgres::PgRow> = sqlx::query(AssertSqlSafe(sql))
+    // Streamed: the keys are held once, as the filter's.
+    let mut rows = sqlx::query(AssertSqlSafe(sql))
         .bind(&t.name)
         .bind(baseline_param(baseline))
-        .fetch_all(&mut *tx)
-        .await?;
-    if rows.len() as i64 > MAX_CHANGED_KEYS {
-        return Ok(None);
-    }
-    let mut keys = HashSet::with_capacity(rows.len());
-    let mut parts: Vec<ValueRef<'_>> = Vec::with_capacity(positions.len());
-    for row in &rows {
+        .fetch(&mut *tx);
+    let mut keys = HashSet::new();
+    let mut fetched = 0usize;
+    while let Some(row) = rows.try_next().await? {
         use sqlx::Row;
-        parts.clear();
-        for i in 0..positions.len() {
-            let part: Option<&str> = row.try_get(i)?;
-            parts.push(part.map_or(ValueRef::Null, ValueRef::Text));
+        fetched += 1;
+        if fetched > MAX_CHANGED_KEYS {
+            return Ok(None);
         }
+        let parts = (0..positions.len())
+            .map(|i| {
+                let part: Option<&str> = row.try_get(i)?;
+                Ok(part.map_or(ValueRef::Null, ValueRef::Text))
+            })
+            .collect::<Result<Vec<_>, sqlx::Error>>()?;
         let mut key = Vec::new();
         if encode_key(&parts, &mut key) {
             keys.insert(key);
         }
     }
+    drop(rows);
     Ok(Some(KeyFilter {
         positions,
         keys,
