@@ -911,8 +911,8 @@ struct Apply<'a> {
     leave: Option<&'a Arc<KeySet>>,
     /// The temporary table a dry run compares the full step in, when the table has one.
     dry_stage: Option<&'a str>,
-    /// What the change log says changed in the target since the backup, for a dry run of
-    /// one full backup against the database it came from or was restored into.
+    /// What the change log says changed in the target since the chain's last step, for a dry
+    /// run against the database the chain came from or was restored into.
     baseline: Option<&'a since::Baseline>,
     /// A dry run counts every row of the full step as an insert, without comparing, when the
     /// table is empty.

@@ -1,4 +1,4 @@
-//! Dry runs of a full backup that read only what changed.
+//! Dry runs of a full backup, or of a chain, that read only what changed.
 //!
 //! A full dry run has to say, for every row of the backup, whether the database holds it
 //! unchanged. Comparing every row means loading the whole backup into PostgreSQL, which takes
