@@ -81,6 +81,7 @@ mod engine;
 pub mod fields;
 pub mod lines;
 pub mod name;
+mod pages;
 mod policy;
 pub mod resource;
 pub mod rows;

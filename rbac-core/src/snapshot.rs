@@ -9,6 +9,7 @@ use foldhash::fast::RandomState;
 use crate::decision::{Cause, Decision, Effect, Explanation, Rule};
 use crate::document::RoleDef;
 use crate::name::Pattern;
+use crate::pages::PodArray;
 use crate::policy::Policy;
 
 const NONE: u32 = u32::MAX;
@@ -299,7 +300,10 @@ impl Bits {
 struct Sets {
     /// `u64` words of a bitset over every permission.
     words: usize,
-    data: Vec<u32>,
+    /// The sets, once sealed.
+    data: PodArray<u32>,
+    /// The sets while they are added.
+    building: Vec<u32>,
     /// How many (role set, scope) sets were added, identical ones counted each time.
     count: usize,
     by_content: HashMap<(Vec<u64>, Vec<u64>), u32>,
@@ -324,7 +328,7 @@ impl Sets {
         if let Some(&existing) = self.by_content.get(&key) {
             return existing;
         }
-        let Ok(id) = u32::try_from(self.data.len()) else {
+        let Ok(id) = u32::try_from(self.building.len()) else {
             return NONE;
         };
         if id == NONE {
@@ -340,20 +344,20 @@ impl Sets {
         let count: usize = words.iter().map(|w| w.count_ones() as usize).sum();
         // A list of u32 ids beats the bitset while it is under half the bitset's size.
         if count * 4 < self.words * 8 / 2 {
-            self.data.push(count as u32);
+            self.building.push(count as u32);
             for (i, w) in words.iter().enumerate() {
                 let mut w = *w;
                 while w != 0 {
-                    self.data.push(i as u32 * 64 + w.trailing_zeros());
+                    self.building.push(i as u32 * 64 + w.trailing_zeros());
                     w &= w - 1;
                 }
             }
         } else {
-            self.data.push(DENSE);
+            self.building.push(DENSE);
             for i in 0..self.words {
                 let w = words.get(i).copied().unwrap_or(0);
-                self.data.push(w as u32);
-                self.data.push((w >> 32) as u32);
+                self.building.push(w as u32);
+                self.building.push((w >> 32) as u32);
             }
         }
     }
@@ -439,10 +443,11 @@ impl Sets {
         self.count
     }
 
-    /// Drops the build-time index of contents.
+    /// Moves the sets to where checks read them, and drops the build-time index of contents.
+    /// Checks see no set before this.
     fn seal(&mut self) {
         self.by_content = HashMap::new();
-        self.data.shrink_to_fit();
+        self.data = PodArray::from_vec(std::mem::take(&mut self.building));
     }
 }
 
@@ -453,8 +458,8 @@ const INLINE: usize = 36;
 /// A subject: its name and where its effective sets are. It is also the subject's slot in
 /// [`Subjects`], so finding the name finds the record, in one cache line or two adjacent ones.
 // 64-byte aligned: finding a subject reads one cache line, never two.
-#[derive(Debug, Clone, Copy)]
-#[repr(align(64))]
+#[derive(Debug, Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
+#[repr(C, align(64))]
 struct SubjectRec {
     /// Length of the name in bytes; 0 marks an empty slot.
     name_len: u16,
@@ -494,7 +499,8 @@ impl SubjectRec {
     };
 }
 
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
+#[repr(C)]
 struct TenantEntry {
     tenant: u32,
     set: u32,
@@ -504,7 +510,7 @@ struct TenantEntry {
 /// subject records. A subject's id is its slot's index.
 #[derive(Debug, Default)]
 struct Subjects {
-    slots: Vec<SubjectRec>,
+    slots: PodArray<SubjectRec>,
     /// Names longer than [`INLINE`] bytes, back to back.
     long: Vec<u8>,
     /// Role combination of each slot's first tenant entry (NONE if none), for `explain`.
@@ -522,7 +528,7 @@ impl Subjects {
             .saturating_add(1)
             .min(u32::MAX as usize);
         Subjects {
-            slots: vec![SubjectRec::EMPTY; slots],
+            slots: PodArray::filled(SubjectRec::EMPTY, slots),
             first_combos: vec![NONE; slots],
             ..Subjects::default()
         }
@@ -1696,6 +1702,7 @@ mod tests {
         let a = sets.push(few.clone(), many.clone());
         let b = sets.push(many.clone(), few.clone());
         assert_eq!(sets.push(few.clone(), many.clone()), a);
+        sets.seal();
         assert!(sets.allows(a, 1) && sets.allows(a, 3) && !sets.allows(a, 2));
         assert!(sets.denies(b, 1) && !sets.denies(b, 0));
         assert!(sets.denies(a, 0) && sets.denies(a, 64) && !sets.denies(a, 65));
