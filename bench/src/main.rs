@@ -24,7 +24,7 @@ use crate::alloc::{MemDelta, Window};
 use crate::measure::Config;
 use crate::naive::Naive;
 use crate::report::{BuildRow, Row, SetReport, ShapeReport};
-use crate::shapes::{Query, Shape, Source};
+use crate::shapes::{PackedQueries, Query, Shape, Source};
 
 #[global_allocator]
 static GLOBAL: alloc::Counting = alloc::Counting;
@@ -148,6 +148,8 @@ struct Ctx<'a> {
     cfg: Config,
     timer_ns: f64,
     sets: &'a [shapes::QuerySet],
+    /// The names of each of `sets`, back to back: what string APIs are timed on.
+    packed: &'a [PackedQueries],
     reference: &'a [Vec<bool>],
     engine: &'a Engine,
     snapshot: &'a Snapshot,
@@ -171,22 +173,28 @@ fn intern(snap: &Snapshot, q: &Query) -> Interned {
     ))
 }
 
-impl Ctx<'_> {
+impl<'a> Ctx<'a> {
     /// Verifies an engine against the reference on every set (all queries when `all`, else a
-    /// budgeted prefix), then times it. `warm(prepared, verified, reference)` may prepare the
-    /// engine and returns how many queries (from the first) to time: by default the verified
-    /// ones. Returns one row per set.
+    /// budgeted prefix), then times it. `prepare(packed, i, query)` turns query `i` of a set
+    /// into what the engine takes (`packed` holds the set's names back to back).
+    /// `warm(prepared, verified, reference)` may prepare the engine and returns how many
+    /// queries (from the first) to time: by default the verified ones. Returns one row per set.
     fn run<Q>(
         &self,
         name: &str,
         all: bool,
-        prepare: impl Fn(&Query) -> Q,
+        prepare: impl Fn(&'a PackedQueries, usize, &Query) -> Q,
         mut check: impl FnMut(&Q) -> bool,
         mut warm: impl FnMut(&[Q], usize, &[bool]) -> usize,
     ) -> Vec<Row> {
         let mut rows = Vec::new();
-        for (set, reference) in self.sets.iter().zip(self.reference) {
-            let prepared: Vec<Q> = set.queries.iter().map(&prepare).collect();
+        for ((set, packed), reference) in self.sets.iter().zip(self.packed).zip(self.reference) {
+            let prepared: Vec<Q> = set
+                .queries
+                .iter()
+                .enumerate()
+                .map(|(i, q)| prepare(packed, i, q))
+                .collect();
             let got = measure::answers(&prepared, all, &self.cfg, &mut check);
             let n = got.len();
             if got[..] != reference[..n] {
@@ -218,14 +226,14 @@ impl Ctx<'_> {
                 timed,
             });
             if timed < set.queries.len() {
-                self.baseline(set, timed);
+                self.baseline(set, packed, timed);
             }
         }
         rows
     }
 
     /// Times rbac-core (both APIs) on the first `n` queries of `set`, once.
-    fn baseline(&self, set: &shapes::QuerySet, n: usize) {
+    fn baseline(&self, set: &shapes::QuerySet, packed: &PackedQueries, n: usize) {
         if self
             .baselines
             .borrow()
@@ -240,10 +248,9 @@ impl Ctx<'_> {
         );
         let queries = &set.queries[..n];
         let engine = self.engine;
-        let string = measure::time(queries, &self.cfg, self.timer_ns, |q| {
-            engine
-                .check(&q.subject, &q.tenant, &q.permission)
-                .is_allowed()
+        let names: Vec<(&str, &str, &str)> = (0..n).map(|i| packed.get(i)).collect();
+        let string = measure::time(&names, &self.cfg, self.timer_ns, |&(s, t, p)| {
+            engine.check(s, t, p).is_allowed()
         });
         let snap = self.snapshot;
         let ids: Vec<Interned> = queries.iter().map(|q| intern(snap, q)).collect();
@@ -345,11 +352,17 @@ fn run_shape(shape: Shape, cfg: Config, timer_ns: f64, only: &Option<Vec<String>
             naive.distinct_sets
         ),
     });
+    let packed: Vec<PackedQueries> = shape
+        .query_sets
+        .iter()
+        .map(|s| PackedQueries::new(&s.queries))
+        .collect();
     let mut ctx = Ctx {
         shape: &name,
         cfg,
         timer_ns,
         sets: &shape.query_sets,
+        packed: &packed,
         reference: &reference,
         engine: &engine,
         snapshot: &snapshot,
@@ -359,7 +372,13 @@ fn run_shape(shape: Shape, cfg: Config, timer_ns: f64, only: &Option<Vec<String>
     // rbac-core against the oracle, on every query (timed only if wanted).
     let naive_check = |q: &Query| naive.check(&q.subject, &q.tenant, &q.permission);
     let rows = if wanted(only, "naive") {
-        ctx.run(NAIVE, true, Query::clone, naive_check, |_, n, _| n)
+        ctx.run(
+            NAIVE,
+            true,
+            |packed, i, _| packed.get(i),
+            |&(s, t, p): &(&str, &str, &str)| naive.check(s, t, p),
+            |_, n, _| n,
+        )
     } else {
         for (set, reference) in shape.query_sets.iter().zip(&reference) {
             let got: Vec<bool> = set.queries.iter().map(naive_check).collect();
@@ -382,12 +401,8 @@ fn run_shape(shape: Shape, cfg: Config, timer_ns: f64, only: &Option<Vec<String>
         let r = ctx.run(
             STRING,
             true,
-            Query::clone,
-            |q: &Query| {
-                engine
-                    .check(&q.subject, &q.tenant, &q.permission)
-                    .is_allowed()
-            },
+            |packed, i, _| packed.get(i),
+            |&(s, t, p): &(&str, &str, &str)| engine.check(s, t, p).is_allowed(),
             |_, n, _| n,
         );
         report.rows.extend(r);
@@ -395,7 +410,7 @@ fn run_shape(shape: Shape, cfg: Config, timer_ns: f64, only: &Option<Vec<String>
         let r = ctx.run(
             INTERNED,
             true,
-            |q: &Query| intern(snap, q),
+            |_, _, q: &Query| intern(snap, q),
             |q| match *q {
                 Some((s, t, p)) => snap.is_allowed(s, t, p),
                 None => false,
@@ -438,7 +453,7 @@ fn run_shape(shape: Shape, cfg: Config, timer_ns: f64, only: &Option<Vec<String>
                 let rows = ctx.run(
                     CASBIN,
                     false,
-                    |q| casbin_peer::CasbinQuery::new(q, domains),
+                    |_, _, q| casbin_peer::CasbinQuery::new(q, domains),
                     |q| casbin_peer::enforce(&e, q),
                     |_, n, _| n,
                 );
@@ -479,7 +494,7 @@ fn run_shape(shape: Shape, cfg: Config, timer_ns: f64, only: &Option<Vec<String>
                 let rows = ctx.run(
                     CACHED,
                     false,
-                    |q| casbin_peer::CasbinQuery::new(q, domains),
+                    |_, _, q| casbin_peer::CasbinQuery::new(q, domains),
                     |q| casbin_peer::enforce(&e, q),
                     |qs, n, reference| {
                         // The verification pass computed the first `n` answers and cached them;
@@ -533,7 +548,13 @@ fn run_shape(shape: Shape, cfg: Config, timer_ns: f64, only: &Option<Vec<String>
                     report
                         .cedar_encodings
                         .push((enc.name().to_owned(), enc.describe().to_owned()));
-                    let rows = ctx.run(&label, false, |q| c.query(q), |q| c.check(q), |_, n, _| n);
+                    let rows = ctx.run(
+                        &label,
+                        false,
+                        |_, _, q| c.query(q),
+                        |q| c.check(q),
+                        |_, n, _| n,
+                    );
                     report.rows.extend(rows);
                 }
                 Err(e) => report.skip(&label, e),
