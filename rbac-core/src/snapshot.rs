@@ -1714,4 +1714,54 @@ mod tests {
         assert!(sets.allows_any_in(b, 64, 65) && !sets.allows_any_in(b, 65, 128));
         assert_eq!(sets.len(), 3);
     }
+
+    /// Every kind of part (empty, short and long lists, a bitset), with and without a denied
+    /// part, answers exactly like the bits it was built from, for every id and every range.
+    #[test]
+    fn sets_answer_like_their_bits_for_every_kind_of_part() {
+        // 300 words: lists of up to 299 ids; more make a bitset.
+        let words = 300;
+        let bits = words as u32 * 64;
+        let mut rng = fastrand::Rng::with_seed(7);
+        let mut sets = Sets::new(words);
+        let mut built = Vec::new();
+        let sizes = [
+            0usize, 1, 2, 15, 16, 17, 31, 32, 33, 100, 255, 256, 257, 299, 5000,
+        ];
+        for (i, &allowed_n) in sizes.iter().enumerate() {
+            let denied_n = sizes[(i * 7 + 3) % sizes.len()] * (i % 2);
+            let mut make = |n: usize| {
+                let mut v = vec![0u64; words];
+                for _ in 0..n {
+                    let bit = rng.u32(..bits);
+                    v[bit as usize / 64] |= 1 << (bit % 64);
+                }
+                v
+            };
+            let (allowed, denied) = (make(allowed_n), make(denied_n));
+            let id = sets.push(allowed.clone(), denied.clone());
+            assert_ne!(id, NONE);
+            built.push((id, allowed, denied));
+        }
+        sets.seal();
+        let has = |v: &[u64], bit: u32| v[bit as usize / 64] >> (bit % 64) & 1 == 1;
+        for (id, allowed, denied) in &built {
+            for bit in 0..bits + 70 {
+                let (a, d) = if bit < bits {
+                    (has(allowed, bit), has(denied, bit))
+                } else {
+                    (false, false)
+                };
+                assert_eq!(sets.allows(*id, bit), a, "set {id} allows {bit}");
+                assert_eq!(sets.denies(*id, bit), d, "set {id} denies {bit}");
+            }
+            for _ in 0..300 {
+                let lo = rng.u32(..bits);
+                let hi = (lo + rng.u32(1..200)).min(bits);
+                let any = |v: &[u64]| (lo..hi).any(|b| has(v, b));
+                assert_eq!(sets.allows_any_in(*id, lo, hi), any(allowed));
+                assert_eq!(sets.denies_any_in(*id, lo, hi), any(denied));
+            }
+        }
+    }
 }
