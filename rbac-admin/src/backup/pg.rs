@@ -19,7 +19,7 @@ mod copy;
 mod later;
 mod since;
 
-pub(crate) use since::database_identity;
+pub(crate) use since::{MAX_CHANGED_KEYS, database_identity};
 
 use super::keyset::{self, KeySet};
 use later::LaterKeys;
@@ -667,6 +667,7 @@ pub(crate) async fn restore(
         dry_run,
         later_keys_in_memory,
         shortcuts,
+        changed_keys_at_most,
     } = *scope;
     let mut conn = connect(url).await?;
     let mut tx = conn.begin().await?;
@@ -755,6 +756,7 @@ pub(crate) async fn restore(
                 dry_stage: stage,
                 baseline: baseline.as_ref(),
                 empty_shortcut: shortcuts,
+                changed_keys_at_most,
             };
             let report = restore_table(&mut tx, &existing, &source, t, tenant, &apply).await?;
             if let Some(report) = report {
@@ -870,6 +872,9 @@ pub(crate) struct RestoreScope<'a> {
     /// shows unchanged (see [`since`]), and every row of a table that is empty. Else it
     /// compares every row.
     pub(crate) shortcuts: bool,
+    /// How many keys the change log may name in a table for a dry run to compare only those
+    /// ([`MAX_CHANGED_KEYS`]); with more, the table is compared in full.
+    pub(crate) changed_keys_at_most: usize,
 }
 
 /// A restore chain: its backups, the full one first, and the data key of each.
@@ -917,6 +922,8 @@ struct Apply<'a> {
     /// A dry run counts every row of the full step as an insert, without comparing, when the
     /// table is empty.
     empty_shortcut: bool,
+    /// The most changed keys a dry run holds for a table ([`RestoreScope::changed_keys_at_most`]).
+    changed_keys_at_most: usize,
 }
 
 /// Which rows of a table a restore step takes: every row, or one tenant's, less the keys
@@ -1419,7 +1426,7 @@ async fn dry_run_full(
     // JIT compiles these one-off queries for longer than it saves.
     sqlx::query("SET LOCAL jit = off").execute(&mut *tx).await?;
     let filter = match baseline {
-        Some(b) => since::changed_keys(tx, t, b).await?,
+        Some(b) => since::changed_keys(tx, t, b, apply.changed_keys_at_most).await?,
         None => None,
     };
     if let (Some(b), Some(filter)) = (baseline, filter) {

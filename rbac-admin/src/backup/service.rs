@@ -126,6 +126,10 @@ pub enum FailPoint {
     /// an empty table as an insert): every row is compared, the reference the shortcuts are
     /// tested against.
     DryRunInFull,
+    /// Let a PostgreSQL dry run hold none of the keys the change log names, as if each table
+    /// had more of them than a dry run holds (250,000): a table with any change is compared
+    /// in full, one without still takes the log's word.
+    ChangedKeysOverflow,
 }
 
 #[derive(Debug, Clone)]
@@ -979,6 +983,12 @@ impl BackupService {
                         super::keyset::IN_MEMORY
                     },
                     shortcuts: self.fail_point != Some(FailPoint::DryRunInFull),
+                    changed_keys_at_most: if self.fail_point == Some(FailPoint::ChangedKeysOverflow)
+                    {
+                        0
+                    } else {
+                        pg::MAX_CHANGED_KEYS
+                    },
                 };
                 let tables = pg::restore(&url, steps, &scope, &self.storage, progress).await?;
                 return Ok(RestoreReport {

@@ -1351,6 +1351,8 @@ async fn postgres_dry_runs_of_a_chain_read_only_what_the_log_and_the_later_steps
     // The same dry runs comparing every row, and with the later keys in a temporary table.
     let in_full = pg.failing(FailPoint::DryRunInFull);
     let staged = pg.failing(FailPoint::LaterKeysOverflow);
+    // And as if the log named more keys than a dry run holds.
+    let overflow = pg.failing(FailPoint::ChangedKeysOverflow);
     ops.full().await;
     pg.exec(
         "UPDATE invoices SET amount = amount + 1 WHERE id IN (1, 2, 3);
@@ -1373,13 +1375,17 @@ async fn postgres_dry_runs_of_a_chain_read_only_what_the_log_and_the_later_steps
     .await;
     let rows = pg.dump().await;
     let check = |tenant: Option<&'static str>| {
-        let (ops, in_full, staged) = (&ops, &in_full, &staged);
+        let (ops, in_full, staged, overflow) = (&ops, &in_full, &staged, &overflow);
         let id = chain.id.clone();
         async move {
             let fast = dry_steps(&ops.service, &ops.actor(), &id, tenant).await;
             let full = dry_steps(in_full, &ops.actor(), &id, tenant).await;
             assert_eq!(decided(&fast), decided(&full), "tenant {tenant:?}");
             assert!(full.iter().all(|(_, c)| c[5] == 0), "{full:?}");
+            // Past the limit, a table with changes is compared in full, to the same counts.
+            let past_limit = dry_steps(overflow, &ops.actor(), &id, tenant).await;
+            assert_eq!(decided(&past_limit), decided(&full), "tenant {tenant:?}");
+            assert_eq!(of_table(&past_limit, "invoices")[0][5], 0, "{past_limit:?}");
             if tenant.is_some() {
                 let later_staged = dry_steps(staged, &ops.actor(), &id, tenant).await;
                 assert_eq!(later_staged, fast, "tenant {tenant:?}, later keys staged");

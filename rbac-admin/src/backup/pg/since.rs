@@ -36,7 +36,7 @@ use super::{CHANGES, begin_savepoint, end_savepoint};
 
 /// Changed keys a table may have for the dry run to hold them (about 20 MB); with more, it
 /// compares the table in full, whose memory does not grow with the table.
-const MAX_CHANGED_KEYS: usize = 250_000;
+pub(crate) const MAX_CHANGED_KEYS: usize = 250_000;
 
 /// Where the database's rows were last exactly the backup's (for a chain: its last step's).
 #[derive(Debug, Clone)]
@@ -228,15 +228,16 @@ async fn check_pruning(
 }
 
 /// The keys of the rows the baseline's rows may differ in, encoded as [`KeyFilter`] encodes
-/// backup rows; None when the table has no capture trigger or too many changes for this to
-/// pay.
+/// backup rows; None when the table has no capture trigger or more than `at_most` changed
+/// keys (normally [`MAX_CHANGED_KEYS`]).
 pub(crate) async fn changed_keys(
     tx: &mut PgConnection,
     t: &TableManifest,
     baseline: &Baseline,
+    at_most: usize,
 ) -> Result<Option<KeyFilter>, BackupError> {
     begin_savepoint(tx, "rbac_changed_keys").await?;
-    let found = read_changed_keys(tx, t, baseline).await;
+    let found = read_changed_keys(tx, t, baseline, at_most).await;
     if let Err(e) = &found {
         tracing::debug!(target: "rbac::backup", table = %t.name, error = %e, "change log unusable for the dry run; comparing in full");
     }
@@ -248,6 +249,7 @@ async fn read_changed_keys(
     tx: &mut PgConnection,
     t: &TableManifest,
     baseline: &Baseline,
+    at_most: usize,
 ) -> Result<Option<KeyFilter>, BackupError> {
     if !baseline.covers(&t.name) {
         return Ok(None);
@@ -273,7 +275,7 @@ async fn read_changed_keys(
         "SELECT {} FROM {} c LIMIT {}",
         key_texts(t, &positions).join(", "),
         baseline.changed_pks(),
-        MAX_CHANGED_KEYS + 1
+        at_most.saturating_add(1)
     );
     // Streamed: the keys are held once, as the filter's.
     let mut rows = sqlx::query(AssertSqlSafe(sql))
@@ -285,7 +287,7 @@ async fn read_changed_keys(
     while let Some(row) = rows.try_next().await? {
         use sqlx::Row;
         fetched += 1;
-        if fetched > MAX_CHANGED_KEYS {
+        if fetched > at_most {
             return Ok(None);
         }
         let parts = (0..positions.len())
