@@ -62,6 +62,16 @@ impl<T: Pod> PodArray<T> {
         !matches!(self.storage, Storage::Heap(_))
     }
 
+    /// Bytes of the values when they sit in their own mapping (which the global allocator,
+    /// and so a counting allocator, does not see), else 0.
+    pub(crate) fn mapped_bytes(&self) -> usize {
+        if self.is_mapped() {
+            std::mem::size_of_val::<[T]>(self)
+        } else {
+            0
+        }
+    }
+
     /// A zeroed mapping for `len` values, if the array is large enough to want one and the
     /// system gives it.
     #[cfg(target_os = "linux")]
