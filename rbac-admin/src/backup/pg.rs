@@ -693,9 +693,12 @@ pub(crate) async fn restore(
             baseline = since::baseline(&mut tx, last, tenant).await?;
         }
         // With later steps, the full step also compares the keys they name: the temporary
-        // table of `later` holds them, for the query of changed keys.
+        // table of `later` holds them, for the query of changed keys. A baseline that covers
+        // none of the tables (the mark of a restore of other tables) is of no use: staging
+        // the keys for it would be work for nothing.
         if chain.len() > 1
             && let Some(b) = baseline.take()
+            && tables.iter().any(|t| b.covers(&t.name))
         {
             if !later.staged() {
                 later::stage(&mut tx, steps.after_full(), tables, storage).await?;

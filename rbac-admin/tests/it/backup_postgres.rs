@@ -1416,6 +1416,27 @@ async fn postgres_dry_runs_of_a_chain_read_only_what_the_log_and_the_later_steps
     let all = check(None).await;
     // 1, 2, 3 and 20 differ from the full backup, 4 and 6 come back, 1000 and 2000 go.
     assert_eq!(invoices(&all)[0], [2, 4, 494, 2, 0, 494]);
+
+    // Restored again, `settings` alone: the mark of that restore says nothing of the
+    // invoices, which are then compared in full, to the same counts.
+    backup_support::settle_postgres(&pg.url).await;
+    ops.restore(&RestoreRequest {
+        tables: vec!["settings".into()],
+        ..restore_of(&chain.id)
+    })
+    .await;
+    let all = check(None).await;
+    assert_eq!(invoices(&all)[0], [2, 4, 494, 2, 0, 0]);
+    // A dry run of the invoices alone: that mark covers none of its tables, so it has no
+    // baseline at all.
+    let request = RestoreRequest {
+        dry_run: true,
+        tables: vec!["invoices".into()],
+        ..restore_of(&chain.id)
+    };
+    let fast = dry_run_steps(&ops.service, &ops.actor(), &request).await;
+    assert_eq!(fast, dry_run_steps(&in_full, &ops.actor(), &request).await);
+    assert_eq!(of_table(&fast, "invoices")[0], [2, 4, 494, 2, 0, 0]);
 }
 
 #[tokio::test]
