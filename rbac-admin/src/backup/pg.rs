@@ -689,7 +689,7 @@ pub(crate) async fn restore(
         LaterKeys::None
     };
     if dry_run {
-        if let (Some(last), true) = (chain.last(), shortcuts) {
+        if shortcuts && let Some(last) = chain.last() {
             baseline = since::baseline(&mut tx, last, tenant).await?;
         }
         // With later steps, the full step also compares the keys they name: the temporary
