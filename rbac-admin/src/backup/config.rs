@@ -39,7 +39,8 @@ pub struct BackupConfig {
     /// `gs://bucket/prefix` or `az://container/prefix`.
     pub storage: String,
     /// An S3-compatible endpoint (`http://127.0.0.1:9000`), for servers other than AWS; for
-    /// Azure, the account URL.
+    /// Azure, the account URL. Refused for a directory, and for `gs://`: Google's client
+    /// takes its endpoint from `gcs_base_url` in the service account key.
     #[serde(default)]
     pub storage_endpoint: Option<String>,
     /// Settings of the object store's client, by `object_store` config key (`aws_region`,

@@ -123,6 +123,13 @@ impl Storage {
             }
             Some("gs") => {
                 let (bucket, prefix) = split(&location["gs://".len()..]);
+                // The GCS client reads its endpoint only from the service account key.
+                // Ignoring `storage_endpoint` would send the backups to Google instead.
+                if endpoint.is_some() {
+                    return Err(BackupError::Config(format!(
+                        "storage_endpoint does not apply to `{location}`: for a GCS-compatible endpoint, set `gcs_base_url` in the service account key (`google_service_account_key` or the file named by `google_service_account`)"
+                    )));
+                }
                 let mut builder = object_store::gcp::GoogleCloudStorageBuilder::from_env()
                     .with_bucket_name(bucket);
                 for (key, value) in options {
@@ -155,6 +162,11 @@ impl Storage {
                 if !options.is_empty() {
                     return Err(BackupError::Config(
                         "storage_options apply to object stores (s3://, gs://, az://), not to a directory".into(),
+                    ));
+                }
+                if endpoint.is_some() {
+                    return Err(BackupError::Config(
+                        "storage_endpoint applies to object stores (s3://, az://), not to a directory".into(),
                     ));
                 }
                 let dir = location.trim_start_matches("file://");
@@ -440,5 +452,21 @@ mod tests {
             .map(|d| d.path().display().to_string())
             .unwrap_or_default();
         assert!(message(open(&dir, &[("aws_region", "x")])).contains("not to a directory"));
+        // An endpoint the client would not use is refused rather than ignored: for gs://,
+        // ignoring it would send the backups to Google instead.
+        let endpoint = |location| {
+            message(Storage::open(
+                location,
+                Some("http://127.0.0.1:9"),
+                &options(&[]),
+            ))
+        };
+        let gcs = endpoint("gs://b/p");
+        assert!(
+            gcs.contains("storage_endpoint does not apply to `gs://b/p`"),
+            "{gcs}"
+        );
+        assert!(gcs.contains("gcs_base_url"), "{gcs}");
+        assert!(endpoint(&dir).contains("storage_endpoint applies to object stores"));
     }
 }
