@@ -9,8 +9,9 @@ use bytes::Bytes;
 use sha2::{Digest, Sha256};
 use tokio::sync::mpsc;
 
+use super::codec;
 use super::crypto::DataKey;
-use super::model::{BackupError, BackupId, ChunkInfo, Manifest};
+use super::model::{BackupError, BackupId, ChunkGroup, ChunkInfo, Manifest};
 
 /// Raw (uncompressed) bytes after which a chunk is closed.
 pub(crate) const CHUNK_RAW_TARGET: usize = 4 * 1024 * 1024;
@@ -18,6 +19,16 @@ pub(crate) const CHUNK_RAW_TARGET: usize = 4 * 1024 * 1024;
 const CHUNK_RAW_MAX: u64 = 256 * 1024 * 1024;
 /// Chunks waiting for upload.
 pub(crate) const UPLOAD_QUEUE: usize = 2;
+/// Raw bytes a tenant needs in a chunk for a group of its own; smaller shares go to the
+/// mixed group. Below this, a frame's compression suffers and the manifest grows for little
+/// saved reading.
+const GROUP_MIN_RAW: usize = 32 * 1024;
+/// At most this many tenant groups per chunk (the largest shares), plus the mixed one.
+const GROUPS_MAX: usize = 32;
+/// Distinct tenants tracked per chunk; rows of further ones go to the mixed group.
+const TENANTS_TRACKED: usize = 512;
+/// The slot of rows that go to the mixed group whatever their share.
+const MIXED: u32 = u32::MAX;
 
 /// A chunk ready to store.
 pub(crate) struct Outgoing {
@@ -45,6 +56,53 @@ pub(crate) struct ChunkWriter<'a> {
     closed: usize,
     /// With [`ChunkWriter::pipelined`]: closed chunks go to the compressor thread.
     jobs: Option<std::sync::mpsc::SyncSender<Job>>,
+    /// The current table's tenant column, when its rows are grouped by tenant.
+    tenant_column: Option<usize>,
+    /// Where the current record starts in `buf`.
+    record_start: usize,
+    /// The tenants of the current chunk (see [`Tenants`]).
+    tenants: Tenants,
+    /// Buffers reused by [`finish_chunk`] when this writer compresses (not pipelined).
+    scratch: Scratch,
+}
+
+/// The tenant of each record of a chunk being filled, for grouping at close.
+#[derive(Default)]
+struct Tenants {
+    /// Each record's end in the chunk and its tenant's slot (or [`MIXED`]).
+    marks: Vec<(usize, u32)>,
+    /// The tenant of each slot, in order of first appearance.
+    names: Vec<Vec<u8>>,
+    index: std::collections::HashMap<Vec<u8>, u32>,
+    /// The slot of the record before (rows of one tenant often come together).
+    last: u32,
+}
+
+impl Tenants {
+    fn slot(&mut self, name: Option<&[u8]>) -> u32 {
+        let Some(name) = name else {
+            return MIXED;
+        };
+        if self
+            .names
+            .get(self.last as usize)
+            .is_some_and(|n| n == name)
+        {
+            return self.last;
+        }
+        let slot = match self.index.get(name) {
+            Some(&slot) => slot,
+            None if self.names.len() < TENANTS_TRACKED => {
+                let slot = self.names.len() as u32;
+                self.names.push(name.to_vec());
+                self.index.insert(name.to_vec(), slot);
+                slot
+            }
+            None => return MIXED,
+        };
+        self.last = slot;
+        slot
+    }
 }
 
 /// A closed chunk on its way to the compressor thread.
@@ -53,6 +111,105 @@ struct Job {
     table: String,
     records: u64,
     raw: Vec<u8>,
+    /// Each record's tenant, when the chunk's rows are grouped by tenant.
+    tenants: Option<Tenants>,
+}
+
+/// One group of a chunk regrouped by tenant.
+struct Group {
+    /// `None`: the mixed group.
+    tenant: Option<String>,
+    records: u64,
+    /// Where its records are in the regrouped chunk.
+    range: std::ops::Range<usize>,
+}
+
+/// A chunk's records regrouped by tenant into `out` (the largest shares first, then the mixed
+/// group). `None` when no tenant has enough rows in the chunk for a group of its own.
+fn group_by_tenant(raw: &[u8], tenants: &Tenants, out: &mut Vec<u8>) -> Option<Vec<Group>> {
+    let mut bytes = vec![0usize; tenants.names.len()];
+    let mut start = 0;
+    for &(end, slot) in &tenants.marks {
+        if let Some(b) = bytes.get_mut(slot as usize) {
+            *b += end.saturating_sub(start);
+        }
+        start = end;
+    }
+    let mut own: Vec<usize> = (0..bytes.len())
+        .filter(|&i| bytes[i] >= GROUP_MIN_RAW)
+        .collect();
+    own.sort_by_key(|&i| std::cmp::Reverse(bytes[i]));
+    own.truncate(GROUPS_MAX);
+    if own.is_empty() {
+        return None;
+    }
+    // Slot → group; the mixed group is the last one.
+    let mixed = own.len();
+    let mut group_of = vec![mixed; tenants.names.len()];
+    for (g, &slot) in own.iter().enumerate() {
+        group_of[slot] = g;
+    }
+    let mut sizes: Vec<usize> = own.iter().map(|&slot| bytes[slot]).collect();
+    sizes.push(raw.len().saturating_sub(sizes.iter().sum()));
+    // Where each group's next record goes in `out`.
+    let mut next: Vec<usize> = sizes
+        .iter()
+        .scan(0, |at, &size| {
+            let here = *at;
+            *at += size;
+            Some(here)
+        })
+        .collect();
+    let mut groups: Vec<Group> = own
+        .iter()
+        .map(|&slot| String::from_utf8_lossy(&tenants.names[slot]).into_owned())
+        .map(Some)
+        .chain([None])
+        .zip(&next)
+        .zip(&sizes)
+        .map(|((tenant, &at), &size)| Group {
+            tenant,
+            records: 0,
+            range: at..at + size,
+        })
+        .collect();
+    out.clear();
+    out.resize(raw.len(), 0);
+    let mut start = 0;
+    for &(end, slot) in &tenants.marks {
+        let g = group_of.get(slot as usize).copied().unwrap_or(mixed);
+        let record = raw.get(start..end)?;
+        let at = next.get_mut(g)?;
+        out.get_mut(*at..*at + record.len())?
+            .copy_from_slice(record);
+        *at += record.len();
+        groups.get_mut(g)?.records += 1;
+        start = end;
+    }
+    // Every record was placed, and filled its group exactly.
+    if start != raw.len() || next.iter().zip(&groups).any(|(&at, g)| at != g.range.end) {
+        return None;
+    }
+    if groups.last().is_some_and(|g| g.records == 0) {
+        groups.pop();
+    }
+    Some(groups)
+}
+
+/// What a compressor keeps from one chunk to the next.
+struct Scratch {
+    compressor: Option<zstd::bulk::Compressor<'static>>,
+    /// The records of the chunk regrouped by tenant.
+    regrouped: Vec<u8>,
+}
+
+impl Scratch {
+    fn new() -> Scratch {
+        Scratch {
+            compressor: None,
+            regrouped: Vec::new(),
+        }
+    }
 }
 
 /// Compresses, seals and hashes a closed chunk: what is stored, and its manifest entry.
@@ -61,11 +218,57 @@ fn finish_chunk(
     level: i32,
     key: Option<&DataKey>,
     job: &Job,
+    scratch: &mut Scratch,
 ) -> Result<(ChunkInfo, Outgoing), BackupError> {
-    let compressed = zstd::bulk::compress(&job.raw, level).map_err(|source| BackupError::Io {
+    let failed = |source| BackupError::Io {
         context: "cannot compress a chunk".into(),
         source,
-    })?;
+    };
+    let compressor = match &mut scratch.compressor {
+        Some(c) => c,
+        none => none.insert(zstd::bulk::Compressor::new(level).map_err(failed)?),
+    };
+    let grouped = match &job.tenants {
+        Some(t) if t.marks.len() as u64 == job.records => {
+            group_by_tenant(&job.raw, t, &mut scratch.regrouped)
+        }
+        _ => None,
+    };
+    let (compressed, groups) = match grouped {
+        // One zstd frame per group, back to back: a plain decompression reads them all as
+        // one stream, and a tenant's restore decompresses only the frames it needs.
+        Some(ranges) => {
+            let regrouped = &scratch.regrouped;
+            let bound: usize = ranges
+                .iter()
+                .map(|g| zstd::zstd_safe::compress_bound(g.range.len()))
+                .sum();
+            // Each frame is written after the one before, into memory reserved, not touched,
+            // for the worst case.
+            let mut compressed = std::io::Cursor::new(Vec::with_capacity(bound));
+            let mut groups = Vec::with_capacity(ranges.len());
+            for Group {
+                tenant,
+                records,
+                range,
+            } in ranges
+            {
+                let frame = regrouped.get(range.clone()).unwrap_or_default();
+                compressed.set_position(compressed.get_ref().len() as u64);
+                let n = compressor
+                    .compress_to_buffer(frame, &mut compressed)
+                    .map_err(failed)?;
+                groups.push(ChunkGroup {
+                    tenant,
+                    records,
+                    raw_size: range.len() as u64,
+                    compressed_size: n as u64,
+                });
+            }
+            (compressed.into_inner(), groups)
+        }
+        None => (compressor.compress(&job.raw).map_err(failed)?, Vec::new()),
+    };
     let stored = match key {
         Some(key) => key.seal(backup, job.index, &compressed)?,
         None => compressed,
@@ -78,6 +281,7 @@ fn finish_chunk(
         raw_size: job.raw.len() as u64,
         size: stored.len() as u64,
         sha256: hex::encode(Sha256::digest(&stored)),
+        groups,
     };
     let outgoing = Outgoing {
         name,
@@ -106,6 +310,10 @@ impl<'a> ChunkWriter<'a> {
             first_index: 0,
             closed: 0,
             jobs: None,
+            tenant_column: None,
+            record_start: 0,
+            tenants: Tenants::default(),
+            scratch: Scratch::new(),
         }
     }
 
@@ -126,8 +334,10 @@ impl<'a> ChunkWriter<'a> {
             let compressor_backup = backup.clone();
             let compressor = scope.spawn(move || {
                 let mut infos = Vec::new();
+                let mut scratch = Scratch::new();
                 for job in incoming {
-                    let (info, outgoing) = finish_chunk(&compressor_backup, level, key, &job)?;
+                    let (info, outgoing) =
+                        finish_chunk(&compressor_backup, level, key, &job, &mut scratch)?;
                     infos.push(info);
                     out.blocking_send(outgoing)
                         .map_err(|_| BackupError::Storage("the upload of a chunk failed".into()))?;
@@ -147,6 +357,10 @@ impl<'a> ChunkWriter<'a> {
                 first_index,
                 closed: 0,
                 jobs: Some(jobs),
+                tenant_column: None,
+                record_start: 0,
+                tenants: Tenants::default(),
+                scratch: Scratch::new(),
             };
             let result = work(&mut writer).and_then(|t| writer.flush().map(|()| t));
             // Closing the queue lets the compressor finish what it holds.
@@ -170,18 +384,45 @@ impl<'a> ChunkWriter<'a> {
 
     /// Starts the records of `table` (closing the previous table's last chunk).
     pub(crate) fn begin_table(&mut self, table: &str) -> Result<(), BackupError> {
+        self.begin_table_by_tenant(table, None)
+    }
+
+    /// Starts the rows of `table`, grouped in each chunk by the text of value
+    /// `tenant_column` (see [`ChunkInfo::groups`]). Only for row records: the order of an
+    /// incremental's records matters, a full backup's does not.
+    pub(crate) fn begin_table_by_tenant(
+        &mut self,
+        table: &str,
+        tenant_column: Option<usize>,
+    ) -> Result<(), BackupError> {
         self.flush()?;
         self.table = table.to_owned();
+        self.tenant_column = tenant_column;
         Ok(())
     }
 
     /// Called after each record was appended to `buf`.
     pub(crate) fn record_done(&mut self) -> Result<(), BackupError> {
         self.records += 1;
+        if let Some(column) = self.tenant_column {
+            let end = self.buf.len();
+            let record = self.buf.get(self.record_start..end).unwrap_or_default();
+            let tenant = codec::Reader::new(record).text_of_row(column);
+            let slot = self.tenants.slot(tenant);
+            self.tenants.marks.push((end, slot));
+            self.record_start = end;
+        }
         if self.buf.len() >= CHUNK_RAW_TARGET {
             self.flush()?;
         }
         Ok(())
+    }
+
+    /// The tenants of the chunk being closed, when its rows are grouped.
+    fn take_tenants(&mut self) -> Option<Tenants> {
+        self.record_start = 0;
+        let tenants = std::mem::take(&mut self.tenants);
+        self.tenant_column.map(|_| tenants)
     }
 
     /// Closes the current chunk, if it holds anything.
@@ -193,6 +434,7 @@ impl<'a> ChunkWriter<'a> {
             .map_err(|_| BackupError::InvalidInput("too many chunks".into()))?;
         self.closed += 1;
         let records = std::mem::take(&mut self.records);
+        let tenants = self.take_tenants();
         if let Some(jobs) = &self.jobs {
             let raw = std::mem::replace(
                 &mut self.buf,
@@ -203,6 +445,7 @@ impl<'a> ChunkWriter<'a> {
                 table: self.table.clone(),
                 records,
                 raw,
+                tenants,
             };
             return jobs
                 .send(job)
@@ -213,8 +456,9 @@ impl<'a> ChunkWriter<'a> {
             table: self.table.clone(),
             records,
             raw: std::mem::take(&mut self.buf),
+            tenants,
         };
-        let result = finish_chunk(&self.backup, self.level, self.key, &job);
+        let result = finish_chunk(&self.backup, self.level, self.key, &job, &mut self.scratch);
         // Keep the buffer's capacity for the next chunk.
         self.buf = job.raw;
         self.buf.clear();
@@ -239,6 +483,19 @@ pub(crate) fn decode(
     stored: &[u8],
     key: Option<&DataKey>,
 ) -> Result<Vec<u8>, BackupError> {
+    decode_for(manifest, index, stored, key, None).map(|(raw, _)| raw)
+}
+
+/// [`decode`], for a restore of `tenant` when one is given: of a chunk grouped by tenant,
+/// only the tenant's groups and the mixed one are decompressed (the whole chunk is still
+/// checked and decrypted). Returns the records and how many were left out.
+pub(crate) fn decode_for(
+    manifest: &Manifest,
+    index: usize,
+    stored: &[u8],
+    key: Option<&DataKey>,
+    tenant: Option<&str>,
+) -> Result<(Vec<u8>, u64), BackupError> {
     let info = manifest
         .chunks
         .get(index)
@@ -279,6 +536,58 @@ pub(crate) fn decode(
         }
         (None, _) => stored,
     };
+    if !info.groups.is_empty() {
+        // Saturating: the sizes come from the manifest, and a sum that wraps must not pass.
+        let sum =
+            |f: fn(&ChunkGroup) -> u64| info.groups.iter().map(f).fold(0u64, u64::saturating_add);
+        if sum(|g| g.compressed_size) != compressed_ref.len() as u64
+            || sum(|g| g.raw_size) != info.raw_size
+            || sum(|g| g.records) != info.records
+        {
+            return Err(corrupt(
+                "its groups do not add up to the chunk the manifest describes".into(),
+            ));
+        }
+    }
+    if let Some(tenant) = tenant
+        && !info.groups.is_empty()
+    {
+        let wanted = |g: &ChunkGroup| g.tenant.as_deref().is_none_or(|t| t == tenant);
+        // One buffer of the exact size: the sizes add up to at most the chunk's raw size.
+        let size = info
+            .groups
+            .iter()
+            .filter(|g| wanted(g))
+            .fold(0u64, |n, g| n.saturating_add(g.raw_size));
+        let mut raw = vec![0u8; size as usize];
+        let mut decompressor = zstd::bulk::Decompressor::new()
+            .map_err(|e| corrupt(format!("cannot decompress: {e}")))?;
+        let (mut at, mut filled, mut skipped) = (0usize, 0usize, 0u64);
+        for g in &info.groups {
+            let end = at.saturating_add(g.compressed_size as usize);
+            if wanted(g) {
+                let frame = compressed_ref
+                    .get(at..end)
+                    .ok_or_else(|| corrupt("a group lies outside the chunk".into()))?;
+                let into = raw
+                    .get_mut(filled..filled + g.raw_size as usize)
+                    .ok_or_else(|| corrupt("a group is larger than the chunk".into()))?;
+                let n = decompressor
+                    .decompress_to_buffer(frame, into)
+                    .map_err(|e| corrupt(format!("cannot decompress: {e}")))?;
+                if n as u64 != g.raw_size {
+                    return Err(corrupt(
+                        "decompressed size differs from the manifest".into(),
+                    ));
+                }
+                filled += n;
+            } else {
+                skipped += g.records;
+            }
+            at = end;
+        }
+        return Ok((raw, skipped));
+    }
     let raw = zstd::bulk::decompress(compressed_ref, info.raw_size as usize)
         .map_err(|e| corrupt(format!("cannot decompress: {e}")))?;
     if raw.len() as u64 != info.raw_size {
@@ -286,5 +595,154 @@ pub(crate) fn decode(
             "decompressed size differs from the manifest".into(),
         ));
     }
-    Ok(raw)
+    Ok((raw, 0))
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, reason = "a test fails loudly")]
+
+    use super::*;
+    use crate::backup::model::{BackupKind, Compression, MANIFEST_FORMAT, Scope};
+    use chrono::Utc;
+
+    /// Writes `rows` (tenant, or `None` for a NULL tenant; and a payload size) as one table
+    /// grouped by tenant (column 1), and returns the manifest of the chunks.
+    fn grouped(rows: &[(Option<&str>, usize)]) -> (Manifest, Vec<Outgoing>) {
+        let id = BackupId::generate(Utc::now());
+        let mut writer = ChunkWriter::pending(id.clone(), 3, None);
+        writer.begin_table_by_tenant("t", Some(1)).unwrap();
+        for (i, (tenant, size)) in rows.iter().enumerate() {
+            writer.buf.push(codec::ROW);
+            codec::put_int(&mut writer.buf, i as i64);
+            match tenant {
+                Some(t) => codec::put_text(&mut writer.buf, t.as_bytes()),
+                None => codec::put_null(&mut writer.buf),
+            }
+            // Incompressible enough that sizes stay apart after compression.
+            let payload: Vec<u8> = (0..*size).map(|_| fastrand::u8(..)).collect();
+            codec::put_blob(&mut writer.buf, &payload);
+            writer.record_done().unwrap();
+        }
+        writer.flush().unwrap();
+        let now = Utc::now();
+        let manifest = Manifest {
+            format: MANIFEST_FORMAT,
+            id,
+            kind: BackupKind::Full,
+            parent: None,
+            scope: Scope::All,
+            backend: "sqlite".into(),
+            schema_version: String::new(),
+            change_seq: 0,
+            change_snapshot: None,
+            source_database: None,
+            tables: Vec::new(),
+            creator: "test".into(),
+            started_at: now,
+            finished_at: now,
+            tool_version: String::new(),
+            chunks: writer.chunks.clone(),
+            compression: Compression {
+                codec: "zstd".into(),
+                level: 3,
+            },
+            encryption: None,
+            files: None,
+        };
+        let out = writer.take_pending();
+        (manifest, out)
+    }
+
+    /// The ids (first value) of the records in `raw`.
+    fn ids(raw: &[u8]) -> Vec<i64> {
+        let mut reader = codec::Reader::new(raw);
+        let mut values = Vec::new();
+        let mut ids = Vec::new();
+        while reader.next(3, 1, &mut values).unwrap().is_some() {
+            if let Some(codec::Value::Int(id)) = values.first() {
+                ids.push(*id);
+            }
+        }
+        ids.sort_unstable();
+        ids
+    }
+
+    #[test]
+    fn rows_are_grouped_by_tenant_and_a_tenant_reads_only_its_groups() {
+        // acme and globex have groups of their own; initech's few rows and the row with no
+        // tenant share the mixed group.
+        let mut rows = Vec::new();
+        for i in 0..120 {
+            rows.push((Some(["acme", "globex", "acme"][i % 3]), 1000));
+            if i % 40 == 0 {
+                rows.push((Some("initech"), 100));
+            }
+        }
+        rows.push((None, 100));
+        let (m, out) = grouped(&rows);
+        assert_eq!(m.chunks.len(), 1);
+        let info = &m.chunks[0];
+        let tenants: Vec<Option<&str>> = info.groups.iter().map(|g| g.tenant.as_deref()).collect();
+        assert_eq!(tenants, [Some("acme"), Some("globex"), None]);
+        assert_eq!(
+            info.groups.iter().map(|g| g.records).collect::<Vec<_>>(),
+            [80, 40, 4]
+        );
+        let stored = &out[0].data;
+
+        // Every record, as before groups existed.
+        let all = decode(&m, 0, stored, None).unwrap();
+        assert_eq!(ids(&all), (0..rows.len() as i64).collect::<Vec<_>>());
+        // A tenant: its group and the mixed one, and a count of the others.
+        let of = |tenant| decode_for(&m, 0, stored, None, Some(tenant)).unwrap();
+        let expect = |want: &dyn Fn(Option<&str>) -> bool| {
+            rows.iter()
+                .enumerate()
+                .filter(|(_, (t, _))| want(*t))
+                .map(|(i, _)| i as i64)
+                .collect::<Vec<_>>()
+        };
+        let mixed = |t: Option<&str>| t.is_none() || t == Some("initech");
+        let (acme, skipped) = of("acme");
+        assert_eq!(ids(&acme), expect(&|t| t == Some("acme") || mixed(t)));
+        assert_eq!(skipped, 40);
+        let (initech, skipped) = of("initech");
+        assert_eq!(ids(&initech), expect(&mixed));
+        assert_eq!(skipped, 120);
+        assert!(info.may_hold("initech") && info.may_hold("umbrella"));
+
+        // A chunk of one tenant only is skipped whole by every other tenant.
+        let (m, _) = grouped(&[(Some("acme"), 40_000), (Some("acme"), 40_000)]);
+        assert_eq!(m.chunks[0].groups.len(), 1);
+        assert!(m.chunks[0].may_hold("acme"));
+        assert!(!m.chunks[0].may_hold("globex"));
+    }
+
+    #[test]
+    fn small_shares_and_ungrouped_tables_stay_one_frame() {
+        let (m, out) = grouped(&[(Some("acme"), 100), (Some("globex"), 100), (None, 10)]);
+        assert!(m.chunks[0].groups.is_empty());
+        let (raw, skipped) = decode_for(&m, 0, &out[0].data, None, Some("acme")).unwrap();
+        assert_eq!((ids(&raw), skipped), (vec![0, 1, 2], 0));
+    }
+
+    #[test]
+    fn groups_that_do_not_add_up_are_a_corrupt_chunk() {
+        let (mut m, out) = grouped(&[(Some("acme"), 40_000), (Some("globex"), 40_000)]);
+        m.chunks[0].groups[0].compressed_size += 1;
+        m.chunks[0].groups[1].compressed_size -= 1;
+        let err = decode_for(&m, 0, &out[0].data, None, Some("acme")).unwrap_err();
+        assert!(err.to_string().contains("cannot decompress"), "{err}");
+        m.chunks[0].groups[1].records += 1;
+        let err = decode(&m, 0, &out[0].data, None).unwrap_err();
+        assert!(err.to_string().contains("do not add up"), "{err}");
+        // Sizes that would wrap around to the right sum are refused, not trusted.
+        let (mut m, out) = grouped(&[(Some("acme"), 40_000), (Some("globex"), 40_000)]);
+        let raw = m.chunks[0].groups[0].raw_size;
+        m.chunks[0].groups[0].raw_size = u64::MAX;
+        m.chunks[0].groups[1].raw_size += raw + 1;
+        let err = decode_for(&m, 0, &out[0].data, None, Some("globex")).unwrap_err();
+        assert!(err.to_string().contains("do not add up"), "{err}");
+    }
 }

@@ -234,6 +234,22 @@ impl<'a> Reader<'a> {
         Ok(())
     }
 
+    /// The bytes of value `column` of the row record that starts here, when it is UTF-8 text
+    /// (a row's tenant, to group the rows of a chunk by it); `None` for any other value or
+    /// record. Moves the reader to the end of the values it read.
+    pub(crate) fn text_of_row(&mut self, column: usize) -> Option<&'a [u8]> {
+        if self.byte().ok()? != ROW {
+            return None;
+        }
+        for _ in 0..column {
+            self.skip_value().ok()?;
+        }
+        if self.byte().ok()? != 3 {
+            return None;
+        }
+        self.bytes().ok()
+    }
+
     /// Where the reader is: [`Reader::rewind`] to it reads the same records again.
     pub(crate) fn position(&self) -> usize {
         self.pos

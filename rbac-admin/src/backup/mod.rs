@@ -6,7 +6,10 @@
 //! - A backup is a set of **chunks** (records of one table, [zstd], SHA-256 each, optionally
 //!   sealed with AES-256-GCM under a fresh per-backup data key wrapped for age recipients) and a
 //!   [`Manifest`] written **last**, atomically: a backup without a manifest is incomplete, never
-//!   listed, and removed by the next run ([`BackupService::clean_incomplete`]).
+//!   listed, and removed by the next run ([`BackupService::clean_incomplete`]). In a full
+//!   backup, each chunk's rows are grouped by tenant, one zstd frame per group
+//!   ([`ChunkInfo::groups`]): a tenant restore decompresses only its own groups and the mixed
+//!   one.
 //! - [`Scope`]: `all`, `tenant:T` (rows whose tenant column is `T`, plus `T`'s row in the tenant
 //!   table) or `modules:A,B` (the configured tables). Secret columns are never written.
 //! - [`BackupKind::Incremental`]: rows inserted or updated since the parent, and deletes, from a
@@ -16,8 +19,8 @@
 //!   bypass the triggers and leave a mark: the next incremental then asks for a full backup.
 //! - Reads run in **one read transaction** (a consistent snapshot while writers go on), while a
 //!   second thread compresses, seals and hashes the chunks (of about 4 MiB of records). Memory
-//!   is bounded: the chunk being filled, one waiting, one being compressed, two queued for
-//!   upload.
+//!   is bounded: the chunk being filled, one waiting, one being compressed (and its copy
+//!   regrouped by tenant), two queued for upload.
 //! - Every operation takes an [`Actor`] (subject + [`Authorizer`]) and requires its
 //!   [`Operation::permission`]; a grant held only in tenant `T` covers only `tenant:T`. Every
 //!   operation, denials included, is recorded in the log table [`LOG_TABLE`] ([`LogQuery`]).
@@ -84,8 +87,9 @@ pub mod schedule;
 pub mod schedule_cli;
 
 pub use model::{
-    BackupError, BackupId, BackupKind, BackupSummary, ChunkInfo, ColumnInfo, Compression,
-    Encryption, MANIFEST_FORMAT, Manifest, Operation, Scope, TableManifest, WrappedKey,
+    BackupError, BackupId, BackupKind, BackupSummary, ChunkGroup, ChunkInfo, ColumnInfo,
+    Compression, Encryption, MANIFEST_FORMAT, Manifest, Operation, Scope, TableManifest,
+    WrappedKey,
 };
 mod codec;
 mod config;

@@ -8,8 +8,19 @@ use std::str::FromStr;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-/// The version of the manifest format written by this build; readers refuse newer formats.
-pub const MANIFEST_FORMAT: u32 = 1;
+/// The newest manifest format this build reads and writes; readers refuse newer formats.
+/// Format 2 added [`ChunkInfo::groups`]; a backup without groups is still written as
+/// format 1, which older tools read.
+pub const MANIFEST_FORMAT: u32 = 2;
+
+/// The format a manifest with these chunks is written in: the oldest that describes them.
+pub(crate) fn format_for(chunks: &[ChunkInfo]) -> u32 {
+    if chunks.iter().any(|c| !c.groups.is_empty()) {
+        2
+    } else {
+        1
+    }
+}
 
 /// A backup's identifier: `YYYYMMDDTHHMMSSZ-xxxxxxxx` (creation time in UTC, then 8 lowercase
 /// hex digits). Ids sort by creation time, and the strict shape means an id can never name a
@@ -270,6 +281,12 @@ pub struct TableManifest {
 }
 
 impl TableManifest {
+    /// Where the tenant column sits among the backed-up columns, if the table has one.
+    pub(crate) fn tenant_position(&self) -> Option<usize> {
+        let column = self.tenant_column.as_ref()?;
+        self.columns.iter().position(|c| &c.name == column)
+    }
+
     /// Where each key column sits among the backed-up columns, in key order. A key column
     /// that is not among them (a manifest edited by hand) is an error: a partial key would
     /// match the wrong rows.
@@ -306,6 +323,38 @@ pub struct ChunkInfo {
     pub size: u64,
     /// SHA-256 of the stored bytes, lowercase hex.
     pub sha256: String,
+    /// The chunk's rows grouped by tenant, each group its own zstd frame, in stored order:
+    /// a tenant restore decompresses only its tenant's groups and the mixed one, and skips a
+    /// chunk that holds neither. Empty: one frame of rows of any tenant (tables without a
+    /// tenant column, incrementals, and backups written before groups existed).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub groups: Vec<ChunkGroup>,
+}
+
+/// Rows of one chunk stored as one zstd frame (see [`ChunkInfo::groups`]).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChunkGroup {
+    /// The tenant of every row in the group; `None` for the mixed group, which holds the rows
+    /// of tenants with too few rows in the chunk for a group of their own (and rows with no
+    /// tenant).
+    pub tenant: Option<String>,
+    /// Records in the group.
+    pub records: u64,
+    /// Bytes before compression.
+    pub raw_size: u64,
+    /// Bytes of its compressed frame (before encryption, which seals the whole chunk).
+    pub compressed_size: u64,
+}
+
+impl ChunkInfo {
+    /// Whether a restore of `tenant` needs anything from this chunk.
+    pub(crate) fn may_hold(&self, tenant: &str) -> bool {
+        self.groups.is_empty()
+            || self
+                .groups
+                .iter()
+                .any(|g| g.tenant.as_deref().is_none_or(|t| t == tenant))
+    }
 }
 
 /// How chunks are compressed.

@@ -302,8 +302,9 @@ const FEED_QUEUE: usize = 4;
 
 /// What the COPY reader hands to the encoder thread.
 enum Feed {
-    /// The next table: its name and column count.
-    Table(String, usize),
+    /// The next table: its name, column count, and where its tenant column is (its rows
+    /// are grouped by tenant in each chunk).
+    Table(String, usize, Option<usize>),
     /// COPY text rows of the current table (a batch may end inside a row).
     Data(Vec<u8>),
     /// The current table's rows are complete.
@@ -410,8 +411,8 @@ async fn read_full(
             let (mut carry, mut scratch) = (Vec::new(), Vec::new());
             while let Some(feed) = feed_rx.blocking_recv() {
                 match feed {
-                    Feed::Table(name, n) => {
-                        writer.begin_table(&name)?;
+                    Feed::Table(name, n, tenant_column) => {
+                        writer.begin_table_by_tenant(&name, tenant_column)?;
                         columns = n;
                         counts.push(0u64);
                     }
@@ -444,15 +445,15 @@ async fn read_full(
             .map(|(counts, chunks)| (chunks, counts))
     });
     let stopped = || BackupError::Database("the backup encoder stopped".into());
-    let names: Vec<(String, usize)> = tables
+    let names: Vec<(String, usize, Option<usize>)> = tables
         .iter()
-        .map(|t| (t.name.clone(), t.columns.len()))
+        .map(|t| (t.name.clone(), t.columns.len(), t.tenant_position()))
         .collect();
     let read = async move {
-        for ((name, columns), sql) in names.into_iter().zip(&statements) {
+        for ((name, columns, tenant_column), sql) in names.into_iter().zip(&statements) {
             progress.phase(&format!("table {name}"), None);
             feed_tx
-                .send(Feed::Table(name, columns))
+                .send(Feed::Table(name, columns, tenant_column))
                 .await
                 .map_err(|_| stopped())?;
             let mut stream = tx.copy_out_raw(sql).await?;
@@ -1133,7 +1134,8 @@ async fn restore_table(
     let mut pending: Vec<(u8, Vec<Value>)> = Vec::new();
     let mut values = Vec::new();
     for (j, info) in m.chunks_of(&t.name) {
-        let raw = fetch_chunk(storage, m, j, key.as_deref()).await?;
+        let tenant = tenant_filter.map(|(tn, _)| tn);
+        let (raw, _) = fetch_chunk_for(storage, m, j, key.as_deref(), tenant).await?;
         let mut reader = codec::Reader::new(&raw);
         while let Some(tag) = reader.next(t.columns.len(), t.primary_key.len(), &mut values)? {
             if tag == codec::ROW
@@ -1332,16 +1334,35 @@ pub(super) async fn fetch_chunk(
     j: usize,
     key: Option<&DataKey>,
 ) -> Result<Vec<u8>, BackupError> {
-    let name =
-        m.chunks
-            .get(j)
-            .map(|c| c.name.as_str())
-            .ok_or_else(|| BackupError::CorruptManifest {
-                id: m.id.to_string(),
-                reason: format!("no chunk {j}"),
-            })?;
-    let stored = storage.get(&m.id, name).await?;
-    chunk::decode(m, j, &stored, key)
+    fetch_chunk_for(storage, m, j, key, None)
+        .await
+        .map(|(raw, _)| raw)
+}
+
+/// [`fetch_chunk`] for a restore of `tenant`, if one is given: a chunk with none of its rows
+/// is not even fetched, and of one grouped by tenant only what it may need is decompressed
+/// ([`chunk::decode_for`]). Returns the records and how many were left out.
+pub(super) async fn fetch_chunk_for(
+    storage: &Storage,
+    m: &Manifest,
+    j: usize,
+    key: Option<&DataKey>,
+    tenant: Option<&str>,
+) -> Result<(Vec<u8>, u64), BackupError> {
+    let info = m
+        .chunks
+        .get(j)
+        .ok_or_else(|| BackupError::CorruptManifest {
+            id: m.id.to_string(),
+            reason: format!("no chunk {j}"),
+        })?;
+    if let Some(tenant) = tenant
+        && !info.may_hold(tenant)
+    {
+        return Ok((Vec::new(), info.records));
+    }
+    let stored = storage.get(&m.id, &info.name).await?;
+    chunk::decode_for(m, j, &stored, key, tenant)
 }
 
 /// Runs one statement without parameters, built here from names quoted by [`quote`]; returns
@@ -1907,6 +1928,14 @@ enum CopyPiece {
     ChunkDone { records: u64, unchanged: u64 },
 }
 
+/// A chunk as the decoding thread hands it over.
+struct Decoded {
+    name: String,
+    raw: Vec<u8>,
+    /// Records of other tenants that were not decompressed (they count for progress).
+    skipped: u64,
+}
+
 /// The chunks of one table turned into COPY text, on a blocking thread.
 struct CopySource {
     m: Arc<Manifest>,
@@ -1974,13 +2003,25 @@ impl CopySource {
         let (decoded, chunks) = std::sync::mpsc::sync_channel(1);
         let (m, table, key) = (self.m.clone(), self.table.clone(), self.key.clone());
         let (storage, runtime) = (self.storage.clone(), self.runtime.clone());
+        let tenant = self.tenant.as_ref().map(|(tn, _)| tn.clone());
         std::thread::scope(|scope| {
             scope.spawn(move || {
                 for (j, info) in m.chunks_of(&table) {
-                    let raw = runtime.block_on(fetch_chunk(&storage, &m, j, key.as_deref()));
+                    let raw = runtime.block_on(fetch_chunk_for(
+                        &storage,
+                        &m,
+                        j,
+                        key.as_deref(),
+                        tenant.as_deref(),
+                    ));
                     let failed = raw.is_err();
                     // The receiver is gone when the consumer stopped: then so does this.
-                    if decoded.send(raw.map(|r| (info.name.clone(), r))).is_err() || failed {
+                    let sent = raw.map(|(raw, skipped)| Decoded {
+                        name: info.name.clone(),
+                        raw,
+                        skipped,
+                    });
+                    if decoded.send(sent).is_err() || failed {
                         return;
                     }
                 }
@@ -1994,7 +2035,7 @@ impl CopySource {
     /// Turns the decoded chunks into COPY pieces.
     fn consume(
         &mut self,
-        chunks: std::sync::mpsc::Receiver<Result<(String, Vec<u8>), BackupError>>,
+        chunks: std::sync::mpsc::Receiver<Result<Decoded, BackupError>>,
         pieces: &tokio::sync::mpsc::Sender<Result<CopyPiece, BackupError>>,
         recycled: &std::sync::mpsc::Receiver<Vec<u8>>,
     ) -> Result<(), BackupError> {
@@ -2004,10 +2045,10 @@ impl CopySource {
         let mut rows = 0u64;
         let mut scratch = Vec::new();
         for decoded in chunks {
-            let (name, raw) = decoded?;
+            let Decoded { name, raw, skipped } = decoded?;
             let mut reader = codec::Reader::new(&raw);
             let mut values = Vec::with_capacity(self.columns);
-            let (mut records, mut unchanged) = (0u64, 0u64);
+            let (mut records, mut unchanged) = (skipped, 0u64);
             // With a filter or a tenant, most rows are only looked at by key or tenant: the
             // other values are stepped over, and read in full only for rows that are sent.
             let tenant_column = self.tenant.as_ref().map(|(_, i)| *i);

@@ -20,8 +20,8 @@ use super::files::{self, FilesManifest};
 use super::gate::Actor;
 use super::log::{self, LogEntry, LogQuery, Outcome, Status};
 use super::model::{
-    BackupError, BackupId, BackupKind, BackupSummary, Compression, MANIFEST_FORMAT, Manifest,
-    Operation, Scope, TableManifest,
+    BackupError, BackupId, BackupKind, BackupSummary, Compression, Manifest, Operation, Scope,
+    TableManifest,
 };
 use super::pg;
 use super::plan;
@@ -470,7 +470,7 @@ impl BackupService {
     }
 
     /// Cuts the change log below the oldest of the newest complete backups of each scope
-    /// (see [`changelog`]); returns the rows removed.
+    /// (the `rbac_backup_changes` table); returns the rows removed.
     pub async fn prune_change_log(&self) -> Result<u64, BackupError> {
         let summaries = self.summaries().await?;
         // Oldest first: the last one seen of each scope is its newest.
@@ -631,7 +631,7 @@ impl BackupService {
             _ => None,
         };
         let manifest = Manifest {
-            format: MANIFEST_FORMAT,
+            format: super::model::format_for(&chunks),
             id: id.clone(),
             kind: request.kind,
             parent: parent.map(|p| p.id),
@@ -1010,6 +1010,8 @@ impl BackupService {
                 };
                 let chunks: Vec<usize> = m.chunks_of(&t.name).map(|(j, _)| j).collect();
                 steps.push((i, tm.clone(), chunks));
+                // A tenant restore leaves out the chunks that hold none of the tenant's rows
+                // (see `ChunkInfo::groups`); the later steps' keys below are read from all.
             }
         }
         // A tenant restore of a chain reads the later steps' keys first (see
@@ -1020,6 +1022,12 @@ impl BackupService {
         } else {
             Vec::new()
         };
+        if let Some(tn) = tenant.as_deref() {
+            for (i, _, chunks) in &mut steps {
+                let m = &chain[*i];
+                chunks.retain(|&j| m.chunks.get(j).is_none_or(|c| c.may_hold(tn)));
+            }
+        }
         let (tx, rx) = mpsc::channel::<Result<Bytes, BackupError>>(UPLOAD_QUEUE);
         let manifests: Arc<Vec<Manifest>> = Arc::new(chain.to_vec());
         let dry_run = request.dry_run;
@@ -1056,7 +1064,7 @@ impl BackupService {
             }
             for (i, table, chunks) in &worker_later {
                 let key = keys.get(*i).cloned().flatten();
-                let mut iter = received(&mut rx, &worker_manifests[*i], key, chunks);
+                let mut iter = received(&mut rx, &worker_manifests[*i], key, chunks, None);
                 restorer.note_later_keys(table, &mut iter)?;
                 for _ in iter {}
             }
@@ -1067,7 +1075,19 @@ impl BackupService {
                     Some(table.rows + table.deleted),
                 );
                 let key = keys.get(*i).cloned().flatten();
-                let mut iter = received(&mut rx, m, key, chunks);
+                // Records of other tenants that are not read still count as done.
+                let read = chunks
+                    .iter()
+                    .filter_map(|&j| m.chunks.get(j))
+                    .map(|c| c.records)
+                    .sum::<u64>();
+                let all = m
+                    .chunks_of(&table.name)
+                    .map(|(_, c)| c.records)
+                    .sum::<u64>();
+                relay.advance(all.saturating_sub(read));
+                let only = tenant.as_deref().map(|tn| (tn, &relay));
+                let mut iter = received(&mut rx, m, key, chunks, only);
                 let step = Step {
                     table,
                     full: m.kind == BackupKind::Full,
@@ -1658,17 +1678,24 @@ impl Progress for Relay {
     }
 }
 
-/// The decoded `chunks` of `m`, in the order the fetcher sends them down `rx`.
+/// The decoded `chunks` of `m`, in the order the fetcher sends them down `rx`. With a
+/// tenant, only what its restore needs is decompressed ([`chunk::decode_for`]), and the
+/// records left out advance the progress.
 fn received<'a>(
     rx: &'a mut mpsc::Receiver<Result<Bytes, BackupError>>,
     m: &'a Manifest,
     key: Option<Arc<DataKey>>,
     chunks: &'a [usize],
+    tenant: Option<(&'a str, &'a Relay)>,
 ) -> impl Iterator<Item = Result<Vec<u8>, BackupError>> + 'a {
     chunks.iter().map(move |&j| {
         let stored = rx
             .blocking_recv()
             .ok_or_else(|| BackupError::Storage("chunk download stopped".into()))??;
-        chunk::decode(m, j, &stored, key.as_deref())
+        let (raw, skipped) = chunk::decode_for(m, j, &stored, key.as_deref(), tenant.map(|t| t.0))?;
+        if let Some((_, relay)) = tenant {
+            relay.advance(skipped);
+        }
+        Ok(raw)
     })
 }

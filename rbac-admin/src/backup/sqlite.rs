@@ -283,7 +283,14 @@ pub(crate) fn read_snapshot(
         }
     }
     for t in tables.iter_mut() {
-        writer.begin_table(&t.name)?;
+        // A full backup's rows are grouped by tenant in each chunk; an incremental's records
+        // keep their order.
+        let tenant_column = if since.is_none() {
+            t.tenant_position()
+        } else {
+            None
+        };
+        writer.begin_table_by_tenant(&t.name, tenant_column)?;
         progress.phase(&format!("table {}", t.name), None);
         let filter = match (tenant, &t.tenant_column) {
             (Some(_), Some(c)) => format!(" WHERE t.{} = ?1", quote(c)),

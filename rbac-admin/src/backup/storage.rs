@@ -366,6 +366,16 @@ pub(crate) fn parse_manifest(id: &BackupId, bytes: &[u8]) -> Result<Manifest, Ba
     };
     let sealed: Sealed =
         serde_json::from_slice(bytes).map_err(|e| corrupt(format!("not valid JSON: {e}")))?;
+    // The format first: a newer one may carry fields this build drops when it parses, and
+    // the checksum would then fail for a reason that is not damage.
+    let format = sealed.manifest.get("format").and_then(|f| f.as_u64());
+    if let Some(format) = format
+        && format > u64::from(MANIFEST_FORMAT)
+    {
+        return Err(corrupt(format!(
+            "format {format} is newer than this tool understands ({MANIFEST_FORMAT}); upgrade rbac-admin"
+        )));
+    }
     let manifest: Manifest =
         serde_json::from_value(sealed.manifest).map_err(|e| corrupt(format!("unreadable: {e}")))?;
     if manifest_hash(&manifest)? != sealed.sha256 {
@@ -373,12 +383,6 @@ pub(crate) fn parse_manifest(id: &BackupId, bytes: &[u8]) -> Result<Manifest, Ba
     }
     if &manifest.id != id {
         return Err(corrupt(format!("it names backup {}", manifest.id)));
-    }
-    if manifest.format > MANIFEST_FORMAT {
-        return Err(corrupt(format!(
-            "format {} is newer than this tool understands ({MANIFEST_FORMAT}); upgrade rbac-admin",
-            manifest.format
-        )));
     }
     Ok(manifest)
 }
@@ -437,6 +441,29 @@ mod tests {
             ],
         );
         assert!(s3.is_ok());
+    }
+
+    #[test]
+    fn a_newer_manifest_format_is_named_before_its_checksum_is_checked() {
+        // A newer format may hold fields this build would drop, which breaks the checksum:
+        // the user is told to upgrade, not that the backup is damaged.
+        let id = BackupId::generate(chrono::Utc::now());
+        let text = format!(
+            r#"{{"sha256": "00", "manifest": {{"format": 99, "id": "{id}", "new_field": [1]}}}}"#
+        );
+        let err = parse_manifest(&id, text.as_bytes())
+            .err()
+            .map(|e| e.to_string());
+        let err = err.unwrap_or_default();
+        assert!(
+            err.contains("format 99 is newer than this tool understands"),
+            "{err}"
+        );
+        let text = r#"{"sha256": "00", "manifest": {"format": 1}}"#;
+        let err = parse_manifest(&id, text.as_bytes())
+            .err()
+            .map(|e| e.to_string());
+        assert!(err.unwrap_or_default().contains("unreadable"));
     }
 
     #[test]

@@ -1507,3 +1507,57 @@ async fn postgres_dry_runs_into_empty_tables_count_inserts_and_still_check_every
         other => panic!("{other}"),
     }
 }
+
+#[tokio::test]
+#[cfg_attr(
+    not(rbac_pg_tests),
+    ignore = "needs PostgreSQL: set RBAC_TEST_POSTGRES_URL (bash .ci/postgres.sh prints one)"
+)]
+async fn postgres_tenant_restores_read_only_their_groups_of_a_full_backup() {
+    let pg = fresh().await;
+    // Invoices 1001–6000 of `acme` (3 in 5), `globex` (2 in 5) and `initech` (1 in 50), in
+    // key order, so that every chunk mixes the three.
+    pg.exec(
+        "INSERT INTO tenants VALUES ('initech', 'Initech');
+         INSERT INTO invoices (id, tenant_id, amount, note)
+         SELECT i, CASE WHEN i % 50 = 0 THEN 'initech' WHEN i % 5 < 3 THEN 'acme' ELSE 'globex' END,
+                i, 'invoice ' || i || ' ' || md5(i::text) || md5((i + 1)::text)
+         FROM generate_series(1001, 6000) i;",
+    )
+    .await;
+    let ops = pg.ops();
+    let of = |tenant: &'static str| {
+        let url = pg.url.clone();
+        async move { rows_of(&url, "invoices", &format!("WHERE tenant_id = '{tenant}'")).await }
+    };
+    let (acme, initech) = (of("acme").await, of("initech").await);
+    assert_eq!(initech.len(), 100);
+    let f = ops.full().await;
+    backup_support::assert_grouped_by_tenant(&f, "invoices");
+
+    pg.exec("UPDATE invoices SET amount = -1").await;
+    let tenant = |name: &str, dry_run| RestoreRequest {
+        tenant: Some(name.into()),
+        dry_run,
+        ..restore_of(&f.id)
+    };
+    // `initech`'s rows are all in the mixed group.
+    let dry = ops.restore(&tenant("initech", true)).await;
+    backup_support::assert_changes(&dry, "invoices", (0, 100, 0, 0));
+    ops.restore(&tenant("initech", false)).await;
+    assert_eq!(of("initech").await, initech);
+    ops.restore(&tenant("acme", false)).await;
+    assert_eq!(of("acme").await, acme);
+    assert!(
+        rows_of(
+            &pg.url,
+            "invoices",
+            "WHERE tenant_id = 'globex' AND amount <> -1"
+        )
+        .await
+        .is_empty(),
+        "globex untouched"
+    );
+    let verified = ops.verify(&f.id, true).await;
+    assert_eq!(verified.records, f.rows());
+}

@@ -426,3 +426,32 @@ pub(crate) async fn object_store_round_trip(
     assert!(!keys().iter().any(|k| k.contains(inc.id.as_str())));
     assert_eq!(service.list(&ops).await.unwrap().len(), 1);
 }
+
+/// Asserts that the chunks of `table` in `m` are grouped by tenant: `acme` and `globex` have
+/// groups of their own and `initech` (a few rows) is in the mixed group, so that a tenant
+/// restore decompresses only part of each chunk.
+pub(crate) fn assert_grouped_by_tenant(m: &Manifest, table: &str) {
+    let groups: Vec<_> = m
+        .chunks
+        .iter()
+        .filter(|c| c.table == table)
+        .flat_map(|c| &c.groups)
+        .collect();
+    assert_eq!(m.format, 2, "a manifest with groups is format 2");
+    let has = |t: Option<&str>| groups.iter().any(|g| g.tenant.as_deref() == t);
+    assert!(
+        has(Some("acme")) && has(Some("globex")) && has(None),
+        "{groups:?}"
+    );
+    assert!(!has(Some("initech")), "{groups:?}");
+}
+
+/// Asserts what `report` says of `table`: rows to insert, replace and delete, and conflicts.
+pub(crate) fn assert_changes(report: &RestoreReport, table: &str, expect: (u64, u64, u64, u64)) {
+    let t = report.tables.iter().find(|t| t.table == table).unwrap();
+    assert_eq!(
+        (t.insert, t.replace, t.delete, t.conflicts),
+        expect,
+        "{table}"
+    );
+}
