@@ -124,8 +124,10 @@ struct Group {
     range: std::ops::Range<usize>,
 }
 
-/// A chunk's records regrouped by tenant into `out` (the largest shares first, then the mixed
-/// group). `None` when no tenant has enough rows in the chunk for a group of its own.
+/// A chunk's records regrouped by tenant into `out`: the mixed group first (rows with no
+/// tenant, such as global ones, then come before tenants' rows, as a parent often does), then
+/// the largest shares. Within a group, records keep their order. `None` when no tenant has
+/// enough rows in the chunk for a group of its own.
 fn group_by_tenant(raw: &[u8], tenants: &Tenants, out: &mut Vec<u8>) -> Option<Vec<Group>> {
     let mut bytes = vec![0usize; tenants.names.len()];
     let mut start = 0;
@@ -143,14 +145,15 @@ fn group_by_tenant(raw: &[u8], tenants: &Tenants, out: &mut Vec<u8>) -> Option<V
     if own.is_empty() {
         return None;
     }
-    // Slot → group; the mixed group is the last one.
-    let mixed = own.len();
+    // Slot → group; the mixed group is the first one.
+    let mixed = 0;
     let mut group_of = vec![mixed; tenants.names.len()];
     for (g, &slot) in own.iter().enumerate() {
-        group_of[slot] = g;
+        group_of[slot] = g + 1;
     }
-    let mut sizes: Vec<usize> = own.iter().map(|&slot| bytes[slot]).collect();
-    sizes.push(raw.len().saturating_sub(sizes.iter().sum()));
+    let own_bytes: usize = own.iter().map(|&slot| bytes[slot]).sum();
+    let mut sizes = vec![raw.len().saturating_sub(own_bytes)];
+    sizes.extend(own.iter().map(|&slot| bytes[slot]));
     // Where each group's next record goes in `out`.
     let mut next: Vec<usize> = sizes
         .iter()
@@ -160,11 +163,11 @@ fn group_by_tenant(raw: &[u8], tenants: &Tenants, out: &mut Vec<u8>) -> Option<V
             Some(here)
         })
         .collect();
-    let mut groups: Vec<Group> = own
-        .iter()
-        .map(|&slot| String::from_utf8_lossy(&tenants.names[slot]).into_owned())
-        .map(Some)
-        .chain([None])
+    let mut groups: Vec<Group> = std::iter::once(None)
+        .chain(
+            own.iter()
+                .map(|&slot| Some(String::from_utf8_lossy(&tenants.names[slot]).into_owned())),
+        )
         .zip(&next)
         .zip(&sizes)
         .map(|((tenant, &at), &size)| Group {
@@ -190,8 +193,8 @@ fn group_by_tenant(raw: &[u8], tenants: &Tenants, out: &mut Vec<u8>) -> Option<V
     if start != raw.len() || next.iter().zip(&groups).any(|(&at, g)| at != g.range.end) {
         return None;
     }
-    if groups.last().is_some_and(|g| g.records == 0) {
-        groups.pop();
+    if groups.first().is_some_and(|g| g.records == 0) {
+        groups.remove(0);
     }
     Some(groups)
 }
@@ -476,6 +479,51 @@ impl<'a> ChunkWriter<'a> {
     }
 }
 
+/// Checks that the decoded records of a grouped chunk (`raw`, its groups back to back) are
+/// what its groups say: each group's record count, and in a tenant's group, rows of that
+/// tenant only (the value at `tenant_column`). For `verify`: a restore of another tenant would
+/// otherwise never look.
+pub(crate) fn check_groups(
+    info: &ChunkInfo,
+    raw: &[u8],
+    (row_len, key_len): (usize, usize),
+    tenant_column: Option<usize>,
+) -> Result<(), String> {
+    let mut at = 0usize;
+    let mut values = Vec::new();
+    for g in &info.groups {
+        let end = at.saturating_add(usize::try_from(g.raw_size).unwrap_or(usize::MAX));
+        let part = raw
+            .get(at..end)
+            .ok_or_else(|| "a group lies outside the chunk".to_owned())?;
+        let mut reader = codec::Reader::new(part);
+        let mut records = 0u64;
+        while let Some(tag) = reader
+            .next_ref(row_len, key_len, &mut values)
+            .map_err(|e| e.to_string())?
+        {
+            records += 1;
+            if let Some(tenant) = &g.tenant {
+                let own = tag == codec::ROW
+                    && tenant_column
+                        .and_then(|i| values.get(i))
+                        .is_some_and(|v| *v == codec::ValueRef::Text(tenant));
+                if !own {
+                    return Err(format!("the group of tenant `{tenant}` holds another row"));
+                }
+            }
+        }
+        if records != g.records {
+            return Err(format!(
+                "a group holds {records} records, the manifest says {}",
+                g.records
+            ));
+        }
+        at = end;
+    }
+    Ok(())
+}
+
 /// Checks, decrypts and decompresses a stored chunk; errors name the chunk.
 pub(crate) fn decode(
     manifest: &Manifest,
@@ -521,6 +569,13 @@ pub(crate) fn decode_for(
     if info.raw_size > CHUNK_RAW_MAX {
         return Err(corrupt(format!("claims {} raw bytes", info.raw_size)));
     }
+    // Every record takes at least one byte: this bounds the counts the groups add up.
+    if info.records > info.raw_size {
+        return Err(corrupt(format!(
+            "claims {} records in {} bytes",
+            info.records, info.raw_size
+        )));
+    }
     let compressed;
     let compressed_ref = match (&manifest.encryption, key) {
         (Some(_), Some(key)) => {
@@ -549,43 +604,46 @@ pub(crate) fn decode_for(
             ));
         }
     }
-    if let Some(tenant) = tenant
-        && !info.groups.is_empty()
-    {
-        let wanted = |g: &ChunkGroup| g.tenant.as_deref().is_none_or(|t| t == tenant);
-        // One buffer of the exact size: the sizes add up to at most the chunk's raw size.
+    if !info.groups.is_empty() {
+        // Frame by frame, even for every group: a split that does not fall on the frames is
+        // found by every reader, not only by a tenant's restore.
+        let wanted = |g: &ChunkGroup| match (tenant, g.tenant.as_deref()) {
+            (Some(tenant), Some(of)) => of == tenant,
+            _ => true,
+        };
+        // One buffer of the exact size (the sizes add up to at most the chunk's raw size),
+        // reserved and filled frame after frame, never zeroed first.
         let size = info
             .groups
             .iter()
             .filter(|g| wanted(g))
             .fold(0u64, |n, g| n.saturating_add(g.raw_size));
-        let mut raw = vec![0u8; size as usize];
+        let mut raw = std::io::Cursor::new(Vec::with_capacity(size as usize));
         let mut decompressor = zstd::bulk::Decompressor::new()
             .map_err(|e| corrupt(format!("cannot decompress: {e}")))?;
-        let (mut at, mut filled, mut skipped) = (0usize, 0usize, 0u64);
+        let (mut at, mut skipped) = (0usize, 0u64);
         for g in &info.groups {
             let end = at.saturating_add(g.compressed_size as usize);
             if wanted(g) {
                 let frame = compressed_ref
                     .get(at..end)
                     .ok_or_else(|| corrupt("a group lies outside the chunk".into()))?;
-                let into = raw
-                    .get_mut(filled..filled + g.raw_size as usize)
-                    .ok_or_else(|| corrupt("a group is larger than the chunk".into()))?;
+                raw.set_position(raw.get_ref().len() as u64);
+                // The buffer never grows: a frame larger than the room left fails here.
                 let n = decompressor
-                    .decompress_to_buffer(frame, into)
+                    .decompress_to_buffer(frame, &mut raw)
                     .map_err(|e| corrupt(format!("cannot decompress: {e}")))?;
                 if n as u64 != g.raw_size {
                     return Err(corrupt(
                         "decompressed size differs from the manifest".into(),
                     ));
                 }
-                filled += n;
             } else {
-                skipped += g.records;
+                skipped = skipped.saturating_add(g.records);
             }
             at = end;
         }
+        let raw = raw.into_inner();
         return Ok((raw, skipped));
     }
     let raw = zstd::bulk::decompress(compressed_ref, info.raw_size as usize)
@@ -684,16 +742,28 @@ mod tests {
         assert_eq!(m.chunks.len(), 1);
         let info = &m.chunks[0];
         let tenants: Vec<Option<&str>> = info.groups.iter().map(|g| g.tenant.as_deref()).collect();
-        assert_eq!(tenants, [Some("acme"), Some("globex"), None]);
+        assert_eq!(tenants, [None, Some("acme"), Some("globex")]);
         assert_eq!(
             info.groups.iter().map(|g| g.records).collect::<Vec<_>>(),
-            [80, 40, 4]
+            [4, 80, 40]
         );
         let stored = &out[0].data;
 
         // Every record, as before groups existed.
         let all = decode(&m, 0, stored, None).unwrap();
         assert_eq!(ids(&all), (0..rows.len() as i64).collect::<Vec<_>>());
+        // What `verify` checks: each group's count, and its rows' tenant.
+        assert_eq!(check_groups(info, &all, (3, 1), Some(1)), Ok(()));
+        let mut mislabelled = info.clone();
+        mislabelled.groups[2].tenant = Some("acme".into());
+        let err = check_groups(&mislabelled, &all, (3, 1), Some(1)).unwrap_err();
+        assert!(
+            err.contains("the group of tenant `acme` holds another row"),
+            "{err}"
+        );
+        mislabelled.groups[2].tenant = Some("globex".into());
+        mislabelled.groups[2].records += 1;
+        assert!(check_groups(&mislabelled, &all, (3, 1), Some(1)).is_err());
         // A tenant: its group and the mixed one, and a count of the others.
         let of = |tenant| decode_for(&m, 0, stored, None, Some(tenant)).unwrap();
         let expect = |want: &dyn Fn(Option<&str>) -> bool| {
@@ -733,6 +803,9 @@ mod tests {
         m.chunks[0].groups[0].compressed_size += 1;
         m.chunks[0].groups[1].compressed_size -= 1;
         let err = decode_for(&m, 0, &out[0].data, None, Some("acme")).unwrap_err();
+        assert!(err.to_string().contains("cannot decompress"), "{err}");
+        // Reading every group goes frame by frame too, so `verify` finds the bad split.
+        let err = decode(&m, 0, &out[0].data, None).unwrap_err();
         assert!(err.to_string().contains("cannot decompress"), "{err}");
         m.chunks[0].groups[1].records += 1;
         let err = decode(&m, 0, &out[0].data, None).unwrap_err();

@@ -1079,12 +1079,10 @@ impl BackupService {
                 let read = chunks
                     .iter()
                     .filter_map(|&j| m.chunks.get(j))
-                    .map(|c| c.records)
-                    .sum::<u64>();
+                    .fold(0u64, |n, c| n.saturating_add(c.records));
                 let all = m
                     .chunks_of(&table.name)
-                    .map(|(_, c)| c.records)
-                    .sum::<u64>();
+                    .fold(0u64, |n, (_, c)| n.saturating_add(c.records));
                 relay.advance(all.saturating_sub(read));
                 let only = tenant.as_deref().map(|tn| (tn, &relay));
                 let mut iter = received(&mut rx, m, key, chunks, only);
@@ -1234,6 +1232,16 @@ impl BackupService {
                         rows + dels,
                         manifest.chunks[j].records
                     )));
+                }
+                let info = &manifest.chunks[j];
+                if !info.groups.is_empty() {
+                    let tenant_column = manifest
+                        .tables
+                        .iter()
+                        .find(|t| t.name == info.table)
+                        .and_then(|t| t.tenant_position());
+                    chunk::check_groups(info, &raw, (row_len, key_len), tenant_column)
+                        .map_err(corrupt)?;
                 }
                 Ok((rows, dels))
             })

@@ -185,3 +185,100 @@ async fn key_rotation_rewraps_without_reencrypting() {
         Err(BackupError::Key(_))
     ));
 }
+
+/// A tenant restore of an encrypted chain (a full backup and an incremental) skips the chunks
+/// that hold none of the tenant's rows, decompresses only its groups of the others, still
+/// reads every tenant's keys from the incremental, and its progress reaches every total.
+#[tokio::test]
+async fn an_encrypted_chain_restores_one_tenant_from_its_groups_alone() {
+    use rbac_admin::backup::BackupKind;
+    let env = Env::new(20);
+    // 110,000 invoices of `acme` (more than two chunks: one holds nothing else), then 5,000
+    // that mix three tenants, `initech` in the mixed group.
+    exec(
+        &env.db,
+        &format!(
+            "INSERT INTO tenants VALUES ('initech', 'Initech');{}{}",
+            invoices_sql(1001, 111_000, "'acme'"),
+            invoices_sql(111_001, 116_000, THREE_TENANTS)
+        ),
+    );
+    let k = keypair(&env, "backup.key");
+    let s = service(
+        &env,
+        &format!(
+            "recipients = [\"{}\"]\nidentity_files = [\"{}\"]",
+            k.public, k.identity_file
+        ),
+    );
+    let engine = engine();
+    let ops = Actor::new("ops", &engine);
+    let f = s.create(&full(), &ops, &NoProgress).await.unwrap();
+    assert!(f.encryption.is_some());
+    let acme_alone = |c: &&rbac_admin::backup::ChunkInfo| {
+        c.table == "invoices"
+            && c.groups.len() == 1
+            && c.groups[0].tenant.as_deref() == Some("acme")
+    };
+    assert!(f.chunks.iter().any(|c| acme_alone(&c)), "{:?}", f.chunks);
+    assert!(
+        f.chunks
+            .iter()
+            .any(|c| c.table == "invoices" && c.groups.len() > 1)
+    );
+
+    // The incremental moves a row of `acme` to `initech`, changes and deletes rows of
+    // `initech`, and adds one.
+    exec(
+        &env.db,
+        "UPDATE invoices SET tenant_id = 'initech' WHERE id = 1001;
+         UPDATE invoices SET amount = amount + 0.5 WHERE tenant_id = 'initech' AND id % 100 = 0;
+         DELETE FROM invoices WHERE id = 111050;
+         INSERT INTO invoices (id, tenant_id, amount) VALUES (200000, 'initech', 1.5);",
+    );
+    let inc = s
+        .create(
+            &CreateRequest {
+                kind: BackupKind::Incremental,
+                scope: Scope::All,
+            },
+            &ops,
+            &NoProgress,
+        )
+        .await
+        .unwrap();
+    let of = |tenant: &str| -> Vec<Vec<rusqlite::types::Value>> {
+        table(&env.db, "invoices")
+            .into_iter()
+            .filter(|r| r[1] == rusqlite::types::Value::Text(tenant.into()))
+            .collect()
+    };
+    let initech = of("initech");
+    assert_eq!(initech.len(), 101);
+    exec(
+        &env.db,
+        "UPDATE invoices SET amount = -1; DELETE FROM invoices WHERE id = 200000;",
+    );
+
+    let restore = |dry_run| RestoreRequest {
+        tenant: Some("initech".into()),
+        to: None,
+        dry_run,
+        ..restore_to(&inc.id, String::new())
+    };
+    let progress = ProgressLog::default();
+    let dry = s.restore(&restore(true), &ops, &progress).await.unwrap();
+    progress.assert_complete();
+    assert_eq!(dry.chain, [f.id.clone(), inc.id.clone()]);
+    let progress = ProgressLog::default();
+    s.restore(&restore(false), &ops, &progress).await.unwrap();
+    progress.assert_complete();
+    assert_eq!(of("initech"), initech);
+    assert!(
+        table(&env.db, "invoices")
+            .iter()
+            .filter(|r| r[1] != rusqlite::types::Value::Text("initech".into()))
+            .all(|r| r[2] == rusqlite::types::Value::Real(-1.0)),
+        "other tenants untouched"
+    );
+}

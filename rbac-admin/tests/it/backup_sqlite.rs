@@ -851,15 +851,6 @@ async fn a_tenant_with_an_integer_id_restores_alone() {
     assert_eq!(rows("SELECT * FROM orders ORDER BY id"), expected);
 }
 
-/// Invoices 1001–6000 of `acme` (3 in 5), `globex` (2 in 5) and `initech` (1 in 50), in
-/// key order, so that every chunk mixes the three.
-const MIXED_TENANTS: &str = "
-INSERT INTO tenants VALUES ('initech', 'Initech');
-WITH RECURSIVE n(i) AS (SELECT 1001 UNION ALL SELECT i + 1 FROM n WHERE i < 6000)
-INSERT INTO invoices (id, tenant_id, amount, note, big)
-SELECT i, CASE WHEN i % 50 = 0 THEN 'initech' WHEN i % 5 < 3 THEN 'acme' ELSE 'globex' END,
-       i, 'invoice ' || i || ' ' || hex(randomblob(24)), i FROM n;";
-
 #[tokio::test]
 async fn tenant_restores_read_only_their_groups_of_a_full_backup() {
     let env = Env::new(20);
@@ -868,7 +859,14 @@ async fn tenant_restores_read_only_their_groups_of_a_full_backup() {
     let small = ops.full().await;
     assert!(small.chunks.iter().all(|c| c.groups.is_empty()));
     assert_eq!(small.format, 1);
-    exec(&env.db, MIXED_TENANTS);
+    // Invoices 1001–6000, in key order, so that every chunk mixes the three tenants.
+    exec(
+        &env.db,
+        &format!(
+            "INSERT INTO tenants VALUES ('initech', 'Initech');{}",
+            invoices_sql(1001, 6000, THREE_TENANTS)
+        ),
+    );
     let of = |tenant: &str| -> Vec<Vec<Value>> {
         table(&env.db, "invoices")
             .into_iter()

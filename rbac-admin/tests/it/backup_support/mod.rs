@@ -455,3 +455,46 @@ pub(crate) fn assert_changes(report: &RestoreReport, table: &str, expect: (u64, 
         "{table}"
     );
 }
+
+/// `INSERT`s of invoices `from..=to` into the SQLite test database, with `tenant` (an SQL
+/// expression of the invoice id `i`) as their tenant and a note of about 60 random characters.
+pub(crate) fn invoices_sql(from: u64, to: u64, tenant: &str) -> String {
+    format!(
+        "WITH RECURSIVE n(i) AS (SELECT {from} UNION ALL SELECT i + 1 FROM n WHERE i < {to})
+         INSERT INTO invoices (id, tenant_id, amount, note, big)
+         SELECT i, {tenant}, i, 'invoice ' || i || ' ' || hex(randomblob(24)), i FROM n;"
+    )
+}
+
+/// `acme` 3 in 5, `globex` 2 in 5 and `initech` 1 in 50: with [`invoices_sql`], rows that mix
+/// three tenants, `initech` with too few for a group of its own.
+pub(crate) const THREE_TENANTS: &str = "CASE WHEN i % 50 = 0 THEN 'initech' \
+     WHEN i % 5 < 3 THEN 'acme' ELSE 'globex' END";
+
+/// Records the progress a call reports: each phase's total, and the units advanced in it.
+#[derive(Default)]
+pub(crate) struct ProgressLog(std::sync::Mutex<Vec<(String, Option<u64>, u64)>>);
+
+impl rbac_admin::backup::Progress for ProgressLog {
+    fn phase(&self, name: &str, total: Option<u64>) {
+        self.0.lock().unwrap().push((name.to_owned(), total, 0));
+    }
+    fn advance(&self, n: u64) {
+        if let Some(last) = self.0.lock().unwrap().last_mut() {
+            last.2 += n;
+        }
+    }
+}
+
+impl ProgressLog {
+    /// Asserts that every phase with a total advanced exactly to it.
+    pub(crate) fn assert_complete(&self) {
+        let phases = self.0.lock().unwrap();
+        assert!(!phases.is_empty());
+        for (name, total, done) in phases.iter() {
+            if let Some(total) = total {
+                assert_eq!(done, total, "phase {name}: {phases:?}");
+            }
+        }
+    }
+}
