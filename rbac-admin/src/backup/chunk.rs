@@ -661,7 +661,6 @@ mod tests {
     #![allow(clippy::unwrap_used, reason = "a test fails loudly")]
 
     use super::*;
-    use crate::backup::model::{BackupKind, Compression, MANIFEST_FORMAT, Scope};
     use chrono::Utc;
 
     /// Writes `rows` (tenant, or `None` for a NULL tenant; and a payload size) as one table
@@ -683,31 +682,7 @@ mod tests {
             writer.record_done().unwrap();
         }
         writer.flush().unwrap();
-        let now = Utc::now();
-        let manifest = Manifest {
-            format: MANIFEST_FORMAT,
-            id,
-            kind: BackupKind::Full,
-            parent: None,
-            scope: Scope::All,
-            backend: "sqlite".into(),
-            schema_version: String::new(),
-            change_seq: 0,
-            change_snapshot: None,
-            source_database: None,
-            tables: Vec::new(),
-            creator: "test".into(),
-            started_at: now,
-            finished_at: now,
-            tool_version: String::new(),
-            chunks: writer.chunks.clone(),
-            compression: Compression {
-                codec: "zstd".into(),
-                level: 3,
-            },
-            encryption: None,
-            files: None,
-        };
+        let manifest = Manifest::for_test(id, Vec::new(), writer.chunks.clone());
         let out = writer.take_pending();
         (manifest, out)
     }

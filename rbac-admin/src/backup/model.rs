@@ -439,6 +439,40 @@ pub struct Manifest {
 }
 
 impl Manifest {
+    /// A full backup of scope `all` with these tables and chunks, for unit tests.
+    #[cfg(test)]
+    pub(crate) fn for_test(
+        id: BackupId,
+        tables: Vec<TableManifest>,
+        chunks: Vec<ChunkInfo>,
+    ) -> Manifest {
+        let now = Utc::now();
+        Manifest {
+            format: format_for(&chunks),
+            id,
+            kind: BackupKind::Full,
+            parent: None,
+            scope: Scope::All,
+            backend: "sqlite".into(),
+            schema_version: String::new(),
+            change_seq: 0,
+            change_snapshot: None,
+            source_database: None,
+            tables,
+            creator: "test".into(),
+            started_at: now,
+            finished_at: now,
+            tool_version: String::new(),
+            chunks,
+            compression: Compression {
+                codec: "zstd".into(),
+                level: 3,
+            },
+            encryption: None,
+            files: None,
+        }
+    }
+
     /// The chunks of `table`, in order, each with its index in [`Manifest::chunks`].
     pub(crate) fn chunks_of<'m>(
         &'m self,

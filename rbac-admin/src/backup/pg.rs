@@ -677,13 +677,14 @@ pub(crate) async fn restore(
     let mut baseline = None;
     // A tenant restore of a chain: the full step leaves the keys that later steps name to
     // them (see `later`), in a dry run as in a real restore.
-    let later = if tenant.is_some() {
+    let later = if let Some(tenant) = tenant {
         LaterKeys::read(
             &mut tx,
             steps.after_full(),
             tables,
             storage,
             later_keys_in_memory,
+            tenant,
         )
         .await?
     } else {
@@ -702,7 +703,7 @@ pub(crate) async fn restore(
             && tables.iter().any(|t| b.covers(&t.name))
         {
             if !later.staged() {
-                later::stage(&mut tx, steps.after_full(), tables, storage).await?;
+                later::stage(&mut tx, steps.after_full(), tables, storage, tenant).await?;
             }
             baseline = Some(b.with_later_keys());
         }

@@ -384,6 +384,18 @@ pub(crate) fn parse_manifest(id: &BackupId, bytes: &[u8]) -> Result<Manifest, Ba
     if &manifest.id != id {
         return Err(corrupt(format!("it names backup {}", manifest.id)));
     }
+    // A tenant restore finds each row's tenant in this column: without it, no row could be
+    // told apart, and none must be taken for the tenant's.
+    for t in &manifest.tables {
+        if let Some(column) = &t.tenant_column
+            && t.tenant_position().is_none()
+        {
+            return Err(corrupt(format!(
+                "table `{}`: its tenant column `{column}` is not among its columns",
+                t.name
+            )));
+        }
+    }
     Ok(manifest)
 }
 
@@ -464,6 +476,45 @@ mod tests {
             .err()
             .map(|e| e.to_string());
         assert!(err.unwrap_or_default().contains("unreadable"));
+    }
+
+    #[test]
+    fn a_tenant_column_missing_from_its_table_is_a_corrupt_manifest() {
+        use crate::backup::model::{ColumnInfo, TableManifest};
+        let column = |name: &str| ColumnInfo {
+            name: name.into(),
+            decl_type: "TEXT".into(),
+        };
+        let invoices = TableManifest {
+            name: "invoices".into(),
+            columns: vec![column("id"), column("tenant_id")],
+            omitted_columns: Vec::new(),
+            primary_key: vec!["id".into()],
+            tenant_column: Some("tenant_id".into()),
+            rows: 0,
+            deleted: 0,
+            create_sql: None,
+        };
+        let id = BackupId::generate(chrono::Utc::now());
+        let mut manifest = Manifest::for_test(id, vec![invoices], Vec::new());
+        let sealed = |m: &Manifest| {
+            let sealed = Sealed {
+                sha256: manifest_hash(m).unwrap_or_default(),
+                manifest: serde_json::to_value(m).unwrap_or_default(),
+            };
+            serde_json::to_vec(&sealed).unwrap_or_default()
+        };
+        assert!(parse_manifest(&manifest.id, &sealed(&manifest)).is_ok());
+        // Sealed again after the edit: only the check of the column stands in the way.
+        manifest.tables[0].tenant_column = Some("owner".into());
+        let err = parse_manifest(&manifest.id, &sealed(&manifest))
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
+        assert!(
+            err.contains("table `invoices`: its tenant column `owner` is not among its columns"),
+            "{err}"
+        );
     }
 
     #[test]

@@ -40,6 +40,7 @@ impl LaterKeys {
         tables: &[TableManifest],
         storage: &Storage,
         in_memory: usize,
+        tenant: &str,
     ) -> Result<LaterKeys, BackupError> {
         if later.manifests.is_empty() {
             return Ok(LaterKeys::None);
@@ -52,7 +53,7 @@ impl LaterKeys {
             limit = in_memory,
             "the later steps name too many keys to hold: the full step goes through a staging table"
         );
-        stage(tx, later, tables, storage).await?;
+        stage(tx, later, tables, storage, Some(tenant)).await?;
         Ok(LaterKeys::Staged)
     }
 
@@ -115,12 +116,22 @@ async fn read_into_memory(
 }
 
 /// Collects every key that a step of `later` names into [`LATER_KEYS`], as a JSON array of
-/// the key's texts (the form of the change log's keys). Creates the table: call it once.
+/// the key's texts (the form of the change log's keys), with the step that names it and,
+/// for a tenant restore, whether that record is a row of `tenant` (`mine`; every record is
+/// without a tenant). Creates the table: call it once.
+///
+/// `mine` is for the dry run of a tenant against a baseline (see `since`): there the
+/// database holds, for a key the log does not name since, what the chain's last record of
+/// the key says. A key can then be a row of the tenant only when that record is a row of
+/// the tenant, so only those keys need looking up among the tenant's rows (a small tenant's
+/// share, instead of every tenant's keys). The full step of a tenant restore leaves every
+/// later key's row to the later steps, so no other use of the keys depends on `mine`.
 pub(crate) async fn stage(
     tx: &mut PgConnection,
     later: Chain<'_>,
     tables: &[TableManifest],
     storage: &Storage,
+    tenant: Option<&str>,
 ) -> Result<(), BackupError> {
     let Chain {
         manifests: steps,
@@ -129,62 +140,84 @@ pub(crate) async fn stage(
     run(
         tx,
         format!(
-            "CREATE TEMP TABLE {LATER_KEYS} (tbl TEXT NOT NULL, k JSONB NOT NULL) ON COMMIT DROP"
+            "CREATE TEMP TABLE {LATER_KEYS} (tbl TEXT NOT NULL, k JSONB NOT NULL, \
+             step INT NOT NULL, mine BOOLEAN NOT NULL) ON COMMIT DROP"
         ),
     )
     .await?;
     let mut values = Vec::new();
-    let mut batch: Vec<String> = Vec::new();
+    let mut batch = Batch::default();
     for (step, m) in steps.iter().enumerate() {
         let key = keys.get(step).cloned().flatten();
+        let step = i32::try_from(step).unwrap_or(i32::MAX);
         for wanted in tables {
             let Some(t) = m.tables.iter().find(|x| x.name == wanted.name) else {
                 continue;
             };
             let key_positions = t.key_positions()?;
+            let tenant_position = t.tenant_position();
             for (j, _) in m.chunks_of(&t.name) {
                 let raw = fetch_chunk(storage, m, j, key.as_deref()).await?;
                 let mut reader = codec::Reader::new(&raw);
                 while let Some(tag) =
                     reader.next(t.columns.len(), t.primary_key.len(), &mut values)?
                 {
-                    let parts: Vec<&Value> = if tag == codec::ROW {
-                        key_positions
+                    let (parts, mine): (Vec<&Value>, bool) = if tag == codec::ROW {
+                        let mine = tenant.is_none_or(|tn| {
+                            tenant_position
+                                .and_then(|i| values.get(i))
+                                .is_some_and(|v| matches!(v, Value::Text(s) if s == tn))
+                        });
+                        let parts = key_positions
                             .iter()
                             .filter_map(|&i| values.get(i))
-                            .collect()
+                            .collect();
+                        (parts, mine)
                     } else {
-                        values.iter().collect()
+                        (values.iter().collect(), tenant.is_none())
                     };
                     if let Some(text) = key_json(&parts) {
-                        batch.push(text);
+                        batch.keys.push(text);
+                        batch.mine.push(mine);
                     }
-                    if batch.len() >= 10_000 {
-                        insert(tx, &t.name, &mut batch).await?;
+                    if batch.keys.len() >= 10_000 {
+                        insert(tx, &t.name, step, &mut batch).await?;
                     }
                 }
             }
-            insert(tx, &t.name, &mut batch).await?;
+            insert(tx, &t.name, step, &mut batch).await?;
         }
     }
     run(tx, format!("ANALYZE {LATER_KEYS}")).await?;
     Ok(())
 }
 
-/// Moves the keys in `batch` (JSON texts) of `table` into [`LATER_KEYS`], if there are any.
+/// Keys on their way to [`LATER_KEYS`].
+#[derive(Default)]
+struct Batch {
+    keys: Vec<String>,
+    mine: Vec<bool>,
+}
+
+/// Moves the keys in `batch` (JSON texts) of `table`, named by `step`, into [`LATER_KEYS`],
+/// if there are any.
 async fn insert(
     tx: &mut PgConnection,
     table: &str,
-    batch: &mut Vec<String>,
+    step: i32,
+    batch: &mut Batch,
 ) -> Result<(), BackupError> {
-    if batch.is_empty() {
+    if batch.keys.is_empty() {
         return Ok(());
     }
     sqlx::query(AssertSqlSafe(format!(
-        "INSERT INTO {LATER_KEYS} (tbl, k) SELECT $1, unnest($2::text[])::jsonb"
+        "INSERT INTO {LATER_KEYS} (tbl, k, step, mine) \
+         SELECT $1, k::jsonb, $2, mine FROM unnest($3::text[], $4::bool[]) AS u(k, mine)"
     )))
     .bind(table)
-    .bind(std::mem::take(batch))
+    .bind(step)
+    .bind(std::mem::take(&mut batch.keys))
+    .bind(std::mem::take(&mut batch.mine))
     .execute(&mut *tx)
     .await?;
     Ok(())

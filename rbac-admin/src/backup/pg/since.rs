@@ -97,10 +97,18 @@ impl Baseline {
     }
 
     /// The keys (as the log's JSON `pk` texts) that rows may differ in since the baseline:
-    /// a subquery, with the table's name bound as `$1` and the baseline as `$2`.
-    fn changed_pks(&self) -> String {
+    /// a subquery, with the table's name bound as `$1` and the baseline as `$2`. With
+    /// `in_database`, for the rows of the database rather than the backup's: of the later
+    /// keys, only those whose last record is a row of the tenant (see `later::stage`), as the
+    /// others cannot be the tenant's rows unless the log names them.
+    fn changed_pks(&self, in_database: bool) -> String {
         let (condition, _, _) = self.since.condition();
-        let later = if self.later_keys {
+        let later = if self.later_keys && in_database {
+            format!(
+                " UNION SELECT k::text FROM (SELECT DISTINCT ON (k) k, mine FROM {LATER_KEYS} \
+                 WHERE tbl = $1 ORDER BY k, step DESC) l WHERE mine"
+            )
+        } else if self.later_keys {
             format!(" UNION SELECT k::text FROM {LATER_KEYS} WHERE tbl = $1")
         } else {
             String::new()
@@ -274,7 +282,8 @@ async fn read_changed_keys(
     let sql = format!(
         "SELECT {} FROM {} c LIMIT {}",
         key_texts(t, &positions).join(", "),
-        baseline.changed_pks(),
+        // The backup's rows of every later key are compared, then left to the later steps.
+        baseline.changed_pks(false),
         at_most.saturating_add(1)
     );
     // Streamed: the keys are held once, as the filter's.
@@ -327,8 +336,9 @@ pub(crate) fn logged_key(t: &TableManifest, n: usize, pk: &str) -> String {
     format!("({pk}::jsonb ->> {n})::{ty}")
 }
 
-/// The changed keys of one table, as SQL for the comparison's delete count: a subquery with
-/// columns `k0, k1, ...` typed like the table's key (`$1` table name, `$2` baseline).
+/// The changed keys of one table's rows in the database, as SQL for the comparison's delete
+/// count: a subquery with columns `k0, k1, ...` typed like the table's key (`$1` table name,
+/// `$2` baseline).
 pub(crate) fn changed_keys_sql(t: &TableManifest, baseline: &Baseline) -> (String, Vec<String>) {
     let cols: Vec<String> = (0..t.primary_key.len())
         .map(|n| format!("{} AS k{n}", logged_key(t, n, "pk")))
@@ -338,7 +348,7 @@ pub(crate) fn changed_keys_sql(t: &TableManifest, baseline: &Baseline) -> (Strin
         format!(
             "SELECT DISTINCT {} FROM {} c",
             cols.join(", "),
-            baseline.changed_pks()
+            baseline.changed_pks(true)
         ),
         names,
     )
