@@ -116,16 +116,19 @@ async fn read_into_memory(
 }
 
 /// Collects every key that a step of `later` names into [`LATER_KEYS`], as a JSON array of
-/// the key's texts (the form of the change log's keys), with the step that names it and,
-/// for a tenant restore, whether that record is a row of `tenant` (`mine`; every record is
-/// without a tenant). Creates the table: call it once.
+/// the key's texts (the form of the change log's keys), with the step that names it and
+/// `mine`: for a restore of everything, true; for a tenant's, true for a row of the tenant,
+/// false for a delete, and NULL for another tenant's row, which a tenant restore skips.
+/// Creates the table: call it once.
 ///
 /// `mine` is for the dry run of a tenant against a baseline (see `since`): there the
-/// database holds, for a key the log does not name since, what the chain's last record of
-/// the key says. A key can then be a row of the tenant only when that record is a row of
-/// the tenant, so only those keys need looking up among the tenant's rows (a small tenant's
-/// share, instead of every tenant's keys). The full step of a tenant restore leaves every
-/// later key's row to the later steps, so no other use of the keys depends on `mine`.
+/// database holds, for a key the log does not name since, what the last record of the key
+/// that a restore of the tenant applies says (for the source database, the chain's last
+/// record; another tenant's row there only makes the set larger). A key can then be a row of
+/// the tenant only when that record is a row of the tenant, so only those keys need looking
+/// up among the tenant's rows (a small tenant's share, instead of every tenant's keys). The
+/// full step of a tenant restore leaves every later key's row to the later steps, so no
+/// other use of the keys depends on `mine`.
 pub(crate) async fn stage(
     tx: &mut PgConnection,
     later: Chain<'_>,
@@ -141,7 +144,7 @@ pub(crate) async fn stage(
         tx,
         format!(
             "CREATE TEMP TABLE {LATER_KEYS} (tbl TEXT NOT NULL, k JSONB NOT NULL, \
-             step INT NOT NULL, mine BOOLEAN NOT NULL) ON COMMIT DROP"
+             step INT NOT NULL, mine BOOLEAN) ON COMMIT DROP"
         ),
     )
     .await?;
@@ -162,19 +165,21 @@ pub(crate) async fn stage(
                 while let Some(tag) =
                     reader.next(t.columns.len(), t.primary_key.len(), &mut values)?
                 {
-                    let (parts, mine): (Vec<&Value>, bool) = if tag == codec::ROW {
-                        let mine = tenant.is_none_or(|tn| {
-                            tenant_position
+                    let (parts, mine): (Vec<&Value>, Option<bool>) = if tag == codec::ROW {
+                        let mine = match tenant {
+                            None => Some(true),
+                            Some(tn) => tenant_position
                                 .and_then(|i| values.get(i))
                                 .is_some_and(|v| matches!(v, Value::Text(s) if s == tn))
-                        });
+                                .then_some(true),
+                        };
                         let parts = key_positions
                             .iter()
                             .filter_map(|&i| values.get(i))
                             .collect();
                         (parts, mine)
                     } else {
-                        (values.iter().collect(), tenant.is_none())
+                        (values.iter().collect(), Some(tenant.is_none()))
                     };
                     if let Some(text) = key_json(&parts) {
                         batch.keys.push(text);
@@ -196,7 +201,7 @@ pub(crate) async fn stage(
 #[derive(Default)]
 struct Batch {
     keys: Vec<String>,
-    mine: Vec<bool>,
+    mine: Vec<Option<bool>>,
 }
 
 /// Moves the keys in `batch` (JSON texts) of `table`, named by `step`, into [`LATER_KEYS`],
