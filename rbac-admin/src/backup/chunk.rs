@@ -544,13 +544,7 @@ pub(crate) fn decode_for(
     key: Option<&DataKey>,
     tenant: Option<&str>,
 ) -> Result<(Vec<u8>, u64), BackupError> {
-    let info = manifest
-        .chunks
-        .get(index)
-        .ok_or_else(|| BackupError::CorruptManifest {
-            id: manifest.id.to_string(),
-            reason: format!("no chunk {index}"),
-        })?;
+    let info = manifest.chunk(index)?;
     let corrupt = |reason: String| BackupError::CorruptChunk {
         id: manifest.id.clone(),
         chunk: info.name.clone(),
@@ -603,8 +597,6 @@ pub(crate) fn decode_for(
                 "its groups do not add up to the chunk the manifest describes".into(),
             ));
         }
-    }
-    if !info.groups.is_empty() {
         // Frame by frame, even for every group: a split that does not fall on the frames is
         // found by every reader, not only by a tenant's restore.
         let wanted = |g: &ChunkGroup| match (tenant, g.tenant.as_deref()) {

@@ -473,6 +473,16 @@ impl Manifest {
         }
     }
 
+    /// Chunk `index`, or a corrupt-manifest error naming it.
+    pub(crate) fn chunk(&self, index: usize) -> Result<&ChunkInfo, BackupError> {
+        self.chunks
+            .get(index)
+            .ok_or_else(|| BackupError::CorruptManifest {
+                id: self.id.to_string(),
+                reason: format!("no chunk {index}"),
+            })
+    }
+
     /// The chunks of `table`, in order, each with its index in [`Manifest::chunks`].
     pub(crate) fn chunks_of<'m>(
         &'m self,

@@ -1350,13 +1350,7 @@ pub(super) async fn fetch_chunk_for(
     key: Option<&DataKey>,
     tenant: Option<&str>,
 ) -> Result<(Vec<u8>, u64), BackupError> {
-    let info = m
-        .chunks
-        .get(j)
-        .ok_or_else(|| BackupError::CorruptManifest {
-            id: m.id.to_string(),
-            reason: format!("no chunk {j}"),
-        })?;
+    let info = m.chunk(j)?;
     if let Some(tenant) = tenant
         && !info.may_hold(tenant)
     {

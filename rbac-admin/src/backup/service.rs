@@ -1010,8 +1010,6 @@ impl BackupService {
                 };
                 let chunks: Vec<usize> = m.chunks_of(&t.name).map(|(j, _)| j).collect();
                 steps.push((i, tm.clone(), chunks));
-                // A tenant restore leaves out the chunks that hold none of the tenant's rows
-                // (see `ChunkInfo::groups`); the later steps' keys below are read from all.
             }
         }
         // A tenant restore of a chain reads the later steps' keys first (see
@@ -1022,6 +1020,8 @@ impl BackupService {
         } else {
             Vec::new()
         };
+        // A tenant restore leaves out the chunks that hold none of the tenant's rows (see
+        // `ChunkInfo::groups`); the later steps' keys, above, are read from every chunk.
         if let Some(tn) = tenant.as_deref() {
             for (i, _, chunks) in &mut steps {
                 let m = &chain[*i];
