@@ -1,14 +1,16 @@
 //! Sets of row keys, held in memory: the keys that the steps after the full backup of a
-//! tenant restore's chain name.
+//! tenant restore's chain name, each with the last step that names it.
 //!
-//! A row of a tenant's full backup may since have moved to another tenant under the same key;
-//! replayed as it was, it would collide with that tenant's row. So the full step leaves every
-//! key that a later step names (a row of any tenant, or a delete) to the later step that has
-//! the last word on it. Both backends read those keys before the full step and hold up to
-//! [`IN_MEMORY`] of them here, so that each row of the full step is checked as it is read;
-//! past that, they keep them in a temporary table.
+//! A row of a tenant's backup may since have moved to another tenant under the same key;
+//! replayed as it was, it would collide with that tenant's row, or make the row the tenant's
+//! again. So each step leaves every key that a later step names (a row of any tenant, or a
+//! delete) to the last step that names it, which has the last word on it: a row of the tenant
+//! there is restored, a row of another tenant or a delete means the key is not the tenant's.
+//! Both backends read those keys before the full step and hold up to [`IN_MEMORY`] of them
+//! here, so that each record is checked as it is read; past that, they keep them in a
+//! temporary table.
 
-use std::collections::HashSet;
+use std::collections::HashMap;
 
 use super::codec::{Value, ValueRef};
 
@@ -16,42 +18,54 @@ use super::codec::{Value, ValueRef};
 /// 15 MB. An incremental after 1% of 10 million rows changed names about 100,000.
 pub(crate) const IN_MEMORY: usize = 250_000;
 
-/// Row keys, encoded by [`encode`].
+/// Row keys, encoded by [`encode`], each with the last step of the chain that names it (the
+/// full backup is step 0).
 #[derive(Debug, Default)]
 pub(crate) struct KeySet {
-    keys: HashSet<Box<[u8]>>,
+    keys: HashMap<Box<[u8]>, u32>,
 }
 
 impl KeySet {
-    /// Adds the key whose parts are `parts`; true if it is new. A key that cannot be encoded
-    /// is not added.
+    /// Notes that `step` names the key whose parts are `parts`; true if the key is new. A key
+    /// that cannot be encoded is not added.
     pub(crate) fn insert<'v>(
         &mut self,
         parts: impl Iterator<Item = Option<ValueRef<'v>>>,
+        step: u32,
         scratch: &mut Vec<u8>,
     ) -> bool {
         scratch.clear();
-        encode(parts, scratch) && self.keys.insert(scratch.as_slice().into())
+        if !encode(parts, scratch) {
+            return false;
+        }
+        if let Some(last) = self.keys.get_mut(scratch.as_slice()) {
+            *last = (*last).max(step);
+            return false;
+        }
+        self.keys.insert(scratch.as_slice().into(), step);
+        true
     }
 
-    /// Whether the key whose parts are `parts` is one of them (`scratch` is reused between
-    /// calls, to spare an allocation per row).
-    pub(crate) fn holds<'v>(
+    /// Whether a step after `step` names the key whose parts are `parts` (`scratch` is reused
+    /// between calls, to spare an allocation per row).
+    pub(crate) fn named_after<'v>(
         &self,
         parts: impl Iterator<Item = Option<ValueRef<'v>>>,
+        step: u32,
         scratch: &mut Vec<u8>,
     ) -> bool {
         scratch.clear();
-        encode(parts, scratch) && self.keys.contains(scratch.as_slice())
+        encode(parts, scratch) && self.key_named_after(scratch, step)
     }
 
-    /// Whether `key` (encoded by [`encode`]) is one of them.
-    pub(crate) fn contains(&self, key: &[u8]) -> bool {
-        self.keys.contains(key)
+    /// The same for `key`, encoded by [`encode`].
+    pub(crate) fn key_named_after(&self, key: &[u8], step: u32) -> bool {
+        self.keys.get(key).is_some_and(|&last| last > step)
     }
 
-    /// The encoded keys, for a temporary table that takes over when there are too many.
-    pub(crate) fn drain(&mut self) -> impl Iterator<Item = Box<[u8]>> + '_ {
+    /// The encoded keys with their last step, for a temporary table that takes over when
+    /// there are too many.
+    pub(crate) fn drain(&mut self) -> impl Iterator<Item = (Box<[u8]>, u32)> + '_ {
         self.keys.drain()
     }
 }
@@ -183,25 +197,36 @@ mod tests {
             ValueRef::Text("acme"),
             ValueRef::Real(1.5),
         ];
-        assert!(set.insert(key_parts(true, &row, &[1, 0]), &mut scratch));
+        assert!(set.insert(key_parts(true, &row, &[1, 0]), 2, &mut scratch));
         assert!(
-            !set.insert(key_parts(true, &row, &[1, 0]), &mut scratch),
+            !set.insert(key_parts(true, &row, &[1, 0]), 1, &mut scratch),
             "once"
         );
         let delete = [Value::Text("globex".into()), Value::Int(8)];
-        assert!(set.insert(owned_key_parts(false, &delete, &[]), &mut scratch));
-        assert_eq!(set.drain().count(), 2);
-        assert!(set.insert(key_parts(true, &row, &[1, 0]), &mut scratch));
-        assert!(set.insert(owned_key_parts(false, &delete, &[]), &mut scratch));
+        assert!(set.insert(owned_key_parts(false, &delete, &[]), 1, &mut scratch));
+        let mut drained: Vec<u32> = set.drain().map(|(_, step)| step).collect();
+        drained.sort();
+        assert_eq!(drained, [1, 2], "the last step that names each key");
+        assert!(set.insert(key_parts(true, &row, &[1, 0]), 1, &mut scratch));
+        assert!(!set.insert(key_parts(true, &row, &[1, 0]), 3, &mut scratch));
+        assert!(set.insert(owned_key_parts(false, &delete, &[]), 1, &mut scratch));
 
+        // (acme, 7) is named last by step 3, (globex, 8) by step 1.
         let key = [ValueRef::Text("acme"), ValueRef::Int(7)];
-        assert!(set.holds(key_parts(false, &key, &[]), &mut scratch));
+        for (step, after) in [(0, true), (2, true), (3, false), (4, false)] {
+            assert_eq!(
+                set.named_after(key_parts(false, &key, &[]), step, &mut scratch),
+                after,
+                "after step {step}"
+            );
+        }
         let moved = [Value::Int(8), Value::Text("globex".into())];
-        assert!(set.holds(owned_key_parts(true, &moved, &[1, 0]), &mut scratch));
+        assert!(set.named_after(owned_key_parts(true, &moved, &[1, 0]), 0, &mut scratch));
+        assert!(!set.named_after(owned_key_parts(true, &moved, &[1, 0]), 1, &mut scratch));
         let other = [ValueRef::Text("globex"), ValueRef::Int(7)];
-        assert!(!set.holds(key_parts(false, &other, &[]), &mut scratch));
+        assert!(!set.named_after(key_parts(false, &other, &[]), 0, &mut scratch));
         assert!(
-            !set.holds(key_parts(true, &row, &[1, 9]), &mut scratch),
+            !set.named_after(key_parts(true, &row, &[1, 9]), 0, &mut scratch),
             "short row"
         );
     }

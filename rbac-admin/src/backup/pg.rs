@@ -675,8 +675,8 @@ pub(crate) async fn restore(
     let mut xmin = String::new();
     let mut dry_stages = Vec::new();
     let mut baseline = None;
-    // A tenant restore of a chain: the full step leaves the keys that later steps name to
-    // them (see `later`), in a dry run as in a real restore.
+    // A tenant restore of a chain: each step leaves the keys that later steps name to them
+    // (see `later`), in a dry run as in a real restore.
     let later = if let Some(tenant) = tenant {
         LaterKeys::read(
             &mut tx,
@@ -755,9 +755,11 @@ pub(crate) async fn restore(
             };
             let apply = Apply {
                 full,
+                step: u32::try_from(step).unwrap_or(u32::MAX),
+                later_steps: step + 1 < chain.len(),
                 dry_run,
-                later_keys_staged: full && later.staged(),
-                leave: if full { later.of(&t.name) } else { None },
+                later_keys_staged: later.staged(),
+                leave: later.of(&t.name),
                 dry_stage: stage,
                 baseline: baseline.as_ref(),
                 empty_shortcut: shortcuts,
@@ -912,12 +914,16 @@ struct Step<'a> {
 struct Apply<'a> {
     /// The step is the chain's full backup.
     full: bool,
+    /// The step's place in the chain (the full backup is 0).
+    step: u32,
+    /// Steps come after this one.
+    later_steps: bool,
     dry_run: bool,
-    /// The full step leaves the keys that later steps name to them, through the temporary
-    /// table of `later` (too many keys to hold).
+    /// The step leaves the keys that later steps name to them, through the temporary table
+    /// of `later` (too many keys to hold).
     later_keys_staged: bool,
-    /// The keys that later steps name in this table, held in memory: the full step leaves
-    /// them to those steps.
+    /// The keys that later steps name in this table, held in memory, each with the last step
+    /// that names it: the step leaves those named after it to them.
     leave: Option<&'a Arc<KeySet>>,
     /// The temporary table a dry run compares the full step in, when the table has one.
     dry_stage: Option<&'a str>,
@@ -1132,8 +1138,20 @@ async fn restore_table(
         columns: t.columns.len(),
         tenant: tenant_filter.map(|(tn, _)| tn),
     };
+    let writes = RowWrites {
+        table: &t.name,
+        insert_sql: &insert_sql,
+        delete_sql: &delete_sql,
+        upsert,
+        tenant: tenant_filter.map(|(tn, _)| tn),
+    };
+    // Each record applies unless a later step names its key (a tenant restore of a chain):
+    // held in memory, that is checked as the record is read; in the temporary table, for a
+    // batch of records at a time.
+    let mut batch: Vec<(u8, Vec<Value>)> = Vec::new();
     let mut pending: Vec<(u8, Vec<Value>)> = Vec::new();
     let mut values = Vec::new();
+    let mut scratch = Vec::new();
     for (j, info) in m.chunks_of(&t.name) {
         let tenant = tenant_filter.map(|(tn, _)| tn);
         let (raw, _) = fetch_chunk_for(storage, m, j, key.as_deref(), tenant).await?;
@@ -1145,52 +1163,27 @@ async fn restore_table(
             {
                 continue;
             }
-            let key_values: Vec<&Value> = if tag == codec::ROW {
-                key_positions
-                    .iter()
-                    .filter_map(|&i| values.get(i))
-                    .collect()
-            } else {
-                values.iter().collect()
-            };
-            if dry_run {
-                pending.push((tag, std::mem::take(&mut values)));
+            if let Some(keys) = apply.leave {
+                let parts = keyset::owned_key_parts(tag == codec::ROW, &values, &key_positions);
+                if keys.named_after(parts, apply.step, &mut scratch) {
+                    continue;
+                }
+            }
+            batch.push((tag, std::mem::take(&mut values)));
+            if batch.len() >= DRY_LOOKUP_BATCH {
+                writes
+                    .take(tx, t, apply, &mut batch, &mut pending, &mut report)
+                    .await?;
                 if pending.len() >= DRY_LOOKUP_BATCH {
                     dry.compare(tx, &mut pending, &mut report).await?;
                 }
-                continue;
             }
-            if tag != codec::ROW {
-                let mut q = sqlx::query(AssertSqlSafe(delete_sql.as_str()));
-                for v in &key_values {
-                    q = bind_value(q, v);
-                }
-                if let Some((tn, _)) = tenant_filter {
-                    q = q.bind(tn);
-                }
-                report.delete += q.execute(&mut *tx).await?.rows_affected();
-                continue;
-            }
-            let mut q = sqlx::query(AssertSqlSafe(insert_sql.as_str()));
-            for v in &values {
-                q = bind_value(q, v);
-            }
-            let done = q.execute(&mut *tx).await.map_err(|e| {
-                BackupError::Database(format!(
-                    "restore of `{}` failed, nothing was changed: {e}",
-                    t.name
-                ))
-            })?;
-            if upsert && done.rows_affected() == 0 && tenant_filter.is_some() {
-                return Err(BackupError::Schema(format!(
-                    "table `{}`: a restored row's key belongs to another tenant; nothing was changed",
-                    t.name
-                )));
-            }
-            report.insert += 1;
         }
         progress.advance(info.records);
     }
+    writes
+        .take(tx, t, apply, &mut batch, &mut pending, &mut report)
+        .await?;
     if dry_run {
         dry.compare(tx, &mut pending, &mut report).await?;
     }
@@ -1202,8 +1195,91 @@ async fn restore_table(
     Ok(Some(report))
 }
 
-/// Records a dry run looks up in one query.
+/// Records a dry run looks up in one query (and a restore looks up among the later keys of
+/// a tenant restore, when they are in the temporary table).
 const DRY_LOOKUP_BATCH: usize = 2_000;
+
+/// How an incremental step writes its records, one at a time.
+struct RowWrites<'a> {
+    table: &'a str,
+    /// Inserts (or upserts) a row, its values bound in order.
+    insert_sql: &'a str,
+    /// Deletes by key (and tenant), the key's values bound in order, then the tenant.
+    delete_sql: &'a str,
+    upsert: bool,
+    tenant: Option<&'a str>,
+}
+
+impl RowWrites<'_> {
+    /// Applies the records of `batch` (emptied) that no later step names, or in a dry run
+    /// moves them to `pending`, for comparison. The later keys in the temporary table are
+    /// looked up here, once for the batch.
+    async fn take(
+        &self,
+        tx: &mut PgConnection,
+        t: &TableManifest,
+        apply: &Apply<'_>,
+        batch: &mut Vec<(u8, Vec<Value>)>,
+        pending: &mut Vec<(u8, Vec<Value>)>,
+        report: &mut TableReport,
+    ) -> Result<(), BackupError> {
+        let left = if apply.later_keys_staged && apply.later_steps && !batch.is_empty() {
+            later::named_after(tx, t, apply.step, batch).await?
+        } else {
+            Vec::new()
+        };
+        for (n, record) in batch.drain(..).enumerate() {
+            if left.get(n).copied().unwrap_or(false) {
+                continue;
+            }
+            if apply.dry_run {
+                pending.push(record);
+            } else {
+                self.apply(tx, &record, report).await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Applies one record (tag and values, as read), counting it into `report`.
+    async fn apply(
+        &self,
+        tx: &mut PgConnection,
+        (tag, values): &(u8, Vec<Value>),
+        report: &mut TableReport,
+    ) -> Result<(), BackupError> {
+        if *tag != codec::ROW {
+            // A delete record's values are its key.
+            let mut q = sqlx::query(AssertSqlSafe(self.delete_sql));
+            for v in values {
+                q = bind_value(q, v);
+            }
+            if let Some(tn) = self.tenant {
+                q = q.bind(tn);
+            }
+            report.delete += q.execute(&mut *tx).await?.rows_affected();
+            return Ok(());
+        }
+        let mut q = sqlx::query(AssertSqlSafe(self.insert_sql));
+        for v in values {
+            q = bind_value(q, v);
+        }
+        let done = q.execute(&mut *tx).await.map_err(|e| {
+            BackupError::Database(format!(
+                "restore of `{}` failed, nothing was changed: {e}",
+                self.table
+            ))
+        })?;
+        if self.upsert && done.rows_affected() == 0 && self.tenant.is_some() {
+            return Err(BackupError::Schema(format!(
+                "table `{}`: a restored row's key belongs to another tenant; nothing was changed",
+                self.table
+            )));
+        }
+        report.insert += 1;
+        Ok(())
+    }
+}
 
 /// How a dry run compares the records of a step row by row (incremental steps, and full
 /// steps of tables without a staging table) with what the table holds under their keys.
@@ -2086,8 +2162,13 @@ impl CopySource {
                 {
                     continue;
                 }
+                // A full step (the chain's first) leaves every key a later step names.
                 if let Some((keys, positions)) = &self.leave
-                    && keys.holds(keyset::key_parts(true, &values, positions), &mut scratch)
+                    && keys.named_after(
+                        keyset::key_parts(true, &values, positions),
+                        0,
+                        &mut scratch,
+                    )
                 {
                     continue;
                 }

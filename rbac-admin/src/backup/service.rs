@@ -1065,7 +1065,8 @@ impl BackupService {
             for (i, table, chunks) in &worker_later {
                 let key = keys.get(*i).cloned().flatten();
                 let mut iter = received(&mut rx, &worker_manifests[*i], key, chunks, None);
-                restorer.note_later_keys(table, &mut iter)?;
+                let step = u32::try_from(*i).unwrap_or(u32::MAX);
+                restorer.note_later_keys(table, step, &mut iter)?;
                 for _ in iter {}
             }
             for (i, table, chunks) in &worker_steps {
@@ -1088,6 +1089,7 @@ impl BackupService {
                 let mut iter = received(&mut rx, m, key, chunks, only);
                 let step = Step {
                     table,
+                    index: u32::try_from(*i).unwrap_or(u32::MAX),
                     full: m.kind == BackupKind::Full,
                     tenant: tenant.as_deref(),
                 };

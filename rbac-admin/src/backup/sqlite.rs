@@ -416,6 +416,8 @@ pub struct TableReport {
 /// One step of a restore as given to [`Restorer`].
 pub(crate) struct Step<'a> {
     pub(crate) table: &'a TableManifest,
+    /// The step's place in its chain: 0 for the full backup.
+    pub(crate) index: u32,
     pub(crate) full: bool,
     pub(crate) tenant: Option<&'a str>,
 }
@@ -439,10 +441,10 @@ enum Mode<'t> {
 pub(crate) struct Restorer<'c> {
     tx: rusqlite::Transaction<'c>,
     dry_run: bool,
-    /// Whether [`Restorer::note_later_keys`] ran: full steps of a tenant restore then skip
-    /// the keys it noted.
+    /// Whether [`Restorer::note_later_keys`] ran: each step of a tenant restore then skips
+    /// the keys it noted for a step after it.
     later_keys: bool,
-    /// The keys it noted, per table, held in memory...
+    /// The keys it noted, per table, with the last step that names each, held in memory...
     later: HashMap<String, KeySet>,
     /// ... this many of them ...
     later_held: usize,
@@ -517,14 +519,16 @@ impl<'c> Restorer<'c> {
         self.later_in_memory = n;
     }
 
-    /// For a tenant restore of a chain, before any step: notes every key that a step after
-    /// the full one names for `t` (a row, of any tenant, or a delete). The full step then
-    /// leaves those keys to the later step that has the last word on them: a row of the
-    /// tenant's full backup may since have moved to another tenant under the same key, and
-    /// replayed as it was, it would collide with that tenant's row.
+    /// For a tenant restore of a chain, before any step: notes every key that `step` (an
+    /// incremental, by its place in the chain) names for `t` (a row, of any tenant, or a
+    /// delete). Each step then leaves the keys that a step after it names to the last of
+    /// those, which has the last word on them: a row of the tenant's backup may since have
+    /// moved to another tenant under the same key, and replayed as it was, it would collide
+    /// with that tenant's row or make the row the tenant's again (see [`keyset`]).
     pub(crate) fn note_later_keys(
         &mut self,
         t: &TableManifest,
+        step: u32,
         chunks: &mut dyn Iterator<Item = Result<Vec<u8>, BackupError>>,
     ) -> Result<(), BackupError> {
         self.later_keys = true;
@@ -539,7 +543,7 @@ impl<'c> Restorer<'c> {
                 reader.next_ref(t.columns.len(), t.primary_key.len(), &mut values)?
             {
                 let parts = keyset::key_parts(tag == codec::ROW, &values, &key_positions);
-                if set.insert(parts, &mut scratch) {
+                if set.insert(parts, step, &mut scratch) {
                     self.later_held += 1;
                 }
             }
@@ -554,14 +558,15 @@ impl<'c> Restorer<'c> {
     fn spill_later_keys(&mut self) -> Result<(), BackupError> {
         self.tx.execute_batch(
             "CREATE TEMP TABLE IF NOT EXISTS rbac_restore_later \
-             (tbl TEXT NOT NULL, k BLOB NOT NULL, PRIMARY KEY (tbl, k))",
+             (tbl TEXT NOT NULL, k BLOB NOT NULL, step INTEGER NOT NULL, PRIMARY KEY (tbl, k))",
         )?;
-        let mut insert = self
-            .tx
-            .prepare("INSERT OR IGNORE INTO temp.rbac_restore_later VALUES (?1, ?2)")?;
+        let mut insert = self.tx.prepare(
+            "INSERT INTO temp.rbac_restore_later VALUES (?1, ?2, ?3) \
+             ON CONFLICT (tbl, k) DO UPDATE SET step = max(step, excluded.step)",
+        )?;
         for (table, set) in &mut self.later {
-            for key in set.drain() {
-                insert.execute((table.as_str(), &*key))?;
+            for (key, step) in set.drain() {
+                insert.execute((table.as_str(), &*key, step))?;
             }
         }
         self.later_held = 0;
@@ -745,14 +750,13 @@ impl<'c> Restorer<'c> {
         };
         let row_len = t.columns.len();
         let key_len = t.primary_key.len();
-        // The keys that later steps name, which a full step of a tenant restore leaves them.
-        let leave = self.later_keys && step.full && tenant_filter.is_some();
+        // The keys that later steps name, which each step of a tenant restore leaves them.
+        let leave = self.later_keys && tenant_filter.is_some();
         let leave_held = self.later.get(&t.name).filter(|_| leave);
         let mut leave_spilled = if leave && self.later_spilled {
-            Some(
-                self.tx
-                    .prepare("SELECT 1 FROM temp.rbac_restore_later WHERE tbl = ?1 AND k = ?2")?,
-            )
+            Some(self.tx.prepare(
+                "SELECT 1 FROM temp.rbac_restore_later WHERE tbl = ?1 AND k = ?2 AND step > ?3",
+            )?)
         } else {
             None
         };
@@ -797,9 +801,12 @@ impl<'c> Restorer<'c> {
                     scratch.clear();
                     let parts = keyset::owned_key_parts(tag == codec::ROW, &values, &key_positions);
                     if keyset::encode(parts, &mut scratch) {
-                        let held = leave_held.is_some_and(|set| set.contains(&scratch));
+                        let held =
+                            leave_held.is_some_and(|set| set.key_named_after(&scratch, step.index));
                         let spilled = match &mut leave_spilled {
-                            Some(lookup) => lookup.exists((t.name.as_str(), scratch.as_slice()))?,
+                            Some(lookup) => {
+                                lookup.exists((t.name.as_str(), scratch.as_slice(), step.index))?
+                            }
                             None => false,
                         };
                         if held || spilled {

@@ -1621,16 +1621,23 @@ async fn postgres_tenant_dry_runs_of_a_chain_agree_when_rows_move_between_tenant
         .await;
     agree("after more moves").await;
 
-    // Restored for acme (7 and 9 first deleted, so that no row of the chain's acme rows is
-    // globex's), the database holds what acme's restore applied: 7 is acme's from the first
-    // incremental, though the second gives it to globex. Then changed again.
-    pg.exec("DELETE FROM invoices WHERE id IN (7, 9)").await;
+    // Restored for acme (9 first deleted: the chain's last word gives it to acme, the
+    // database to globex), the database holds what acme's restore applied: 7 is not acme's,
+    // as the second incremental gives it to globex. Then changed again.
+    pg.exec("DELETE FROM invoices WHERE id = 9").await;
     backup_support::settle_postgres(&pg.url).await;
     ops.restore(&RestoreRequest {
         tenant: Some("acme".into()),
         ..restore_of(&chain.id)
     })
     .await;
+    assert_eq!(
+        rows_of(&pg.url, "invoices", "WHERE id IN (7, 9)")
+            .await
+            .len(),
+        1,
+        "7 went with acme's other rows, 9 is acme's again"
+    );
     pg.exec("UPDATE invoices SET paid = NOT paid WHERE id = 20")
         .await;
     let fast = dry_steps(&ops.service, &ops.actor(), &chain.id, Some("acme")).await;
@@ -1640,4 +1647,79 @@ async fn postgres_tenant_dry_runs_of_a_chain_agree_when_rows_move_between_tenant
         of_table(&fast, "invoices")[0][5] > 0,
         "after acme's restore, the fast path was taken: {fast:?}"
     );
+}
+
+#[tokio::test]
+#[cfg_attr(
+    not(rbac_pg_tests),
+    ignore = "needs PostgreSQL: set RBAC_TEST_POSTGRES_URL (bash .ci/postgres.sh prints one)"
+)]
+async fn postgres_tenant_chains_restore_each_key_from_the_last_step_that_names_it() {
+    // As on SQLite: a row one incremental gives to acme and the next takes away is not
+    // restored as acme's, nor a row that goes, and a row that comes back is; with the later
+    // keys held in memory and in the temporary table, in dry runs and restores.
+    let pg = fresh().await;
+    let ops = pg.ops();
+    let staged = backup_support::Ops::new(pg.failing(FailPoint::LaterKeysOverflow));
+    ops.full().await;
+    pg.exec(
+        "UPDATE invoices SET tenant_id = 'acme' WHERE id = 2;
+         UPDATE invoices SET tenant_id = 'globex' WHERE id = 1;
+         INSERT INTO invoices (id, tenant_id, amount) VALUES (5000, 'acme', 1);",
+    )
+    .await;
+    ops.incremental().await;
+    pg.exec(
+        "UPDATE invoices SET tenant_id = 'globex' WHERE id = 2;
+         UPDATE invoices SET tenant_id = 'acme' WHERE id = 1;
+         DELETE FROM invoices WHERE id = 5000;",
+    )
+    .await;
+    let chain = ops.incremental().await;
+    let snapshot = pg.dump().await;
+    let tenant_of = |id: i64| {
+        let url = pg.url.clone();
+        async move {
+            let mut db = PgConnection::connect(&url).await.unwrap();
+            sqlx::query_scalar::<_, String>("SELECT tenant_id FROM invoices WHERE id = $1")
+                .bind(id)
+                .fetch_optional(&mut db)
+                .await
+                .unwrap()
+        }
+    };
+    for via in [&ops, &staged] {
+        for mess in [
+            "",
+            "DELETE FROM invoices WHERE id = 1;
+             INSERT INTO invoices (id, tenant_id, amount) VALUES (5000, 'acme', 2);",
+            "UPDATE invoices SET tenant_id = 'acme' WHERE id = 2;",
+        ] {
+            if !mess.is_empty() {
+                pg.exec(mess).await;
+            }
+            let acme = |dry_run| RestoreRequest {
+                tenant: Some("acme".into()),
+                dry_run,
+                ..restore_of(&chain.id)
+            };
+            let dry = via.restore(&acme(true)).await;
+            assert!(dry.tables.iter().all(|t| t.conflicts == 0), "{dry:?}");
+            via.restore(&acme(false)).await;
+            assert_eq!(tenant_of(5000).await, None);
+            assert_eq!(tenant_of(1).await.as_deref(), Some("acme"));
+            if mess.contains("id = 2") {
+                // Acme's row 2 is not acme's as the chain ends: it goes.
+                assert_eq!(tenant_of(2).await, None);
+                pg.exec("INSERT INTO invoices (id, tenant_id) SELECT 2, 'globex'")
+                    .await;
+                ops.restore(&RestoreRequest {
+                    tenant: Some("globex".into()),
+                    ..restore_of(&chain.id)
+                })
+                .await;
+            }
+            assert_eq!(pg.dump().await, snapshot, "after {mess:?}");
+        }
+    }
 }

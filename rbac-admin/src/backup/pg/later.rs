@@ -1,9 +1,10 @@
-//! PostgreSQL tenant restores of a chain: the keys that the steps after the full backup name
-//! (see [`keyset`](super::super::keyset) for why). Up to a limit they are held in memory and
-//! each row of the full step is checked as it is read, so the full step loads the tenant's
-//! rows straight into the table as a full step without later steps does. Beyond it, they go
-//! to a temporary table, and the full step loads into a staging table, deletes those keys
-//! from it and applies the rest (slower: an upsert of every row).
+//! PostgreSQL tenant restores of a chain: the keys that the steps after the full backup name,
+//! with the last step that names each (see [`keyset`](super::super::keyset) for why). Up to a
+//! limit they are held in memory and each record is checked as it is read, so the full step
+//! loads the tenant's rows straight into the table as a full step without later steps does.
+//! Beyond it, they go to a temporary table: the full step loads into a staging table, deletes
+//! those keys from it and applies the rest (slower: an upsert of every row), and the
+//! incrementals look their records' keys up there in batches ([`named_after`]).
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -22,12 +23,12 @@ pub(crate) const LATER_KEYS: &str = "rbac_restore_later_keys";
 
 /// What a restore knows of the keys that its chain's later steps name.
 pub(crate) enum LaterKeys {
-    /// Not a tenant restore of a chain: the full step takes every row of the tenant.
+    /// Not a tenant restore of a chain: every step takes every record of the tenant.
     None,
     /// The keys of each table, held here.
     InMemory(HashMap<String, Arc<KeySet>>),
     /// The keys are in a temporary table: the full step goes through a staging table and
-    /// [`leave`] deletes them from it.
+    /// [`leave`] deletes them from it; the incrementals ask [`named_after`].
     Staged,
 }
 
@@ -84,6 +85,7 @@ async fn read_into_memory(
     let mut scratch = Vec::new();
     for (step, m) in later.manifests.iter().enumerate() {
         let data_key = later.keys.get(step).cloned().flatten();
+        let index = chain_index(step);
         for wanted in tables {
             let Some(t) = m.tables.iter().find(|x| x.name == wanted.name) else {
                 continue;
@@ -98,7 +100,7 @@ async fn read_into_memory(
                     reader.next_ref(t.columns.len(), t.primary_key.len(), &mut values)?
                 {
                     let parts = key_parts(tag == codec::ROW, &values, &positions);
-                    if set.insert(parts, &mut scratch) {
+                    if set.insert(parts, index, &mut scratch) {
                         held += 1;
                         if held > limit {
                             return Ok(None);
@@ -115,20 +117,24 @@ async fn read_into_memory(
     ))
 }
 
+/// The place in the chain of the `step`th backup after the full one.
+fn chain_index(step: usize) -> u32 {
+    u32::try_from(step).map_or(u32::MAX, |s| s.saturating_add(1))
+}
+
 /// Collects every key that a step of `later` names into [`LATER_KEYS`], as a JSON array of
-/// the key's texts (the form of the change log's keys), with the step that names it and
-/// `mine`: for a restore of everything, true; for a tenant's, true for a row of the tenant,
-/// false for a delete, and NULL for another tenant's row, which a tenant restore skips.
-/// Creates the table: call it once.
+/// the key's texts (the form of the change log's keys), with the step that names it (its
+/// place in the chain: the first incremental is 1) and `mine`: for a restore of everything,
+/// true; for a tenant's, true for a row of the tenant, false for a delete, and NULL for
+/// another tenant's row, which a tenant restore skips. Creates the table: call it once.
 ///
 /// `mine` is for the dry run of a tenant against a baseline (see `since`): there the
 /// database holds, for a key the log does not name since, what the last record of the key
-/// that a restore of the tenant applies says (for the source database, the chain's last
-/// record; another tenant's row there only makes the set larger). A key can then be a row of
-/// the tenant only when that record is a row of the tenant, so only those keys need looking
-/// up among the tenant's rows (a small tenant's share, instead of every tenant's keys). The
-/// full step of a tenant restore leaves every later key's row to the later steps, so no
-/// other use of the keys depends on `mine`.
+/// says (a tenant restore applies only that one: each step leaves the keys that a later step
+/// names). A key can then be a row of the tenant only when that record is a row of the
+/// tenant, so only those keys need looking up among the tenant's rows (a small tenant's
+/// share, instead of every tenant's keys). The steps of a tenant restore leave every key a
+/// later step names, whatever its record, so no other use of the keys depends on `mine`.
 pub(crate) async fn stage(
     tx: &mut PgConnection,
     later: Chain<'_>,
@@ -152,7 +158,7 @@ pub(crate) async fn stage(
     let mut batch = Batch::default();
     for (step, m) in steps.iter().enumerate() {
         let key = keys.get(step).cloned().flatten();
-        let step = i32::try_from(step).unwrap_or(i32::MAX);
+        let step = i32::try_from(chain_index(step)).unwrap_or(i32::MAX);
         for wanted in tables {
             let Some(t) = m.tables.iter().find(|x| x.name == wanted.name) else {
                 continue;
@@ -193,8 +199,54 @@ pub(crate) async fn stage(
             insert(tx, &t.name, step, &mut batch).await?;
         }
     }
+    // With two incrementals or more, the incrementals but the last look their keys up.
+    if steps.len() > 1 {
+        run(tx, format!("CREATE INDEX ON {LATER_KEYS} (tbl, k)")).await?;
+    }
     run(tx, format!("ANALYZE {LATER_KEYS}")).await?;
     Ok(())
+}
+
+/// For each of `records` (tag and values, as read) of a step of `t` at `step` in the chain:
+/// whether a later step names its key in [`LATER_KEYS`] (the step then leaves it to that
+/// one). One query for them all.
+pub(crate) async fn named_after(
+    tx: &mut PgConnection,
+    t: &TableManifest,
+    step: u32,
+    records: &[(u8, Vec<Value>)],
+) -> Result<Vec<bool>, BackupError> {
+    let positions = t.key_positions()?;
+    let keys: Vec<Option<String>> = records
+        .iter()
+        .map(|(tag, values)| {
+            let parts: Vec<&Value> = if *tag == codec::ROW {
+                positions.iter().filter_map(|&i| values.get(i)).collect()
+            } else {
+                values.iter().collect()
+            };
+            key_json(&parts)
+        })
+        .collect();
+    let named: Vec<i64> = sqlx::query_scalar(AssertSqlSafe(format!(
+        "SELECT k.ord FROM unnest($2::text[]) WITH ORDINALITY AS k(k, ord) \
+         WHERE EXISTS (SELECT 1 FROM {LATER_KEYS} l \
+                       WHERE l.tbl = $1 AND l.k = k.k::jsonb AND l.step > $3)"
+    )))
+    .bind(t.name.as_str())
+    .bind(keys)
+    .bind(i32::try_from(step).unwrap_or(i32::MAX))
+    .fetch_all(&mut *tx)
+    .await?;
+    let mut out = vec![false; records.len()];
+    for ord in named {
+        // `ord` counts from 1.
+        let slot = ord.checked_sub(1).and_then(|i| usize::try_from(i).ok());
+        if let Some(slot) = slot.and_then(|i| out.get_mut(i)) {
+            *slot = true;
+        }
+    }
+    Ok(out)
 }
 
 /// Keys on their way to [`LATER_KEYS`].

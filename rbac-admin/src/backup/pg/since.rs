@@ -99,15 +99,14 @@ impl Baseline {
     /// The keys (as the log's JSON `pk` texts) that rows may differ in since the baseline:
     /// a subquery, with the table's name bound as `$1` and the baseline as `$2`. With
     /// `in_database`, for the rows of the database rather than the backup's: of the later
-    /// keys, only those whose last record that a restore of the tenant applies is a row of
-    /// the tenant (see `later::stage`), as the others cannot be the tenant's rows unless the
-    /// log names them.
+    /// keys, only those whose last record is a row of the tenant (see `later::stage`), as the
+    /// others cannot be the tenant's rows unless the log names them.
     fn changed_pks(&self, in_database: bool) -> String {
         let (condition, _, _) = self.since.condition();
         let later = if self.later_keys && in_database {
             format!(
                 " UNION SELECT k::text FROM (SELECT DISTINCT ON (k) k, mine FROM {LATER_KEYS} \
-                 WHERE tbl = $1 AND mine IS NOT NULL ORDER BY k, step DESC) l WHERE mine"
+                 WHERE tbl = $1 ORDER BY k, step DESC) l WHERE mine"
             )
         } else if self.later_keys {
             format!(" UNION SELECT k::text FROM {LATER_KEYS} WHERE tbl = $1")
