@@ -88,14 +88,6 @@ pub(crate) async fn tables(conn: &mut PgConnection) -> Result<Vec<TableDef>, Bac
     Ok(out)
 }
 
-fn text_columns(t: &TableManifest) -> String {
-    t.columns
-        .iter()
-        .map(|c| format!("t.{}::text", quote(&c.name)))
-        .collect::<Vec<_>>()
-        .join(", ")
-}
-
 /// The change log written by the capture triggers (same name and role as on SQLite).
 pub(crate) const CHANGES: &str = "rbac_backup_changes";
 
@@ -1107,28 +1099,40 @@ async fn restore_table(
         "DELETE FROM {table} WHERE {}{tenant_cond}",
         key_match.join(" AND ")
     );
-    // A dry run looks the records' keys up in batches: every key part as text (as a single
-    // record's would be bound), cast to the column's type, each record's number with it.
-    let key_names: Vec<String> = (0..key_positions.len()).map(|n| format!("k{n}")).collect();
+    // A dry run looks the records up in batches: every value as text (as a single record's
+    // would be bound), one array per column, cast to the column's type, each record's number
+    // with it. A row is unchanged when what the restore would store is what is there, byte
+    // for byte, as in the comparison of a full step (`compare_stage`).
+    let names: Vec<String> = (0..t.columns.len()).map(|n| format!("v{n}")).collect();
     let lookup_sql = format!(
-        "SELECT k.ord, {}, {} FROM unnest({}) WITH ORDINALITY AS k({}, ord) JOIN {table} AS t ON {}",
-        text_columns(t),
+        "SELECT k.ord, CASE WHEN k.is_row THEN record_image_eq(ROW({}), ROW({})) END, {} \
+         FROM unnest({}, ${}::bool[]) WITH ORDINALITY AS k({}, is_row, ord) \
+         JOIN {table} AS t ON {}",
+        t.columns
+            .iter()
+            .map(|c| format!("t.{}", quote(&c.name)))
+            .collect::<Vec<_>>()
+            .join(", "),
+        t.columns
+            .iter()
+            .zip(&names)
+            .map(|(c, v)| format!("k.{v}::{}", c.decl_type))
+            .collect::<Vec<_>>()
+            .join(", "),
         tenant_sql
             .as_ref()
             .map(|c| format!("t.{c}::text"))
             .unwrap_or("NULL::text".into()),
-        (1..=key_positions.len())
+        (1..=t.columns.len())
             .map(|n| format!("${n}::text[]"))
             .collect::<Vec<_>>()
             .join(", "),
-        key_names.join(", "),
+        t.columns.len() + 1,
+        names.join(", "),
         key_positions
             .iter()
-            .zip(&key_names)
-            .map(|(&i, k)| {
-                let c = &t.columns[i];
-                format!("t.{} = k.{k}::{}", quote(&c.name), c.decl_type)
-            })
+            .filter_map(|&i| Some((t.columns.get(i)?, names.get(i)?)))
+            .map(|(c, v)| format!("t.{} = k.{v}::{}", quote(&c.name), c.decl_type))
             .collect::<Vec<_>>()
             .join(" AND ")
     );
@@ -1284,8 +1288,9 @@ impl RowWrites<'_> {
 /// How a dry run compares the records of a step row by row (incremental steps, and full
 /// steps of tables without a staging table) with what the table holds under their keys.
 struct DryLookup<'a> {
-    /// Finds the row under each key of a batch: `k.ord` (the record's number, from 1), the
-    /// row's values as text, and its tenant as text.
+    /// Finds the row under each key of a batch: `k.ord` (the record's number, from 1),
+    /// whether the row is the record's byte for byte (NULL for a delete), and its tenant as
+    /// text.
     sql: &'a str,
     key_positions: &'a [usize],
     columns: usize,
@@ -1304,22 +1309,29 @@ impl DryLookup<'_> {
         if records.is_empty() {
             return Ok(());
         }
-        let mut parts: Vec<Vec<Option<String>>> = vec![Vec::new(); self.key_positions.len()];
+        let mut columns: Vec<Vec<Option<String>>> = vec![Vec::new(); self.columns];
+        let mut is_row = Vec::with_capacity(records.len());
         for (tag, values) in records.iter() {
-            for (n, part) in parts.iter_mut().enumerate() {
-                // A row holds every column; a delete record only its key.
-                let at = if *tag == codec::ROW {
-                    self.key_positions.get(n).copied()
+            let row = *tag == codec::ROW;
+            is_row.push(row);
+            for (i, column) in columns.iter_mut().enumerate() {
+                // A row holds every column; a delete record only its key, in key order.
+                let value = if row {
+                    values.get(i)
                 } else {
-                    Some(n)
+                    self.key_positions
+                        .iter()
+                        .position(|&p| p == i)
+                        .and_then(|n| values.get(n))
                 };
-                part.push(at.and_then(|i| values.get(i)).and_then(value_text));
+                column.push(value.and_then(value_text));
             }
         }
         let mut query = sqlx::query(AssertSqlSafe(self.sql));
-        for part in parts {
-            query = query.bind(part);
+        for column in columns {
+            query = query.bind(column);
         }
+        query = query.bind(is_row);
         let mut found: Vec<Option<sqlx::postgres::PgRow>> = std::iter::repeat_with(|| None)
             .take(records.len())
             .collect();
@@ -1329,19 +1341,18 @@ impl DryLookup<'_> {
                 *slot = Some(row);
             }
         }
-        for ((tag, values), row) in records.iter().zip(&found) {
-            self.count(*tag, values, row.as_ref(), report)?;
+        for ((tag, _), row) in records.iter().zip(&found) {
+            self.count(*tag, row.as_ref(), report)?;
         }
         records.clear();
         Ok(())
     }
 
-    /// Counts one record against `row`, the table's row under its key (values from column
-    /// 1, then the tenant), if any.
+    /// Counts one record against `row`, what [`DryLookup::sql`] found under its key, if
+    /// anything.
     fn count(
         &self,
         tag: u8,
-        values: &[Value],
         row: Option<&sqlx::postgres::PgRow>,
         report: &mut TableReport,
     ) -> Result<(), BackupError> {
@@ -1352,11 +1363,7 @@ impl DryLookup<'_> {
             return Ok(());
         };
         let other = match self.tenant {
-            Some(tn) => {
-                row.try_get::<Option<String>, _>(self.columns + 1)?
-                    .as_deref()
-                    != Some(tn)
-            }
+            Some(tn) => row.try_get::<Option<String>, _>(2)?.as_deref() != Some(tn),
             None => false,
         };
         if tag != codec::ROW {
@@ -1365,16 +1372,7 @@ impl DryLookup<'_> {
             }
             return Ok(());
         }
-        let mut same = true;
-        for (i, v) in values.iter().enumerate() {
-            let current: Option<String> = row.try_get(i + 1)?;
-            same &= match (v, current) {
-                (Value::Null, None) => true,
-                (Value::Text(a), Some(b)) => *a == b,
-                (Value::Int(a), Some(b)) => a.to_string() == b,
-                _ => false,
-            };
-        }
+        let same = row.try_get::<Option<bool>, _>(1)?.unwrap_or(false);
         if other {
             report.conflicts += 1;
         } else if same {

@@ -1723,3 +1723,49 @@ async fn postgres_tenant_chains_restore_each_key_from_the_last_step_that_names_i
         }
     }
 }
+
+#[tokio::test]
+#[cfg_attr(
+    not(rbac_pg_tests),
+    ignore = "needs PostgreSQL: set RBAC_TEST_POSTGRES_URL (bash .ci/postgres.sh prints one)"
+)]
+async fn postgres_dry_runs_of_a_sqlite_chain_compare_values_as_the_restore_stores_them() {
+    // A chain read from SQLite holds floats, blobs and integers where PostgreSQL has
+    // `DOUBLE PRECISION`, `BYTEA` and `NUMERIC(12,2)`: once restored, a dry run of it finds
+    // every row of every step unchanged, the incremental's (compared record by record) as
+    // the full backup's (compared in bulk).
+    let env = backup_support::Env::new(30);
+    let ops = env.ops();
+    ops.full().await;
+    backup_support::exec(
+        &env.db,
+        "UPDATE invoices SET amount = amount * 3 + 0.1, attachment = x'00ff5c' WHERE id <= 5;
+         UPDATE invoices SET amount = -0.0 WHERE id = 6;
+         UPDATE accounts SET balance = 7 WHERE code = '1000';",
+    );
+    let chain = ops.incremental().await;
+    let url = empty_database("").await;
+    let into = |dry_run| RestoreRequest {
+        to: Some(url.clone()),
+        dry_run,
+        ..restore_of(&chain.id)
+    };
+    ops.restore(&into(false)).await;
+    let steps = dry_run_steps(&ops.service, &ops.actor(), &into(true)).await;
+    // The full step's version of the rows the incremental changed is replaced.
+    assert_eq!(
+        of_table(&steps, "invoices"),
+        [[0, 6, 54, 0, 0, 0], [0, 0, 6, 0, 0, 0]],
+        "{steps:?}"
+    );
+    assert_eq!(
+        of_table(&steps, "accounts"),
+        [[0, 2, 4, 0, 0, 0], [0, 0, 2, 0, 0, 0]],
+        "{steps:?}"
+    );
+    for table in ["settings", "tenants", "users"] {
+        for [insert, replace, _, delete, conflicts, _] in of_table(&steps, table) {
+            assert_eq!([insert, replace, delete, conflicts], [0; 4], "{steps:?}");
+        }
+    }
+}
