@@ -22,6 +22,18 @@ pub(crate) enum Value {
 }
 
 impl Value {
+    /// The value, borrowed.
+    pub(crate) fn as_ref(&self) -> ValueRef<'_> {
+        match self {
+            Value::Null => ValueRef::Null,
+            Value::Int(i) => ValueRef::Int(*i),
+            Value::Real(r) => ValueRef::Real(*r),
+            Value::Text(s) => ValueRef::Text(s),
+            Value::Blob(b) => ValueRef::Blob(b),
+            Value::RawText(b) => ValueRef::RawText(b),
+        }
+    }
+
     /// Equality as stored: reals compare bit for bit.
     #[cfg(test)]
     pub(crate) fn same(&self, other: &Value) -> bool {

@@ -99,27 +99,16 @@ pub(crate) fn owned_key_parts<'r>(
 ) -> impl Iterator<Item = Option<ValueRef<'r>>> + 'r {
     let (row_parts, delete_parts) = if row {
         (
-            Some(positions.iter().map(|&i| values.get(i).map(as_ref))),
+            Some(positions.iter().map(|&i| values.get(i).map(Value::as_ref))),
             None,
         )
     } else {
-        (None, Some(values.iter().map(|v| Some(as_ref(v)))))
+        (None, Some(values.iter().map(|v| Some(v.as_ref()))))
     };
     row_parts
         .into_iter()
         .flatten()
         .chain(delete_parts.into_iter().flatten())
-}
-
-fn as_ref(v: &Value) -> ValueRef<'_> {
-    match v {
-        Value::Null => ValueRef::Null,
-        Value::Int(i) => ValueRef::Int(*i),
-        Value::Real(r) => ValueRef::Real(*r),
-        Value::Text(s) => ValueRef::Text(s),
-        Value::Blob(b) => ValueRef::Blob(b),
-        Value::RawText(b) => ValueRef::RawText(b),
-    }
 }
 
 /// A key as bytes, exact and typed: per part, `N` for NULL, `I` and 8 bytes (little endian)

@@ -686,18 +686,26 @@ pub(crate) async fn restore(
         if shortcuts && let Some(last) = chain.last() {
             baseline = since::baseline(&mut tx, last, tenant).await?;
         }
-        // With later steps, the full step also compares the keys they name: the temporary
-        // table of `later` holds them, for the query of changed keys. A baseline that covers
-        // none of the tables (the mark of a restore of other tables) is of no use: staging
-        // the keys for it would be work for nothing.
+        // With later steps, the database holds their version of the keys they name. A
+        // restore of everything compares the full step's rows of those keys too: the
+        // temporary table of `later` holds them, for the query of changed keys. A tenant's
+        // full step leaves them; of those, the keys the later steps give the tenant count as
+        // changed in the database. A baseline that covers none of the tables (the mark of a
+        // restore of other tables) is of no use: staging the keys for it would be work for
+        // nothing.
         if chain.len() > 1
             && let Some(b) = baseline.take()
             && tables.iter().any(|t| b.covers(&t.name))
         {
-            if !later.staged() {
-                later::stage(&mut tx, steps.after_full(), tables, storage, tenant).await?;
-            }
-            baseline = Some(b.with_later_keys());
+            baseline = Some(match (later.mine(), later.staged()) {
+                // A tenant's: its full step leaves the later keys.
+                (Some(mine), _) => b.with_later_keys_left(mine.clone()),
+                (None, true) => b.with_later_keys_left_staged(),
+                (None, false) => {
+                    later::stage(&mut tx, steps.after_full(), tables, storage, tenant).await?;
+                    b.with_later_keys()
+                }
+            });
         }
         // The full step of a dry run is compared in bulk: its rows are copied into temporary
         // tables made now, before the transaction turns read-only (which still allows
@@ -1656,7 +1664,9 @@ async fn deleted_since(
     baseline: &since::Baseline,
     tenant_filter: Option<(&str, &str)>,
 ) -> Result<u64, BackupError> {
-    let (changed, names) = since::changed_keys_sql(t, baseline);
+    // The tenant is `$3`; the keys the later steps give the tenant, when bound, come next.
+    let mine_param = if tenant_filter.is_some() { "$4" } else { "$3" };
+    let (changed, names) = since::changed_keys_sql(t, baseline, mine_param);
     let on_changed = t
         .primary_key
         .iter()
@@ -1679,6 +1689,9 @@ async fn deleted_since(
         .bind(since::baseline_param(baseline));
     if let Some((tn, _)) = tenant_filter {
         query = query.bind(tn);
+    }
+    if let Some(mine) = baseline.mine_keys(&t.name) {
+        query = query.bind(mine);
     }
     Ok(u64::try_from(query.fetch_one(&mut *tx).await?).unwrap_or(0))
 }

@@ -6,13 +6,13 @@
 //! those keys from it and applies the rest (slower: an upsert of every row), and the
 //! incrementals look their records' keys up there in batches ([`named_after`]).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 use sqlx::{AssertSqlSafe, PgConnection};
 
-use super::super::codec::{self, Value};
-use super::super::keyset::{KeySet, key_parts};
+use super::super::codec::{self, Value, ValueRef};
+use super::super::keyset::{KeySet, key_parts, owned_key_parts};
 use super::super::model::{BackupError, TableManifest};
 use super::super::plan::quote;
 use super::super::storage::Storage;
@@ -26,7 +26,13 @@ pub(crate) enum LaterKeys {
     /// Not a tenant restore of a chain: every step takes every record of the tenant.
     None,
     /// The keys of each table, held here.
-    InMemory(HashMap<String, Arc<KeySet>>),
+    InMemory {
+        sets: HashMap<String, Arc<KeySet>>,
+        /// Per table, the keys (as JSON texts, see [`stage`]) whose last record is a row of
+        /// the tenant: for the dry run against a baseline, the only later keys that can be
+        /// the tenant's rows in the database.
+        mine: Arc<HashMap<String, Vec<String>>>,
+    },
     /// The keys are in a temporary table: the full step goes through a staging table and
     /// [`leave`] deletes them from it; the incrementals ask [`named_after`].
     Staged,
@@ -46,8 +52,8 @@ impl LaterKeys {
         if later.manifests.is_empty() {
             return Ok(LaterKeys::None);
         }
-        if let Some(sets) = read_into_memory(later, tables, storage, in_memory).await? {
-            return Ok(LaterKeys::InMemory(sets));
+        if let Some(keys) = read_into_memory(later, tables, storage, in_memory, tenant).await? {
+            return Ok(keys);
         }
         tracing::info!(
             target: "rbac::backup",
@@ -66,21 +72,32 @@ impl LaterKeys {
     /// The keys of `table`, when they are held in memory.
     pub(crate) fn of(&self, table: &str) -> Option<&Arc<KeySet>> {
         match self {
-            LaterKeys::InMemory(sets) => sets.get(table),
+            LaterKeys::InMemory { sets, .. } => sets.get(table),
+            LaterKeys::None | LaterKeys::Staged => None,
+        }
+    }
+
+    /// The keys whose last record is a row of the tenant, per table, when the keys are held
+    /// in memory.
+    pub(crate) fn mine(&self) -> Option<&Arc<HashMap<String, Vec<String>>>> {
+        match self {
+            LaterKeys::InMemory { mine, .. } => Some(mine),
             LaterKeys::None | LaterKeys::Staged => None,
         }
     }
 }
 
-/// The keys of each table that the steps of `later` name, or None as soon as there are more
-/// than `limit`.
+/// The keys of each table that the steps of `later` name, and those whose last record is a
+/// row of `tenant`, or None as soon as there are more than `limit`.
 async fn read_into_memory(
     later: Chain<'_>,
     tables: &[TableManifest],
     storage: &Storage,
     limit: usize,
-) -> Result<Option<HashMap<String, Arc<KeySet>>>, BackupError> {
+    tenant: &str,
+) -> Result<Option<LaterKeys>, BackupError> {
     let mut sets: HashMap<String, KeySet> = HashMap::new();
+    let mut mine: HashMap<String, HashSet<String>> = HashMap::new();
     let mut held = 0usize;
     let mut scratch = Vec::new();
     for (step, m) in later.manifests.iter().enumerate() {
@@ -91,7 +108,9 @@ async fn read_into_memory(
                 continue;
             };
             let positions = t.key_positions()?;
+            let tenant_position = t.tenant_position();
             let set = sets.entry(t.name.clone()).or_default();
+            let mine = mine.entry(t.name.clone()).or_default();
             for (j, _) in m.chunks_of(&t.name) {
                 let raw = fetch_chunk(storage, m, j, data_key.as_deref()).await?;
                 let mut reader = codec::Reader::new(&raw);
@@ -99,22 +118,40 @@ async fn read_into_memory(
                 while let Some(tag) =
                     reader.next_ref(t.columns.len(), t.primary_key.len(), &mut values)?
                 {
-                    let parts = key_parts(tag == codec::ROW, &values, &positions);
-                    if set.insert(parts, index, &mut scratch) {
+                    let row = tag == codec::ROW;
+                    if set.insert(key_parts(row, &values, &positions), index, &mut scratch) {
                         held += 1;
                         if held > limit {
                             return Ok(None);
+                        }
+                    }
+                    // Steps are read in order, and a step names a key once.
+                    let ours = row
+                        && tenant_position
+                            .and_then(|i| values.get(i))
+                            .is_some_and(|v| *v == ValueRef::Text(tenant));
+                    if let Some(text) = key_json(key_parts(row, &values, &positions)) {
+                        if ours {
+                            mine.insert(text);
+                        } else {
+                            mine.remove(&text);
                         }
                     }
                 }
             }
         }
     }
-    Ok(Some(
-        sets.into_iter()
+    Ok(Some(LaterKeys::InMemory {
+        sets: sets
+            .into_iter()
             .map(|(table, set)| (table, Arc::new(set)))
             .collect(),
-    ))
+        mine: Arc::new(
+            mine.into_iter()
+                .map(|(table, keys)| (table, keys.into_iter().collect()))
+                .collect(),
+        ),
+    }))
 }
 
 /// The place in the chain of the `step`th backup after the full one.
@@ -171,23 +208,20 @@ pub(crate) async fn stage(
                 while let Some(tag) =
                     reader.next(t.columns.len(), t.primary_key.len(), &mut values)?
                 {
-                    let (parts, mine): (Vec<&Value>, Option<bool>) = if tag == codec::ROW {
-                        let mine = match tenant {
+                    let row = tag == codec::ROW;
+                    let mine = if !row {
+                        Some(tenant.is_none())
+                    } else {
+                        match tenant {
                             None => Some(true),
                             Some(tn) => tenant_position
                                 .and_then(|i| values.get(i))
                                 .is_some_and(|v| matches!(v, Value::Text(s) if s == tn))
                                 .then_some(true),
-                        };
-                        let parts = key_positions
-                            .iter()
-                            .filter_map(|&i| values.get(i))
-                            .collect();
-                        (parts, mine)
-                    } else {
-                        (values.iter().collect(), Some(tenant.is_none()))
+                        }
                     };
-                    if let Some(text) = key_json(&parts) {
+                    let parts = owned_key_parts(row, &values, &key_positions);
+                    if let Some(text) = key_json(parts) {
                         batch.keys.push(text);
                         batch.mine.push(mine);
                     }
@@ -219,14 +253,7 @@ pub(crate) async fn named_after(
     let positions = t.key_positions()?;
     let keys: Vec<Option<String>> = records
         .iter()
-        .map(|(tag, values)| {
-            let parts: Vec<&Value> = if *tag == codec::ROW {
-                positions.iter().filter_map(|&i| values.get(i)).collect()
-            } else {
-                values.iter().collect()
-            };
-            key_json(&parts)
-        })
+        .map(|(tag, values)| key_json(owned_key_parts(*tag == codec::ROW, values, &positions)))
         .collect();
     let named: Vec<i64> = sqlx::query_scalar(AssertSqlSafe(format!(
         "SELECT k.ord FROM unnest($2::text[]) WITH ORDINALITY AS k(k, ord) \
@@ -304,15 +331,15 @@ pub(crate) async fn leave(
 }
 
 /// A key as the JSON array of its texts (`jsonb_build_array(k::text, ...)` gives the same
-/// value), or None when a part is not text, an integer or NULL.
-fn key_json(parts: &[&Value]) -> Option<String> {
-    let mut items = Vec::with_capacity(parts.len());
+/// value), or None when a part is missing or not text, an integer or NULL.
+fn key_json<'v>(parts: impl Iterator<Item = Option<ValueRef<'v>>>) -> Option<String> {
+    let mut items = Vec::new();
     for part in parts {
-        items.push(match part {
-            Value::Null => serde_json::Value::Null,
-            Value::Int(i) => serde_json::Value::String(i.to_string()),
-            Value::Text(s) => serde_json::Value::String(s.clone()),
-            Value::Real(_) | Value::Blob(_) | Value::RawText(_) => return None,
+        items.push(match part? {
+            ValueRef::Null => serde_json::Value::Null,
+            ValueRef::Int(i) => serde_json::Value::String(i.to_string()),
+            ValueRef::Text(s) => serde_json::Value::String(s.to_owned()),
+            ValueRef::Real(_) | ValueRef::Blob(_) | ValueRef::RawText(_) => return None,
         });
     }
     serde_json::to_string(&items).ok()

@@ -23,7 +23,8 @@
 //! sum, and the table is then compared in full. Anything unexpected falls back to the full
 //! comparison too: this path only ever saves time.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
 
 use futures::TryStreamExt;
 use sqlx::{AssertSqlSafe, PgConnection};
@@ -42,9 +43,28 @@ pub(crate) const MAX_CHANGED_KEYS: usize = 250_000;
 #[derive(Debug, Clone)]
 pub(crate) struct Baseline {
     since: Since,
-    /// Whether the keys that the chain's later steps name are in [`LATER_KEYS`]: the full
-    /// step compares them too, since the database holds the later steps' version of them.
-    later_keys: bool,
+    /// What the keys that the chain's later steps name take part in.
+    later_keys: LaterKeys,
+}
+
+/// The keys a chain's later steps name, in a dry run of the chain against a baseline: the
+/// database holds the later steps' version of them, not the full backup's.
+#[derive(Debug, Clone)]
+enum LaterKeys {
+    /// No later steps.
+    None,
+    /// A restore of everything: the full step compares the backup's rows of every key in
+    /// [`LATER_KEYS`], and counts the database's rows of those keys it does not hold.
+    Compared,
+    /// A tenant's restore, whose full step leaves the later keys to the later steps: the
+    /// keys whose last record is a row of the tenant (`mine` in [`LATER_KEYS`]) count as
+    /// changed in the database. The backup's rows of every later key are copied, and taken
+    /// out again by `later::leave`.
+    LeftStaged,
+    /// The same with the later keys held in memory: the full step skips the backup's rows of
+    /// later keys as it reads them, and the keys whose last record is a row of the tenant are
+    /// bound, per table, as a text array (JSON texts, as in [`LATER_KEYS`]).
+    Left(Arc<HashMap<String, Vec<String>>>),
 }
 
 #[derive(Debug, Clone)]
@@ -74,7 +94,7 @@ impl Since {
     fn baseline(self) -> Baseline {
         Baseline {
             since: self,
-            later_keys: false,
+            later_keys: LaterKeys::None,
         }
     }
 }
@@ -88,32 +108,61 @@ impl Baseline {
         }
     }
 
-    /// For the full step of a chain: the keys in [`LATER_KEYS`] count as changed.
+    /// For the full step of a chain restored whole: the keys in [`LATER_KEYS`] count as
+    /// changed.
     pub(crate) fn with_later_keys(self) -> Baseline {
         Baseline {
-            later_keys: true,
+            later_keys: LaterKeys::Compared,
+            ..self
+        }
+    }
+
+    /// For the full step of a tenant's chain, which leaves the later keys, in [`LATER_KEYS`].
+    pub(crate) fn with_later_keys_left_staged(self) -> Baseline {
+        Baseline {
+            later_keys: LaterKeys::LeftStaged,
+            ..self
+        }
+    }
+
+    /// The same with the later keys held in memory; `mine` are, per table, those whose last
+    /// record is a row of the tenant.
+    pub(crate) fn with_later_keys_left(self, mine: Arc<HashMap<String, Vec<String>>>) -> Baseline {
+        Baseline {
+            later_keys: LaterKeys::Left(mine),
             ..self
         }
     }
 
     /// The keys (as the log's JSON `pk` texts) that rows may differ in since the baseline:
     /// a subquery, with the table's name bound as `$1` and the baseline as `$2`. With
-    /// `in_database`, for the rows of the database rather than the backup's: of the later
-    /// keys, only those whose last record is a row of the tenant (see `later::stage`), as the
-    /// others cannot be the tenant's rows unless the log names them.
-    fn changed_pks(&self, in_database: bool) -> String {
+    /// `in_database`, for the rows of the database rather than the backup's: of a tenant's
+    /// later keys, only those whose last record is a row of the tenant (see `later::stage`),
+    /// as the others cannot be the tenant's rows unless the log names them, bound as
+    /// `$mine` when they are held in memory ([`Baseline::mine_keys`]).
+    fn changed_pks(&self, in_database: bool, mine: &str) -> String {
         let (condition, _, _) = self.since.condition();
-        let later = if self.later_keys && in_database {
-            format!(
+        let later = match (&self.later_keys, in_database) {
+            (LaterKeys::None, _) | (LaterKeys::Left(_), false) => String::new(),
+            (LaterKeys::Compared, _) | (LaterKeys::LeftStaged, false) => {
+                format!(" UNION SELECT k::text FROM {LATER_KEYS} WHERE tbl = $1")
+            }
+            (LaterKeys::LeftStaged, true) => format!(
                 " UNION SELECT k::text FROM (SELECT DISTINCT ON (k) k, mine FROM {LATER_KEYS} \
                  WHERE tbl = $1 ORDER BY k, step DESC) l WHERE mine"
-            )
-        } else if self.later_keys {
-            format!(" UNION SELECT k::text FROM {LATER_KEYS} WHERE tbl = $1")
-        } else {
-            String::new()
+            ),
+            (LaterKeys::Left(_), true) => format!(" UNION SELECT unnest({mine}::text[])"),
         };
         format!("(SELECT DISTINCT pk FROM {CHANGES} WHERE tbl = $1 AND {condition}{later})")
+    }
+
+    /// The value to bind as the `mine` parameter of [`changed_keys_sql`] for `table`, when
+    /// it takes one.
+    pub(crate) fn mine_keys(&self, table: &str) -> Option<Vec<String>> {
+        match &self.later_keys {
+            LaterKeys::Left(mine) => Some(mine.get(table).cloned().unwrap_or_default()),
+            LaterKeys::None | LaterKeys::Compared | LaterKeys::LeftStaged => None,
+        }
     }
 }
 
@@ -282,8 +331,7 @@ async fn read_changed_keys(
     let sql = format!(
         "SELECT {} FROM {} c LIMIT {}",
         key_texts(t, &positions).join(", "),
-        // The backup's rows of every later key are compared, then left to the later steps.
-        baseline.changed_pks(false),
+        baseline.changed_pks(false, ""),
         at_most.saturating_add(1)
     );
     // Streamed: the keys are held once, as the filter's.
@@ -338,8 +386,12 @@ pub(crate) fn logged_key(t: &TableManifest, n: usize, pk: &str) -> String {
 
 /// The changed keys of one table's rows in the database, as SQL for the comparison's delete
 /// count: a subquery with columns `k0, k1, ...` typed like the table's key (`$1` table name,
-/// `$2` baseline).
-pub(crate) fn changed_keys_sql(t: &TableManifest, baseline: &Baseline) -> (String, Vec<String>) {
+/// `$2` baseline, `mine` the parameter of [`Baseline::mine_keys`], when there is one).
+pub(crate) fn changed_keys_sql(
+    t: &TableManifest,
+    baseline: &Baseline,
+    mine: &str,
+) -> (String, Vec<String>) {
     let cols: Vec<String> = (0..t.primary_key.len())
         .map(|n| format!("{} AS k{n}", logged_key(t, n, "pk")))
         .collect();
@@ -348,7 +400,7 @@ pub(crate) fn changed_keys_sql(t: &TableManifest, baseline: &Baseline) -> (Strin
         format!(
             "SELECT DISTINCT {} FROM {} c",
             cols.join(", "),
-            baseline.changed_pks(true)
+            baseline.changed_pks(true, mine)
         ),
         names,
     )
