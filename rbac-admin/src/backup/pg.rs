@@ -16,12 +16,14 @@
 //! snapshot did not see (`pg_visible_in_snapshot`), whatever the commit order.
 
 mod copy;
+mod counts;
 mod later;
 mod since;
 
 pub(crate) use since::{MAX_CHANGED_KEYS, database_identity};
 
 use super::keyset::{self, KeySet};
+use counts::{Counted, ScopeCounts};
 use later::LaterKeys;
 
 use std::sync::Arc;
@@ -664,6 +666,13 @@ pub(crate) async fn restore(
     } = *scope;
     let mut conn = connect(url).await?;
     let mut tx = conn.begin().await?;
+    if dry_run {
+        // One snapshot for every query of the dry run: its counts add up while others write
+        // (and a second connection can count in it).
+        sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
+            .execute(&mut *tx)
+            .await?;
+    }
     let mut xmin = String::new();
     let mut dry_stages = Vec::new();
     let mut baseline = None;
@@ -732,6 +741,25 @@ pub(crate) async fn restore(
             })?;
     }
     let existing = tables_in(&mut tx).await?;
+    // A dry run counts the rows of the full step's tables in scope on a second connection,
+    // meanwhile.
+    let counts = match chain.first() {
+        Some(first) if dry_run => {
+            let counted = tables
+                .iter()
+                .filter_map(|wanted| first.tables.iter().find(|x| x.name == wanted.name))
+                .filter(|t| {
+                    existing.contains(&t.name) && (tenant.is_none() || t.tenant_column.is_some())
+                })
+                .map(|t| Counted {
+                    table: t.name.clone(),
+                    tenant_column: tenant.and(t.tenant_column.clone()),
+                })
+                .collect();
+            ScopeCounts::start(&mut tx, url, counted, tenant).await
+        }
+        _ => ScopeCounts::none(),
+    };
     let mut reports = Vec::new();
     for (step, m) in chain.iter().enumerate() {
         let full = step == 0;
@@ -764,6 +792,7 @@ pub(crate) async fn restore(
                 baseline: baseline.as_ref(),
                 empty_shortcut: shortcuts,
                 changed_keys_at_most,
+                counts: &counts,
             };
             let report = restore_table(&mut tx, &existing, &source, t, tenant, &apply).await?;
             if let Some(report) = report {
@@ -935,6 +964,8 @@ struct Apply<'a> {
     empty_shortcut: bool,
     /// The most changed keys a dry run holds for a table ([`RestoreScope::changed_keys_at_most`]).
     changed_keys_at_most: usize,
+    /// The rows of the full step's tables in scope, counted meanwhile (a dry run).
+    counts: &'a ScopeCounts,
 }
 
 /// Which rows of a table a restore step takes: every row, or one tenant's, less the keys
@@ -1050,24 +1081,10 @@ async fn restore_table(
     }
     // Below: incremental steps, applied row by row, or compared in batches of keys (a dry
     // run; also a full step whose table has no staging table).
-    let in_scope: i64 = if !full {
-        0
+    let in_scope = if full && dry_run {
+        scope_count(tx, apply.counts, t, tenant_filter).await?
     } else {
-        match (&tenant_sql, tenant_filter) {
-            (Some(c), Some((tn, _))) => {
-                sqlx::query_scalar(AssertSqlSafe(format!(
-                    "SELECT count(*) FROM {table} WHERE {c}::text = $1"
-                )))
-                .bind(tn)
-                .fetch_one(&mut *tx)
-                .await?
-            }
-            _ => {
-                sqlx::query_scalar(AssertSqlSafe(format!("SELECT count(*) FROM {table}")))
-                    .fetch_one(&mut *tx)
-                    .await?
-            }
-        }
+        0
     };
     let keys_sql = t
         .primary_key
@@ -1200,9 +1217,7 @@ async fn restore_table(
         dry.compare(tx, &mut pending, &mut report).await?;
     }
     if dry_run && full {
-        report.delete = u64::try_from(in_scope)
-            .unwrap_or(0)
-            .saturating_sub(report.replace + report.unchanged);
+        report.delete = in_scope.saturating_sub(report.replace + report.unchanged);
     }
     Ok(Some(report))
 }
@@ -1519,7 +1534,10 @@ async fn dry_run_full(
     rows: StepRows<'_>,
     report: &mut TableReport,
 ) -> Result<(), BackupError> {
+    let counts = apply.counts;
     let (baseline, later_keys_staged) = (apply.baseline, apply.later_keys_staged);
+    // Counted once, where a comparison needs it (the same snapshot throughout).
+    let mut in_scope = None;
     let (m, progress) = (&*step.m, step.progress);
     let tenant_filter = rows.filter;
     let cols = quoted_columns(t);
@@ -1536,7 +1554,12 @@ async fn dry_run_full(
         if later_keys_staged {
             later::leave(tx, stage, t).await?;
         }
-        let c = compare_stage(tx, stage, t, tenant_filter).await?;
+        let n = match in_scope {
+            Some(n) => n,
+            None => scope_count(tx, counts, t, tenant_filter).await?,
+        };
+        in_scope = Some(n);
+        let c = compare_stage(tx, stage, t, tenant_filter, n).await?;
         let delete = deleted_since(tx, stage, t, b, tenant_filter).await?;
         // Every row in scope is one the backup holds untouched, one it compared, or one it
         // would delete; if not, the log missed writes (a TRUNCATE, triggers bypassed).
@@ -1574,13 +1597,37 @@ async fn dry_run_full(
     if later_keys_staged {
         later::leave(tx, stage, t).await?;
     }
-    let c = compare_stage(tx, stage, t, tenant_filter).await?;
+    let n = match in_scope {
+        Some(n) => n,
+        None => scope_count(tx, counts, t, tenant_filter).await?,
+    };
+    let c = compare_stage(tx, stage, t, tenant_filter, n).await?;
     report.insert = c.insert;
     report.conflicts = c.conflicts;
     report.unchanged = c.unchanged;
     report.replace = c.replace;
     report.delete = c.in_scope.saturating_sub(c.replace + c.unchanged);
     Ok(())
+}
+
+/// The rows `t` holds in scope: the second connection's count when it has one (see
+/// [`counts`]), else counted here.
+async fn scope_count(
+    tx: &mut PgConnection,
+    counts: &ScopeCounts,
+    t: &TableManifest,
+    tenant_filter: Option<(&str, &str)>,
+) -> Result<u64, BackupError> {
+    if let Some(n) = counts.take(&t.name).await {
+        return Ok(n);
+    }
+    counts::count_in_scope(
+        tx,
+        &t.name,
+        tenant_filter.map(|(_, c)| c),
+        tenant_filter.map(|(tn, _)| tn),
+    )
+    .await
 }
 
 /// Whether `t` holds no row at all (of any tenant).
@@ -1601,12 +1648,14 @@ struct Compared {
     in_scope: u64,
 }
 
-/// Compares the backup rows in `stage` with the table, by key, in one query.
+/// Compares the backup rows in `stage` with the table, by key, in one query; `in_scope` is
+/// the number of rows the table holds in scope.
 async fn compare_stage(
     tx: &mut PgConnection,
     stage: &str,
     t: &TableManifest,
     tenant_filter: Option<(&str, &str)>,
+    in_scope: u64,
 ) -> Result<Compared, BackupError> {
     let table = quote(&t.name);
     let join = key_join(t);
@@ -1617,12 +1666,9 @@ async fn compare_stage(
             .collect::<Vec<_>>()
             .join(", ")
     };
-    let (other, scope) = match tenant_filter {
-        Some((_, c)) => (
-            format!("t.{}::text IS DISTINCT FROM $1", quote(c)),
-            format!("{}::text = $1", quote(c)),
-        ),
-        None => ("FALSE".to_owned(), "TRUE".to_owned()),
+    let other = match tenant_filter {
+        Some((_, c)) => format!("t.{}::text IS DISTINCT FROM $1", quote(c)),
+        None => "FALSE".to_owned(),
     };
     // Unchanged means byte for byte (`record_image_eq`, the comparison behind REFRESH
     // MATERIALIZED VIEW CONCURRENTLY: NULLs equal, any type, no text conversion): what the
@@ -1631,26 +1677,25 @@ async fn compare_stage(
         "SELECT count(*) FILTER (WHERE NOT found), \
                 count(*) FILTER (WHERE found AND other), \
                 count(*) FILTER (WHERE found AND NOT other AND same), \
-                count(*) FILTER (WHERE found AND NOT other AND NOT same), \
-                (SELECT count(*) FROM {table} WHERE {scope}) \
+                count(*) FILTER (WHERE found AND NOT other AND NOT same) \
          FROM (SELECT t.ctid IS NOT NULL AS found, COALESCE({other}, FALSE) AS other, \
                       record_image_eq(ROW({}), ROW({})) AS same \
                FROM {stage} s LEFT JOIN {table} t ON {join}) AS compared",
         row("t"),
         row("s"),
     );
-    let mut query = sqlx::query_as::<_, (i64, i64, i64, i64, i64)>(AssertSqlSafe(counts));
+    let mut query = sqlx::query_as::<_, (i64, i64, i64, i64)>(AssertSqlSafe(counts));
     if let Some((tn, _)) = tenant_filter {
         query = query.bind(tn.to_owned());
     }
-    let (insert, conflicts, unchanged, replace, in_scope) = query.fetch_one(&mut *tx).await?;
+    let (insert, conflicts, unchanged, replace) = query.fetch_one(&mut *tx).await?;
     let count = |n: i64| u64::try_from(n).unwrap_or(0);
     Ok(Compared {
         insert: count(insert),
         conflicts: count(conflicts),
         unchanged: count(unchanged),
         replace: count(replace),
-        in_scope: count(in_scope),
+        in_scope,
     })
 }
 
