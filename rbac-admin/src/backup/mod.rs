@@ -91,6 +91,7 @@ pub use model::{
     Compression, Encryption, MANIFEST_FORMAT, Manifest, Operation, Scope, TableManifest,
     WrappedKey,
 };
+mod affinity;
 mod codec;
 mod config;
 mod crypto;

@@ -529,7 +529,12 @@ async fn read_changes(
             (Some(_), Some(c)) => Some(quote(c)),
             _ => None,
         };
-        let key_text: Vec<String> = (0..k).map(|i| format!("(c.pk::jsonb ->> {i})")).collect();
+        // A deleted key as its columns' text, as a row's key is written (`to_jsonb` spells
+        // some types otherwise, timestamps for one): a later step's delete then names the
+        // same key as an earlier step's row.
+        let key_text: Vec<String> = (0..k)
+            .map(|i| format!("({})::text", since::logged_key(t, i, "c.pk")))
+            .collect();
         let join: Vec<String> = t
             .primary_key
             .iter()
@@ -685,7 +690,7 @@ pub(crate) async fn restore(
             tables,
             storage,
             later_keys_in_memory,
-            tenant,
+            (tenant, dry_run),
         )
         .await?
     } else {
@@ -756,7 +761,7 @@ pub(crate) async fn restore(
                     tenant_column: tenant.and(t.tenant_column.clone()),
                 })
                 .collect();
-            ScopeCounts::start(&mut tx, url, counted, tenant).await
+            ScopeCounts::start(&mut tx, url, counted, tenant).await?
         }
         _ => ScopeCounts::none(),
     };
@@ -1162,6 +1167,7 @@ async fn restore_table(
             .join(" AND ")
     );
     let dry = DryLookup {
+        table: &t.name,
         sql: &lookup_sql,
         key_positions: &key_positions,
         columns: t.columns.len(),
@@ -1311,6 +1317,7 @@ impl RowWrites<'_> {
 /// How a dry run compares the records of a step row by row (incremental steps, and full
 /// steps of tables without a staging table) with what the table holds under their keys.
 struct DryLookup<'a> {
+    table: &'a str,
     /// Finds the row under each key of a batch: `k.ord` (the record's number, from 1),
     /// whether the row is the record's byte for byte (NULL for a delete), and its tenant as
     /// text.
@@ -1358,7 +1365,14 @@ impl DryLookup<'_> {
         let mut found: Vec<Option<sqlx::postgres::PgRow>> = std::iter::repeat_with(|| None)
             .take(records.len())
             .collect();
-        for row in query.fetch_all(&mut *tx).await? {
+        let rows = query.fetch_all(&mut *tx).await.map_err(|e| {
+            BackupError::Database(format!(
+                "dry run of `{}`: a record does not fit the table (the restore would fail \
+                 too): {e}",
+                self.table
+            ))
+        })?;
+        for row in rows {
             let ord: i64 = row.try_get(0)?;
             if let Some(slot) = usize::try_from(ord - 1).ok().and_then(|i| found.get_mut(i)) {
                 *slot = Some(row);

@@ -8,6 +8,7 @@ use std::time::Duration;
 use rusqlite::types::{ToSqlOutput, ValueRef};
 use rusqlite::{Connection, OpenFlags, OptionalExtension, TransactionBehavior};
 
+use super::affinity::Affinity;
 use super::chunk::ChunkWriter;
 use super::codec::{self, Value};
 use super::keyset::{self, KeySet};
@@ -605,15 +606,19 @@ impl<'c> Restorer<'c> {
                 self.tx.execute_batch(&create)?;
             }
         }
+        // Each backup column's affinity in the target: a dry run compares a value as the
+        // restore would store it.
+        let mut affinities = Vec::with_capacity(t.columns.len());
         if exists {
             let def = table_def(&self.tx, &t.name, None)?;
             for c in &t.columns {
-                if !def.columns.iter().any(|(n, _)| *n == c.name) {
+                let Some((_, decl)) = def.columns.iter().find(|(n, _)| *n == c.name) else {
                     return Err(BackupError::Schema(format!(
                         "column `{}.{}` is in the backup but not in the target database",
                         t.name, c.name
                     )));
-                }
+                };
+                affinities.push(Affinity::of(decl));
             }
         }
         let tenant_filter = match (step.tenant, &t.tenant_column) {
@@ -731,9 +736,12 @@ impl<'c> Restorer<'c> {
                     "CREATE TEMP TABLE IF NOT EXISTS rbac_restore_keys (k TEXT PRIMARY KEY); \
                      DELETE FROM temp.rbac_restore_keys;",
                 )?;
+                // The key as the table stores it (its columns' affinity may have turned a
+                // text into a number), as the delete below reads it.
                 Some(self.tx.prepare(&format!(
-                    "INSERT OR IGNORE INTO temp.rbac_restore_keys VALUES (json_array({}))",
-                    (1..=n).map(|i| format!("?{i}")).collect::<Vec<_>>().join(", ")
+                    "INSERT OR IGNORE INTO temp.rbac_restore_keys \
+                     SELECT json_array({keys}) FROM {table} WHERE {}",
+                    key_match.join(" AND ")
                 ))?)
             } else {
                 None
@@ -827,7 +835,9 @@ impl<'c> Restorer<'c> {
                                 let mut same = tag == codec::ROW;
                                 if same {
                                     for (i, v) in values.iter().enumerate() {
-                                        if !same_as_stored(v, r.get_ref(i)?) {
+                                        let affinity =
+                                            affinities.get(i).copied().unwrap_or(Affinity::Blob);
+                                        if !same_as_stored(v, r.get_ref(i)?, affinity) {
                                             same = false;
                                             break;
                                         }
@@ -944,7 +954,16 @@ impl<'c> Restorer<'c> {
 }
 
 /// Whether a backed-up value equals a stored one exactly (reals bit for bit).
-fn same_as_stored(v: &Value, stored: ValueRef<'_>) -> bool {
+/// Whether the restore would store `v` in a column of `affinity` as `stored` is, byte for
+/// byte.
+fn same_as_stored(v: &Value, stored: ValueRef<'_>, affinity: Affinity) -> bool {
+    stored_exactly(v, stored)
+        || affinity
+            .converts(v)
+            .is_some_and(|c| stored_exactly(&c, stored))
+}
+
+fn stored_exactly(v: &Value, stored: ValueRef<'_>) -> bool {
     match (v, stored) {
         (Value::Null, ValueRef::Null) => true,
         (Value::Int(a), ValueRef::Integer(b)) => *a == b,

@@ -1769,3 +1769,108 @@ async fn postgres_dry_runs_of_a_sqlite_chain_compare_values_as_the_restore_store
         }
     }
 }
+
+#[tokio::test]
+#[cfg_attr(
+    not(rbac_pg_tests),
+    ignore = "needs PostgreSQL: set RBAC_TEST_POSTGRES_URL (bash .ci/postgres.sh prints one)"
+)]
+async fn sqlite_dry_runs_of_a_postgres_backup_compare_values_as_sqlite_stores_them() {
+    // A backup read from PostgreSQL holds every value as text; restored into SQLite tables
+    // declared with types, the numbers land in columns of integer, real and numeric affinity
+    // as numbers. A dry run of the same backup against that copy finds every row unchanged.
+    let pg = fresh().await;
+    let ops = pg.ops();
+    let f = ops.full().await;
+    let path = pg.dir.path().join("copy.db");
+    rusqlite::Connection::open(&path)
+        .unwrap()
+        .execute_batch(
+            "CREATE TABLE tenants (id TEXT PRIMARY KEY, name TEXT NOT NULL);
+             CREATE TABLE users (id INTEGER PRIMARY KEY, tenant_id TEXT NOT NULL,
+               email TEXT NOT NULL, password_hash TEXT);
+             CREATE TABLE accounts (tenant_id TEXT NOT NULL, code TEXT NOT NULL,
+               balance NUMERIC(12,2) NOT NULL, PRIMARY KEY (tenant_id, code));
+             CREATE TABLE invoices (id BIGINT PRIMARY KEY, tenant_id TEXT NOT NULL,
+               amount DOUBLE PRECISION, note TEXT, attachment BLOB, big BIGINT,
+               issued TIMESTAMPTZ, meta JSONB, paid BOOLEAN);
+             CREATE TABLE settings (key TEXT PRIMARY KEY, value TEXT);",
+        )
+        .unwrap();
+    let url = format!("sqlite://{}", path.display());
+    let into = |dry_run| RestoreRequest {
+        to: Some(url.clone()),
+        dry_run,
+        ..restore_of(&f.id)
+    };
+    ops.restore(&into(false)).await;
+    let copy = rusqlite::Connection::open(&path).unwrap();
+    let stored: (String, String, String) = copy
+        .query_row(
+            "SELECT typeof(amount), typeof(big), typeof(id) FROM invoices WHERE id = 3",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+        )
+        .unwrap();
+    assert_eq!(stored, ("real".into(), "integer".into(), "integer".into()));
+    // `users` has a secret column, so it is restored by upsert; its keys, text in the backup,
+    // are integers in the table, and every row stays.
+    let users: i64 = copy
+        .query_row("SELECT count(*) FROM users", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(users, 6);
+    let steps = dry_run_steps(&ops.service, &ops.actor(), &into(true)).await;
+    assert_eq!(
+        of_table(&steps, "invoices"),
+        [[0, 0, 500, 0, 0, 0]],
+        "{steps:?}"
+    );
+    for (table, [insert, replace, unchanged, delete, conflicts, _]) in &steps {
+        assert_eq!(
+            [insert, replace, delete, conflicts],
+            [&0; 4],
+            "{table}: {steps:?}"
+        );
+        assert!(*unchanged > 0, "{table}: {steps:?}");
+    }
+}
+
+#[tokio::test]
+#[cfg_attr(
+    not(rbac_pg_tests),
+    ignore = "needs PostgreSQL: set RBAC_TEST_POSTGRES_URL (bash .ci/postgres.sh prints one)"
+)]
+async fn postgres_a_later_delete_of_a_timestamp_key_is_the_last_word_on_it() {
+    // A deleted key is written as its columns' text, as a row's key is (the change log's
+    // JSON spells a timestamp otherwise): the first incremental gives the event to acme, the
+    // second deletes it, and acme's restore leaves the event that globex holds since.
+    let pg = fresh().await;
+    pg.exec(
+        "CREATE TABLE events (at TIMESTAMPTZ PRIMARY KEY,
+           tenant_id TEXT NOT NULL REFERENCES tenants(id), what TEXT);
+         INSERT INTO events VALUES ('2026-01-01 10:00:00+00', 'globex', 'kick-off'),
+           ('2026-01-02 10:00:00+00', 'acme', 'review');",
+    )
+    .await;
+    let ops = pg.ops();
+    ops.full().await;
+    pg.exec("UPDATE events SET tenant_id = 'acme' WHERE what = 'kick-off'")
+        .await;
+    ops.incremental().await;
+    pg.exec("DELETE FROM events WHERE what = 'kick-off'").await;
+    let chain = ops.incremental().await;
+    let deleted = chain.tables.iter().find(|t| t.name == "events").unwrap();
+    assert_eq!(deleted.deleted, 1);
+    pg.exec("INSERT INTO events VALUES ('2026-01-01 10:00:00+00', 'globex', 'again')")
+        .await;
+    let before = rows_of(&pg.url, "events", "").await;
+    let acme = |dry_run| RestoreRequest {
+        tenant: Some("acme".into()),
+        dry_run,
+        ..restore_of(&chain.id)
+    };
+    let dry = ops.restore(&acme(true)).await;
+    assert!(dry.tables.iter().all(|t| t.conflicts == 0), "{dry:?}");
+    ops.restore(&acme(false)).await;
+    assert_eq!(rows_of(&pg.url, "events", "").await, before);
+}

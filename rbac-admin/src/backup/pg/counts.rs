@@ -7,8 +7,9 @@
 //! connection waits for the backup's rows to be decompressed, its server sits idle. So a
 //! second connection counts every table of the full step, in order, reading the dry run's own
 //! snapshot (`pg_export_snapshot`, then `SET TRANSACTION SNAPSHOT`): the same rows, counted
-//! meanwhile. Anything that goes wrong there (no second connection, a snapshot that cannot be
-//! imported) only means the dry run counts on its own connection, as before.
+//! meanwhile. Anything that goes wrong on the second connection (none to be had, a snapshot
+//! that cannot be imported, a lock not granted in time) only means the dry run counts the
+//! rest on its own connection, as before.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -26,16 +27,34 @@ pub(crate) struct Counted {
     pub(crate) tenant_column: Option<String>,
 }
 
-/// Counts under way; each table's is taken once.
+/// Counts under way; each table's is taken once. Dropped, it stops the counting.
 pub(crate) struct ScopeCounts {
     counted: Mutex<HashMap<String, oneshot::Receiver<u64>>>,
+    task: Option<tokio::task::JoinHandle<()>>,
 }
+
+impl Drop for ScopeCounts {
+    fn drop(&mut self) {
+        if let Some(task) = &self.task {
+            task.abort();
+        }
+    }
+}
+
+/// How long the second connection waits for a table's lock. The dry run's own connection
+/// holds a share lock on each table from the start; if another session then queues for an
+/// exclusive one (`ALTER TABLE`, `TRUNCATE`), the second connection's count would wait behind
+/// it while the dry run waits for the count, a cycle PostgreSQL cannot see. Past this, the
+/// second connection gives up and the dry run counts the rest itself, through the lock it
+/// holds.
+const LOCK_TIMEOUT: &str = "200ms";
 
 impl ScopeCounts {
     /// None: every table is counted on the dry run's connection.
     pub(crate) fn none() -> ScopeCounts {
         ScopeCounts {
             counted: Mutex::new(HashMap::new()),
+            task: None,
         }
     }
 
@@ -47,17 +66,13 @@ impl ScopeCounts {
         url: &str,
         tables: Vec<Counted>,
         tenant: Option<&str>,
-    ) -> ScopeCounts {
-        let snapshot: String = match sqlx::query_scalar("SELECT pg_export_snapshot()")
+    ) -> Result<ScopeCounts, BackupError> {
+        // Not in a savepoint: PostgreSQL exports no snapshot from a subtransaction. It
+        // needs no privilege and works on a standby too; if it fails all the same, so does
+        // the dry run, with the reason (its transaction is aborted).
+        let snapshot: String = sqlx::query_scalar("SELECT pg_export_snapshot()")
             .fetch_one(&mut *tx)
-            .await
-        {
-            Ok(s) => s,
-            Err(e) => {
-                tracing::debug!(target: "rbac::backup", error = %e, "no snapshot to share: the dry run counts on its own connection");
-                return ScopeCounts::none();
-            }
-        };
+            .await?;
         let mut counted = HashMap::new();
         let mut work = Vec::new();
         for t in tables {
@@ -66,15 +81,16 @@ impl ScopeCounts {
             work.push((t, send));
         }
         let (url, tenant) = (url.to_owned(), tenant.map(str::to_owned));
-        tokio::spawn(async move {
+        let task = tokio::spawn(async move {
             if let Err(e) = count_all(&url, &snapshot, work, tenant.as_deref()).await {
                 // The tables not counted yet are counted by the dry run itself.
                 tracing::debug!(target: "rbac::backup", error = %e, "counting on a second connection stopped");
             }
         });
-        ScopeCounts {
+        Ok(ScopeCounts {
             counted: Mutex::new(counted),
-        }
+            task: Some(task),
+        })
     }
 
     /// The count of `table`, once the second connection has it; None if it is not counting
@@ -100,11 +116,16 @@ async fn count_all(
     }
     let mut conn = connect(url).await?;
     sqlx::raw_sql(AssertSqlSafe(format!(
-        "BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY; SET TRANSACTION SNAPSHOT '{snapshot}'"
+        "SET lock_timeout = '{LOCK_TIMEOUT}'; \
+         BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY; SET TRANSACTION SNAPSHOT '{snapshot}'"
     )))
     .execute(&mut conn)
     .await?;
     for (t, send) in work {
+        if send.is_closed() {
+            // Nobody waits for this count (the dry run ended, or counted it itself).
+            continue;
+        }
         let n = count_in_scope(&mut conn, &t.table, t.tenant_column.as_deref(), tenant).await?;
         // The dry run may have stopped: then nobody waits.
         let _ = send.send(n);
@@ -188,11 +209,14 @@ mod tests {
                 tenant_column: tenant_column.map(str::to_owned),
             }]
         };
-        let counts =
-            ScopeCounts::start(&mut tx, &url, counted(Some("tenant_id")), Some("acme")).await;
+        let counts = ScopeCounts::start(&mut tx, &url, counted(Some("tenant_id")), Some("acme"))
+            .await
+            .unwrap();
         assert_eq!(counts.take(&table).await, Some(10));
         assert_eq!(counts.take(&table).await, None, "taken once");
-        let all = ScopeCounts::start(&mut tx, &url, counted(None), None).await;
+        let all = ScopeCounts::start(&mut tx, &url, counted(None), None)
+            .await
+            .unwrap();
         assert_eq!(all.take(&table).await, Some(30));
         assert_eq!(ScopeCounts::none().take(&table).await, None);
         // A table that is not there stops the counting: the dry run counts the rest itself.
@@ -211,7 +235,8 @@ mod tests {
             ],
             None,
         )
-        .await;
+        .await
+        .unwrap();
         assert_eq!(missing.take(&table).await, None);
         tx.rollback().await.unwrap();
         sqlx::raw_sql(AssertSqlSafe(format!("DROP TABLE {table}")))

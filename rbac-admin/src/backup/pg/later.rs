@@ -30,8 +30,8 @@ pub(crate) enum LaterKeys {
         sets: HashMap<String, Arc<KeySet>>,
         /// Per table, the keys (as JSON texts, see [`stage`]) whose last record is a row of
         /// the tenant: for the dry run against a baseline, the only later keys that can be
-        /// the tenant's rows in the database.
-        mine: Arc<HashMap<String, Vec<String>>>,
+        /// the tenant's rows in the database. Only noted for a dry run.
+        mine: Option<Arc<HashMap<String, Vec<String>>>>,
     },
     /// The keys are in a temporary table: the full step goes through a staging table and
     /// [`leave`] deletes them from it; the incrementals ask [`named_after`].
@@ -40,19 +40,21 @@ pub(crate) enum LaterKeys {
 
 impl LaterKeys {
     /// Reads the keys that the steps of `later` name in `tables`: into memory, or into the
-    /// temporary table when there are more than `in_memory` of them.
+    /// temporary table when there are more than `in_memory` of them. `for_dry_run`: also
+    /// notes, in memory, the keys whose last record is a row of the tenant.
     pub(crate) async fn read(
         tx: &mut PgConnection,
         later: Chain<'_>,
         tables: &[TableManifest],
         storage: &Storage,
         in_memory: usize,
-        tenant: &str,
+        (tenant, for_dry_run): (&str, bool),
     ) -> Result<LaterKeys, BackupError> {
         if later.manifests.is_empty() {
             return Ok(LaterKeys::None);
         }
-        if let Some(keys) = read_into_memory(later, tables, storage, in_memory, tenant).await? {
+        let mine_of = for_dry_run.then_some(tenant);
+        if let Some(keys) = read_into_memory(later, tables, storage, in_memory, mine_of).await? {
             return Ok(keys);
         }
         tracing::info!(
@@ -81,20 +83,20 @@ impl LaterKeys {
     /// in memory.
     pub(crate) fn mine(&self) -> Option<&Arc<HashMap<String, Vec<String>>>> {
         match self {
-            LaterKeys::InMemory { mine, .. } => Some(mine),
+            LaterKeys::InMemory { mine, .. } => mine.as_ref(),
             LaterKeys::None | LaterKeys::Staged => None,
         }
     }
 }
 
-/// The keys of each table that the steps of `later` name, and those whose last record is a
-/// row of `tenant`, or None as soon as there are more than `limit`.
+/// The keys of each table that the steps of `later` name, and with `mine_of`, those whose
+/// last record is a row of that tenant, or None as soon as there are more than `limit`.
 async fn read_into_memory(
     later: Chain<'_>,
     tables: &[TableManifest],
     storage: &Storage,
     limit: usize,
-    tenant: &str,
+    mine_of: Option<&str>,
 ) -> Result<Option<LaterKeys>, BackupError> {
     let mut sets: HashMap<String, KeySet> = HashMap::new();
     let mut mine: HashMap<String, HashSet<String>> = HashMap::new();
@@ -126,6 +128,9 @@ async fn read_into_memory(
                         }
                     }
                     // Steps are read in order, and a step names a key once.
+                    let Some(tenant) = mine_of else {
+                        continue;
+                    };
                     let ours = row
                         && tenant_position
                             .and_then(|i| values.get(i))
@@ -146,11 +151,13 @@ async fn read_into_memory(
             .into_iter()
             .map(|(table, set)| (table, Arc::new(set)))
             .collect(),
-        mine: Arc::new(
-            mine.into_iter()
-                .map(|(table, keys)| (table, keys.into_iter().collect()))
-                .collect(),
-        ),
+        mine: mine_of.map(|_| {
+            Arc::new(
+                mine.into_iter()
+                    .map(|(table, keys)| (table, keys.into_iter().collect()))
+                    .collect(),
+            )
+        }),
     }))
 }
 
@@ -233,8 +240,10 @@ pub(crate) async fn stage(
             insert(tx, &t.name, step, &mut batch).await?;
         }
     }
-    // With two incrementals or more, the incrementals but the last look their keys up.
-    if steps.len() > 1 {
+    // A tenant restore's steps look their records' keys up ([`named_after`]): the
+    // incrementals but the last, and a dry run's full step of a table without a staging
+    // table.
+    if tenant.is_some() {
         run(tx, format!("CREATE INDEX ON {LATER_KEYS} (tbl, k)")).await?;
     }
     run(tx, format!("ANALYZE {LATER_KEYS}")).await?;
