@@ -690,7 +690,12 @@ pub(crate) async fn restore(
             tables,
             storage,
             later_keys_in_memory,
-            (tenant, dry_run),
+            // A table with secret columns is restored by upsert, and keeps the rows that
+            // later steps give the tenant (their secrets are not in the backup).
+            (
+                tenant,
+                dry_run || tables.iter().any(|t| !t.omitted_columns.is_empty()),
+            ),
         )
         .await?
     } else {
@@ -793,6 +798,10 @@ pub(crate) async fn restore(
                 dry_run,
                 later_keys_staged: later.staged(),
                 leave: later.of(&t.name),
+                ends_mine: later
+                    .mine()
+                    .and_then(|mine| mine.get(&t.name))
+                    .map(Vec::as_slice),
                 dry_stage: stage,
                 baseline: baseline.as_ref(),
                 empty_shortcut: shortcuts,
@@ -959,6 +968,8 @@ struct Apply<'a> {
     /// The keys that later steps name in this table, held in memory, each with the last step
     /// that names it: the step leaves those named after it to them.
     leave: Option<&'a Arc<KeySet>>,
+    /// Of those, the keys whose last record is a row of the tenant (see [`StepRows`]).
+    ends_mine: Option<&'a [String]>,
     /// The temporary table a dry run compares the full step in, when the table has one.
     dry_stage: Option<&'a str>,
     /// What the change log says changed in the target since the chain's last step, for a dry
@@ -983,6 +994,9 @@ struct StepRows<'a> {
     index: Option<usize>,
     /// Keys left to later steps.
     leave: Option<&'a Arc<KeySet>>,
+    /// Of those, held in memory, the keys whose last record is a row of the tenant (JSON
+    /// texts, see `later::stage`): a full step restored by upsert keeps their rows.
+    ends_mine: Option<&'a [String]>,
 }
 
 impl StepRows<'_> {
@@ -1075,6 +1089,7 @@ async fn restore_table(
         filter: tenant_filter,
         index: tenant_index,
         leave: apply.leave,
+        ends_mine: apply.ends_mine,
     };
     if full && !dry_run {
         copy_restore(tx, step, t, rows, upsert, later_keys_staged, &mut report).await?;
@@ -1865,12 +1880,38 @@ async fn copy_restore(
             )));
         }
     }
-    let deleted = bind_tenant(sqlx::query(AssertSqlSafe(format!(
-        "DELETE FROM {table} t WHERE {} AND NOT EXISTS (SELECT 1 FROM {STAGE} s WHERE {join})",
+    // A tenant restore of a chain keeps the rows whose key ends as the tenant's row: the later
+    // step that writes them upserts them, and their secret columns stay.
+    let key_texts: Vec<String> = t
+        .primary_key
+        .iter()
+        .map(|k| format!("t.{}::text", quote(k)))
+        .collect();
+    let key_json = format!("jsonb_build_array({})", key_texts.join(", "));
+    let keep_later = match (tenant_filter, later_keys_staged, rows.ends_mine) {
+        (Some(_), true, _) => format!(
+            " AND NOT EXISTS (SELECT 1 FROM (SELECT DISTINCT ON (k) k, mine \
+             FROM {} WHERE tbl = $2 ORDER BY k, step DESC) l \
+             WHERE l.mine AND l.k = {key_json})",
+            later::LATER_KEYS
+        ),
+        (Some(_), false, Some(mine)) if !mine.is_empty() => {
+            format!(" AND {key_json} NOT IN (SELECT k::jsonb FROM unnest($2::text[]) AS u(k))")
+        }
+        _ => String::new(),
+    };
+    let mut delete = bind_tenant(sqlx::query(AssertSqlSafe(format!(
+        "DELETE FROM {table} t WHERE {} AND NOT EXISTS (SELECT 1 FROM {STAGE} s WHERE {join}){keep_later}",
         scope_cond("t.")
-    ))))
-    .execute(&mut *tx)
-    .await?;
+    ))));
+    if !keep_later.is_empty() {
+        delete = if later_keys_staged {
+            delete.bind(t.name.clone())
+        } else {
+            delete.bind(rows.ends_mine.unwrap_or_default().to_vec())
+        };
+    }
+    let deleted = delete.execute(&mut *tx).await?;
     report.delete = deleted.rows_affected();
     let keys_sql = t
         .primary_key

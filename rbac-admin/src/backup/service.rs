@@ -1066,7 +1066,7 @@ impl BackupService {
                 let key = keys.get(*i).cloned().flatten();
                 let mut iter = received(&mut rx, &worker_manifests[*i], key, chunks, None);
                 let step = u32::try_from(*i).unwrap_or(u32::MAX);
-                restorer.note_later_keys(table, step, &mut iter)?;
+                restorer.note_later_keys(table, step, tenant.as_deref(), &mut iter)?;
                 for _ in iter {}
             }
             for (i, table, chunks) in &worker_steps {

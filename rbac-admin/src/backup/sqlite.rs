@@ -1,7 +1,7 @@
 //! The SQLite data path, through rusqlite (the same libsqlite3 as sqlx): catalogue, change
 //! capture triggers, snapshot reads into chunks, and restores (real or dry run).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -426,6 +426,8 @@ pub(crate) struct Step<'a> {
 enum Mode<'t> {
     Dry {
         lookup: rusqlite::Statement<'t>,
+        /// SQLite's reading of a real literal (see [`Affinity::converts`]).
+        read_real: rusqlite::Statement<'t>,
         in_scope: u64,
     },
     Replace {
@@ -449,6 +451,11 @@ pub(crate) struct Restorer<'c> {
     later: HashMap<String, KeySet>,
     /// ... this many of them ...
     later_held: usize,
+    /// Per table, the later keys whose last record is a row of the tenant (encoded as in
+    /// [`KeySet`]; held in memory whatever their number, a subset of the tenant's rows): a
+    /// full step restored by upsert keeps their rows, and so their secret columns, for the
+    /// later step that writes them.
+    later_mine: HashMap<String, HashSet<Box<[u8]>>>,
     /// ... up to this many; past that they move to the temporary table
     /// `temp.rbac_restore_later` (and this is true).
     later_in_memory: usize,
@@ -507,6 +514,7 @@ impl<'c> Restorer<'c> {
             later_keys: false,
             later: HashMap::new(),
             later_held: 0,
+            later_mine: HashMap::new(),
             later_in_memory: keyset::IN_MEMORY,
             later_spilled: false,
             triggers,
@@ -530,8 +538,10 @@ impl<'c> Restorer<'c> {
         &mut self,
         t: &TableManifest,
         step: u32,
+        tenant: Option<&str>,
         chunks: &mut dyn Iterator<Item = Result<Vec<u8>, BackupError>>,
     ) -> Result<(), BackupError> {
+        let tenant_position = t.tenant_position();
         self.later_keys = true;
         let key_positions = t.key_positions()?;
         let mut scratch = Vec::new();
@@ -540,12 +550,33 @@ impl<'c> Restorer<'c> {
             let mut reader = codec::Reader::new(&chunk);
             let mut values = Vec::with_capacity(t.columns.len());
             let set = self.later.entry(t.name.clone()).or_default();
+            let mine = self.later_mine.entry(t.name.clone()).or_default();
             while let Some(tag) =
                 reader.next_ref(t.columns.len(), t.primary_key.len(), &mut values)?
             {
-                let parts = keyset::key_parts(tag == codec::ROW, &values, &key_positions);
-                if set.insert(parts, step, &mut scratch) {
+                let row = tag == codec::ROW;
+                if set.insert(
+                    keyset::key_parts(row, &values, &key_positions),
+                    step,
+                    &mut scratch,
+                ) {
                     self.later_held += 1;
+                }
+                // Steps are noted in order, and a step names a key once.
+                let ours = row
+                    && tenant
+                        .zip(tenant_position)
+                        .is_some_and(|(tn, i)| values.get(i).is_some_and(|v| is_tenant(*v, tn)));
+                scratch.clear();
+                if keyset::encode(
+                    keyset::key_parts(row, &values, &key_positions),
+                    &mut scratch,
+                ) {
+                    if ours {
+                        mine.insert(scratch.as_slice().into());
+                    } else {
+                        mine.remove(scratch.as_slice());
+                    }
                 }
             }
             if self.later_held > self.later_in_memory {
@@ -664,7 +695,12 @@ impl<'c> Restorer<'c> {
                     "SELECT {cols}, {tenant_col_sql} FROM {table} WHERE {}",
                     key_match.join(" AND ")
                 ))?;
-                Some(Mode::Dry { lookup, in_scope })
+                let read_real = self.tx.prepare("SELECT CAST(?1 AS REAL)")?;
+                Some(Mode::Dry {
+                    lookup,
+                    read_real,
+                    in_scope,
+                })
             } else {
                 None
             }
@@ -738,10 +774,17 @@ impl<'c> Restorer<'c> {
                 )?;
                 // The key as the table stores it (its columns' affinity may have turned a
                 // text into a number), as the delete below reads it.
+                // `IS`: a key part may be NULL (a rowid table allows it).
+                let key_is: Vec<String> = t
+                    .primary_key
+                    .iter()
+                    .enumerate()
+                    .map(|(i, k)| format!("{} IS ?{}", quote(k), i + 1))
+                    .collect();
                 Some(self.tx.prepare(&format!(
                     "INSERT OR IGNORE INTO temp.rbac_restore_keys \
                      SELECT json_array({keys}) FROM {table} WHERE {}",
-                    key_match.join(" AND ")
+                    key_is.join(" AND ")
                 ))?)
             } else {
                 None
@@ -818,6 +861,17 @@ impl<'c> Restorer<'c> {
                             None => false,
                         };
                         if held || spilled {
+                            // A key that ends as the tenant's row comes back in a later step:
+                            // a table restored by upsert keeps its row (and the secret columns
+                            // the backup lacks) for that step.
+                            if let Some(Mode::Upsert { key: Some(key), .. }) = &mut mode
+                                && self
+                                    .later_mine
+                                    .get(&t.name)
+                                    .is_some_and(|mine| mine.contains(scratch.as_slice()))
+                            {
+                                key.execute(rusqlite::params_from_iter(key_values.iter()))?;
+                            }
                             continue;
                         }
                     }
@@ -828,7 +882,9 @@ impl<'c> Restorer<'c> {
                             report.insert += 1;
                         }
                     }
-                    Some(Mode::Dry { lookup, .. }) => {
+                    Some(Mode::Dry {
+                        lookup, read_real, ..
+                    }) => {
                         // Compared in place, without copying the stored row.
                         let found = lookup
                             .query_row(rusqlite::params_from_iter(key_values.iter()), |r| {
@@ -837,7 +893,10 @@ impl<'c> Restorer<'c> {
                                     for (i, v) in values.iter().enumerate() {
                                         let affinity =
                                             affinities.get(i).copied().unwrap_or(Affinity::Blob);
-                                        if !same_as_stored(v, r.get_ref(i)?, affinity) {
+                                        let mut read = |s: &str| {
+                                            read_real.query_row([s], |r| r.get::<_, f64>(0)).ok()
+                                        };
+                                        if !same_as_stored(v, r.get_ref(i)?, affinity, &mut read) {
                                             same = false;
                                             break;
                                         }
@@ -953,16 +1012,21 @@ impl<'c> Restorer<'c> {
     }
 }
 
-/// Whether a backed-up value equals a stored one exactly (reals bit for bit).
 /// Whether the restore would store `v` in a column of `affinity` as `stored` is, byte for
-/// byte.
-fn same_as_stored(v: &Value, stored: ValueRef<'_>, affinity: Affinity) -> bool {
+/// byte (`read_real`: SQLite's reading of a real literal).
+fn same_as_stored(
+    v: &Value,
+    stored: ValueRef<'_>,
+    affinity: Affinity,
+    read_real: &mut dyn FnMut(&str) -> Option<f64>,
+) -> bool {
     stored_exactly(v, stored)
         || affinity
-            .converts(v)
+            .converts(v, read_real)
             .is_some_and(|c| stored_exactly(&c, stored))
 }
 
+/// Whether a backed-up value equals a stored one exactly (reals bit for bit).
 fn stored_exactly(v: &Value, stored: ValueRef<'_>) -> bool {
     match (v, stored) {
         (Value::Null, ValueRef::Null) => true,

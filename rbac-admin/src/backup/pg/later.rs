@@ -30,7 +30,8 @@ pub(crate) enum LaterKeys {
         sets: HashMap<String, Arc<KeySet>>,
         /// Per table, the keys (as JSON texts, see [`stage`]) whose last record is a row of
         /// the tenant: for the dry run against a baseline, the only later keys that can be
-        /// the tenant's rows in the database. Only noted for a dry run.
+        /// the tenant's rows in the database; for a full step restored by upsert, the rows
+        /// it keeps for the later steps. Only noted when asked for.
         mine: Option<Arc<HashMap<String, Vec<String>>>>,
     },
     /// The keys are in a temporary table: the full step goes through a staging table and
@@ -40,20 +41,21 @@ pub(crate) enum LaterKeys {
 
 impl LaterKeys {
     /// Reads the keys that the steps of `later` name in `tables`: into memory, or into the
-    /// temporary table when there are more than `in_memory` of them. `for_dry_run`: also
-    /// notes, in memory, the keys whose last record is a row of the tenant.
+    /// temporary table when there are more than `in_memory` of them. `collect_mine`: also
+    /// notes, in memory, the keys whose last record is a row of the tenant (for a dry run,
+    /// and for the full step of tables restored by upsert).
     pub(crate) async fn read(
         tx: &mut PgConnection,
         later: Chain<'_>,
         tables: &[TableManifest],
         storage: &Storage,
         in_memory: usize,
-        (tenant, for_dry_run): (&str, bool),
+        (tenant, collect_mine): (&str, bool),
     ) -> Result<LaterKeys, BackupError> {
         if later.manifests.is_empty() {
             return Ok(LaterKeys::None);
         }
-        let mine_of = for_dry_run.then_some(tenant);
+        let mine_of = collect_mine.then_some(tenant);
         if let Some(keys) = read_into_memory(later, tables, storage, in_memory, mine_of).await? {
             return Ok(keys);
         }
