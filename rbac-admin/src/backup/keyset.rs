@@ -145,6 +145,31 @@ pub(crate) fn encode<'v>(
     true
 }
 
+/// The parts of a key encoded by [`encode`], or None if `key` is not such an encoding.
+pub(crate) fn decode(mut key: &[u8]) -> Option<Vec<Value>> {
+    let mut parts = Vec::new();
+    while let Some((&kind, rest)) = key.split_first() {
+        key = rest;
+        match kind {
+            b'N' => parts.push(Value::Null),
+            b'I' => {
+                let (bytes, rest) = key.split_first_chunk::<8>()?;
+                parts.push(Value::Int(i64::from_le_bytes(*bytes)));
+                key = rest;
+            }
+            b'T' => {
+                let (len, rest) = key.split_first_chunk::<4>()?;
+                let len = usize::try_from(u32::from_le_bytes(*len)).ok()?;
+                let (text, rest) = (rest.get(..len)?, rest.get(len..)?);
+                parts.push(Value::Text(std::str::from_utf8(text).ok()?.to_owned()));
+                key = rest;
+            }
+            _ => return None,
+        }
+    }
+    Some(parts)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -171,6 +196,19 @@ mod tests {
         );
         assert_ne!(encoded(&[ValueRef::Null]), encoded(&[ValueRef::Text("N")]));
         assert_eq!(encoded(&[ValueRef::Real(1.0)]), None);
+        // And back.
+        let parts = [ValueRef::Int(-42), ValueRef::Null, ValueRef::Text("acmé")];
+        let key = encoded(&parts).unwrap();
+        assert_eq!(
+            decode(&key),
+            Some(vec![
+                Value::Int(-42),
+                Value::Null,
+                Value::Text("acmé".into())
+            ])
+        );
+        assert_eq!(decode(&key[..key.len() - 1]), None, "cut short");
+        assert_eq!(decode(b"X"), None);
         assert_eq!(encoded(&[ValueRef::Blob(b"k")]), None);
         let mut out = Vec::new();
         assert!(!encode([None].into_iter(), &mut out), "a missing part");

@@ -1775,9 +1775,10 @@ const STAGE: &str = "rbac_restore_stage";
 
 /// Restores a full step of one table with `COPY ... FROM STDIN`: deletes the scope's rows (all,
 /// or the tenant's) and copies the backup's rows in; for a table with secret columns, copies
-/// into a staging table instead, then deletes the scope's rows the backup does not hold and
-/// upserts the rest, so that the secrets in place are kept. A key held by another tenant is
-/// refused. Errors leave the transaction to be rolled back by the caller.
+/// into a staging table instead, then deletes the scope's rows the backup does not hold
+/// (but those a later step of a tenant restore writes: `rows.ends_mine`, or the staged later
+/// keys) and upserts the rest, so that the secrets in place are kept. A key held by another
+/// tenant is refused. Errors leave the transaction to be rolled back by the caller.
 async fn copy_restore(
     tx: &mut PgConnection,
     step: &Step<'_>,

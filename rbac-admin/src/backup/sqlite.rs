@@ -452,9 +452,9 @@ pub(crate) struct Restorer<'c> {
     /// ... this many of them ...
     later_held: usize,
     /// Per table, the later keys whose last record is a row of the tenant (encoded as in
-    /// [`KeySet`]; held in memory whatever their number, a subset of the tenant's rows): a
-    /// full step restored by upsert keeps their rows, and so their secret columns, for the
-    /// later step that writes them.
+    /// [`KeySet`]): a full step restored by upsert keeps their rows, and so their secret
+    /// columns, for the later step that writes them. Held in memory even when the later keys
+    /// spill: they are the tenant's own changed rows, a part of them.
     later_mine: HashMap<String, HashSet<Box<[u8]>>>,
     /// ... up to this many; past that they move to the temporary table
     /// `temp.rbac_restore_later` (and this is true).
@@ -530,7 +530,7 @@ impl<'c> Restorer<'c> {
 
     /// For a tenant restore of a chain, before any step: notes every key that `step` (an
     /// incremental, by its place in the chain) names for `t` (a row, of any tenant, or a
-    /// delete). Each step then leaves the keys that a step after it names to the last of
+    /// delete), and which of them end as rows of `tenant` (steps noted in order). Each step then leaves the keys that a step after it names to the last of
     /// those, which has the last word on them: a row of the tenant's backup may since have
     /// moved to another tenant under the same key, and replayed as it was, it would collide
     /// with that tenant's row or make the row the tenant's again (see [`keyset`]).
@@ -861,17 +861,6 @@ impl<'c> Restorer<'c> {
                             None => false,
                         };
                         if held || spilled {
-                            // A key that ends as the tenant's row comes back in a later step:
-                            // a table restored by upsert keeps its row (and the secret columns
-                            // the backup lacks) for that step.
-                            if let Some(Mode::Upsert { key: Some(key), .. }) = &mut mode
-                                && self
-                                    .later_mine
-                                    .get(&t.name)
-                                    .is_some_and(|mine| mine.contains(scratch.as_slice()))
-                            {
-                                key.execute(rusqlite::params_from_iter(key_values.iter()))?;
-                            }
                             continue;
                         }
                     }
@@ -961,7 +950,17 @@ impl<'c> Restorer<'c> {
             Some(Mode::Dry { in_scope, .. }) if step.full => {
                 report.delete = in_scope.saturating_sub(report.replace + report.unchanged);
             }
-            Some(Mode::Upsert { key: Some(_), .. }) => {
+            Some(Mode::Upsert {
+                key: Some(mut key), ..
+            }) => {
+                // The keys that end as the tenant's rows come back in a later step: the table,
+                // restored by upsert, keeps their rows (and the secret columns the backup
+                // lacks) for it, whether the full backup holds them as the tenant's or not.
+                for k in self.later_mine.get(&t.name).into_iter().flatten() {
+                    if let Some(parts) = keyset::decode(k) {
+                        key.execute(rusqlite::params_from_iter(parts.iter()))?;
+                    }
+                }
                 let keys = t
                     .primary_key
                     .iter()

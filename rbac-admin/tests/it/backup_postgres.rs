@@ -1986,8 +1986,13 @@ async fn postgres_tenant_chain_restores_keep_the_secrets_of_rows_changed_since_t
     let ops = pg.ops();
     let staged = backup_support::Ops::new(pg.failing(FailPoint::LaterKeysOverflow));
     ops.full().await;
-    pg.exec("UPDATE users SET email = email || '.changed' WHERE tenant_id = 'acme'")
-        .await;
+    // Changed in place, new since the full backup, and moved in from globex.
+    pg.exec(
+        "UPDATE users SET email = email || '.changed' WHERE tenant_id = 'acme';
+         INSERT INTO users (tenant_id, email, password_hash) VALUES ('acme', 'new', 'new-secret');
+         UPDATE users SET tenant_id = 'acme' WHERE id = (SELECT min(id) FROM users WHERE tenant_id = 'globex');",
+    )
+    .await;
     let chain = ops.incremental().await;
     let snapshot = pg.dump().await;
     for via in [&ops, &staged] {

@@ -809,9 +809,12 @@ async fn a_tenant_chain_restore_keeps_the_secrets_of_rows_changed_since_the_full
     let ops = env.ops();
     for scope in [Scope::All, Scope::Tenant("acme".into())] {
         ops.create(&full(scope.clone())).await;
+        // Changed in place, new since the full backup, and moved in from globex.
         exec(
             &env.db,
-            "UPDATE users SET email = email || '.changed' WHERE tenant_id = 'acme';",
+            "UPDATE users SET email = email || '.changed' WHERE tenant_id = 'acme';
+             INSERT INTO users (tenant_id, email, password_hash) VALUES ('acme', 'new', 'new-secret');
+             UPDATE users SET tenant_id = 'acme' WHERE id = (SELECT min(id) FROM users WHERE tenant_id = 'globex');",
         );
         let chain = ops
             .create(&CreateRequest {

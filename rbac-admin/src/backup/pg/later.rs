@@ -180,7 +180,8 @@ fn chain_index(step: usize) -> u32 {
 /// names). A key can then be a row of the tenant only when that record is a row of the
 /// tenant, so only those keys need looking up among the tenant's rows (a small tenant's
 /// share, instead of every tenant's keys). The steps of a tenant restore leave every key a
-/// later step names, whatever its record, so no other use of the keys depends on `mine`.
+/// later step names, whatever its record; the full step of a table restored by upsert keeps
+/// the tenant's rows of the keys that end as `mine`, for the later step that writes them.
 pub(crate) async fn stage(
     tx: &mut PgConnection,
     later: Chain<'_>,
