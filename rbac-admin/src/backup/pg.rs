@@ -1238,7 +1238,10 @@ async fn restore_table(
         dry.compare(tx, &mut pending, &mut report).await?;
     }
     if dry_run && full {
-        report.delete = in_scope.saturating_sub(report.replace + report.unchanged);
+        let kept = count_kept_for_later(tx, t, rows, apply.later_keys_staged).await?;
+        report.delete = in_scope
+            .saturating_sub(report.replace + report.unchanged)
+            .saturating_sub(kept);
     }
     Ok(Some(report))
 }
@@ -1598,7 +1601,9 @@ async fn dry_run_full(
             report.unchanged = c.unchanged + skipped;
             report.unchanged_by_change_log = skipped;
             report.replace = c.replace;
-            report.delete = delete;
+            // Of the rows not in the stage, a restore keeps those a later step writes.
+            let kept = count_kept_for_later(tx, t, rows, later_keys_staged).await?;
+            report.delete = delete.saturating_sub(kept);
             return Ok(());
         }
         tracing::warn!(
@@ -1635,7 +1640,11 @@ async fn dry_run_full(
     report.conflicts = c.conflicts;
     report.unchanged = c.unchanged;
     report.replace = c.replace;
-    report.delete = c.in_scope.saturating_sub(c.replace + c.unchanged);
+    let kept = count_kept_for_later(tx, t, rows, later_keys_staged).await?;
+    report.delete = c
+        .in_scope
+        .saturating_sub(c.replace + c.unchanged)
+        .saturating_sub(kept);
     Ok(())
 }
 
@@ -1773,6 +1782,95 @@ async fn deleted_since(
 /// The staging table of a restore that upserts (tables with secret columns).
 const STAGE: &str = "rbac_restore_stage";
 
+/// The rows of the tenant that the full step of a tenant restore of a chain keeps when it
+/// goes through the staging table: those whose key ends as the tenant's row, which the later
+/// step that writes them upserts (so their secret columns stay).
+struct KeptForLater<'a> {
+    /// True for a row `t` of the table that is kept; `$2` is [`KeptForLater::bind`]'s.
+    condition: String,
+    /// The keys held in memory (JSON texts), or None: the staged keys, by table name.
+    mine: Option<&'a [String]>,
+    table: String,
+}
+
+impl KeptForLater<'_> {
+    /// Binds `$2` (after the tenant, `$1`).
+    fn bind<'q>(
+        &self,
+        q: sqlx::query::Query<'q, sqlx::Postgres, sqlx::postgres::PgArguments>,
+    ) -> sqlx::query::Query<'q, sqlx::Postgres, sqlx::postgres::PgArguments> {
+        match self.mine {
+            Some(mine) => q.bind(mine.to_vec()),
+            None => q.bind(self.table.clone()),
+        }
+    }
+}
+
+/// What the full step of `t` keeps for later steps, if anything: only a tenant restore of a
+/// chain keeps rows, and only of a table with secret columns (the others lose nothing when
+/// the later step writes the row again, and report the same whether the later keys are held
+/// in memory or staged).
+fn kept_for_later<'a>(
+    t: &TableManifest,
+    rows: StepRows<'a>,
+    later_keys_staged: bool,
+) -> Option<KeptForLater<'a>> {
+    rows.filter?;
+    if t.omitted_columns.is_empty() {
+        return None;
+    }
+    let key_texts: Vec<String> = t
+        .primary_key
+        .iter()
+        .map(|k| format!("t.{}::text", quote(k)))
+        .collect();
+    let key_json = format!("jsonb_build_array({})", key_texts.join(", "));
+    let (condition, mine) = match (later_keys_staged, rows.ends_mine) {
+        (true, _) => (
+            format!(
+                "EXISTS (SELECT 1 FROM (SELECT DISTINCT ON (k) k, mine \
+                 FROM {} WHERE tbl = $2 ORDER BY k, step DESC) l \
+                 WHERE l.mine AND l.k = {key_json})",
+                later::LATER_KEYS
+            ),
+            None,
+        ),
+        (false, Some(mine)) if !mine.is_empty() => (
+            format!("{key_json} IN (SELECT k::jsonb FROM unnest($2::text[]) AS u(k))"),
+            Some(mine),
+        ),
+        _ => return None,
+    };
+    Some(KeptForLater {
+        condition,
+        mine,
+        table: t.name.clone(),
+    })
+}
+
+/// How many rows of the tenant a real restore's full step keeps for later steps (see
+/// [`kept_for_later`]): a dry run does not count them as deleted.
+async fn count_kept_for_later(
+    tx: &mut PgConnection,
+    t: &TableManifest,
+    rows: StepRows<'_>,
+    later_keys_staged: bool,
+) -> Result<u64, BackupError> {
+    let (Some(kept), Some((tn, c))) = (kept_for_later(t, rows, later_keys_staged), rows.filter)
+    else {
+        return Ok(0);
+    };
+    let sql = format!(
+        "SELECT count(*) FROM {} t WHERE t.{}::text = $1 AND {}",
+        quote(&t.name),
+        quote(c),
+        kept.condition
+    );
+    let query = kept.bind(sqlx::query(AssertSqlSafe(sql)).bind(tn.to_owned()));
+    let n: i64 = query.fetch_one(&mut *tx).await?.try_get(0)?;
+    Ok(u64::try_from(n).unwrap_or(0))
+}
+
 /// Restores a full step of one table with `COPY ... FROM STDIN`: deletes the scope's rows (all,
 /// or the tenant's) and copies the backup's rows in; for a table with secret columns, copies
 /// into a staging table instead, then deletes the scope's rows the backup does not hold
@@ -1883,34 +1981,17 @@ async fn copy_restore(
     }
     // A tenant restore of a chain keeps the rows whose key ends as the tenant's row: the later
     // step that writes them upserts them, and their secret columns stay.
-    let key_texts: Vec<String> = t
-        .primary_key
-        .iter()
-        .map(|k| format!("t.{}::text", quote(k)))
-        .collect();
-    let key_json = format!("jsonb_build_array({})", key_texts.join(", "));
-    let keep_later = match (tenant_filter, later_keys_staged, rows.ends_mine) {
-        (Some(_), true, _) => format!(
-            " AND NOT EXISTS (SELECT 1 FROM (SELECT DISTINCT ON (k) k, mine \
-             FROM {} WHERE tbl = $2 ORDER BY k, step DESC) l \
-             WHERE l.mine AND l.k = {key_json})",
-            later::LATER_KEYS
-        ),
-        (Some(_), false, Some(mine)) if !mine.is_empty() => {
-            format!(" AND {key_json} NOT IN (SELECT k::jsonb FROM unnest($2::text[]) AS u(k))")
-        }
-        _ => String::new(),
-    };
+    let kept = kept_for_later(t, rows, later_keys_staged);
+    let keep_later = kept
+        .as_ref()
+        .map(|k| format!(" AND NOT {}", k.condition))
+        .unwrap_or_default();
     let mut delete = bind_tenant(sqlx::query(AssertSqlSafe(format!(
         "DELETE FROM {table} t WHERE {} AND NOT EXISTS (SELECT 1 FROM {STAGE} s WHERE {join}){keep_later}",
         scope_cond("t.")
     ))));
-    if !keep_later.is_empty() {
-        delete = if later_keys_staged {
-            delete.bind(t.name.clone())
-        } else {
-            delete.bind(rows.ends_mine.unwrap_or_default().to_vec())
-        };
+    if let Some(kept) = kept {
+        delete = kept.bind(delete);
     }
     let deleted = delete.execute(&mut *tx).await?;
     report.delete = deleted.rows_affected();

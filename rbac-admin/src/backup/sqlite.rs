@@ -947,8 +947,32 @@ impl<'c> Restorer<'c> {
             progress.advance(n);
         }
         match mode {
-            Some(Mode::Dry { in_scope, .. }) if step.full => {
-                report.delete = in_scope.saturating_sub(report.replace + report.unchanged);
+            Some(Mode::Dry {
+                in_scope,
+                mut lookup,
+                ..
+            }) if step.full => {
+                // A restore by upsert keeps the tenant's rows that a later step writes (see
+                // `later_mine`): they are not deleted.
+                let mut kept = 0u64;
+                if let (Some((tn, _)), false) = (tenant_filter, t.omitted_columns.is_empty()) {
+                    for k in self.later_mine.get(&t.name).into_iter().flatten() {
+                        let Some(parts) = keyset::decode(k) else {
+                            continue;
+                        };
+                        let ours = lookup
+                            .query_row(rusqlite::params_from_iter(parts.iter()), |r| {
+                                Ok(stored_tenant_is(r.get_ref(row_len)?, tn))
+                            })
+                            .optional()?;
+                        if ours == Some(true) {
+                            kept += 1;
+                        }
+                    }
+                }
+                report.delete = in_scope
+                    .saturating_sub(report.replace + report.unchanged)
+                    .saturating_sub(kept);
             }
             Some(Mode::Upsert {
                 key: Some(mut key), ..

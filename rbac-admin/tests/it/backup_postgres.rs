@@ -1985,6 +1985,7 @@ async fn postgres_tenant_chain_restores_keep_the_secrets_of_rows_changed_since_t
     let pg = fresh().await;
     let ops = pg.ops();
     let staged = backup_support::Ops::new(pg.failing(FailPoint::LaterKeysOverflow));
+    let in_full = backup_support::Ops::new(pg.failing(FailPoint::DryRunInFull));
     ops.full().await;
     // Changed in place, new since the full backup, and moved in from globex.
     pg.exec(
@@ -1995,12 +1996,23 @@ async fn postgres_tenant_chain_restores_keep_the_secrets_of_rows_changed_since_t
     .await;
     let chain = ops.incremental().await;
     let snapshot = pg.dump().await;
-    for via in [&ops, &staged] {
-        via.restore(&RestoreRequest {
+    for via in [&ops, &staged, &in_full] {
+        let acme = |dry_run| RestoreRequest {
             tenant: Some("acme".into()),
+            dry_run,
             ..restore_of(&chain.id)
-        })
-        .await;
+        };
+        // The dry run counts the rows the full step deletes as the restore does.
+        let full_step_deletes = |report: &rbac_admin::backup::RestoreReport| {
+            report
+                .tables
+                .iter()
+                .find(|t| t.table == "users")
+                .map(|t| t.delete)
+        };
+        let dry = via.restore(&acme(true)).await;
+        let done = via.restore(&acme(false)).await;
+        assert_eq!(full_step_deletes(&dry), full_step_deletes(&done), "{dry:?}");
         assert_eq!(pg.dump().await, snapshot);
     }
 }
