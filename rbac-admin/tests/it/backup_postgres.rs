@@ -2016,3 +2016,112 @@ async fn postgres_tenant_chain_restores_keep_the_secrets_of_rows_changed_since_t
         assert_eq!(pg.dump().await, snapshot);
     }
 }
+
+#[tokio::test]
+#[cfg_attr(
+    not(rbac_pg_tests),
+    ignore = "needs PostgreSQL: set RBAC_TEST_POSTGRES_URL (bash .ci/postgres.sh prints one)"
+)]
+async fn postgres_backups_are_exact_whatever_the_databases_session_defaults() {
+    // Backups read values as text; a database (or role) whose defaults print floats with
+    // fewer digits, dates day first, times in another zone or bytes escaped must not change
+    // what a restore writes back.
+    let pg = fresh().await;
+    let name = pg.url.rsplit('/').next().unwrap().to_owned();
+    pg.exec(&format!(
+        "ALTER DATABASE {name} SET extra_float_digits = 0;
+         ALTER DATABASE {name} SET DateStyle = 'SQL, DMY';
+         ALTER DATABASE {name} SET TimeZone = 'Asia/Kathmandu';
+         ALTER DATABASE {name} SET IntervalStyle = 'sql_standard';
+         ALTER DATABASE {name} SET bytea_output = 'escape';"
+    ))
+    .await;
+    pg.exec(
+        "UPDATE invoices SET amount = 0.1::float8 + 0.2::float8, issued = '2024-02-29 23:59:59.123456+00',
+           attachment = '\\x00ff5c27'::bytea WHERE id = 1;",
+    )
+    .await;
+    let ops = pg.ops();
+    let f = ops.full().await;
+    pg.exec("UPDATE invoices SET amount = 1::float8 / 3, issued = issued + interval '1 microsecond' WHERE id = 2")
+        .await;
+    let chain = ops.incremental().await;
+    // Compared in one fixed rendering, whatever each database's defaults.
+    let exact = |url: String| async move {
+        let mut db = PgConnection::connect(&url).await.unwrap();
+        sqlx::raw_sql(
+            "SET extra_float_digits = 3; SET bytea_output = 'hex'; SET TimeZone = 'UTC';
+             SET DateStyle = 'ISO, MDY'; SET IntervalStyle = 'postgres';",
+        )
+        .execute(&mut db)
+        .await
+        .unwrap();
+        sqlx::query_scalar::<_, String>("SELECT t::text FROM invoices t ORDER BY id")
+            .fetch_all(&mut db)
+            .await
+            .unwrap()
+    };
+    let before = exact(pg.url.clone()).await;
+    assert!(
+        before.iter().any(|r| r.contains("0.30000000000000004")),
+        "{}",
+        before[0]
+    );
+    let url = empty_database("").await;
+    ops.restore(&RestoreRequest {
+        to: Some(url.clone()),
+        ..restore_of(&chain.id)
+    })
+    .await;
+    let after = exact(url).await;
+    let differ: Vec<_> = before
+        .iter()
+        .zip(&after)
+        .filter(|(b, a)| b != a)
+        .take(3)
+        .collect();
+    assert!(
+        differ.is_empty() && before.len() == after.len(),
+        "from {}: {differ:?}",
+        f.id
+    );
+
+    // The same when the connection URL itself asks for such settings.
+    let text = format!(
+        "database = \"{}?options=-c%20extra_float_digits%3D0%20-c%20bytea_output%3Descape\
+         %20-c%20TimeZone%3DAsia%2FKathmandu%20-c%20DateStyle%3DSQL%2CDMY\"\nstorage = \"{}\"\n{}",
+        pg.url,
+        pg.dir.path().join("backups").display(),
+        backup_support::CONFIG_EXTRA
+    );
+    let odd_url = format!(
+        "{}?options=-c%20extra_float_digits%3D0%20-c%20bytea_output%3Descape",
+        pg.url
+    );
+    let shown: String = sqlx::query_scalar("SHOW bytea_output")
+        .fetch_one(&mut PgConnection::connect(&odd_url).await.unwrap())
+        .await
+        .unwrap();
+    assert_eq!(shown, "escape", "the URL's options apply");
+    let odd = backup_support::Ops::new(
+        BackupService::open(BackupConfig::from_toml_str(&text).unwrap()).unwrap(),
+    );
+    let f = odd.full().await;
+    let url = empty_database("").await;
+    odd.restore(&RestoreRequest {
+        to: Some(url.clone()),
+        ..restore_of(&f.id)
+    })
+    .await;
+    let after = exact(url).await;
+    let differ: Vec<_> = before
+        .iter()
+        .zip(&after)
+        .filter(|(b, a)| b != a)
+        .take(3)
+        .collect();
+    assert!(
+        differ.is_empty() && before.len() == after.len(),
+        "URL options: {differ:?}"
+    );
+}
