@@ -334,7 +334,8 @@ pub(crate) fn read_snapshot(
                     .primary_key
                     .iter()
                     .zip(&keys)
-                    .map(|(col, key)| format!("t.{} = {key}", quote(col)))
+                    // `IS`: a key part may be NULL (a rowid table allows it).
+                    .map(|(col, key)| format!("t.{} IS {key}", quote(col)))
                     .collect();
                 let tenant_join = match (tenant, &t.tenant_column) {
                     (Some(_), Some(c)) => format!(" AND t.{} = ?4", quote(c)),
@@ -345,12 +346,13 @@ pub(crate) fn read_snapshot(
                 } else {
                     " AND tenant = ?4".into()
                 };
+                // Whether the key's row is there: a column of the joined side that is never
+                // NULL (a key part may be).
                 let sql = format!(
-                    "SELECT {}, t.{} IS NOT NULL, {} FROM (SELECT DISTINCT pk FROM {CHANGES} \
+                    "SELECT {}, t.rbac_present IS NOT NULL, {} FROM (SELECT DISTINCT pk FROM {CHANGES} \
                      WHERE tbl = ?1 AND seq > ?2 AND seq <= ?3{tenant_changes}) AS c \
-                     LEFT JOIN {} AS t ON {}{tenant_join}",
+                     LEFT JOIN (SELECT 1 AS rbac_present, * FROM {}) AS t ON {}{tenant_join}",
                     keys.join(", "),
-                    quote(&t.primary_key[0]),
                     column_list(t, "t."),
                     quote(&t.name),
                     join.join(" AND "),
@@ -437,7 +439,19 @@ enum Mode<'t> {
         upsert: rusqlite::Statement<'t>,
         key: Option<rusqlite::Statement<'t>>,
         delete: rusqlite::Statement<'t>,
+        null_key: Box<NullKey<'t>>,
     },
+}
+
+/// How an upsert writes a row whose key has a NULL part, which `ON CONFLICT` never matches.
+struct NullKey<'t> {
+    /// Updates the row with that key (of the row's own tenant, in a tenant restore); None when
+    /// every column is part of the key.
+    update: Option<rusqlite::Statement<'t>>,
+    /// Whether a row with that key exists (bound with the key's values).
+    exists: rusqlite::Statement<'t>,
+    /// Inserts the row.
+    insert: rusqlite::Statement<'t>,
 }
 
 /// Applies (or, in a dry run, compares) decoded records inside one transaction.
@@ -666,11 +680,13 @@ impl<'c> Restorer<'c> {
         let table = quote(&t.name);
         let cols = column_list(t, "");
         let marks: Vec<String> = (1..=t.columns.len()).map(|i| format!("?{i}")).collect();
+        // `IS`, not `=`: SQLite lets a rowid table's key hold NULL parts, which `=` never
+        // matches (`IS` applies the same affinity and collation, and uses the same index).
         let key_match: Vec<String> = t
             .primary_key
             .iter()
             .enumerate()
-            .map(|(i, k)| format!("{} = ?{}", quote(k), i + 1))
+            .map(|(i, k)| format!("{} IS ?{}", quote(k), i + 1))
             .collect();
         let key_positions = t.key_positions()?;
         let count_scope = |tx: &rusqlite::Transaction<'_>| -> Result<u64, BackupError> {
@@ -735,6 +751,13 @@ impl<'c> Restorer<'c> {
                 Some((_, c)) => format!(" WHERE {table}.{0} = excluded.{0}", quote(c)),
                 None => String::new(),
             };
+            // Every backed-up column is part of the key: the row is written to itself, so that
+            // a row of the tenant counts as written and another tenant's is refused (`DO
+            // NOTHING` would count neither).
+            let updates = match (updates.is_empty(), t.primary_key.first()) {
+                (true, Some(k)) => vec![format!("{0} = excluded.{0}", quote(k))],
+                _ => updates,
+            };
             let action = if updates.is_empty() {
                 "NOTHING".to_owned()
             } else {
@@ -774,17 +797,10 @@ impl<'c> Restorer<'c> {
                 )?;
                 // The key as the table stores it (its columns' affinity may have turned a
                 // text into a number), as the delete below reads it.
-                // `IS`: a key part may be NULL (a rowid table allows it).
-                let key_is: Vec<String> = t
-                    .primary_key
-                    .iter()
-                    .enumerate()
-                    .map(|(i, k)| format!("{} IS ?{}", quote(k), i + 1))
-                    .collect();
                 Some(self.tx.prepare(&format!(
                     "INSERT OR IGNORE INTO temp.rbac_restore_keys \
                      SELECT json_array({keys}) FROM {table} WHERE {}",
-                    key_is.join(" AND ")
+                    key_match.join(" AND ")
                 ))?)
             } else {
                 None
@@ -793,10 +809,54 @@ impl<'c> Restorer<'c> {
                 "DELETE FROM {table} WHERE {}{tenant_cond}",
                 key_match.join(" AND ")
             ))?;
+            // A key with a NULL part never conflicts: such a row is updated in place, by
+            // `IS`, or inserted when there is none (the values bound in column order).
+            let by_position = |name: &str| {
+                t.columns
+                    .iter()
+                    .position(|c| c.name == name)
+                    .map(|i| format!("?{}", i + 1))
+            };
+            let key_at: Vec<String> = t
+                .primary_key
+                .iter()
+                .filter_map(|k| Some(format!("{} IS {}", quote(k), by_position(k)?)))
+                .collect();
+            let sets: Vec<String> = t
+                .columns
+                .iter()
+                .enumerate()
+                .filter(|(_, c)| !t.primary_key.contains(&c.name))
+                .map(|(i, c)| format!("{} = ?{}", quote(&c.name), i + 1))
+                .collect();
+            let own_tenant = match tenant_filter.and_then(|(_, c)| Some((c, by_position(c)?))) {
+                Some((c, at)) => format!(" AND {} = {at}", quote(c)),
+                None => String::new(),
+            };
+            let null_key = NullKey {
+                update: if sets.is_empty() {
+                    None
+                } else {
+                    Some(self.tx.prepare(&format!(
+                        "UPDATE {table} SET {} WHERE {}{own_tenant}",
+                        sets.join(", "),
+                        key_at.join(" AND ")
+                    ))?)
+                },
+                exists: self.tx.prepare(&format!(
+                    "SELECT 1 FROM {table} WHERE {}",
+                    key_match.join(" AND ")
+                ))?,
+                insert: self.tx.prepare(&format!(
+                    "INSERT INTO {table} ({cols}{filler_cols}) VALUES ({}{filler_values})",
+                    marks.join(", ")
+                ))?,
+            };
             Some(Mode::Upsert {
                 upsert,
                 key,
                 delete,
+                null_key: Box::new(null_key),
             })
         };
         let row_len = t.columns.len();
@@ -917,11 +977,38 @@ impl<'c> Restorer<'c> {
                         upsert,
                         key,
                         delete,
+                        null_key,
                     }) => {
                         if tag == codec::ROW {
-                            let changed = upsert
-                                .execute(rusqlite::params_from_iter(values.iter()))
-                                .map_err(|e| constraint(&t.name, e))?;
+                            let row = rusqlite::params_from_iter(values.iter());
+                            let changed = if key_values.contains(&Value::Null) {
+                                let updated = match &mut null_key.update {
+                                    Some(update) => {
+                                        update.execute(row).map_err(|e| constraint(&t.name, e))?
+                                    }
+                                    None => 0,
+                                };
+                                if updated > 0 {
+                                    updated
+                                } else if null_key
+                                    .exists
+                                    .exists(rusqlite::params_from_iter(key_values.iter()))?
+                                {
+                                    // Every column is the key: the row is there already (its
+                                    // tenant is part of the key). Else the guard refused it:
+                                    // another tenant holds the key.
+                                    usize::from(
+                                        null_key.update.is_none() || tenant_filter.is_none(),
+                                    )
+                                } else {
+                                    null_key
+                                        .insert
+                                        .execute(rusqlite::params_from_iter(values.iter()))
+                                        .map_err(|e| constraint(&t.name, e))?
+                                }
+                            } else {
+                                upsert.execute(row).map_err(|e| constraint(&t.name, e))?
+                            };
                             if changed == 0 && tenant_filter.is_some() {
                                 return Err(BackupError::Schema(format!(
                                     "table `{}`: a restored row's key belongs to another tenant; \

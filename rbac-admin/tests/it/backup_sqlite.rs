@@ -5,8 +5,8 @@ use crate::backup_support;
 
 use backup_support::*;
 use rbac_admin::backup::{
-    Actor, BackupKind, CreateRequest, FailPoint, LogQuery, NoProgress, RestoreRequest, Scope,
-    Selector, Status,
+    Actor, BackupConfig, BackupKind, BackupService, CreateRequest, FailPoint, LogQuery, NoProgress,
+    RestoreRequest, Scope, Selector, Status,
 };
 use rusqlite::OptionalExtension;
 use rusqlite::types::Value;
@@ -844,6 +844,57 @@ async fn a_tenant_chain_restore_keeps_the_secrets_of_rows_changed_since_the_full
             assert_eq!(full_step_deletes(&dry), full_step_deletes(&done), "{dry:?}");
             assert_eq!(dump(&env.db), snapshot, "secrets kept, from {}", chain.id);
         }
+    }
+}
+
+/// A table with a secret column is restored by upsert, then the rows of the scope it did not
+/// restore are deleted by key: a key with a NULL part (a rowid table allows one) is matched
+/// as restored, and its row stays.
+#[tokio::test]
+async fn an_upsert_restore_keeps_rows_whose_key_has_a_null_part() {
+    let env = Env::new(5);
+    exec(
+        &env.db,
+        "CREATE TABLE links (tenant_id TEXT NOT NULL, code TEXT, label TEXT, token TEXT,
+           PRIMARY KEY (tenant_id, code));
+         CREATE TABLE tags (tenant_id TEXT NOT NULL, tag TEXT, token TEXT,
+           PRIMARY KEY (tenant_id, tag));
+         INSERT INTO links VALUES ('acme', NULL, 'x', 's1'), ('acme', 'b', 'y', 's2'),
+           ('globex', NULL, 'z', 's3');
+         INSERT INTO tags VALUES ('acme', NULL, 't1'), ('acme', 'red', 't2'),
+           ('globex', NULL, 't3');",
+    );
+    let text = env.config_text("").replace(
+        r#"["users.password_hash"]"#,
+        r#"["users.password_hash", "links.token", "tags.token"]"#,
+    );
+    let ops = Ops::new(BackupService::open(BackupConfig::from_toml_str(&text).unwrap()).unwrap());
+    ops.full().await;
+    // An incremental changes a row with a NULL key part and deletes another.
+    exec(
+        &env.db,
+        "UPDATE links SET label = 'changed' WHERE tenant_id = 'acme' AND code IS NULL;
+         DELETE FROM tags WHERE tenant_id = 'acme' AND tag IS NULL;",
+    );
+    let m = ops
+        .create(&CreateRequest {
+            kind: BackupKind::Incremental,
+            scope: Scope::All,
+        })
+        .await;
+    let before = dump(&env.db);
+    for tenant in [None, Some("acme")] {
+        exec(
+            &env.db,
+            "UPDATE links SET label = 'stale' WHERE tenant_id = 'acme' AND code IS NULL;
+             INSERT INTO tags VALUES ('acme', NULL, 'back');",
+        );
+        ops.restore(&RestoreRequest {
+            tenant: tenant.map(str::to_owned),
+            ..restore_all(&m.id, None, false)
+        })
+        .await;
+        assert_eq!(dump(&env.db), before, "tenant {tenant:?}");
     }
 }
 
