@@ -1826,15 +1826,7 @@ fn kept_for_later<'a>(
         .collect();
     let key_json = format!("jsonb_build_array({})", key_texts.join(", "));
     let (condition, mine) = match (later_keys_staged, rows.ends_mine) {
-        (true, _) => (
-            format!(
-                "EXISTS (SELECT 1 FROM (SELECT DISTINCT ON (k) k, mine \
-                 FROM {} WHERE tbl = $2 ORDER BY k, step DESC) l \
-                 WHERE l.mine AND l.k = {key_json})",
-                later::LATER_KEYS
-            ),
-            None,
-        ),
+        (true, _) => (format!("{key_json} IN {}", later::ending_mine("$2")), None),
         (false, Some(mine)) if !mine.is_empty() => (
             format!("{key_json} IN (SELECT k::jsonb FROM unnest($2::text[]) AS u(k))"),
             Some(mine),

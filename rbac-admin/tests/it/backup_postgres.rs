@@ -2003,16 +2003,13 @@ async fn postgres_tenant_chain_restores_keep_the_secrets_of_rows_changed_since_t
             ..restore_of(&chain.id)
         };
         // The dry run counts the rows the full step deletes as the restore does.
-        let full_step_deletes = |report: &rbac_admin::backup::RestoreReport| {
-            report
-                .tables
-                .iter()
-                .find(|t| t.table == "users")
-                .map(|t| t.delete)
-        };
         let dry = via.restore(&acme(true)).await;
         let done = via.restore(&acme(false)).await;
-        assert_eq!(full_step_deletes(&dry), full_step_deletes(&done), "{dry:?}");
+        assert_eq!(
+            backup_support::full_step_deletes(&dry, "users"),
+            backup_support::full_step_deletes(&done, "users"),
+            "{dry:?}"
+        );
         assert_eq!(pg.dump().await, snapshot);
     }
 }
@@ -2067,61 +2064,73 @@ async fn postgres_backups_are_exact_whatever_the_databases_session_defaults() {
         "{}",
         before[0]
     );
-    let url = empty_database("").await;
-    ops.restore(&RestoreRequest {
-        to: Some(url.clone()),
-        ..restore_of(&chain.id)
-    })
-    .await;
-    let after = exact(url).await;
-    let differ: Vec<_> = before
-        .iter()
-        .zip(&after)
-        .filter(|(b, a)| b != a)
-        .take(3)
-        .collect();
-    assert!(
-        differ.is_empty() && before.len() == after.len(),
-        "from {}: {differ:?}",
+    // Restores `id` through `via` into a fresh database: the rows that differ from `before`.
+    let (pg_ref, before_ref, exact_ref) = (&pg, &before, &exact);
+    let differing = move |via: &'static str, id: rbac_admin::backup::BackupId| {
+        let (pg, before, exact) = (pg_ref, before_ref, exact_ref);
+        async move {
+            let url = empty_database("").await;
+            let service = match via {
+                "plain" => pg.service(),
+                _ => odd_service(pg, via),
+            };
+            backup_support::Ops::new(service)
+                .restore(&RestoreRequest {
+                    to: Some(url.clone()),
+                    ..restore_of(&id)
+                })
+                .await;
+            let after = exact(url).await;
+            let mut differ: Vec<String> = before
+                .iter()
+                .zip(&after)
+                .filter(|(b, a)| b != a)
+                .take(3)
+                .map(|(b, a)| format!("{b} became {a}"))
+                .collect();
+            if before.len() != after.len() {
+                differ.push(format!("{} rows became {}", before.len(), after.len()));
+            }
+            differ
+        }
+    };
+    assert_eq!(
+        differing("plain", chain.id.clone()).await,
+        Vec::<String>::new(),
+        "from {}",
         f.id
     );
 
     // The same when the connection URL itself asks for such settings.
+    let options = "-c%20extra_float_digits%3D0%20-c%20bytea_output%3Descape\
+                   %20-c%20TimeZone%3DAsia%2FKathmandu%20-c%20DateStyle%3DSQL%2CDMY";
+    let shown: String = sqlx::query_scalar("SHOW bytea_output")
+        .fetch_one(
+            &mut PgConnection::connect(&format!("{}?options={options}", pg.url))
+                .await
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(shown, "escape", "the URL's options apply");
+    let f = backup_support::Ops::new(odd_service(&pg, options))
+        .full()
+        .await;
+    assert_eq!(
+        differing(options, f.id.clone()).await,
+        Vec::<String>::new(),
+        "URL options"
+    );
+}
+
+/// A backup service for `pg` whose connection URL carries `options` (URL-encoded `-c`
+/// settings).
+fn odd_service(pg: &Pg, options: &str) -> BackupService {
     let text = format!(
-        "database = \"{}?options=-c%20extra_float_digits%3D0%20-c%20bytea_output%3Descape\
-         %20-c%20TimeZone%3DAsia%2FKathmandu%20-c%20DateStyle%3DSQL%2CDMY\"\nstorage = \"{}\"\n{}",
+        "database = \"{}?options={options}\"\nstorage = \"{}\"\n{}",
         pg.url,
         pg.dir.path().join("backups").display(),
         backup_support::CONFIG_EXTRA
     );
-    let odd_url = format!(
-        "{}?options=-c%20extra_float_digits%3D0%20-c%20bytea_output%3Descape",
-        pg.url
-    );
-    let shown: String = sqlx::query_scalar("SHOW bytea_output")
-        .fetch_one(&mut PgConnection::connect(&odd_url).await.unwrap())
-        .await
-        .unwrap();
-    assert_eq!(shown, "escape", "the URL's options apply");
-    let odd = backup_support::Ops::new(
-        BackupService::open(BackupConfig::from_toml_str(&text).unwrap()).unwrap(),
-    );
-    let f = odd.full().await;
-    let url = empty_database("").await;
-    odd.restore(&RestoreRequest {
-        to: Some(url.clone()),
-        ..restore_of(&f.id)
-    })
-    .await;
-    let after = exact(url).await;
-    let differ: Vec<_> = before
-        .iter()
-        .zip(&after)
-        .filter(|(b, a)| b != a)
-        .take(3)
-        .collect();
-    assert!(
-        differ.is_empty() && before.len() == after.len(),
-        "URL options: {differ:?}"
-    );
+    BackupService::open(BackupConfig::from_toml_str(&text).unwrap()).unwrap()
 }

@@ -288,6 +288,15 @@ pub(crate) async fn named_after(
     Ok(out)
 }
 
+/// The staged keys of the table named by `table` (a parameter, `$n`) whose last record is a
+/// row of the tenant (`mine`, see [`stage`]): a subquery with the key as `k` (JSONB).
+pub(crate) fn ending_mine(table: &str) -> String {
+    format!(
+        "(SELECT k FROM (SELECT DISTINCT ON (k) k, mine FROM {LATER_KEYS} \
+         WHERE tbl = {table} ORDER BY k, step DESC) l WHERE mine)"
+    )
+}
+
 /// Keys on their way to [`LATER_KEYS`].
 #[derive(Default)]
 struct Batch {

@@ -148,8 +148,8 @@ impl Baseline {
                 format!(" UNION SELECT k::text FROM {LATER_KEYS} WHERE tbl = $1")
             }
             (LaterKeys::LeftStaged, true) => format!(
-                " UNION SELECT k::text FROM (SELECT DISTINCT ON (k) k, mine FROM {LATER_KEYS} \
-                 WHERE tbl = $1 ORDER BY k, step DESC) l WHERE mine"
+                " UNION SELECT k::text FROM {} mine",
+                super::later::ending_mine("$1")
             ),
             (LaterKeys::Left(_), true) => format!(" UNION SELECT unnest({mine}::text[])"),
         };

@@ -222,6 +222,18 @@ impl Ops {
 }
 
 /// A restore of backup `id`: every table, into the configured database, for real.
+/// The rows `report`'s first step of `table` deletes (the full step, in a chain's report).
+pub(crate) fn full_step_deletes(
+    report: &rbac_admin::backup::RestoreReport,
+    table: &str,
+) -> Option<u64> {
+    report
+        .tables
+        .iter()
+        .find(|t| t.table == table)
+        .map(|t| t.delete)
+}
+
 pub(crate) fn restore_of(id: &BackupId) -> RestoreRequest {
     RestoreRequest {
         from: Selector::Id(id.clone()),
