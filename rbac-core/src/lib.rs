@@ -76,6 +76,7 @@
 
 pub mod casbin;
 mod decision;
+mod displace;
 pub mod document;
 mod engine;
 pub mod fields;

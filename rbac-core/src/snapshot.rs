@@ -7,6 +7,7 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use foldhash::fast::RandomState;
 
 use crate::decision::{Cause, Decision, Effect, Explanation, Rule};
+use crate::displace::Displace;
 use crate::document::RoleDef;
 use crate::name::Pattern;
 use crate::pages::PodArray;
@@ -19,7 +20,7 @@ const GLOBAL: u32 = u32::MAX;
 static GENERATION: AtomicU32 = AtomicU32::new(1);
 
 /// Longest name kept inside its [`Interner`] slot.
-const NAME_INLINE: usize = 24;
+const NAME_INLINE: usize = 26;
 
 /// Whether `name` is the start of `stored` (a name kept inline in a slot, at least as long as
 /// `name`), compared in 8-byte words. Every check compares three short names, and calling
@@ -56,22 +57,18 @@ fn same_inline(name: &[u8], stored: &[u8]) -> bool {
 
 /// Names interned to dense ids, with one copy of each name.
 ///
-/// An open-addressing hash table (linear probing) whose slots carry the id, a 16-bit hash tag
-/// and, for names of up to [`NAME_INLINE`] bytes, the name itself: a lookup reads one slot (two
-/// adjacent ones on a collision) and nothing else. Longer names are compared against the arena
-/// that holds every name for `name(id)`. The table is built once and only read by checks. It
-/// is kept at most half full: with linear probing, a lookup of a name that is not there (an
-/// unknown permission or tenant) scans to the next empty slot, about 2.5 slots on average at
-/// that load against 8.5 at 3/4 full, and these tables are small next to the subjects'.
-#[derive(Debug, Default)]
+/// The names are fixed when it is built, so its table is a perfect hash ([`Displace`]): each
+/// name has a slot of its own, computed from its hash, that carries the id and, for names of
+/// up to [`NAME_INLINE`] bytes, the name itself. A lookup reads that one slot and nothing else
+/// (longer names are compared against the arena that holds every name for `name(id)`).
+#[derive(Debug)]
 struct Interner {
     /// Every name, back to back.
     bytes: String,
     /// `bytes[start .. start + len]` of each id.
     spans: Vec<(u32, u32)>,
-    /// At most half full, so a probe always ends at an empty slot, soon.
+    index: Displace,
     slots: Vec<Slot>,
-    hasher: RandomState,
 }
 
 // 32-byte aligned: a slot never straddles two cache lines.
@@ -80,8 +77,6 @@ struct Interner {
 struct Slot {
     /// The name's id, or NONE for an empty slot.
     id: u32,
-    /// 16 bits of the name's hash: most other names are passed over without a comparison.
-    tag: u16,
     /// The name's length, saturated at `u16::MAX`.
     len: u16,
     /// The name, when it is at most [`NAME_INLINE`] bytes long.
@@ -91,121 +86,81 @@ struct Slot {
 impl Slot {
     const EMPTY: Slot = Slot {
         id: NONE,
-        tag: 0,
         len: 0,
         inline: [0; NAME_INLINE],
     };
 }
 
-impl Interner {
-    #[inline]
-    fn hash(&self, name: &[u8]) -> u64 {
-        use std::hash::BuildHasher;
-        self.hasher.hash_one(name)
+impl Default for Interner {
+    fn default() -> Interner {
+        Interner::build(std::iter::empty())
     }
+}
 
-    /// The slot where the probe for `hash` starts (`n` slots, n > 0).
-    #[inline]
-    fn home(hash: u64, n: usize) -> usize {
-        ((hash & 0xffff_ffff).wrapping_mul(n as u64) >> 32) as usize
+impl Interner {
+    /// Interns `names` in order: the first occurrence of a name gets the next id.
+    fn build<'n>(names: impl IntoIterator<Item = &'n str>) -> Interner {
+        let mut bytes = String::new();
+        let mut spans = Vec::new();
+        let mut seen: HashMap<&str, u32> = HashMap::new();
+        for name in names {
+            if seen.contains_key(name) {
+                continue;
+            }
+            seen.insert(name, spans.len() as u32);
+            // Offsets are u32: a policy's names would need 4 GiB of text to overflow, and then
+            // the saturated span reads as no name at all, so the name is unknown (denied),
+            // never aliased.
+            let start = u32::try_from(bytes.len()).unwrap_or(u32::MAX);
+            let len = u32::try_from(name.len()).unwrap_or(u32::MAX);
+            bytes.push_str(name);
+            spans.push((start, len));
+        }
+        drop(seen);
+        let mut interner = Interner {
+            bytes,
+            spans,
+            index: Displace::build::<&str>(&[]).0,
+            slots: Vec::new(),
+        };
+        let names: Vec<&str> = (0..interner.spans.len() as u32)
+            .map(|id| interner.name(id))
+            .collect();
+        let (index, at) = Displace::build(&names);
+        let mut slots = vec![Slot::EMPTY; index.slots()];
+        for (id, (name, at)) in names.iter().zip(at).enumerate() {
+            let Some(slot) = at.and_then(|at| slots.get_mut(at)) else {
+                continue;
+            };
+            *slot = Slot {
+                id: id as u32,
+                len: u16::try_from(name.len()).unwrap_or(u16::MAX),
+                ..Slot::EMPTY
+            };
+            if let Some(inline) = slot.inline.get_mut(..name.len()) {
+                inline.copy_from_slice(name.as_bytes());
+            }
+        }
+        interner.index = index;
+        interner.slots = slots;
+        interner
     }
 
     /// The id of `name`: the name is compared in full, never decided on its hash.
     #[inline(always)]
     fn get(&self, name: &str) -> Option<u32> {
         let name = name.as_bytes();
-        let hash = self.hash(name);
-        let n = self.slots.len();
-        if n == 0 {
+        let slot = self.slots.get(self.index.slot(self.index.hash(name)))?;
+        let len = u16::try_from(name.len()).unwrap_or(u16::MAX);
+        if slot.id == NONE || slot.len != len {
             return None;
         }
-        let tag = (hash >> 48) as u16;
-        let len = u16::try_from(name.len()).unwrap_or(u16::MAX);
-        let mut i = Interner::home(hash, n);
-        // The table always has an empty slot, which ends the probe; the bound is a safeguard.
-        for _ in 0..n {
-            let slot = self.slots.get(i)?;
-            if slot.id == NONE {
-                return None;
-            }
-            if slot.tag == tag && slot.len == len {
-                let same = if name.len() <= NAME_INLINE {
-                    same_inline(name, &slot.inline)
-                } else {
-                    self.name(slot.id).as_bytes() == name
-                };
-                if same {
-                    return Some(slot.id);
-                }
-            }
-            i += 1;
-            if i == n {
-                i = 0;
-            }
-        }
-        None
-    }
-
-    /// Interns `name` (a no-op if it is there already) and returns its id.
-    fn intern(&mut self, name: &str) -> u32 {
-        if let Some(id) = self.get(name) {
-            return id;
-        }
-        let id = self.spans.len() as u32;
-        // Offsets are u32: a policy's names would need 4 GiB of text to overflow, and then the
-        // saturated span reads as no name at all, so the name is unknown (denied), never aliased.
-        let start = u32::try_from(self.bytes.len()).unwrap_or(u32::MAX);
-        let len = u32::try_from(name.len()).unwrap_or(u32::MAX);
-        self.bytes.push_str(name);
-        self.spans.push((start, len));
-        if (self.spans.len() + 1) * 2 > self.slots.len() {
-            self.rebuild(self.slots.len().saturating_mul(2).max(16));
+        let same = if name.len() <= NAME_INLINE {
+            same_inline(name, &slot.inline)
         } else {
-            self.place(id);
-        }
-        id
-    }
-
-    /// Puts id `id` (whose name is in the arena) into its slot.
-    fn place(&mut self, id: u32) {
-        let name = self.name(id);
-        let hash = self.hash(name.as_bytes());
-        let mut slot = Slot {
-            id,
-            tag: (hash >> 48) as u16,
-            len: u16::try_from(name.len()).unwrap_or(u16::MAX),
-            ..Slot::EMPTY
+            self.name(slot.id).as_bytes() == name
         };
-        if let (Some(dst), Some(src)) = (
-            slot.inline.get_mut(..name.len()),
-            Some(name.as_bytes()).filter(|b| b.len() <= NAME_INLINE),
-        ) {
-            dst.copy_from_slice(src);
-        }
-        let n = self.slots.len();
-        let mut i = Interner::home(hash, n);
-        for _ in 0..n {
-            match self.slots.get_mut(i) {
-                Some(free) if free.id == NONE => {
-                    *free = slot;
-                    return;
-                }
-                Some(_) => {}
-                None => return,
-            }
-            i += 1;
-            if i == n {
-                i = 0;
-            }
-        }
-    }
-
-    /// Makes the table `n` slots long and puts every name back in.
-    fn rebuild(&mut self, n: usize) {
-        self.slots = vec![Slot::EMPTY; n];
-        for id in 0..self.spans.len() as u32 {
-            self.place(id);
-        }
+        same.then_some(slot.id)
     }
 
     fn name(&self, id: u32) -> &str {
@@ -220,15 +175,6 @@ impl Interner {
 
     fn len(&self) -> usize {
         self.spans.len()
-    }
-
-    /// Frees the arena's unused capacity once every name is in, and sizes the table to the
-    /// names (at most half full).
-    fn shrink(&mut self) {
-        self.bytes.shrink_to_fit();
-        self.spans.shrink_to_fit();
-        let n = self.spans.len();
-        self.rebuild(n.saturating_mul(2).saturating_add(1));
     }
 }
 
@@ -288,14 +234,23 @@ impl Bits {
     }
 }
 
-/// Effective sets, allowed and denied bits together, in one arena of `u32` words.
+/// Effective sets in one arena of `u32` words. A set gives each permission one of three
+/// states: allowed, denied, or neither (deny wins when a set is compiled, so never both).
 ///
 /// A set's id is the offset of its first word, so a check reads the set right away (no id →
-/// location table, which would be one more cache miss on large policies). A set is two parts,
-/// allowed then denied, each one header word followed by its data, stored the cheaper way: a
-/// bitset (header [`DENSE`], then the bitset as `2 * words` halves) when it holds many
-/// permissions, else a sorted list of ids (header: their count). At 10,000 permissions a bitset
-/// is 1.25 KB, and most effective sets hold a few dozen. Identical sets are stored once.
+/// location table, which would be one more cache miss on large policies). It is stored the
+/// cheaper way, behind one header word:
+///
+/// - a sorted list of keys `id << 1 | denied` (header: their count) when it names few
+///   permissions. At 10,000 permissions a bitset is 2.5 KB, and most effective sets hold a few
+///   dozen;
+/// - else a bitset of two bits per permission (header [`DENSE`]): bit `2 * id` allowed, bit
+///   `2 * id + 1` denied.
+///
+/// Either way one lookup gives the state, so a check learns both whether it is allowed and,
+/// if not, whether a deny or a missing grant refused it, and then picks the cause from a
+/// table: on a random mix "allowed or not" is a branch no predictor gets right, and its
+/// mispredictions cost more than the lookup. Identical sets are stored once.
 #[derive(Debug, Default)]
 struct Sets {
     /// `u64` words of a bitset over every permission.
@@ -309,8 +264,25 @@ struct Sets {
     by_content: HashMap<(Vec<u64>, Vec<u64>), u32>,
 }
 
-/// Header bit of a part stored as a bitset.
+/// Header bit of a set stored as a bitset.
 const DENSE: u32 = 1 << 31;
+
+/// The state of a permission in a set: neither allowed nor denied.
+const NEITHER: usize = 0;
+/// The state of a permission in a set: allowed.
+const ALLOWED: usize = 1;
+/// The state of a permission in a set: denied.
+const DENIED: usize = 2;
+
+/// Bits `0..32` of `x` moved to the even bits `0, 2, …, 62`.
+fn spread(x: u32) -> u64 {
+    let mut x = u64::from(x);
+    x = (x | (x << 16)) & 0x0000_FFFF_0000_FFFF;
+    x = (x | (x << 8)) & 0x00FF_00FF_00FF_00FF;
+    x = (x | (x << 4)) & 0x0F0F_0F0F_0F0F_0F0F;
+    x = (x | (x << 2)) & 0x3333_3333_3333_3333;
+    (x | (x << 1)) & 0x5555_5555_5555_5555
+}
 
 impl Sets {
     fn new(words: usize) -> Sets {
@@ -320,10 +292,16 @@ impl Sets {
         }
     }
 
-    /// Adds a set given as bitset words (allowed, denied) and returns its id, or NONE when the
-    /// arena would outgrow `u32` offsets (then the set holds nothing: denied, never misread).
+    /// Adds a set given as bitset words (allowed, denied; a permission in both is denied) and
+    /// returns its id, or NONE when the arena would outgrow `u32` offsets (then the set holds
+    /// nothing: denied, never misread).
     fn push(&mut self, allowed: Vec<u64>, denied: Vec<u64>) -> u32 {
         self.count += 1;
+        let word = |v: &[u64], i: usize| v.get(i).copied().unwrap_or(0);
+        let allowed: Vec<u64> = (0..self.words)
+            .map(|i| word(&allowed, i) & !word(&denied, i))
+            .collect();
+        let denied: Vec<u64> = (0..self.words).map(|i| word(&denied, i)).collect();
         let key = (allowed, denied);
         if let Some(&existing) = self.by_content.get(&key) {
             return existing;
@@ -334,109 +312,144 @@ impl Sets {
         if id == NONE {
             return NONE;
         }
-        self.push_part(&key.0);
-        self.push_part(&key.1);
-        self.by_content.insert(key, id);
-        id
-    }
-
-    fn push_part(&mut self, words: &[u64]) {
-        let count: usize = words.iter().map(|w| w.count_ones() as usize).sum();
-        // A list of u32 ids beats the bitset while it is under half the bitset's size.
-        if count * 4 < self.words * 8 / 2 {
+        let (allowed, denied) = &key;
+        let count: usize = allowed
+            .iter()
+            .chain(denied)
+            .map(|w| w.count_ones() as usize)
+            .sum();
+        // A list of u32 keys beats the bitset (16 bytes a word) while it is under half its
+        // size, and keys hold ids below 2^31 only.
+        if count < 2 * self.words && self.words <= 1 << 25 {
             self.building.push(count as u32);
-            for (i, w) in words.iter().enumerate() {
-                let mut w = *w;
-                while w != 0 {
-                    self.building.push(i as u32 * 64 + w.trailing_zeros());
-                    w &= w - 1;
+            for i in 0..self.words {
+                let (mut a, mut d) = (allowed[i], denied[i]);
+                // Allowed and denied ids of a word, merged in id order (they never meet).
+                while a | d != 0 {
+                    let (bit, tag) = if a.trailing_zeros() < d.trailing_zeros() {
+                        let bit = a.trailing_zeros();
+                        a &= a - 1;
+                        (bit, 0)
+                    } else {
+                        let bit = d.trailing_zeros();
+                        d &= d - 1;
+                        (bit, 1)
+                    };
+                    self.building.push((i as u32 * 64 + bit) << 1 | tag);
                 }
             }
         } else {
             self.building.push(DENSE);
             for i in 0..self.words {
-                let w = words.get(i).copied().unwrap_or(0);
-                self.building.push(w as u32);
-                self.building.push((w >> 32) as u32);
+                let (a, d) = (allowed[i], denied[i]);
+                for half in 0..2 {
+                    let both =
+                        spread((a >> (32 * half)) as u32) | spread((d >> (32 * half)) as u32) << 1;
+                    self.building.push(both as u32);
+                    self.building.push((both >> 32) as u32);
+                }
             }
         }
+        self.by_content.insert(key, id);
+        id
     }
 
-    /// The part that starts at `at`: whether it is a bitset, and its data.
+    /// The set at `set`: whether it is a bitset, and its data.
     #[inline]
-    fn part(&self, at: usize) -> Option<(bool, &[u32])> {
+    fn part(&self, set: u32) -> Option<(bool, &[u32])> {
+        let at = set as usize;
         let header = *self.data.get(at)?;
         let (dense, len) = if header & DENSE != 0 {
-            (true, self.words * 2)
+            (true, self.words * 4)
         } else {
             (false, header as usize)
         };
         Some((dense, self.data.get(at + 1..at + 1 + len)?))
     }
 
-    /// Where the denied part of `set` starts.
+    /// The state of permission `bit` in `set`: [`NEITHER`], [`ALLOWED`] or [`DENIED`].
     #[inline]
-    fn denied_at(&self, set: u32) -> Option<usize> {
-        let (_, allowed) = self.part(set as usize)?;
-        Some(set as usize + 1 + allowed.len())
+    fn state(&self, set: u32, bit: u32) -> usize {
+        match self.part(set) {
+            Some((true, halves)) => {
+                let pos = bit as usize * 2;
+                halves
+                    .get(pos / 32)
+                    .map_or(NEITHER, |w| (w >> (pos % 32)) as usize & 3)
+            }
+            Some((false, keys)) => {
+                let key = bit.wrapping_shl(1);
+                let i = keys.partition_point(|&k| k < key);
+                match keys.get(i) {
+                    Some(&k) if k >> 1 == bit && bit < DENSE => 1 + (k & 1) as usize,
+                    _ => NEITHER,
+                }
+            }
+            None => NEITHER,
+        }
     }
 
+    /// Whether `set` allows permission `bit`: [`Sets::state`] without the denied half, for
+    /// the interned fast path.
     #[inline]
-    fn part_test(&self, at: usize, bit: u32) -> bool {
-        match self.part(at) {
+    fn allows(&self, set: u32, bit: u32) -> bool {
+        match self.part(set) {
             Some((true, halves)) => halves
-                .get(bit as usize / 32)
-                .is_some_and(|w| (w >> (bit % 32)) & 1 == 1),
-            Some((false, ids)) => ids.binary_search(&bit).is_ok(),
+                .get(bit as usize / 16)
+                .is_some_and(|w| (w >> (bit % 16 * 2)) & 1 == 1),
+            // An allowed id's key is the id shifted, with the tag bit clear.
+            Some((false, keys)) => bit < DENSE && keys.binary_search(&(bit << 1)).is_ok(),
             None => false,
         }
     }
 
-    /// Whether `set` allows permission `bit`.
-    #[inline]
-    fn allows(&self, set: u32, bit: u32) -> bool {
-        self.part_test(set as usize, bit)
-    }
-
-    /// Whether `set` denies permission `bit` (for the reason of a deny).
-    #[inline]
+    /// Whether `set` denies permission `bit`.
+    #[cfg(test)]
     fn denies(&self, set: u32, bit: u32) -> bool {
-        self.denied_at(set)
-            .is_some_and(|at| self.part_test(at, bit))
+        self.state(set, bit) == DENIED
     }
 
-    /// Whether the part at `at` holds any id in `lo..hi`.
-    fn part_any_in(&self, at: usize, lo: u32, hi: u32) -> bool {
+    /// Whether `set` gives any id in `lo..hi` the state `state` ([`ALLOWED`] or [`DENIED`]).
+    fn any_in(&self, set: u32, lo: u32, hi: u32, state: usize) -> bool {
         if lo >= hi {
             return false;
         }
-        match self.part(at) {
+        match self.part(set) {
             Some((true, halves)) => {
-                let (first, last) = (lo as usize / 32, (hi as usize - 1) / 32);
-                (first..=last).any(|w| {
-                    let word = halves.get(w).copied().unwrap_or(0);
-                    let from = if w == first { lo % 32 } else { 0 };
-                    let to = if w == last { (hi - 1) % 32 } else { 31 };
-                    // Bits from..=to of the word.
-                    let mask = (u32::MAX << from) & (u32::MAX >> (31 - to));
-                    word & mask != 0
+                // Two bits per id: the allowed bits are the even ones, the denied the odd ones.
+                let pattern: u32 = if state == DENIED {
+                    0xAAAA_AAAA
+                } else {
+                    0x5555_5555
+                };
+                let (lo, hi) = (lo as usize * 2, hi as usize * 2);
+                (lo / 32..=(hi - 1) / 32).any(|h| {
+                    let from = lo.max(h * 32) - h * 32;
+                    let to = hi.min(h * 32 + 32) - h * 32;
+                    // Bits from..to of the half.
+                    let mask = (u32::MAX << from) & (u32::MAX >> (32 - to));
+                    halves.get(h).is_some_and(|w| w & mask & pattern != 0)
                 })
             }
-            Some((false, ids)) => {
-                let i = ids.partition_point(|&id| id < lo);
-                ids.get(i).is_some_and(|&id| id < hi)
+            Some((false, keys)) => {
+                let tag = u32::from(state == DENIED);
+                let i = keys.partition_point(|&k| k >> 1 < lo);
+                keys.get(i..)
+                    .unwrap_or(&[])
+                    .iter()
+                    .take_while(|&&k| k >> 1 < hi)
+                    .any(|&k| k & 1 == tag)
             }
             None => false,
         }
     }
 
     fn allows_any_in(&self, set: u32, lo: u32, hi: u32) -> bool {
-        self.part_any_in(set as usize, lo, hi)
+        self.any_in(set, lo, hi, ALLOWED)
     }
 
     fn denies_any_in(&self, set: u32, lo: u32, hi: u32) -> bool {
-        self.denied_at(set)
-            .is_some_and(|at| self.part_any_in(at, lo, hi))
+        self.any_in(set, lo, hi, DENIED)
     }
 
     fn len(&self) -> usize {
@@ -453,7 +466,7 @@ impl Sets {
 
 /// Longest subject name kept inside its record: a UUID (36 characters) or most e-mail
 /// addresses fit, and the record then fills one cache line exactly.
-const INLINE: usize = 36;
+const INLINE: usize = 38;
 
 /// A subject: its name and where its effective sets are. It is also the subject's slot in
 /// [`Subjects`], so finding the name finds the record, in one cache line or two adjacent ones.
@@ -463,8 +476,6 @@ const INLINE: usize = 36;
 struct SubjectRec {
     /// Length of the name in bytes; 0 marks an empty slot.
     name_len: u16,
-    /// 16 bits of the name's hash: most other names are passed over without a comparison.
-    tag: u16,
     /// The name when it is at most [`INLINE`] bytes long, else (first 4 bytes, little endian)
     /// its offset in [`Subjects::long`].
     name: [u8; INLINE],
@@ -486,7 +497,6 @@ const _: () = assert!(std::mem::size_of::<Slot>() == 32);
 impl SubjectRec {
     const EMPTY: SubjectRec = SubjectRec {
         name_len: 0,
-        tag: 0,
         name: [0; INLINE],
         global_combo: NONE,
         global_set: NONE,
@@ -506,9 +516,9 @@ struct TenantEntry {
     set: u32,
 }
 
-/// Subjects by name: an open-addressing hash table (linear probing) whose slots are the
-/// subject records. A subject's id is its slot's index.
-#[derive(Debug, Default)]
+/// Subjects by name: a perfect hash table ([`Displace`]) whose slots are the subject records.
+/// A subject's id is its slot's index.
+#[derive(Debug)]
 struct Subjects {
     slots: PodArray<SubjectRec>,
     /// Names longer than [`INLINE`] bytes, back to back.
@@ -516,34 +526,65 @@ struct Subjects {
     /// Role combination of each slot's first tenant entry (NONE if none), for `explain`.
     first_combos: Vec<u32>,
     count: usize,
-    hasher: RandomState,
+    index: Displace,
 }
 
 impl Subjects {
-    /// An empty table with room for `n` subjects at a load factor of at most 3/4.
-    fn with_capacity(n: usize) -> Subjects {
-        // Ids are u32 (and NONE is not one), and `home` needs the count to fit in 32 bits.
-        let slots = n
-            .saturating_add(n / 3)
-            .saturating_add(1)
-            .min(u32::MAX as usize);
-        Subjects {
-            slots: PodArray::filled(SubjectRec::EMPTY, slots),
-            first_combos: vec![NONE; slots],
-            ..Subjects::default()
+    /// A table of `names` (distinct), and each name's id. A name that cannot be stored has
+    /// none: an empty name, one over 65,535 bytes, or one past an arena of 4 GiB (a validated
+    /// policy has none of these). Such a subject is then unknown, so denied, never aliased.
+    fn build(names: &[&str]) -> (Subjects, Vec<Option<u32>>) {
+        let storable = |name: &str| (1..=usize::from(u16::MAX)).contains(&name.len());
+        let keys: Vec<&str> = names.iter().copied().filter(|n| storable(n)).collect();
+        let (index, at) = Displace::build(&keys);
+        let mut table = Subjects {
+            slots: PodArray::filled(SubjectRec::EMPTY, index.slots()),
+            long: Vec::new(),
+            first_combos: vec![NONE; index.slots()],
+            count: 0,
+            index,
+        };
+        let mut at = at.into_iter();
+        let ids = names
+            .iter()
+            .map(|name| {
+                if !storable(name) {
+                    return None;
+                }
+                let slot = at.next().flatten()?;
+                table.store(slot, name).then_some(slot as u32)
+            })
+            .collect();
+        (table, ids)
+    }
+
+    /// Writes `name` into the empty record at `slot`; false if it cannot be stored.
+    fn store(&mut self, slot: usize, name: &str) -> bool {
+        let bytes = name.as_bytes();
+        let Ok(len) = u16::try_from(bytes.len()) else {
+            return false;
+        };
+        let mut rec = SubjectRec {
+            name_len: len,
+            ..SubjectRec::EMPTY
+        };
+        if bytes.len() <= INLINE {
+            rec.name[..bytes.len()].copy_from_slice(bytes);
+        } else {
+            let Ok(start) = u32::try_from(self.long.len()) else {
+                return false;
+            };
+            rec.name[..4].copy_from_slice(&start.to_le_bytes());
+            self.long.extend_from_slice(bytes);
         }
-    }
-
-    #[inline]
-    fn hash(&self, name: &[u8]) -> u64 {
-        use std::hash::BuildHasher;
-        self.hasher.hash_one(name)
-    }
-
-    /// The slot where the probe for `hash` starts.
-    #[inline]
-    fn home(&self, hash: u64) -> usize {
-        ((hash & 0xffff_ffff).wrapping_mul(self.slots.len() as u64) >> 32) as usize
+        match self.slots.get_mut(slot) {
+            Some(empty) if empty.name_len == 0 => {
+                *empty = rec;
+                self.count += 1;
+                true
+            }
+            _ => false,
+        }
     }
 
     #[inline]
@@ -563,71 +604,18 @@ impl Subjects {
     #[inline]
     fn get(&self, name: &str) -> Option<u32> {
         let name = name.as_bytes();
-        let len = u16::try_from(name.len()).ok()?;
-        let hash = self.hash(name);
-        let tag = (hash >> 48) as u16;
-        let n = self.slots.len();
-        let mut i = self.home(hash);
-        // The table always has an empty slot, which ends the probe; the bound is a safeguard.
-        for _ in 0..n {
-            let slot = self.slots.get(i)?;
-            if slot.name_len == 0 {
-                return None;
-            }
-            if slot.tag == tag && slot.name_len == len {
-                let same = if name.len() <= INLINE {
-                    same_inline(name, &slot.name)
-                } else {
-                    self.name(slot) == name
-                };
-                if same {
-                    return Some(i as u32);
-                }
-            }
-            i += 1;
-            if i == n {
-                i = 0;
-            }
-        }
-        None
-    }
-
-    /// Adds `name` (not there yet) and returns its id, or None if it cannot be stored: an
-    /// empty name, one over 65,535 bytes, a full table or an arena over 4 GiB (a validated
-    /// policy has none of these). Such a subject is then unknown, so denied, never aliased.
-    fn insert(&mut self, name: &str) -> Option<u32> {
-        let bytes = name.as_bytes();
-        let len = u16::try_from(bytes.len()).ok().filter(|&l| l != 0)?;
-        if self.count + 1 >= self.slots.len() || u32::try_from(self.slots.len()).is_err() {
+        let len = u16::try_from(name.len()).ok().filter(|&l| l != 0)?;
+        let i = self.index.slot(self.index.hash(name));
+        let slot = self.slots.get(i)?;
+        if slot.name_len != len {
             return None;
         }
-        let hash = self.hash(bytes);
-        let mut rec = SubjectRec {
-            name_len: len,
-            tag: (hash >> 48) as u16,
-            ..SubjectRec::EMPTY
-        };
-        if bytes.len() <= INLINE {
-            rec.name[..bytes.len()].copy_from_slice(bytes);
+        let same = if name.len() <= INLINE {
+            same_inline(name, &slot.name)
         } else {
-            let start = u32::try_from(self.long.len()).ok()?;
-            rec.name[..4].copy_from_slice(&start.to_le_bytes());
-            self.long.extend_from_slice(bytes);
-        }
-        let n = self.slots.len();
-        let mut i = self.home(hash);
-        loop {
-            let slot = self.slots.get_mut(i)?;
-            if slot.name_len == 0 {
-                *slot = rec;
-                self.count += 1;
-                return Some(i as u32);
-            }
-            i += 1;
-            if i == n {
-                i = 0;
-            }
-        }
+            self.name(slot) == name
+        };
+        same.then_some(i as u32)
     }
 
     #[inline]
@@ -820,10 +808,16 @@ impl Snapshot {
 
     #[inline]
     fn decide_raw(&self, s: u32, t: u32, p: u32) -> Decision {
+        // Indexed by the permission's state in the set (a set never holds both bits; were it
+        // to, the last entry says deny).
+        const CAUSES: [Cause; 4] = [
+            Cause::NoGrant,
+            Cause::Granted,
+            Cause::ExplicitDeny,
+            Cause::ExplicitDeny,
+        ];
         match self.set_of(s, t) {
-            Some(set) if self.sets.allows(set, p) => Decision::new(Cause::Granted),
-            Some(set) if self.sets.denies(set, p) => Decision::new(Cause::ExplicitDeny),
-            Some(_) => Decision::new(Cause::NoGrant),
+            Some(set) => Decision::new(CAUSES[self.sets.state(set, p) & 3]),
             None => Decision::new(Cause::NoRoles),
         }
     }
@@ -1165,7 +1159,7 @@ impl<'a> Compiler<'a> {
             permissions: Interner::default(),
             tenants: Interner::default(),
             roles: Interner::default(),
-            subjects: Subjects::with_capacity(doc.subjects.len()),
+            subjects: Subjects::build(&[]).0,
             entries: Vec::new(),
             entry_combos: Vec::new(),
             combos: Vec::new(),
@@ -1193,20 +1187,10 @@ impl<'a> Compiler<'a> {
 
     fn run(mut self) -> Snapshot {
         let doc = self.policy.document();
-        for name in &self.perm_names {
-            self.snap.permissions.intern(name);
-        }
-        for name in doc.tenants.keys() {
-            self.snap.tenants.intern(name);
-        }
-        for name in doc.roles.keys() {
-            self.snap.roles.intern(name);
-        }
-        for def in doc.tenants.values() {
-            for name in def.roles.keys() {
-                self.snap.roles.intern(name);
-            }
-        }
+        self.snap.permissions = Interner::build(self.perm_names.iter().copied());
+        self.snap.tenants = Interner::build(doc.tenants.keys().map(String::as_str));
+        let tenant_roles = doc.tenants.values().flat_map(|def| def.roles.keys());
+        self.snap.roles = Interner::build(doc.roles.keys().chain(tenant_roles).map(String::as_str));
         let n_roles = self.snap.roles.len();
         self.snap.global_layers = (0..n_roles).map(|_| None).collect();
         for (name, def) in &doc.roles {
@@ -1238,13 +1222,6 @@ impl<'a> Compiler<'a> {
         self.snap.entries.shrink_to_fit();
         self.snap.entry_combos.shrink_to_fit();
         self.snap.subjects.long.shrink_to_fit();
-        for interner in [
-            &mut self.snap.permissions,
-            &mut self.snap.tenants,
-            &mut self.snap.roles,
-        ] {
-            interner.shrink();
-        }
         self.snap
     }
 
@@ -1466,8 +1443,12 @@ impl<'a> Compiler<'a> {
 
     fn subjects(&mut self) {
         let doc = self.policy.document();
-        for (subject, def) in &doc.subjects {
-            let Some(id) = self.snap.subjects.insert(subject) else {
+        let names: Vec<&str> = doc.subjects.keys().map(String::as_str).collect();
+        let (table, ids) = Subjects::build(&names);
+        drop(names);
+        self.snap.subjects = table;
+        for ((_, def), id) in doc.subjects.iter().zip(ids) {
+            let Some(id) = id else {
                 continue;
             };
             let global: Vec<u32> = def
@@ -1614,10 +1595,11 @@ mod tests {
                 _ => format!("{long}{long}@{i}"),
             })
             .collect();
-        let mut table = Subjects::with_capacity(names.len());
-        let ids: Vec<u32> = names
-            .iter()
-            .map(|n| table.insert(n).expect("room for every name"))
+        let refs: Vec<&str> = names.iter().map(String::as_str).collect();
+        let (table, ids) = Subjects::build(&refs);
+        let ids: Vec<u32> = ids
+            .into_iter()
+            .map(|id| id.expect("room for every name"))
             .collect();
         for (name, id) in names.iter().zip(&ids) {
             assert_eq!(table.get(name), Some(*id), "{name}");
@@ -1634,6 +1616,11 @@ mod tests {
         }
         assert_eq!(table.len(), names.len());
         assert_eq!(table.records().count(), names.len());
+        let (table, ids) = Subjects::build(&["", "a", &"z".repeat(70_000)]);
+        assert_eq!(ids[0], None, "the empty name is never stored");
+        assert_eq!(ids[2], None, "a name over 65,535 bytes is never stored");
+        assert_eq!(table.get(""), None);
+        assert_eq!(table.get("a"), ids[1]);
     }
 
     /// Names of every inline length are equal to themselves and to nothing that differs in
@@ -1657,8 +1644,8 @@ mod tests {
         }
     }
 
-    /// Names inside the slot and in the arena only, growth while interning, the table sized
-    /// down afterwards, and lookups of names that are not there.
+    /// Names inside the slot and in the arena only, names given twice, and lookups of names
+    /// that are not there.
     #[test]
     fn interner_finds_every_name_and_only_those() {
         let long = "p".repeat(NAME_INLINE);
@@ -1669,74 +1656,76 @@ mod tests {
                 _ => format!("{long}{long}.{i}"),
             })
             .collect();
-        let mut interner = Interner::default();
+        // Every name twice: the second time gets the first id.
+        let interner = Interner::build(names.iter().chain(&names).map(String::as_str));
+        assert_eq!(interner.len(), names.len());
         for (i, name) in names.iter().enumerate() {
-            assert_eq!(interner.intern(name) as usize, i, "dense ids");
-            assert_eq!(interner.intern(name) as usize, i, "interning twice: one id");
+            assert_eq!(interner.get(name), Some(i as u32), "{name}");
+            assert_eq!(interner.name(i as u32), name);
         }
-        for round in ["grown", "shrunk"] {
-            for (i, name) in names.iter().enumerate() {
-                assert_eq!(interner.get(name), Some(i as u32), "{round}: {name}");
-                assert_eq!(interner.name(i as u32), name);
-            }
-            for missing in [
-                "",
-                "m",
-                "m.r1.read ",
-                &long,
-                &format!("{long}1000"),
-                &"q".repeat(70_000),
-            ] {
-                assert_eq!(interner.get(missing), None, "{round}: {missing}");
-            }
-            assert!(
-                interner.slots.len() >= interner.len() * 2,
-                "{round}: at most half full"
-            );
-            interner.shrink();
+        for missing in [
+            "",
+            "m",
+            "m.r1.read ",
+            &long,
+            &format!("{long}1000"),
+            &"q".repeat(70_000),
+        ] {
+            assert_eq!(interner.get(missing), None, "{missing}");
         }
-        let mut empty = Interner::default();
+        let empty = Interner::default();
         assert_eq!(empty.get("x"), None);
-        empty.shrink();
         assert_eq!(empty.get(""), None);
-        assert_eq!(empty.intern(""), 0);
-        assert_eq!(empty.get(""), Some(0));
+        let only_empty = Interner::build([""]);
+        assert_eq!(only_empty.get(""), Some(0));
+        assert_eq!(only_empty.get("x"), None);
     }
 
     #[test]
-    fn sets_test_both_parts() {
+    fn sets_test_both_states() {
         let mut sets = Sets::new(4);
-        // Sparse allowed, dense denied, and the reverse.
+        // A few allowed and many denied (a bitset), the reverse, and a few alone (a list).
         let few = vec![0b1010, 0, 0, 0];
-        let many = vec![u64::MAX, 0b1, 0, 0];
+        let many = vec![!0b1010, 0b1, 0, 0];
         let a = sets.push(few.clone(), many.clone());
         let b = sets.push(many.clone(), few.clone());
+        let c = sets.push(few.clone(), vec![0; 4]);
         assert_eq!(sets.push(few.clone(), many.clone()), a);
+        // A permission both granted and denied is denied.
+        let d = sets.push(vec![0b110, 0, 0, 0], vec![0b100, 0, 0, 0]);
         sets.seal();
         assert!(sets.allows(a, 1) && sets.allows(a, 3) && !sets.allows(a, 2));
-        assert!(sets.denies(b, 1) && !sets.denies(b, 0));
-        assert!(sets.denies(a, 0) && sets.denies(a, 64) && !sets.denies(a, 65));
-        assert!(sets.allows(b, 63) && sets.allows(b, 64) && !sets.allows(b, 65));
-        assert!(sets.denies(b, 3) && !sets.denies(b, 4));
-        assert!(!sets.allows(a, 1000) && !sets.denies(b, 1000));
+        assert!(sets.denies(a, 0) && sets.denies(a, 2) && sets.denies(a, 64));
+        assert!(!sets.denies(a, 1) && !sets.denies(a, 65));
+        assert!(sets.allows(b, 0) && sets.allows(b, 63) && sets.allows(b, 64));
+        assert!(!sets.allows(b, 1) && !sets.allows(b, 65));
+        assert!(sets.denies(b, 1) && sets.denies(b, 3) && !sets.denies(b, 4));
+        assert!(sets.allows(c, 1) && sets.allows(c, 3) && !sets.allows(c, 0));
+        assert!(!sets.denies(c, 1) && !sets.denies(c, 2));
+        assert!(sets.allows(d, 1) && !sets.allows(d, 2) && sets.denies(d, 2));
+        for set in [a, b, c, d] {
+            assert_eq!(sets.state(set, 1000), NEITHER);
+            assert_eq!(sets.state(set, u32::MAX), NEITHER);
+        }
         assert!(sets.allows_any_in(a, 2, 4) && !sets.allows_any_in(a, 4, 128));
         assert!(sets.denies_any_in(b, 3, 4) && !sets.denies_any_in(b, 4, 128));
         assert!(sets.allows_any_in(b, 64, 65) && !sets.allows_any_in(b, 65, 128));
-        assert_eq!(sets.len(), 3);
+        assert!(sets.allows_any_in(c, 0, 2) && !sets.denies_any_in(c, 0, 256));
+        assert_eq!(sets.len(), 5);
     }
 
-    /// Every kind of part (empty, short and long lists, a bitset), with and without a denied
-    /// part, answers exactly like the bits it was built from, for every id and every range.
+    /// Sets of every size, so both kinds (lists of keys, two-bit bitsets), with and without
+    /// denies, answer exactly like the bits they were built from, for every id and range.
     #[test]
-    fn sets_answer_like_their_bits_for_every_kind_of_part() {
-        // 300 words: lists of up to 299 ids; more make a bitset.
+    fn sets_answer_like_their_bits_for_every_kind_of_set() {
+        // 300 words: lists of up to 599 keys; more make a bitset.
         let words = 300;
         let bits = words as u32 * 64;
         let mut rng = fastrand::Rng::with_seed(7);
         let mut sets = Sets::new(words);
         let mut built = Vec::new();
         let sizes = [
-            0usize, 1, 2, 15, 16, 17, 31, 32, 33, 100, 255, 256, 257, 299, 5000,
+            0usize, 1, 2, 15, 16, 17, 31, 32, 33, 100, 255, 256, 257, 299, 598, 600, 5000,
         ];
         for (i, &allowed_n) in sizes.iter().enumerate() {
             let denied_n = sizes[(i * 7 + 3) % sizes.len()] * (i % 2);
@@ -1748,12 +1737,21 @@ mod tests {
                 }
                 v
             };
-            let (allowed, denied) = (make(allowed_n), make(denied_n));
-            let id = sets.push(allowed.clone(), denied.clone());
+            let (granted, denied) = (make(allowed_n), make(denied_n));
+            let id = sets.push(granted.clone(), denied.clone());
             assert_ne!(id, NONE);
+            let allowed: Vec<u64> = granted.iter().zip(&denied).map(|(g, d)| g & !d).collect();
             built.push((id, allowed, denied));
         }
         sets.seal();
+        let dense = built
+            .iter()
+            .filter(|(id, _, _)| sets.data[*id as usize] & DENSE != 0)
+            .count();
+        assert!(
+            0 < dense && dense < built.len(),
+            "both kinds: {dense} bitsets"
+        );
         let has = |v: &[u64], bit: u32| v[bit as usize / 64] >> (bit % 64) & 1 == 1;
         for (id, allowed, denied) in &built {
             for bit in 0..bits + 70 {
