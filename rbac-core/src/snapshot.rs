@@ -1,6 +1,6 @@
 //! The compiled, immutable form of a policy that checks run against.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::ops::Range;
 use std::sync::atomic::{AtomicU32, Ordering};
 
@@ -100,14 +100,12 @@ impl Default for Interner {
 impl Interner {
     /// Interns `names` in order: the first occurrence of a name gets the next id.
     fn build<'n>(names: impl IntoIterator<Item = &'n str>) -> Interner {
+        let mut seen: HashSet<&str> = HashSet::new();
+        let unique: Vec<&str> = names.into_iter().filter(|n| seen.insert(n)).collect();
+        drop(seen);
         let mut bytes = String::new();
-        let mut spans = Vec::new();
-        let mut seen: HashMap<&str, u32> = HashMap::new();
-        for name in names {
-            if seen.contains_key(name) {
-                continue;
-            }
-            seen.insert(name, spans.len() as u32);
+        let mut spans = Vec::with_capacity(unique.len());
+        for name in &unique {
             // Offsets are u32: a policy's names would need 4 GiB of text to overflow, and then
             // the saturated span reads as no name at all, so the name is unknown (denied),
             // never aliased.
@@ -116,19 +114,9 @@ impl Interner {
             bytes.push_str(name);
             spans.push((start, len));
         }
-        drop(seen);
-        let mut interner = Interner {
-            bytes,
-            spans,
-            index: Displace::build::<&str>(&[]).0,
-            slots: Vec::new(),
-        };
-        let names: Vec<&str> = (0..interner.spans.len() as u32)
-            .map(|id| interner.name(id))
-            .collect();
-        let (index, at) = Displace::build(&names);
+        let (index, at) = Displace::build(&unique);
         let mut slots = vec![Slot::EMPTY; index.slots()];
-        for (id, (name, at)) in names.iter().zip(at).enumerate() {
+        for (id, (name, at)) in unique.iter().zip(at).enumerate() {
             let Some(slot) = at.and_then(|at| slots.get_mut(at)) else {
                 continue;
             };
@@ -141,9 +129,12 @@ impl Interner {
                 inline.copy_from_slice(name.as_bytes());
             }
         }
-        interner.index = index;
-        interner.slots = slots;
-        interner
+        Interner {
+            bytes,
+            spans,
+            index,
+            slots,
+        }
     }
 
     /// The id of `name`: the name is compared in full, never decided on its hash.
