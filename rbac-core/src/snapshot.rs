@@ -255,6 +255,10 @@ struct Sets {
     by_content: HashMap<(Vec<u64>, Vec<u64>), u32>,
 }
 
+/// Above this many bytes of distinct multi-role sets, tenant entries keep such sets as two
+/// parts: see [`Compiler::split_combos`].
+const SPLIT_ABOVE_BYTES: usize = 4 << 20;
+
 /// Header bit of a set stored as a bitset.
 const DENSE: u32 = 1 << 31;
 
@@ -400,8 +404,9 @@ impl Sets {
         self.state(set, bit) == DENIED
     }
 
-    /// Whether `set` gives any id in `lo..hi` the state `state` ([`ALLOWED`] or [`DENIED`]).
-    fn any_in(&self, set: u32, lo: u32, hi: u32, state: usize) -> bool {
+    /// Whether `set` gives some id in `lo..hi` the state `state` ([`ALLOWED`] or [`DENIED`])
+    /// and that id passes `also`.
+    fn any_in(&self, set: u32, lo: u32, hi: u32, state: usize, also: impl Fn(u32) -> bool) -> bool {
         if lo >= hi {
             return false;
         }
@@ -419,7 +424,14 @@ impl Sets {
                     let to = hi.min(h * 32 + 32) - h * 32;
                     // Bits from..to of the half.
                     let mask = (u32::MAX << from) & (u32::MAX >> (32 - to));
-                    halves.get(h).is_some_and(|w| w & mask & pattern != 0)
+                    let mut bits = halves.get(h).map_or(0, |w| w & mask & pattern);
+                    while bits != 0 {
+                        if also(((h * 32) as u32 + bits.trailing_zeros()) / 2) {
+                            return true;
+                        }
+                        bits &= bits - 1;
+                    }
+                    false
                 })
             }
             Some((false, keys)) => {
@@ -429,18 +441,20 @@ impl Sets {
                     .unwrap_or(&[])
                     .iter()
                     .take_while(|&&k| k >> 1 < hi)
-                    .any(|&k| k & 1 == tag)
+                    .any(|&k| k & 1 == tag && also(k >> 1))
             }
             None => false,
         }
     }
 
+    #[cfg(test)]
     fn allows_any_in(&self, set: u32, lo: u32, hi: u32) -> bool {
-        self.any_in(set, lo, hi, ALLOWED)
+        self.any_in(set, lo, hi, ALLOWED, |_| true)
     }
 
+    #[cfg(test)]
     fn denies_any_in(&self, set: u32, lo: u32, hi: u32) -> bool {
-        self.any_in(set, lo, hi, DENIED)
+        self.any_in(set, lo, hi, DENIED, |_| true)
     }
 
     fn len(&self) -> usize {
@@ -470,9 +484,7 @@ struct SubjectRec {
     /// The name when it is at most [`INLINE`] bytes long, else (first 4 bytes, little endian)
     /// its offset in [`Subjects::long`].
     name: [u8; INLINE],
-    /// Interned list of global roles, or NONE.
-    global_combo: u32,
-    /// Effective set in the global scope, or NONE.
+    /// Effective set in the global scope, or NONE when the subject holds no global role.
     global_set: u32,
     /// The first tenant entry, inline: most subjects belong to one tenant, and then a check
     /// reads no second array. `first.tenant` is NONE when the subject holds roles in no tenant.
@@ -489,22 +501,44 @@ impl SubjectRec {
     const EMPTY: SubjectRec = SubjectRec {
         name_len: 0,
         name: [0; INLINE],
-        global_combo: NONE,
         global_set: NONE,
-        first: TenantEntry {
-            tenant: NONE,
-            set: NONE,
-        },
+        first: TenantEntry::NONE,
         start: 0,
         len: 0,
     };
 }
 
+/// A subject's roles in one tenant, as the effective set or sets that decide there.
 #[derive(Debug, Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
 #[repr(C)]
 struct TenantEntry {
     tenant: u32,
     set: u32,
+    /// A second set, or NONE: see [`Parts`].
+    also: u32,
+}
+
+impl TenantEntry {
+    const NONE: TenantEntry = TenantEntry {
+        tenant: NONE,
+        set: NONE,
+        also: NONE,
+    };
+}
+
+/// The effective set or sets of a subject in a scope. A permission's state is the larger of
+/// its states in the two ([`DENIED`] > [`ALLOWED`] > [`NEITHER`]), which is its state in their
+/// union: a deny in either wins, else a grant in either allows.
+///
+/// Most snapshots give every (subject, scope) one set of its own role combination (`also` is
+/// NONE). When there are so many combinations of two or more roles that their sets would not
+/// stay in cache, a combination is kept as two parts instead, all but its last role and its
+/// last role, whose sets are few and shared: a check then makes two lookups in cache rather
+/// than one in memory (see [`Compiler::split_combos`]).
+#[derive(Debug, Clone, Copy)]
+struct Parts {
+    set: u32,
+    also: u32,
 }
 
 /// Subjects by name: a perfect hash table ([`Displace`]) whose slots are the subject records.
@@ -516,6 +550,9 @@ struct Subjects {
     long: Vec<u8>,
     /// Role combination of each slot's first tenant entry (NONE if none), for `explain`.
     first_combos: Vec<u32>,
+    /// Interned list of each slot's global roles, or NONE: for `explain`, and for the
+    /// overlays of tenants whose own rules change a global role.
+    global_combos: Vec<u32>,
     count: usize,
     index: Displace,
 }
@@ -532,6 +569,7 @@ impl Subjects {
             slots: PodArray::filled(SubjectRec::EMPTY, index.slots()),
             long: Vec::new(),
             first_combos: vec![NONE; index.slots()],
+            global_combos: vec![NONE; index.slots()],
             count: 0,
             index,
         };
@@ -614,22 +652,38 @@ impl Subjects {
         self.slots.get(id as usize).filter(|r| r.name_len != 0)
     }
 
-    /// Every subject's record.
-    fn records(&self) -> impl Iterator<Item = &SubjectRec> {
-        self.slots.iter().filter(|r| r.name_len != 0)
-    }
-
     fn len(&self) -> usize {
         self.count
     }
 }
 
+/// How a [`Snapshot`] keeps the effective permissions of a subject holding two or more roles
+/// in a tenant. Decisions are the same in every layout; only speed and memory differ.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum SetLayout {
+    /// [`SetLayout::Whole`] unless the distinct role combinations' sets would take more than
+    /// 4 MiB, at the size of a bitset over every permission each; then [`SetLayout::Split`].
+    #[default]
+    Auto,
+    /// One effective set per role combination: a check makes one set lookup. Best while the
+    /// sets stay in cache.
+    Whole,
+    /// Each combination as two parts, all its roles but the last and its last role, whose sets
+    /// are few and shared: checking such a subject takes two set lookups, each likely in
+    /// cache. Best with many subjects holding varied pairs of roles: with a million subjects
+    /// holding one or two of a thousand roles, 1,000 sets instead of 171,481, and an interned
+    /// check of 34–42 ns instead of 66–129 (`rbac-bench --shape scale`).
+    Split,
+}
+
 /// An immutable, compiled policy. Checks against it are a few hash lookups and a bit test;
 /// it is shared between threads behind an `Arc` and never changes.
 ///
-/// On Linux its subject table and effective sets, once 4 MiB or larger, live in anonymous
-/// memory mappings of their own advised to use transparent huge pages: with a million
-/// subjects a random check would otherwise also wait on the page-table walk of a TLB miss.
+/// On Linux its subject table, tenant entries and effective sets, once 4 MiB or larger, live
+/// in anonymous memory mappings of their own advised to use transparent huge pages: with a
+/// million subjects a random check would otherwise also wait on the page-table walk of a TLB
+/// miss.
 /// [`SnapshotStats::mapped_bytes`] says how much memory sits there.
 ///
 /// Obtain one from [`crate::Engine::snapshot`] (or [`Snapshot::compile`]) and use the interned
@@ -661,7 +715,7 @@ pub struct Snapshot {
     tenants: Interner,
     roles: Interner,
     subjects: Subjects,
-    entries: Vec<TenantEntry>,
+    entries: PodArray<TenantEntry>,
     /// Role combination of each of `entries`, for `explain`.
     entry_combos: Vec<u32>,
     combos: Vec<Box<[u32]>>,
@@ -707,7 +761,37 @@ impl Snapshot {
     /// Compiles a validated policy: interns every name, resolves wildcards, inheritance and
     /// denies into one bitset per distinct (role set, scope), and indexes subjects.
     pub fn compile(policy: &Policy) -> Snapshot {
-        Compiler::new(policy).run()
+        Snapshot::compile_with(policy, SetLayout::Auto)
+    }
+
+    /// Like [`Snapshot::compile`], with the layout of multi-role sets chosen by the caller
+    /// rather than by size. Every layout gives the same decisions.
+    ///
+    /// ```
+    /// # use rbac_core::{Policy, SetLayout, Snapshot};
+    /// let policy = Policy::from_toml_str(r#"
+    ///   [permissions.finance.invoices]
+    ///   read = "Read invoices"
+    ///   approve = "Approve invoices"
+    ///   [roles.clerk]
+    ///   grants = ["finance.invoices.read"]
+    ///   [roles.approver]
+    ///   grants = ["finance.invoices.*"]
+    ///   denies = ["finance.invoices.read"]
+    ///   [tenants.acme]
+    ///   [subjects.alice.tenants]
+    ///   acme = ["clerk", "approver"]
+    /// "#)?;
+    /// for layout in [SetLayout::Whole, SetLayout::Split] {
+    ///     let snapshot = Snapshot::compile_with(&policy, layout);
+    ///     // The deny of one role wins over the grant of the other in either layout.
+    ///     assert!(!snapshot.check("alice", "acme", "finance.invoices.read").is_allowed());
+    ///     assert!(snapshot.check("alice", "acme", "finance.invoices.approve").is_allowed());
+    /// }
+    /// # Ok::<(), rbac_core::PolicyError>(())
+    /// ```
+    pub fn compile_with(policy: &Policy, layout: SetLayout) -> Snapshot {
+        Compiler::new(policy, layout).run()
     }
 
     /// The id of a declared permission.
@@ -741,7 +825,8 @@ impl Snapshot {
 
     /// The fast path: whether `subject` may `permission` in `tenant`. Ids from another snapshot
     /// are refused (deny), never misread.
-    #[inline]
+    // Always inlined: it is a few instructions, and a call costs as much again.
+    #[inline(always)]
     pub fn is_allowed(
         &self,
         subject: SubjectId,
@@ -753,7 +838,7 @@ impl Snapshot {
             return false;
         }
         match self.set_of(subject.index, tenant.index) {
-            Some(set) => self.sets.allows(set, permission.index),
+            Some(parts) => self.allows(parts, permission.index),
             None => false,
         }
     }
@@ -808,29 +893,99 @@ impl Snapshot {
             Cause::ExplicitDeny,
         ];
         match self.set_of(s, t) {
-            Some(set) => Decision::new(CAUSES[self.sets.state(set, p) & 3]),
+            Some(parts) => Decision::new(CAUSES[self.state(parts, p) & 3]),
             None => Decision::new(Cause::NoRoles),
         }
     }
 
-    /// The effective set of a subject in a scope, if it holds any role there.
+    /// The state of permission `p` in `parts`: [`NEITHER`], [`ALLOWED`] or [`DENIED`].
     #[inline]
-    fn set_of(&self, s: u32, t: u32) -> Option<u32> {
+    fn state(&self, parts: Parts, p: u32) -> usize {
+        if parts.also == NONE {
+            self.sets.state(parts.set, p)
+        } else {
+            self.state_of_two(parts, p)
+        }
+    }
+
+    /// [`Snapshot::state`] of a split combination, out of line: the one-set path is what
+    /// every check of most snapshots takes, and it must stay small enough to inline.
+    #[inline(never)]
+    fn state_of_two(&self, parts: Parts, p: u32) -> usize {
+        self.sets
+            .state(parts.set, p)
+            .max(self.sets.state(parts.also, p))
+    }
+
+    /// Whether `parts` allow permission `p`.
+    #[inline]
+    fn allows(&self, parts: Parts, p: u32) -> bool {
+        if parts.also == NONE {
+            self.sets.allows(parts.set, p)
+        } else {
+            self.state_of_two(parts, p) == ALLOWED
+        }
+    }
+
+    /// Whether `parts` allow any permission in `lo..hi`.
+    fn allows_any_in(&self, parts: Parts, lo: u32, hi: u32) -> bool {
+        if parts.also == NONE {
+            return self.sets.any_in(parts.set, lo, hi, ALLOWED, |_| true);
+        }
+        // Allowed by one part and not denied by the other.
+        let (a, b) = (parts.set, parts.also);
+        self.sets
+            .any_in(a, lo, hi, ALLOWED, |p| self.sets.state(b, p) != DENIED)
+            || self
+                .sets
+                .any_in(b, lo, hi, ALLOWED, |p| self.sets.state(a, p) != DENIED)
+    }
+
+    /// Whether `parts` deny any permission in `lo..hi`.
+    fn denies_any_in(&self, parts: Parts, lo: u32, hi: u32) -> bool {
+        [parts.set, parts.also]
+            .into_iter()
+            .filter(|&set| set != NONE)
+            .any(|set| self.sets.any_in(set, lo, hi, DENIED, |_| true))
+    }
+
+    /// The effective set or sets of a subject in a scope, if it holds any role there.
+    #[inline]
+    fn set_of(&self, s: u32, t: u32) -> Option<Parts> {
         let rec = self.subjects.record(s)?;
         if t == GLOBAL {
-            return (rec.global_set != NONE).then_some(rec.global_set);
+            return (rec.global_set != NONE).then_some(Parts {
+                set: rec.global_set,
+                also: NONE,
+            });
         }
-        if let Some(entry) = self.entry(rec, t) {
-            return Some(entry.1.set);
+        match self.entry(rec, t) {
+            Some((_, entry)) => Some(Parts {
+                set: entry.set,
+                also: entry.also,
+            }),
+            None => self.global_set_in(s, rec, t),
         }
-        if rec.global_combo == NONE {
+    }
+
+    /// [`Snapshot::set_of`] for a tenant where the subject holds no role of its own: its
+    /// global roles, as the tenant's own rules change them. Out of line, so that the common
+    /// path stays small enough to inline into every check.
+    #[inline(never)]
+    fn global_set_in(&self, s: u32, rec: &SubjectRec, t: u32) -> Option<Parts> {
+        if rec.global_set == NONE {
             return None;
         }
+        let global = Parts {
+            set: rec.global_set,
+            also: NONE,
+        };
         if self.overlays.is_empty() {
-            return Some(rec.global_set);
+            return Some(global);
         }
-        let overlay = self.overlays.get(&(t, rec.global_combo));
-        Some(overlay.copied().unwrap_or(rec.global_set))
+        let combo = self.subjects.global_combos.get(s as usize).copied();
+        let overlay = combo.and_then(|c| self.overlays.get(&(t, c)));
+        Some(overlay.map_or(global, |&set| Parts { set, also: NONE }))
     }
 
     /// The subject's entry for tenant `t`, and its index in `entries` (None: the inline one).
@@ -896,8 +1051,8 @@ impl Snapshot {
             Err(cause) => return Decision::new(cause),
         };
         match self.set_of(s, t) {
-            Some(set) if self.sets.allows_any_in(set, lo, hi) => Decision::new(Cause::Granted),
-            Some(set) if self.sets.denies_any_in(set, lo, hi) => Decision::new(Cause::ExplicitDeny),
+            Some(parts) if self.allows_any_in(parts, lo, hi) => Decision::new(Cause::Granted),
+            Some(parts) if self.denies_any_in(parts, lo, hi) => Decision::new(Cause::ExplicitDeny),
             Some(_) => Decision::new(Cause::NoGrant),
             None => Decision::new(Cause::NoRoles),
         }
@@ -913,10 +1068,10 @@ impl Snapshot {
             };
             t.and_then(|t| self.set_of(s, t))
         });
-        let Some(set) = set else { return Vec::new() };
+        let Some(parts) = set else { return Vec::new() };
         let n = self.permissions.len() as u32;
         (0..n)
-            .filter(|&p| self.sets.allows(set, p))
+            .filter(|&p| self.allows(parts, p))
             .map(|p| self.permissions.name(p))
             .collect()
     }
@@ -1006,7 +1161,12 @@ impl Snapshot {
             return Vec::new();
         };
         let combo = match (t, self.entry(rec, t)) {
-            (GLOBAL, _) | (_, None) => rec.global_combo,
+            (GLOBAL, _) | (_, None) => self
+                .subjects
+                .global_combos
+                .get(s as usize)
+                .copied()
+                .unwrap_or(NONE),
             (_, Some((None, _))) => self
                 .subjects
                 .first_combos
@@ -1100,7 +1260,9 @@ impl Snapshot {
             roles: self.roles.len(),
             permissions: self.permissions.len(),
             effective_sets: self.sets.len(),
-            mapped_bytes: self.subjects.slots.mapped_bytes() + self.sets.data.mapped_bytes(),
+            mapped_bytes: self.subjects.slots.mapped_bytes()
+                + self.sets.data.mapped_bytes()
+                + self.entries.mapped_bytes(),
         }
     }
 }
@@ -1116,7 +1278,9 @@ pub struct SnapshotStats {
     pub roles: usize,
     /// Declared permissions.
     pub permissions: usize,
-    /// Distinct (role set, scope) combinations compiled to a bitset.
+    /// Effective sets compiled: one per distinct (role set, scope), where a role set is a
+    /// subject's whole combination of roles in a scope, or under [`SetLayout::Split`] one
+    /// part of it.
     pub effective_sets: usize,
     /// Bytes of the snapshot in memory mappings of their own: its large tables, on Linux (see
     /// [`Snapshot`]). The global allocator does not see them, so a heap profile of the
@@ -1126,6 +1290,7 @@ pub struct SnapshotStats {
 
 struct Compiler<'a> {
     policy: &'a Policy,
+    layout: SetLayout,
     snap: Snapshot,
     /// Sorted permission names, for wildcard ranges.
     perm_names: Vec<&'a str>,
@@ -1138,10 +1303,12 @@ struct Compiler<'a> {
     affected: HashMap<u32, BTreeSet<u32>>,
     combo_ids: HashMap<Box<[u32]>, u32>,
     set_ids: HashMap<(u32, u32), u32>,
+    /// The snapshot's `entries` while they are added.
+    entries: Vec<TenantEntry>,
 }
 
 impl<'a> Compiler<'a> {
-    fn new(policy: &'a Policy) -> Self {
+    fn new(policy: &'a Policy, layout: SetLayout) -> Self {
         let doc = policy.document();
         let perm_names: Vec<&str> = doc.permissions.names().collect();
         let words = perm_names.len().div_ceil(64).max(1);
@@ -1151,7 +1318,7 @@ impl<'a> Compiler<'a> {
             tenants: Interner::default(),
             roles: Interner::default(),
             subjects: Subjects::build(&[]).0,
-            entries: Vec::new(),
+            entries: PodArray::default(),
             entry_combos: Vec::new(),
             combos: Vec::new(),
             sets: Sets::new(words),
@@ -1162,6 +1329,7 @@ impl<'a> Compiler<'a> {
         };
         Compiler {
             policy,
+            layout,
             snap,
             perm_names,
             role_bits: Bits {
@@ -1173,6 +1341,7 @@ impl<'a> Compiler<'a> {
             affected: HashMap::new(),
             combo_ids: HashMap::new(),
             set_ids: HashMap::new(),
+            entries: Vec::new(),
         }
     }
 
@@ -1210,7 +1379,7 @@ impl<'a> Compiler<'a> {
         self.subjects();
         self.overlays();
         self.snap.sets.seal();
-        self.snap.entries.shrink_to_fit();
+        self.snap.entries = PodArray::from_vec(std::mem::take(&mut self.entries));
         self.snap.entry_combos.shrink_to_fit();
         self.snap.subjects.long.shrink_to_fit();
         self.snap
@@ -1438,6 +1607,16 @@ impl<'a> Compiler<'a> {
         let (table, ids) = Subjects::build(&names);
         drop(names);
         self.snap.subjects = table;
+        // First every subject's role combinations, so that the layout of all of them can be
+        // chosen (`split_combos`) before any set is built.
+        struct Planned {
+            id: u32,
+            global_combo: u32,
+            /// `tenant_combos[start..end]`: (tenant, combination) of each tenant entry.
+            end: usize,
+        }
+        let mut planned: Vec<Planned> = Vec::with_capacity(doc.subjects.len());
+        let mut tenant_combos: Vec<(u32, u32)> = Vec::new();
         for ((_, def), id) in doc.subjects.iter().zip(ids) {
             let Some(id) = id else {
                 continue;
@@ -1447,49 +1626,115 @@ impl<'a> Compiler<'a> {
                 .iter()
                 .filter_map(|r| self.snap.roles.get(r))
                 .collect();
-            let (global_combo, global_set) = if global.is_empty() {
-                (NONE, NONE)
+            let global_combo = if global.is_empty() {
+                NONE
             } else {
-                let c = self.combo(global.clone());
-                (c, self.set(c, GLOBAL))
+                self.combo(global.clone())
             };
-            let start = self.snap.entries.len() as u32;
-            let mut entries: Vec<(TenantEntry, u32)> = Vec::with_capacity(def.tenants.len());
             for (tenant, roles) in &def.tenants {
                 let Some(t) = self.snap.tenants.get(tenant) else {
                     continue;
                 };
                 let mut held = global.clone();
                 held.extend(roles.iter().filter_map(|r| self.snap.roles.get(r)));
-                let combo = self.combo(held);
-                let set = self.set(combo, t);
-                entries.push((TenantEntry { tenant: t, set }, combo));
+                tenant_combos.push((t, self.combo(held)));
             }
+            planned.push(Planned {
+                id,
+                global_combo,
+                end: tenant_combos.len(),
+            });
+        }
+        let split = self.split_combos(tenant_combos.iter().map(|&(_, c)| c));
+        let mut from = 0;
+        for plan in planned {
+            let global_set = if plan.global_combo == NONE {
+                NONE
+            } else {
+                self.set(plan.global_combo, GLOBAL)
+            };
+            let mut entries: Vec<(TenantEntry, u32)> = Vec::with_capacity(plan.end - from);
+            for &(t, combo) in tenant_combos.get(from..plan.end).unwrap_or(&[]) {
+                let roles = self.snap.combos.get(combo as usize).cloned();
+                let entry = match roles.as_deref() {
+                    Some([init @ .., last]) if split && !init.is_empty() => {
+                        let (init, last) = (self.combo(init.to_vec()), self.combo(vec![*last]));
+                        let (set, also) = (self.set(init, t), self.set(last, t));
+                        // A part that could not be stored must not leave the other to decide
+                        // alone (its denies would be lost): then neither part is kept, and
+                        // the subject holds nothing in the tenant.
+                        let stored = set != NONE && also != NONE;
+                        TenantEntry {
+                            tenant: t,
+                            set: if stored { set } else { NONE },
+                            also: if stored { also } else { NONE },
+                        }
+                    }
+                    _ => TenantEntry {
+                        tenant: t,
+                        set: self.set(combo, t),
+                        also: NONE,
+                    },
+                };
+                entries.push((entry, combo));
+            }
+            from = plan.end;
             entries.sort_unstable_by_key(|(e, _)| e.tenant);
+            let start = self.entries.len() as u32;
             let mut rest = entries.into_iter();
-            let (first, first_combo) = rest.next().unwrap_or((
-                TenantEntry {
-                    tenant: NONE,
-                    set: NONE,
-                },
-                NONE,
-            ));
+            let (first, first_combo) = rest.next().unwrap_or((TenantEntry::NONE, NONE));
             for (entry, combo) in rest {
-                self.snap.entries.push(entry);
+                self.entries.push(entry);
                 self.snap.entry_combos.push(combo);
             }
-            let len = self.snap.entries.len() as u32 - start;
-            if let Some(rec) = self.snap.subjects.slots.get_mut(id as usize) {
-                rec.global_combo = global_combo;
+            let len = self.entries.len() as u32 - start;
+            let id = plan.id as usize;
+            if let Some(rec) = self.snap.subjects.slots.get_mut(id) {
                 rec.global_set = global_set;
                 rec.first = first;
                 rec.start = start;
                 rec.len = len;
             }
-            if let Some(combo) = self.snap.subjects.first_combos.get_mut(id as usize) {
+            if let Some(combo) = self.snap.subjects.first_combos.get_mut(id) {
                 *combo = first_combo;
             }
+            if let Some(combo) = self.snap.subjects.global_combos.get_mut(id) {
+                *combo = plan.global_combo;
+            }
         }
+    }
+
+    /// Whether tenant entries keep a combination of two or more roles as two parts (see
+    /// [`Parts`]) rather than as one set of its own. [`SetLayout::Auto`] splits when the
+    /// distinct such combinations, at
+    /// the size of a bitset each, would take more than [`SPLIT_ABOVE_BYTES`]. Their sets then
+    /// would not stay in cache, and a check that misses the cache costs more than a second
+    /// lookup in it. With a million subjects holding one or two of a thousand roles, a check
+    /// makes one trip to memory (the subject) instead of several.
+    fn split_combos(&self, combos: impl Iterator<Item = u32>) -> bool {
+        match self.layout {
+            SetLayout::Whole => return false,
+            SetLayout::Split => return true,
+            SetLayout::Auto => {}
+        }
+        let mut seen = vec![false; self.snap.combos.len()];
+        let mut multi = 0usize;
+        for combo in combos {
+            if let Some(seen) = seen.get_mut(combo as usize)
+                && !*seen
+            {
+                *seen = true;
+                if self
+                    .snap
+                    .combos
+                    .get(combo as usize)
+                    .is_some_and(|c| c.len() > 1)
+                {
+                    multi += 1;
+                }
+            }
+        }
+        multi.saturating_mul(self.role_bits.words * 16) > SPLIT_ABOVE_BYTES
     }
 
     /// Sets for global-only subjects in tenants whose own rules change one of their roles.
@@ -1497,8 +1742,9 @@ impl<'a> Compiler<'a> {
         let global_combos: BTreeSet<u32> = self
             .snap
             .subjects
-            .records()
-            .map(|r| r.global_combo)
+            .global_combos
+            .iter()
+            .copied()
             .filter(|&c| c != NONE)
             .collect();
         let mut tenants: Vec<u32> = self.affected.keys().copied().collect();
@@ -1606,7 +1852,8 @@ mod tests {
             assert_eq!(table.get(missing), None, "{missing}");
         }
         assert_eq!(table.len(), names.len());
-        assert_eq!(table.records().count(), names.len());
+        let stored = table.slots.iter().filter(|r| r.name_len != 0).count();
+        assert_eq!(stored, names.len());
         let (table, ids) = Subjects::build(&["", "a", &"z".repeat(70_000)]);
         assert_eq!(ids[0], None, "the empty name is never stored");
         assert_eq!(ids[2], None, "a name over 65,535 bytes is never stored");

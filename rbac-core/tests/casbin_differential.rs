@@ -13,7 +13,9 @@
 //!   denies), which also predicts the [`rbac_core::Cause`] and checks every explanation.
 //!
 //! Every query also checks `explain` against `check` and the interned fast path
-//! (`Snapshot::{subject,tenant,permission}_id` + `is_allowed`) against `check`.
+//! (`Snapshot::{subject,tenant,permission}_id` + `is_allowed`) against `check`, in the layout
+//! the engine picks and in [`rbac_core::SetLayout::Split`] (a role combination kept as two
+//! parts), which must decide alike.
 //!
 //! A round-trip property exports each imported policy back to casbin, imports it again and
 //! compares both engines (and casbin loaded with the export) on every query.
@@ -41,7 +43,9 @@ use proptest::prelude::*;
 use proptest::test_runner::{Config as ProptestConfig, TestCaseError, TestError, TestRunner};
 use rbac_core::casbin::{self as rc, CasbinError, ModelShape};
 use rbac_core::name::Pattern;
-use rbac_core::{Cause, Effect, Engine, Explanation, Policy, PolicyDocument, RoleDef, Snapshot};
+use rbac_core::{
+    Cause, Effect, Engine, Explanation, Policy, PolicyDocument, RoleDef, SetLayout, Snapshot,
+};
 
 // ---------------------------------------------------------------------------------------------
 // Vocabulary. Names use the characters casbin and the import both accept. casbin does not tell
@@ -949,12 +953,16 @@ fn engine_agrees_with_casbin() {
         let policy = import_spec(&spec)?;
         let engine = Engine::new(&policy);
         let snap = engine.snapshot();
+        let split = Engine::from_snapshot(Snapshot::compile_with(&policy, SetLayout::Split));
+        let split_snap = split.snapshot();
         let reference = DocumentReference::new(policy.document());
         let enforcer = rt.block_on(casbin_enforcer(&spec));
         for q in queries(&spec, CASBIN_QUERIES, seed) {
             let ours = engine_decision(&engine, &snap, &reference, &q)?;
             tally.add(&ours);
             let ours = ours.decision;
+            let split = engine_decision(&split, &split_snap, &reference, &q)?.decision;
+            prop_assert_eq!(split, ours, "split layout vs auto on {:?}", q);
             let theirs = spec.casbin_enforce(&enforcer, &q);
             tally.add_casbin(theirs);
             prop_assert_eq!(ours.is_allowed(), theirs, "rbac-core vs casbin on {:?}", q);
@@ -977,11 +985,15 @@ fn engine_agrees_with_reference_model() {
         let policy = import_spec(&spec)?;
         let engine = Engine::new(&policy);
         let snap = engine.snapshot();
+        let split = Engine::from_snapshot(Snapshot::compile_with(&policy, SetLayout::Split));
+        let split_snap = split.snapshot();
         let reference = DocumentReference::new(policy.document());
         for q in queries(&spec, REFERENCE_QUERIES, seed) {
             let ours = engine_decision(&engine, &snap, &reference, &q)?;
             tally.add(&ours);
             let ours = ours.decision;
+            let split = engine_decision(&split, &split_snap, &reference, &q)?.decision;
+            prop_assert_eq!(split, ours, "split layout vs auto on {:?}", q);
             prop_assert_eq!(
                 ours.is_allowed(),
                 reference_allows(&spec, &q),

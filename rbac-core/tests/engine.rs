@@ -9,7 +9,7 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use rbac_core::{Cause, Effect, Engine, Policy, PolicyDocument};
+use rbac_core::{Cause, Effect, Engine, Policy, PolicyDocument, SetLayout, Snapshot};
 
 const POLICY: &str = r#"
 [permissions.finance.invoices]
@@ -362,7 +362,9 @@ fn bundled_example_policy_is_valid() {
 
 /// `check_module` decides exactly what "any permission of the module in `permissions_of`"
 /// decides, on small sets (id lists) and large ones (bitsets), for modules that are prefixes
-/// of others (`fin` is not `finance`), single-segment permissions and unknown names.
+/// of others (`fin` is not `finance`), single-segment permissions and unknown names, with
+/// each set layout: subjects holding two or three roles in a tenant, one of which denies what
+/// another grants, test the split one (`pat`, `quin`, `rex`, `sam`).
 #[test]
 fn a_module_check_agrees_with_the_permission_list() {
     let mut toml = String::from(
@@ -384,16 +386,29 @@ fn a_module_check_agrees_with_the_permission_list() {
          [roles.one]\ngrants = [\"mod7.res29.write\"]\n\
          [roles.denier]\ndenies = [\"finance.*\"]\n\
          [roles.fin]\ngrants = [\"fin\", \"financeb.*\"]\n\
-         [roles.wide]\ngrants = [\"mod1.*\", \"mod2.*\", \"mod4.*\", \"mod5.*\", \"mod6.*\", \"mod8.*\", \"mod9.*\", \"finance_extra.*\"]\n\
+         [roles.wide]\ngrants = [\"mod1.*\", \"mod2.*\", \"mod4.*\", \"mod5.*\", \"mod6.*\", \"mod8.*\", \"mod9.*\", \"finance_extra.*\", \"finance.invoices.read\"]\n\
+         [roles.nofin]\ndenies = [\"fin\"]\n\
          [tenants.acme]\n[tenants.acme.roles.one]\ngrants = [\"mod0.*\"]\n\
          [subjects.root]\nroles = [\"all\"]\n\
          [subjects.ann]\nroles = [\"one\"]\n\
          [subjects.den]\nroles = [\"denier\"]\n\
          [subjects.fay]\nroles = [\"fin\"]\n\
          [subjects.wes]\nroles = [\"wide\"]\n\
-         [subjects.bob.tenants]\nacme = [\"one\"]\n",
+         [subjects.bob.tenants]\nacme = [\"one\"]\n\
+         [subjects.pat.tenants]\nacme = [\"wide\", \"denier\"]\n\
+         [subjects.quin.tenants]\nacme = [\"all\", \"one\"]\n\
+         [subjects.rex]\nroles = [\"one\"]\n[subjects.rex.tenants]\nacme = [\"denier\", \"fin\"]\n\
+         [subjects.sam.tenants]\nacme = [\"fin\", \"nofin\"]\n",
     );
-    let engine = Engine::new(&Policy::from_toml_str(&toml).unwrap());
+    let policy = Policy::from_toml_str(&toml).unwrap();
+    for layout in [SetLayout::Auto, SetLayout::Whole, SetLayout::Split] {
+        module_checks_agree(&Engine::from_snapshot(Snapshot::compile_with(
+            &policy, layout,
+        )));
+    }
+}
+
+fn module_checks_agree(engine: &Engine) {
     let mut modules: Vec<String> = (0..12).map(|m| format!("mod{m}")).collect();
     modules.extend(
         [
@@ -409,7 +424,10 @@ fn a_module_check_agrees_with_the_permission_list() {
         .map(str::to_owned),
     );
     let mut granted = 0;
-    for subject in ["root", "ann", "den", "fay", "wes", "bob", "nobody"] {
+    let subjects = [
+        "root", "ann", "den", "fay", "wes", "bob", "pat", "quin", "rex", "sam", "nobody",
+    ];
+    for subject in subjects {
         for tenant in ["", "acme", "nowhere"] {
             for module in &modules {
                 let held = engine.permissions_of(subject, tenant);
@@ -434,7 +452,14 @@ fn a_module_check_agrees_with_the_permission_list() {
                         ("nobody", _, _) => assert_eq!(cause, Cause::UnknownSubject),
                         ("den", _, "finance") => assert_eq!(cause, Cause::ExplicitDeny),
                         ("root", _, "mod3") => assert_eq!(cause, Cause::ExplicitDeny),
-                        ("bob", "", _) => assert_eq!(cause, Cause::NoRoles),
+                        ("bob" | "pat" | "quin" | "sam", "", _) => {
+                            assert_eq!(cause, Cause::NoRoles)
+                        }
+                        ("pat" | "rex", "acme", "finance") => {
+                            assert_eq!(cause, Cause::ExplicitDeny)
+                        }
+                        ("quin", "acme", "mod3") => assert_eq!(cause, Cause::ExplicitDeny),
+                        ("sam", "acme", "fin") => assert_eq!(cause, Cause::ExplicitDeny),
                         _ => assert_eq!(cause, Cause::NoGrant, "{subject} {tenant:?} {module}"),
                     }
                 }
@@ -442,4 +467,64 @@ fn a_module_check_agrees_with_the_permission_list() {
         }
     }
     assert!(granted > 30, "the test exercises allows too ({granted})");
+}
+
+/// With many subjects holding distinct pairs of roles over many permissions, the layout the
+/// engine picks keeps each pair as two parts (few sets) rather than one set per pair, and
+/// decides exactly as the one-set layout does.
+#[test]
+fn many_role_pairs_are_kept_as_two_parts() {
+    let mut toml = String::new();
+    for m in 0..100 {
+        for r in 0..10 {
+            toml.push_str(&format!("[permissions.m{m}.r{r}]\n"));
+            for a in 0..10 {
+                toml.push_str(&format!("a{a} = \"\"\n"));
+            }
+        }
+    }
+    const ROLES: usize = 64;
+    for i in 0..ROLES {
+        toml.push_str(&format!(
+            "[roles.role{i}]\ngrants = [\"m{i}.*\"]\ndenies = [\"m{}.r0.a0\"]\n",
+            (i + 1) % ROLES
+        ));
+    }
+    toml.push_str("[tenants.acme]\n");
+    let mut pairs = Vec::new();
+    for i in 0..ROLES {
+        for j in i + 1..ROLES {
+            let name = format!("u{i}_{j}");
+            toml.push_str(&format!(
+                "[subjects.{name}.tenants]\nacme = [\"role{i}\", \"role{j}\"]\n"
+            ));
+            pairs.push((name, i, j));
+        }
+    }
+    let policy = Policy::from_toml_str(&toml).unwrap();
+    let auto = Snapshot::compile(&policy);
+    let whole = Snapshot::compile_with(&policy, SetLayout::Whole);
+    let split = Snapshot::compile_with(&policy, SetLayout::Split);
+    assert_eq!(auto.stats().effective_sets, split.stats().effective_sets);
+    assert_eq!(split.stats().effective_sets, ROLES);
+    assert_eq!(whole.stats().effective_sets, pairs.len());
+    let mut allowed = 0;
+    for (name, i, j) in pairs.iter().step_by(7) {
+        for module in [*i, *j, (*i + 1) % ROLES, (*j + 1) % ROLES, (i + j) % ROLES] {
+            for permission in [format!("m{module}.r0.a0"), format!("m{module}.r3.a7")] {
+                let expected = whole.check(name, "acme", &permission);
+                assert_eq!(auto.check(name, "acme", &permission), expected);
+                assert_eq!(split.check(name, "acme", &permission), expected);
+                allowed += usize::from(expected.is_allowed());
+            }
+            let module = format!("m{module}");
+            let expected = whole.check_module(name, "acme", &module);
+            assert_eq!(auto.check_module(name, "acme", &module), expected);
+        }
+        assert_eq!(
+            auto.permissions_of(name, "acme"),
+            whole.permissions_of(name, "acme")
+        );
+    }
+    assert!(allowed > 100, "the test exercises allows too ({allowed})");
 }
