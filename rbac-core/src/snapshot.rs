@@ -315,7 +315,14 @@ impl Sets {
             .sum();
         // A list of u32 keys beats the bitset (16 bytes a word) while it is under half its
         // size, and keys hold ids below 2^31 only.
-        if count < 2 * self.words && self.words <= 1 << 25 {
+        let list = count < 2 * self.words && self.words <= 1 << 25;
+        let len = 1 + if list { count } else { self.words * 4 };
+        // The arena never reaches index NONE, so that `part(NONE)` finds nothing rather than
+        // the middle of a set read as a header.
+        if self.building.len().saturating_add(len) > NONE as usize {
+            return NONE;
+        }
+        if list {
             self.building.push(count as u32);
             for i in 0..self.words {
                 let (mut a, mut d) = (allowed[i], denied[i]);
@@ -662,14 +669,17 @@ impl Subjects {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 #[non_exhaustive]
 pub enum SetLayout {
-    /// [`SetLayout::Whole`] unless the distinct role combinations' sets would take more than
-    /// 4 MiB, at the size of a bitset over every permission each; then [`SetLayout::Split`].
+    /// [`SetLayout::Whole`] unless the distinct combinations of two or more roles in tenant
+    /// entries, priced at the size of a bitset over every permission each (an upper bound:
+    /// short sets are stored as lists), would take more than 4 MiB; then
+    /// [`SetLayout::Split`].
     #[default]
     Auto,
     /// One effective set per role combination: a check makes one set lookup. Best while the
     /// sets stay in cache.
     Whole,
-    /// Each combination as two parts, all its roles but the last and its last role, whose sets
+    /// Each combination as two parts, all its roles but the last and its last role (in role
+    /// id order, which is name order, not the order the policy lists them), whose sets
     /// are few and shared: checking such a subject takes two set lookups, each likely in
     /// cache. Best with many subjects holding varied pairs of roles: with a million subjects
     /// holding one or two of a thousand roles, 1,000 sets instead of 171,481, and an interned
@@ -759,7 +769,8 @@ id_type!(
 
 impl Snapshot {
     /// Compiles a validated policy: interns every name, resolves wildcards, inheritance and
-    /// denies into one bitset per distinct (role set, scope), and indexes subjects.
+    /// denies into one effective set per distinct (role set, scope), kept whole or in two
+    /// parts as [`SetLayout::Auto`] chooses, and indexes subjects.
     pub fn compile(policy: &Policy) -> Snapshot {
         Snapshot::compile_with(policy, SetLayout::Auto)
     }
@@ -976,6 +987,10 @@ impl Snapshot {
         if rec.global_set == NONE {
             return None;
         }
+        // Entries that cannot be read must not leave the global roles to decide alone: a
+        // tenant role there may deny what they grant.
+        let (start, len) = (rec.start as usize, rec.len as usize);
+        self.entries.get(start..start.saturating_add(len))?;
         let global = Parts {
             set: rec.global_set,
             also: NONE,
@@ -983,8 +998,10 @@ impl Snapshot {
         if self.overlays.is_empty() {
             return Some(global);
         }
+        // A missing combination would skip the tenant's own rules, denies included: deny.
         let combo = self.subjects.global_combos.get(s as usize).copied();
-        let overlay = combo.and_then(|c| self.overlays.get(&(t, c)));
+        let combo = combo.filter(|&c| c != NONE)?;
+        let overlay = self.overlays.get(&(t, combo));
         Some(overlay.map_or(global, |&set| Parts { set, also: NONE }))
     }
 
@@ -1279,8 +1296,8 @@ pub struct SnapshotStats {
     /// Declared permissions.
     pub permissions: usize,
     /// Effective sets compiled: one per distinct (role set, scope), where a role set is a
-    /// subject's whole combination of roles in a scope, or under [`SetLayout::Split`] one
-    /// part of it.
+    /// subject's whole combination of roles in a scope or, when the snapshot splits
+    /// combinations ([`SetLayout`]), one part of it.
     pub effective_sets: usize,
     /// Bytes of the snapshot in memory mappings of their own: its large tables, on Linux (see
     /// [`Snapshot`]). The global allocator does not see them, so a heap profile of the
@@ -1612,7 +1629,7 @@ impl<'a> Compiler<'a> {
         struct Planned {
             id: u32,
             global_combo: u32,
-            /// `tenant_combos[start..end]`: (tenant, combination) of each tenant entry.
+            /// `tenant_combos[previous end..end]`: (tenant, combination) of each tenant entry.
             end: usize,
         }
         let mut planned: Vec<Planned> = Vec::with_capacity(doc.subjects.len());

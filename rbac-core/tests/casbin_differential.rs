@@ -13,9 +13,10 @@
 //!   denies), which also predicts the [`rbac_core::Cause`] and checks every explanation.
 //!
 //! Every query also checks `explain` against `check` and the interned fast path
-//! (`Snapshot::{subject,tenant,permission}_id` + `is_allowed`) against `check`, in the layout
-//! the engine picks and in [`rbac_core::SetLayout::Split`] (a role combination kept as two
-//! parts), which must decide alike.
+//! (`Snapshot::{subject,tenant,permission}_id` + `is_allowed`) against `check`. The two
+//! properties against casbin and the reference run every query also on a snapshot compiled
+//! with [`rbac_core::SetLayout::Split`] (a role combination kept as two parts), which must
+//! decide alike; they assert that enough policies had combinations to split.
 //!
 //! A round-trip property exports each imported policy back to casbin, imports it again and
 //! compares both engines (and casbin loaded with the export) on every query.
@@ -747,6 +748,9 @@ struct Tally {
     casbin_denied: Cell<usize>,
     /// The longest inheritance chain an explanation showed.
     longest_chain: Cell<usize>,
+    /// Policies whose split layout stored other sets than the whole one: some subject held
+    /// two or more roles in a domain, so the split path was taken.
+    split_policies: Cell<usize>,
 }
 
 impl Tally {
@@ -758,6 +762,12 @@ impl Tally {
             .or_default() += 1;
         self.longest_chain
             .set(self.longest_chain.get().max(why.chain.len()));
+    }
+
+    fn add_layouts(&self, whole: &Snapshot, split: &Snapshot) {
+        if whole.stats() != split.stats() {
+            self.split_policies.set(self.split_policies.get() + 1);
+        }
     }
 
     fn add_casbin(&self, allowed: bool) {
@@ -782,6 +792,14 @@ impl Tally {
         if allowed + denied > 0 {
             eprintln!("  casbin: {allowed} allowed, {denied} denied");
         }
+        eprintln!(
+            "  {} policies split a role combination",
+            self.split_policies.get()
+        );
+        assert!(
+            self.split_policies.get() >= 10,
+            "{name}: too few policies took the split layout's path"
+        );
         // A chain of four roles means inheritance several levels deep decided some queries.
         assert!(
             self.longest_chain.get() >= 4,
@@ -955,6 +973,7 @@ fn engine_agrees_with_casbin() {
         let snap = engine.snapshot();
         let split = Engine::from_snapshot(Snapshot::compile_with(&policy, SetLayout::Split));
         let split_snap = split.snapshot();
+        tally.add_layouts(&snap, &split_snap);
         let reference = DocumentReference::new(policy.document());
         let enforcer = rt.block_on(casbin_enforcer(&spec));
         for q in queries(&spec, CASBIN_QUERIES, seed) {
@@ -987,6 +1006,7 @@ fn engine_agrees_with_reference_model() {
         let snap = engine.snapshot();
         let split = Engine::from_snapshot(Snapshot::compile_with(&policy, SetLayout::Split));
         let split_snap = split.snapshot();
+        tally.add_layouts(&snap, &split_snap);
         let reference = DocumentReference::new(policy.document());
         for q in queries(&spec, REFERENCE_QUERIES, seed) {
             let ours = engine_decision(&engine, &snap, &reference, &q)?;
