@@ -548,6 +548,20 @@ struct Parts {
     also: u32,
 }
 
+impl Parts {
+    /// One set, no second part.
+    const fn whole(set: u32) -> Parts {
+        Parts { set, also: NONE }
+    }
+
+    const fn of(entry: &TenantEntry) -> Parts {
+        Parts {
+            set: entry.set,
+            also: entry.also,
+        }
+    }
+}
+
 /// Subjects by name: a perfect hash table ([`Displace`]) whose slots are the subject records.
 /// A subject's id is its slot's index.
 #[derive(Debug)]
@@ -965,16 +979,10 @@ impl Snapshot {
     fn set_of(&self, s: u32, t: u32) -> Option<Parts> {
         let rec = self.subjects.record(s)?;
         if t == GLOBAL {
-            return (rec.global_set != NONE).then_some(Parts {
-                set: rec.global_set,
-                also: NONE,
-            });
+            return (rec.global_set != NONE).then_some(Parts::whole(rec.global_set));
         }
         match self.entry(rec, t) {
-            Some((_, entry)) => Some(Parts {
-                set: entry.set,
-                also: entry.also,
-            }),
+            Some((_, entry)) => Some(Parts::of(entry)),
             None => self.global_set_in(s, rec, t),
         }
     }
@@ -991,10 +999,7 @@ impl Snapshot {
         // tenant role there may deny what they grant.
         let (start, len) = (rec.start as usize, rec.len as usize);
         self.entries.get(start..start.saturating_add(len))?;
-        let global = Parts {
-            set: rec.global_set,
-            also: NONE,
-        };
+        let global = Parts::whole(rec.global_set);
         if self.overlays.is_empty() {
             return Some(global);
         }
@@ -1002,7 +1007,7 @@ impl Snapshot {
         let combo = self.subjects.global_combos.get(s as usize).copied();
         let combo = combo.filter(|&c| c != NONE)?;
         let overlay = self.overlays.get(&(t, combo));
-        Some(overlay.map_or(global, |&set| Parts { set, also: NONE }))
+        Some(overlay.map_or(global, |&set| Parts::whole(set)))
     }
 
     /// The subject's entry for tenant `t`, and its index in `entries` (None: the inline one).
@@ -1672,10 +1677,9 @@ impl<'a> Compiler<'a> {
             };
             let mut entries: Vec<(TenantEntry, u32)> = Vec::with_capacity(plan.end - from);
             for &(t, combo) in tenant_combos.get(from..plan.end).unwrap_or(&[]) {
-                let roles = self.snap.combos.get(combo as usize).cloned();
-                let entry = match roles.as_deref() {
-                    Some([init @ .., last]) if split && !init.is_empty() => {
-                        let (init, last) = (self.combo(init.to_vec()), self.combo(vec![*last]));
+                let halves = if split { self.halves(combo) } else { None };
+                let entry = match halves {
+                    Some((init, last)) => {
                         let (set, also) = (self.set(init, t), self.set(last, t));
                         // A part that could not be stored must not leave the other to decide
                         // alone (its denies would be lost): then neither part is kept, and
@@ -1687,7 +1691,7 @@ impl<'a> Compiler<'a> {
                             also: if stored { also } else { NONE },
                         }
                     }
-                    _ => TenantEntry {
+                    None => TenantEntry {
                         tenant: t,
                         set: self.set(combo, t),
                         also: NONE,
@@ -1721,13 +1725,25 @@ impl<'a> Compiler<'a> {
         }
     }
 
+    /// The two parts of a combination of two or more roles: all its roles but the last, and
+    /// its last role (combinations are sorted by role id). None for a single role.
+    fn halves(&mut self, combo: u32) -> Option<(u32, u32)> {
+        let roles = self.snap.combos.get(combo as usize)?;
+        let (last, init) = roles.split_last()?;
+        if init.is_empty() {
+            return None;
+        }
+        let (init, last) = (init.to_vec(), vec![*last]);
+        Some((self.combo(init), self.combo(last)))
+    }
+
     /// Whether tenant entries keep a combination of two or more roles as two parts (see
     /// [`Parts`]) rather than as one set of its own. [`SetLayout::Auto`] splits when the
-    /// distinct such combinations, at
-    /// the size of a bitset each, would take more than [`SPLIT_ABOVE_BYTES`]. Their sets then
-    /// would not stay in cache, and a check that misses the cache costs more than a second
-    /// lookup in it. With a million subjects holding one or two of a thousand roles, a check
-    /// makes one trip to memory (the subject) instead of several.
+    /// distinct such combinations, at the size of a bitset each, would take more than
+    /// [`SPLIT_ABOVE_BYTES`]. Their sets then would not stay in cache, and a check that
+    /// misses the cache costs more than a second lookup in it. With a million subjects
+    /// holding one or two of a thousand roles, a check makes one trip to memory (the
+    /// subject) instead of several.
     fn split_combos(&self, combos: impl Iterator<Item = u32>) -> bool {
         match self.layout {
             SetLayout::Whole => return false,
