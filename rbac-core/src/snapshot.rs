@@ -233,12 +233,18 @@ impl Bits {
 /// cheaper way, behind one header word:
 ///
 /// - a sorted list of keys `id << 1 | denied` (header: their count) when it names few
-///   permissions. At 10,000 permissions a bitset is 2.5 KB, and most effective sets hold a few
+///   permissions, or names them so spread out that a ranked bitset would be over twice its
+///   size. At 10,000 permissions a bitset is 2.5 KB, and most effective sets hold a few
 ///   dozen;
+/// - a ranked bitset (header [`RANKED`] and its block count) when it names more than
+///   [`LIST_MAX`] permissions but its blocks are few: the two-bit states of 32 permissions in
+///   a 64-bit block, only the blocks that hold one, found through a summary of which blocks
+///   are present and a popcount. A binary search of a list of a hundred keys is seven loads,
+///   each waiting on the one before; this is two;
 /// - else a bitset of two bits per permission (header [`DENSE`]): bit `2 * id` allowed, bit
 ///   `2 * id + 1` denied.
 ///
-/// Either way one lookup gives the state, so a check learns both whether it is allowed and,
+/// Every way one lookup gives the state, so a check learns both whether it is allowed and,
 /// if not, whether a deny or a missing grant refused it, and then picks the cause from a
 /// table: on a random mix "allowed or not" is a branch no predictor gets right, and its
 /// mispredictions cost more than the lookup. Identical sets are stored once.
@@ -246,6 +252,8 @@ impl Bits {
 struct Sets {
     /// `u64` words of a bitset over every permission.
     words: usize,
+    /// Summary groups of a ranked set: one per [`GROUP_BLOCKS`] blocks.
+    groups: usize,
     /// The sets, once sealed.
     data: PodArray<u32>,
     /// The sets while they are added.
@@ -261,6 +269,43 @@ const SPLIT_ABOVE_BYTES: usize = 4 << 20;
 
 /// Header bit of a set stored as a bitset.
 const DENSE: u32 = 1 << 31;
+/// Header bit of a set stored as a ranked bitset; the header's low bits count its blocks.
+const RANKED: u32 = 1 << 30;
+/// Sets naming at most this many permissions stay lists: a binary search of them is as
+/// short as a ranked lookup.
+const LIST_MAX: usize = 8;
+/// Blocks (of 32 permissions) under one summary word of a ranked set.
+const GROUP_BLOCKS: usize = 64;
+
+/// How a set is stored, with its data after the header word.
+#[derive(Debug, Clone, Copy)]
+enum Stored<'a> {
+    /// Sorted keys `id << 1 | denied`.
+    List(&'a [u32]),
+    /// Per group, the summary (two words, bit `b`: block `b` of the group is present) and the
+    /// count of present blocks before the group; then the present blocks (two words each,
+    /// low first) and a last empty one.
+    Ranked(&'a [u32]),
+    /// Two bits per permission.
+    Dense(&'a [u32]),
+}
+
+/// The `u64` whose low half is `words[at]` and high half `words[at + 1]` (0 past the end).
+#[inline]
+fn pair(words: &[u32], at: usize) -> u64 {
+    words
+        .get(at..)
+        .and_then(|w| w.first_chunk::<2>())
+        .map_or(0, |&[lo, hi]| u64::from(lo) | u64::from(hi) << 32)
+}
+
+/// A two-bit block of `allowed` and `denied` (bitsets over permission ids): the states of
+/// permissions `32 * k .. 32 * k + 32`, permission `32 * k + i` at bits `2 * i` (allowed) and
+/// `2 * i + 1` (denied).
+fn block(allowed: &[u64], denied: &[u64], k: usize) -> u64 {
+    let word = |v: &[u64]| (v.get(k / 2).copied().unwrap_or(0) >> (32 * (k % 2))) as u32;
+    spread(word(allowed)) | spread(word(denied)) << 1
+}
 
 /// The state of a permission in a set: neither allowed nor denied.
 const NEITHER: usize = 0;
@@ -283,6 +328,7 @@ impl Sets {
     fn new(words: usize) -> Sets {
         Sets {
             words,
+            groups: (words * 2).div_ceil(GROUP_BLOCKS),
             ..Sets::default()
         }
     }
@@ -313,42 +359,76 @@ impl Sets {
             .chain(denied)
             .map(|w| w.count_ones() as usize)
             .sum();
-        // A list of u32 keys beats the bitset (16 bytes a word) while it is under half its
-        // size, and keys hold ids below 2^31 only.
-        let list = count < 2 * self.words && self.words <= 1 << 25;
-        let len = 1 + if list { count } else { self.words * 4 };
+        let blocks: Vec<u64> = (0..self.words * 2)
+            .map(|k| block(allowed, denied, k))
+            .collect();
+        let present = blocks.iter().filter(|&&b| b != 0).count();
+        let ranked_len = 3 * self.groups + 2 * (present + 1);
+        // Keys hold ids below 2^31 only, and headers count below 2^30.
+        let small = self.words <= 1 << 25;
+        // A bitset while it is at most twice the size of the list (one load beats a search);
+        // ranked while it is at most twice the list and smaller than the bitset.
+        let kind = if !small || count >= 2 * self.words {
+            DENSE
+        } else if count > LIST_MAX && ranked_len <= 2 * count && ranked_len < 4 * self.words {
+            RANKED
+        } else {
+            0
+        };
+        let len = 1 + match kind {
+            DENSE => self.words * 4,
+            RANKED => ranked_len,
+            _ => count,
+        };
         // The arena never reaches index NONE, so that `part(NONE)` finds nothing rather than
         // the middle of a set read as a header.
         if self.building.len().saturating_add(len) > NONE as usize {
             return NONE;
         }
-        if list {
-            self.building.push(count as u32);
-            for i in 0..self.words {
-                let (mut a, mut d) = (allowed[i], denied[i]);
-                // Allowed and denied ids of a word, merged in id order (they never meet).
-                while a | d != 0 {
-                    let (bit, tag) = if a.trailing_zeros() < d.trailing_zeros() {
-                        let bit = a.trailing_zeros();
-                        a &= a - 1;
-                        (bit, 0)
-                    } else {
-                        let bit = d.trailing_zeros();
-                        d &= d - 1;
-                        (bit, 1)
-                    };
-                    self.building.push((i as u32 * 64 + bit) << 1 | tag);
+        match kind {
+            DENSE => {
+                self.building.push(DENSE);
+                for b in blocks {
+                    self.building.push(b as u32);
+                    self.building.push((b >> 32) as u32);
                 }
             }
-        } else {
-            self.building.push(DENSE);
-            for i in 0..self.words {
-                let (a, d) = (allowed[i], denied[i]);
-                for half in 0..2 {
-                    let both =
-                        spread((a >> (32 * half)) as u32) | spread((d >> (32 * half)) as u32) << 1;
-                    self.building.push(both as u32);
-                    self.building.push((both >> 32) as u32);
+            RANKED => {
+                self.building.push(RANKED | present as u32);
+                let mut before = 0u32;
+                for group in blocks.chunks(GROUP_BLOCKS) {
+                    let summary = group
+                        .iter()
+                        .enumerate()
+                        .filter(|(_, b)| **b != 0)
+                        .fold(0u64, |s, (i, _)| s | 1 << i);
+                    self.building.push(summary as u32);
+                    self.building.push((summary >> 32) as u32);
+                    self.building.push(before);
+                    before += summary.count_ones();
+                }
+                for b in blocks.iter().filter(|&&b| b != 0).chain([&0]) {
+                    self.building.push(*b as u32);
+                    self.building.push((*b >> 32) as u32);
+                }
+            }
+            _ => {
+                self.building.push(count as u32);
+                for i in 0..self.words {
+                    let (mut a, mut d) = (allowed[i], denied[i]);
+                    // Allowed and denied ids of a word, merged in id order (they never meet).
+                    while a | d != 0 {
+                        let (bit, tag) = if a.trailing_zeros() < d.trailing_zeros() {
+                            let bit = a.trailing_zeros();
+                            a &= a - 1;
+                            (bit, 0)
+                        } else {
+                            let bit = d.trailing_zeros();
+                            d &= d - 1;
+                            (bit, 1)
+                        };
+                        self.building.push((i as u32 * 64 + bit) << 1 | tag);
+                    }
                 }
             }
         }
@@ -356,30 +436,60 @@ impl Sets {
         id
     }
 
-    /// The set at `set`: whether it is a bitset, and its data.
+    /// The set at `set`: how it is stored, and its data.
     #[inline]
-    fn part(&self, set: u32) -> Option<(bool, &[u32])> {
+    fn part(&self, set: u32) -> Option<Stored<'_>> {
         let at = set as usize;
         let header = *self.data.get(at)?;
-        let (dense, len) = if header & DENSE != 0 {
-            (true, self.words * 4)
+        let len = if header & DENSE != 0 {
+            self.words * 4
+        } else if header & RANKED != 0 {
+            3 * self.groups + 2 * ((header & !RANKED) as usize + 1)
         } else {
-            (false, header as usize)
+            header as usize
         };
-        Some((dense, self.data.get(at + 1..at + 1 + len)?))
+        let data = self.data.get(at + 1..at + 1 + len)?;
+        Some(if header & DENSE != 0 {
+            Stored::Dense(data)
+        } else if header & RANKED != 0 {
+            Stored::Ranked(data)
+        } else {
+            Stored::List(data)
+        })
+    }
+
+    /// Block `k` of a ranked set's data (see [`Stored::Ranked`]); 0 when absent.
+    #[inline]
+    fn ranked_block(&self, data: &[u32], k: usize) -> u64 {
+        let (g, b) = (k / GROUP_BLOCKS, k % GROUP_BLOCKS);
+        let Some(&[lo, hi, before]) = data.get(3 * g..).and_then(|d| d.first_chunk::<3>()) else {
+            return 0;
+        };
+        let summary = u64::from(lo) | u64::from(hi) << 32;
+        // All ones when block `b` is present, else 0: no branch on it, as a random mix
+        // finds a block half the time.
+        let present = (summary >> b & 1).wrapping_neg();
+        // When absent this is the next present block, or the empty one after them: in
+        // range either way, and masked off.
+        let rank = before as usize + (summary & ((1 << b) - 1)).count_ones() as usize;
+        pair(data, 3 * self.groups + 2 * rank) & present
     }
 
     /// The state of permission `bit` in `set`: [`NEITHER`], [`ALLOWED`] or [`DENIED`].
     #[inline]
     fn state(&self, set: u32, bit: u32) -> usize {
         match self.part(set) {
-            Some((true, halves)) => {
+            Some(Stored::Dense(halves)) => {
                 let pos = bit as usize * 2;
                 halves
                     .get(pos / 32)
                     .map_or(NEITHER, |w| (w >> (pos % 32)) as usize & 3)
             }
-            Some((false, keys)) => {
+            Some(Stored::Ranked(data)) => {
+                let block = self.ranked_block(data, bit as usize / 32);
+                (block >> (bit % 32 * 2)) as usize & 3
+            }
+            Some(Stored::List(keys)) => {
                 let key = bit.wrapping_shl(1);
                 let i = keys.partition_point(|&k| k < key);
                 match keys.get(i) {
@@ -396,11 +506,14 @@ impl Sets {
     #[inline]
     fn allows(&self, set: u32, bit: u32) -> bool {
         match self.part(set) {
-            Some((true, halves)) => halves
+            Some(Stored::Dense(halves)) => halves
                 .get(bit as usize / 16)
                 .is_some_and(|w| (w >> (bit % 16 * 2)) & 1 == 1),
+            Some(Stored::Ranked(data)) => {
+                self.ranked_block(data, bit as usize / 32) >> (bit % 32 * 2) & 1 == 1
+            }
             // An allowed id's key is the id shifted, with the tag bit clear.
-            Some((false, keys)) => bit < DENSE && keys.binary_search(&(bit << 1)).is_ok(),
+            Some(Stored::List(keys)) => bit < DENSE && keys.binary_search(&(bit << 1)).is_ok(),
             None => false,
         }
     }
@@ -417,41 +530,43 @@ impl Sets {
         if lo >= hi {
             return false;
         }
-        match self.part(set) {
-            Some((true, halves)) => {
-                // Two bits per id: the allowed bits are the even ones, the denied the odd ones.
-                let pattern: u32 = if state == DENIED {
-                    0xAAAA_AAAA
-                } else {
-                    0x5555_5555
-                };
-                let (lo, hi) = (lo as usize * 2, hi as usize * 2);
-                (lo / 32..=(hi - 1) / 32).any(|h| {
-                    let from = lo.max(h * 32) - h * 32;
-                    let to = hi.min(h * 32 + 32) - h * 32;
-                    // Bits from..to of the half.
-                    let mask = (u32::MAX << from) & (u32::MAX >> (32 - to));
-                    let mut bits = halves.get(h).map_or(0, |w| w & mask & pattern);
-                    while bits != 0 {
-                        if also(((h * 32) as u32 + bits.trailing_zeros()) / 2) {
-                            return true;
-                        }
-                        bits &= bits - 1;
-                    }
-                    false
-                })
-            }
-            Some((false, keys)) => {
+        // Block `k` (ids `32 * k ..`, two bits each) of a bitset or a ranked set.
+        let block: &dyn Fn(usize) -> u64 = match self.part(set) {
+            Some(Stored::List(keys)) => {
                 let tag = u32::from(state == DENIED);
                 let i = keys.partition_point(|&k| k >> 1 < lo);
-                keys.get(i..)
+                return keys
+                    .get(i..)
                     .unwrap_or(&[])
                     .iter()
                     .take_while(|&&k| k >> 1 < hi)
-                    .any(|&k| k & 1 == tag && also(k >> 1))
+                    .any(|&k| k & 1 == tag && also(k >> 1));
             }
-            None => false,
-        }
+            Some(Stored::Dense(halves)) => &move |k| pair(halves, 2 * k),
+            Some(Stored::Ranked(data)) => &move |k| self.ranked_block(data, k),
+            None => return false,
+        };
+        // The allowed bits are the even ones, the denied the odd ones.
+        let pattern: u64 = if state == DENIED {
+            0xAAAA_AAAA_AAAA_AAAA
+        } else {
+            0x5555_5555_5555_5555
+        };
+        let (lo, hi) = (lo as usize, hi as usize);
+        (lo / 32..=(hi - 1) / 32).any(|k| {
+            // Ids from..to of the block, as bit pairs.
+            let from = lo.max(k * 32) - k * 32;
+            let to = hi.min(k * 32 + 32) - k * 32;
+            let mask = (u64::MAX << (2 * from)) & (u64::MAX >> (64 - 2 * to));
+            let mut bits = block(k) & mask & pattern;
+            while bits != 0 {
+                if also(((k * 64) as u32 + bits.trailing_zeros()) / 2) {
+                    return true;
+                }
+                bits &= bits - 1;
+            }
+            false
+        })
     }
 
     #[cfg(test)]
@@ -1985,8 +2100,9 @@ mod tests {
         assert_eq!(sets.len(), 5);
     }
 
-    /// Sets of every size, so both kinds (lists of keys, two-bit bitsets), with and without
-    /// denies, answer exactly like the bits they were built from, for every id and range.
+    /// Sets of every size and spread, so every kind (lists of keys, ranked bitsets, two-bit
+    /// bitsets), with and without denies, answer exactly like the bits they were built from,
+    /// for every id and range.
     #[test]
     fn sets_answer_like_their_bits_for_every_kind_of_set() {
         // 300 words: lists of up to 599 keys; more make a bitset.
@@ -1998,12 +2114,25 @@ mod tests {
         let sizes = [
             0usize, 1, 2, 15, 16, 17, 31, 32, 33, 100, 255, 256, 257, 299, 598, 600, 5000,
         ];
-        for (i, &allowed_n) in sizes.iter().enumerate() {
+        // Ids drawn from all of them, then from a window (few blocks: ranked sets), at the
+        // start, the middle, across a group's end, and at the end.
+        let windows = [
+            (0, bits),
+            (0, 100),
+            (4000, 300),
+            (2048 * 3 - 90, 200),
+            (bits - 70, 70),
+        ];
+        let cases = windows
+            .iter()
+            .flat_map(|&w| (0..sizes.len()).map(move |i| (w, i)));
+        for ((base, window), i) in cases {
+            let allowed_n = sizes[i];
             let denied_n = sizes[(i * 7 + 3) % sizes.len()] * (i % 2);
             let mut make = |n: usize| {
                 let mut v = vec![0u64; words];
-                for _ in 0..n {
-                    let bit = rng.u32(..bits);
+                for _ in 0..n.min(window as usize) {
+                    let bit = base + rng.u32(..window);
                     v[bit as usize / 64] |= 1 << (bit % 64);
                 }
                 v
@@ -2015,13 +2144,16 @@ mod tests {
             built.push((id, allowed, denied));
         }
         sets.seal();
-        let dense = built
-            .iter()
-            .filter(|(id, _, _)| sets.data[*id as usize] & DENSE != 0)
-            .count();
+        let kind = |tag: u32| {
+            built
+                .iter()
+                .filter(|(id, _, _)| sets.data[*id as usize] & (DENSE | RANKED) == tag)
+                .count()
+        };
+        let (dense, ranked, lists) = (kind(DENSE), kind(RANKED), kind(0));
         assert!(
-            0 < dense && dense < built.len(),
-            "both kinds: {dense} bitsets"
+            dense >= 3 && ranked >= 10 && lists >= 10,
+            "every kind: {dense} bitsets, {ranked} ranked, {lists} lists"
         );
         let has = |v: &[u64], bit: u32| v[bit as usize / 64] >> (bit % 64) & 1 == 1;
         for (id, allowed, denied) in &built {

@@ -476,6 +476,21 @@ fn module_checks_agree(engine: &Engine, whole: &Engine) {
     assert!(granted > 30, "the test exercises allows too ({granted})");
 }
 
+/// A registry of 10,000 permissions: 100 modules (named by `module`), each with resources
+/// `r0`..`r9` and actions `a0`..`a9`.
+fn registry_toml(module: impl Fn(usize) -> String) -> String {
+    let mut toml = String::new();
+    for m in 0..100 {
+        for r in 0..10 {
+            toml.push_str(&format!("[permissions.{}.r{r}]\n", module(m)));
+            for a in 0..10 {
+                toml.push_str(&format!("a{a} = \"\"\n"));
+            }
+        }
+    }
+    toml
+}
+
 /// With many subjects holding distinct pairs of roles over many permissions, the layout the
 /// engine picks keeps each pair as two parts (few sets) rather than one set per pair, and
 /// decides exactly as the one-set layout does. Each role denies one permission of the next
@@ -483,15 +498,7 @@ fn module_checks_agree(engine: &Engine, whole: &Engine) {
 /// against a grant of the second, and the other way round.
 #[test]
 fn many_role_pairs_are_kept_as_two_parts() {
-    let mut toml = String::new();
-    for m in 0..100 {
-        for r in 0..10 {
-            toml.push_str(&format!("[permissions.m{m}.r{r}]\n"));
-            for a in 0..10 {
-                toml.push_str(&format!("a{a} = \"\"\n"));
-            }
-        }
-    }
+    let mut toml = registry_toml(|m| format!("m{m}"));
     const ROLES: usize = 64;
     for i in 0..ROLES {
         toml.push_str(&format!(
@@ -545,4 +552,135 @@ fn many_role_pairs_are_kept_as_two_parts() {
     }
     assert!(allowed > 100, "the test exercises allows too ({allowed})");
     assert!(denied > 100, "and denies ({denied})");
+}
+
+/// A registry of 10,000 permissions, where a role's grants cluster in a few modules (how
+/// ERP roles look): the engine stores such sets as ranked bitsets. Every decision, module
+/// check and permission list matches the rules read directly.
+#[test]
+fn clustered_grants_in_a_large_registry_decide_like_their_rules() {
+    let name = |m: usize, r: usize, a: usize| format!("m{m:02}.r{r}.a{a}");
+    let mut toml = registry_toml(|m| format!("m{m:02}"));
+    let mut rng = fastrand::Rng::with_seed(0xC1u64);
+    // Per role: (grant patterns, deny patterns, parent).
+    let mut roles: Vec<(Vec<String>, Vec<String>, Option<usize>)> = Vec::new();
+    for i in 0..40 {
+        let home = [rng.usize(..100), rng.usize(..100), rng.usize(..100)];
+        let exact: std::collections::BTreeSet<String> = (0..rng.usize(9..60))
+            .map(|_| name(home[rng.usize(..3)], rng.usize(..10), rng.usize(..10)))
+            .collect();
+        let mut grants: Vec<String> = exact.into_iter().collect();
+        if i % 3 == 0 {
+            grants.push(format!("m{:02}.r{}.*", home[0], rng.usize(..10)));
+        }
+        if i % 7 == 0 {
+            grants.push(format!("m{:02}.*", rng.usize(..100)));
+        }
+        let mut denies = vec![name(home[0], rng.usize(..10), rng.usize(..10))];
+        if i % 4 == 0 {
+            denies.push(format!("m{:02}.r{}.*", home[1], rng.usize(..10)));
+        }
+        let parent = (i >= 5 && i % 2 == 0).then(|| rng.usize(..i));
+        toml.push_str(&format!(
+            "[roles.role{i}]\ngrants = {grants:?}\ndenies = {denies:?}\n{}",
+            parent.map_or(String::new(), |p| format!("inherits = [\"role{p}\"]\n"))
+        ));
+        roles.push((grants, denies, parent));
+    }
+    toml.push_str("[tenants.acme]\n");
+    let mut subjects = Vec::new();
+    for s in 0..60 {
+        let held: std::collections::BTreeSet<usize> =
+            (0..1 + s % 3).map(|_| rng.usize(..roles.len())).collect();
+        let list: Vec<String> = held.iter().map(|r| format!("role{r}")).collect();
+        toml.push_str(&format!("[subjects.s{s}.tenants]\nacme = {list:?}\n"));
+        subjects.push((format!("s{s}"), held));
+    }
+    let policy = Policy::from_toml_str(&toml).unwrap();
+    let matches = |pattern: &str, permission: &str| match pattern.strip_suffix('*') {
+        Some(prefix) => permission.starts_with(prefix),
+        None => pattern == permission,
+    };
+    // Grant and deny patterns of a role and its ancestors.
+    let rules = |mut role: usize| {
+        let (mut grants, mut denies) = (Vec::new(), Vec::new());
+        loop {
+            let (g, d, parent) = &roles[role];
+            grants.extend(g.iter().cloned());
+            denies.extend(d.iter().cloned());
+            match parent {
+                Some(p) => role = *p,
+                None => return (grants, denies),
+            }
+        }
+    };
+    let mut decided = [0usize; 3];
+    for layout in [SetLayout::Auto, SetLayout::Whole, SetLayout::Split] {
+        let snapshot = Snapshot::compile_with(&policy, layout);
+        for (subject, held) in &subjects {
+            let (mut grants, mut denies) = (Vec::new(), Vec::new());
+            for &role in held {
+                let (g, d) = rules(role);
+                grants.extend(g);
+                denies.extend(d);
+            }
+            let mut expected_list = Vec::new();
+            for m in 0..100 {
+                let (mut any_allowed, mut any_denied) = (false, false);
+                for r in 0..10 {
+                    for a in 0..10 {
+                        let permission = name(m, r, a);
+                        let denied = denies.iter().any(|d| matches(d, &permission));
+                        let granted = grants.iter().any(|g| matches(g, &permission));
+                        let expected = if denied {
+                            Cause::ExplicitDeny
+                        } else if granted {
+                            Cause::Granted
+                        } else {
+                            Cause::NoGrant
+                        };
+                        let got = snapshot.check(subject, "acme", &permission);
+                        assert_eq!(got.cause(), expected, "{layout:?} {subject} {permission}");
+                        let id = |s: &Snapshot| {
+                            (
+                                s.subject_id(subject).unwrap(),
+                                s.tenant_id("acme").unwrap(),
+                                s.permission_id(&permission).unwrap(),
+                            )
+                        };
+                        let (s, t, p) = id(&snapshot);
+                        assert_eq!(snapshot.is_allowed(s, t, p), expected == Cause::Granted);
+                        decided[match expected {
+                            Cause::Granted => 0,
+                            Cause::ExplicitDeny => 1,
+                            _ => 2,
+                        }] += 1;
+                        any_allowed |= expected == Cause::Granted;
+                        any_denied |= expected == Cause::ExplicitDeny;
+                        if expected == Cause::Granted {
+                            expected_list.push(permission);
+                        }
+                    }
+                }
+                let module = snapshot.check_module(subject, "acme", &format!("m{m:02}"));
+                let expected = if any_allowed {
+                    Cause::Granted
+                } else if any_denied {
+                    Cause::ExplicitDeny
+                } else {
+                    Cause::NoGrant
+                };
+                assert_eq!(
+                    module.cause(),
+                    expected,
+                    "{layout:?} {subject} module m{m:02}"
+                );
+            }
+            assert_eq!(snapshot.permissions_of(subject, "acme"), expected_list);
+        }
+    }
+    assert!(
+        decided.iter().all(|&n| n > 1000),
+        "allows, denies and missing grants all occur: {decided:?}"
+    );
 }
