@@ -271,8 +271,8 @@ const SPLIT_ABOVE_BYTES: usize = 4 << 20;
 const DENSE: u32 = 1 << 31;
 /// Header bit of a set stored as a ranked bitset; the header's low bits count its blocks.
 const RANKED: u32 = 1 << 30;
-/// Sets naming at most this many permissions stay lists: a binary search of them is as
-/// short as a ranked lookup.
+/// Sets naming at most this many permissions are never ranked: as lists (or bitsets, over
+/// few permissions) they are as quick to search.
 const LIST_MAX: usize = 8;
 /// Blocks (of 32 permissions) under one summary word of a ranked set.
 const GROUP_BLOCKS: usize = 64;
@@ -283,9 +283,9 @@ enum Stored<'a> {
     /// Sorted keys `id << 1 | denied`.
     List(&'a [u32]),
     /// Per group, the summary (two words, bit `b`: block `b` of the group is present) and the
-    /// count of present blocks before the group; then the present blocks (two words each,
-    /// low first) and a last empty one.
-    Ranked(&'a [u32]),
+    /// count of present blocks before the group; then (the second slice) the present blocks
+    /// (two words each, low first) and a last empty one.
+    Ranked(&'a [u32], &'a [u32]),
     /// Two bits per permission.
     Dense(&'a [u32]),
 }
@@ -452,27 +452,30 @@ impl Sets {
         Some(if header & DENSE != 0 {
             Stored::Dense(data)
         } else if header & RANKED != 0 {
-            Stored::Ranked(data)
+            let (summaries, blocks) = data.split_at_checked(3 * self.groups)?;
+            Stored::Ranked(summaries, blocks)
         } else {
             Stored::List(data)
         })
     }
 
-    /// Block `k` of a ranked set's data (see [`Stored::Ranked`]); 0 when absent.
+    /// Block `k` of a ranked set (its summaries and blocks, see [`Stored::Ranked`]); 0 when
+    /// absent, also past the last group.
     #[inline]
-    fn ranked_block(&self, data: &[u32], k: usize) -> u64 {
+    fn ranked_block(summaries: &[u32], blocks: &[u32], k: usize) -> u64 {
         let (g, b) = (k / GROUP_BLOCKS, k % GROUP_BLOCKS);
-        let Some(&[lo, hi, before]) = data.get(3 * g..).and_then(|d| d.first_chunk::<3>()) else {
+        let Some(&[lo, hi, before]) = summaries.get(3 * g..).and_then(|d| d.first_chunk::<3>())
+        else {
             return 0;
         };
         let summary = u64::from(lo) | u64::from(hi) << 32;
         // All ones when block `b` is present, else 0: no branch on it, as a random mix
         // finds a block half the time.
         let present = (summary >> b & 1).wrapping_neg();
-        // When absent this is the next present block, or the empty one after them: in
-        // range either way, and masked off.
+        // When absent this is the next present block, or the empty one after them (the
+        // summaries count them all): in range either way, and masked off.
         let rank = before as usize + (summary & ((1 << b) - 1)).count_ones() as usize;
-        pair(data, 3 * self.groups + 2 * rank) & present
+        pair(blocks, 2 * rank) & present
     }
 
     /// The state of permission `bit` in `set`: [`NEITHER`], [`ALLOWED`] or [`DENIED`].
@@ -485,8 +488,8 @@ impl Sets {
                     .get(pos / 32)
                     .map_or(NEITHER, |w| (w >> (pos % 32)) as usize & 3)
             }
-            Some(Stored::Ranked(data)) => {
-                let block = self.ranked_block(data, bit as usize / 32);
+            Some(Stored::Ranked(summaries, blocks)) => {
+                let block = Sets::ranked_block(summaries, blocks, bit as usize / 32);
                 (block >> (bit % 32 * 2)) as usize & 3
             }
             Some(Stored::List(keys)) => {
@@ -509,8 +512,8 @@ impl Sets {
             Some(Stored::Dense(halves)) => halves
                 .get(bit as usize / 16)
                 .is_some_and(|w| (w >> (bit % 16 * 2)) & 1 == 1),
-            Some(Stored::Ranked(data)) => {
-                self.ranked_block(data, bit as usize / 32) >> (bit % 32 * 2) & 1 == 1
+            Some(Stored::Ranked(summaries, blocks)) => {
+                Sets::ranked_block(summaries, blocks, bit as usize / 32) >> (bit % 32 * 2) & 1 == 1
             }
             // An allowed id's key is the id shifted, with the tag bit clear.
             Some(Stored::List(keys)) => bit < DENSE && keys.binary_search(&(bit << 1)).is_ok(),
@@ -543,7 +546,9 @@ impl Sets {
                     .any(|&k| k & 1 == tag && also(k >> 1));
             }
             Some(Stored::Dense(halves)) => &move |k| pair(halves, 2 * k),
-            Some(Stored::Ranked(data)) => &move |k| self.ranked_block(data, k),
+            Some(Stored::Ranked(summaries, blocks)) => {
+                &move |k| Sets::ranked_block(summaries, blocks, k)
+            }
             None => return false,
         };
         // The allowed bits are the even ones, the denied the odd ones.
@@ -2067,6 +2072,38 @@ mod tests {
         assert_eq!(only_empty.get("x"), None);
     }
 
+    /// A role whose grants sit in a few blocks of a 10,000-permission registry compiles to
+    /// a ranked set, and decides by it.
+    #[test]
+    fn clustered_grants_compile_to_a_ranked_set() {
+        let mut toml = String::new();
+        for m in 0..100 {
+            for r in 0..10 {
+                toml.push_str(&format!("[permissions.m{m:02}.r{r}]\n"));
+                for a in 0..10 {
+                    toml.push_str(&format!("a{a} = \"\"\n"));
+                }
+            }
+        }
+        toml.push_str(
+            "[roles.clerk]\ngrants = [\"m07.r1.*\", \"m07.r2.*\", \"m99.r9.a9\"]\n\
+             denies = [\"m07.r1.a3\"]\n[tenants.acme]\n[subjects.ann.tenants]\nacme = [\"clerk\"]\n",
+        );
+        let snap = Snapshot::compile(&crate::Policy::from_toml_str(&toml).unwrap());
+        let rec = snap
+            .subjects
+            .record(snap.subjects.get("ann").unwrap())
+            .unwrap();
+        let header = snap.sets.data[rec.first.set as usize];
+        assert_eq!(header & (DENSE | RANKED), RANKED, "header {header:#x}");
+        let cause = |p: &str| snap.check("ann", "acme", p).cause();
+        assert_eq!(cause("m07.r2.a9"), Cause::Granted);
+        assert_eq!(cause("m99.r9.a9"), Cause::Granted);
+        assert_eq!(cause("m07.r1.a3"), Cause::ExplicitDeny);
+        assert_eq!(cause("m07.r3.a0"), Cause::NoGrant);
+        assert_eq!(snap.permissions_of("ann", "acme").len(), 20);
+    }
+
     #[test]
     fn sets_test_both_states() {
         let mut sets = Sets::new(4);
@@ -2105,7 +2142,8 @@ mod tests {
     /// for every id and range.
     #[test]
     fn sets_answer_like_their_bits_for_every_kind_of_set() {
-        // 300 words: lists of up to 599 keys; more make a bitset.
+        // 300 words (10 summary groups, ids below 20,480): up to 599 keys make a list or,
+        // when they sit in few blocks, a ranked set; more make a bitset.
         let words = 300;
         let bits = words as u32 * 64;
         let mut rng = fastrand::Rng::with_seed(7);
@@ -2165,6 +2203,45 @@ mod tests {
                 };
                 assert_eq!(sets.allows(*id, bit), a, "set {id} allows {bit}");
                 assert_eq!(sets.denies(*id, bit), d, "set {id} denies {bit}");
+            }
+            // Ids past every group's summary, where blocks must not be read as one.
+            for bit in [
+                20_479,
+                20_480,
+                20_481,
+                2048 * 11,
+                2048 * 64,
+                1 << 30,
+                u32::MAX,
+            ] {
+                assert_eq!(sets.state(*id, bit), NEITHER, "set {id}, id {bit}");
+                assert!(!sets.allows(*id, bit), "set {id} allows {bit}");
+            }
+            // Ranges at block and group edges, and ranges that run past the last id.
+            let edges = [
+                0,
+                1,
+                31,
+                32,
+                33,
+                63,
+                64,
+                2047,
+                2048,
+                2049,
+                4095,
+                4096,
+                bits - 33,
+            ];
+            let spans = [1, 2, 31, 32, 33, 100, 5000, 30_000];
+            for (lo, span) in edges
+                .iter()
+                .flat_map(|&e| spans.iter().map(move |&n| (e, n)))
+            {
+                let hi = lo + span;
+                let any = |v: &[u64]| (lo..hi.min(bits)).any(|b| has(v, b));
+                assert_eq!(sets.allows_any_in(*id, lo, hi), any(allowed), "{lo}..{hi}");
+                assert_eq!(sets.denies_any_in(*id, lo, hi), any(denied), "{lo}..{hi}");
             }
             for _ in 0..300 {
                 let lo = rng.u32(..bits);
