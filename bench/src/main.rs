@@ -42,11 +42,12 @@ struct Args {
     json: Option<String>,
     quick: bool,
     only: Option<Vec<String>>,
+    first: Option<usize>,
 }
 
 fn usage() -> ! {
     eprintln!(
-        "usage: rbac-bench [--shape NAME[,NAME…]] [--json FILE] [--quick] [--only rbac,naive,casbin,cached,cedar]\n\
+        "usage: rbac-bench [--shape NAME[,NAME…]] [--json FILE] [--quick] [--only rbac,naive,casbin,cached,cedar] [--first N]\n\
          shapes: {} (default: all)",
         SHAPES.join(", ")
     );
@@ -59,6 +60,7 @@ fn parse_args() -> Args {
         json: None,
         quick: false,
         only: None,
+        first: None,
     };
     let mut it = std::env::args().skip(1);
     while let Some(a) = it.next() {
@@ -78,6 +80,16 @@ fn parse_args() -> Args {
             }
             "--json" => args.json = Some(it.next().unwrap_or_else(|| usage())),
             "--quick" => args.quick = true,
+            "--first" => {
+                let v = it.next().unwrap_or_else(|| usage());
+                match v.parse::<usize>() {
+                    Ok(n) if n > 0 => args.first = Some(n),
+                    _ => {
+                        eprintln!("--first takes a count of queries above 0, not `{v}`");
+                        usage();
+                    }
+                }
+            }
             "--only" => {
                 let v = it.next().unwrap_or_else(|| usage());
                 args.only = Some(v.split(',').map(str::to_owned).collect());
@@ -209,6 +221,7 @@ impl<'a> Ctx<'a> {
                 );
             }
             let timed = warm(&prepared, n, reference).clamp(1, prepared.len());
+            let timed = self.cfg.time_first.map_or(timed, |first| timed.min(first));
             progress(
                 self.shape,
                 &format!(
@@ -602,6 +615,7 @@ fn main() {
             min_checks: 3,
             verify_budget: Duration::from_millis(300),
             verify_min: 20,
+            time_first: args.first,
         }
     } else {
         Config {
@@ -611,6 +625,7 @@ fn main() {
             min_checks: 5,
             verify_budget: Duration::from_secs(6),
             verify_min: 200,
+            time_first: args.first,
         }
     };
     let timer_ns = measure::timer_overhead_ns();

@@ -18,6 +18,9 @@ pub struct Config {
     pub verify_budget: Duration,
     /// Fewest queries of a mixed set a slow engine is verified (and timed) on.
     pub verify_min: usize,
+    /// Time every engine on at most this many queries of each set, from the first (all are
+    /// still verified): `--first`, to see a mix whose working set stays in cache.
+    pub time_first: Option<usize>,
 }
 
 /// The figures of one (engine, query set).

@@ -428,6 +428,7 @@ pub fn json(
             "passes": cfg.passes,
             "pass_time_ms": cfg.pass_time.as_millis() as u64,
             "verify_budget_ms": cfg.verify_budget.as_millis() as u64,
+            "time_first": cfg.time_first,
             "clock_read_ns": timer_ns,
             "memory": "counting global allocator: heap bytes allocated while building and still live; RSS delta from /proc/self/statm",
         },

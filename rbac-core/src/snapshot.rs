@@ -271,6 +271,8 @@ const SPLIT_ABOVE_BYTES: usize = 4 << 20;
 const DENSE: u32 = 1 << 31;
 /// Header bit of a set stored as a ranked bitset; the header's low bits count its blocks.
 const RANKED: u32 = 1 << 30;
+/// Header bits of a set stored as a list (neither of the above); the header is its count.
+const LIST: u32 = 0;
 /// Sets naming at most this many permissions are never ranked: as lists (or bitsets, over
 /// few permissions) they are as quick to search.
 const LIST_MAX: usize = 8;
@@ -368,18 +370,14 @@ impl Sets {
         let small = self.words <= 1 << 25;
         // A bitset while it is at most twice the size of the list (one load beats a search);
         // ranked while it is at most twice the list and smaller than the bitset.
-        let kind = if !small || count >= 2 * self.words {
-            DENSE
+        let (kind, len) = if !small || count >= 2 * self.words {
+            (DENSE, self.words * 4)
         } else if count > LIST_MAX && ranked_len <= 2 * count && ranked_len < 4 * self.words {
-            RANKED
+            (RANKED, ranked_len)
         } else {
-            0
+            (LIST, count)
         };
-        let len = 1 + match kind {
-            DENSE => self.words * 4,
-            RANKED => ranked_len,
-            _ => count,
-        };
+        let len = 1 + len;
         // The arena never reaches index NONE, so that `part(NONE)` finds nothing rather than
         // the middle of a set read as a header.
         if self.building.len().saturating_add(len) > NONE as usize {
@@ -413,6 +411,7 @@ impl Sets {
                 }
             }
             _ => {
+                // LIST: the header is the count.
                 self.building.push(count as u32);
                 for i in 0..self.words {
                     let (mut a, mut d) = (allowed[i], denied[i]);

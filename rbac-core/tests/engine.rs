@@ -633,23 +633,17 @@ fn clustered_grants_in_a_large_registry_decide_like_their_rules() {
                         let permission = name(m, r, a);
                         let denied = denies.iter().any(|d| matches(d, &permission));
                         let granted = grants.iter().any(|g| matches(g, &permission));
-                        let expected = if denied {
-                            Cause::ExplicitDeny
-                        } else if granted {
-                            Cause::Granted
-                        } else {
-                            Cause::NoGrant
+                        // Deny wins over grant.
+                        let expected = match (denied, granted) {
+                            (true, _) => Cause::ExplicitDeny,
+                            (false, true) => Cause::Granted,
+                            (false, false) => Cause::NoGrant,
                         };
                         let got = snapshot.check(subject, "acme", &permission);
                         assert_eq!(got.cause(), expected, "{layout:?} {subject} {permission}");
-                        let id = |s: &Snapshot| {
-                            (
-                                s.subject_id(subject).unwrap(),
-                                s.tenant_id("acme").unwrap(),
-                                s.permission_id(&permission).unwrap(),
-                            )
-                        };
-                        let (s, t, p) = id(&snapshot);
+                        let s = snapshot.subject_id(subject).unwrap();
+                        let t = snapshot.tenant_id("acme").unwrap();
+                        let p = snapshot.permission_id(&permission).unwrap();
                         assert_eq!(snapshot.is_allowed(s, t, p), expected == Cause::Granted);
                         decided[match expected {
                             Cause::Granted => 0,
@@ -664,12 +658,11 @@ fn clustered_grants_in_a_large_registry_decide_like_their_rules() {
                     }
                 }
                 let module = snapshot.check_module(subject, "acme", &format!("m{m:02}"));
-                let expected = if any_allowed {
-                    Cause::Granted
-                } else if any_denied {
-                    Cause::ExplicitDeny
-                } else {
-                    Cause::NoGrant
+                // A module check: any allowed permission wins, then any denied one.
+                let expected = match (any_allowed, any_denied) {
+                    (true, _) => Cause::Granted,
+                    (false, true) => Cause::ExplicitDeny,
+                    (false, false) => Cause::NoGrant,
                 };
                 assert_eq!(
                     module.cause(),
