@@ -31,6 +31,10 @@ static GLOBAL: alloc::Counting = alloc::Counting;
 
 pub const STRING: &str = "rbac check (string)";
 pub const INTERNED: &str = "rbac is_allowed (interned)";
+pub const STRING_BATCH: &str = "rbac check_batch (string)";
+pub const INTERNED_BATCH: &str = "rbac is_allowed_batch (interned)";
+/// Queries per call of the batch APIs.
+pub const BATCH: usize = 256;
 pub const NAIVE: &str = "naive HashMap";
 pub const CASBIN: &str = "casbin Enforcer";
 pub const CACHED: &str = "casbin CachedEnforcer (warm)";
@@ -171,6 +175,19 @@ struct Ctx<'a> {
     baselines: RefCell<Vec<(String, usize, f64, f64)>>,
 }
 
+/// The queries of `set` in an engine's form: `prepare(packed, i, query)` of each.
+fn prepared<'a, Q>(
+    set: &shapes::QuerySet,
+    packed: &'a PackedQueries,
+    prepare: &impl Fn(&'a PackedQueries, usize, &Query) -> Q,
+) -> Vec<Q> {
+    set.queries
+        .iter()
+        .enumerate()
+        .map(|(i, q)| prepare(packed, i, q))
+        .collect()
+}
+
 type Interned = Option<(
     rbac_core::SubjectId,
     rbac_core::TenantId,
@@ -201,25 +218,10 @@ impl<'a> Ctx<'a> {
     ) -> Vec<Row> {
         let mut rows = Vec::new();
         for ((set, packed), reference) in self.sets.iter().zip(self.packed).zip(self.reference) {
-            let prepared: Vec<Q> = set
-                .queries
-                .iter()
-                .enumerate()
-                .map(|(i, q)| prepare(packed, i, q))
-                .collect();
+            let prepared = prepared(set, packed, &prepare);
             let got = measure::answers(&prepared, all, &self.cfg, &mut check);
             let n = got.len();
-            if got[..] != reference[..n] {
-                disagreement(
-                    &format!("{}/{}", self.shape, set.name),
-                    name,
-                    &set.queries,
-                    reference,
-                    &got,
-                    self.engine,
-                    self.naive,
-                );
-            }
+            self.agree(name, set, reference, &got);
             let timed = warm(&prepared, n, reference).clamp(1, prepared.len());
             let timed = self.cfg.time_first.map_or(timed, |first| timed.min(first));
             progress(
@@ -241,6 +243,75 @@ impl<'a> Ctx<'a> {
             if timed < set.queries.len() {
                 self.baseline(set, packed, timed);
             }
+        }
+        rows
+    }
+
+    /// Stops the run unless `got` (the answers of `name` to the first queries of `set`)
+    /// agree with the reference.
+    fn agree(&self, name: &str, set: &shapes::QuerySet, reference: &[bool], got: &[bool]) {
+        if got != &reference[..got.len()] {
+            let at = format!("{}/{}", self.shape, set.name);
+            disagreement(
+                &at,
+                name,
+                &set.queries,
+                reference,
+                got,
+                self.engine,
+                self.naive,
+            );
+        }
+    }
+
+    /// Verifies a batch API (`batch` gives the answers to a slice of queries) against the
+    /// reference on every query of every set, then times `allowed` (how many of a slice the
+    /// API allows, counted from its own output) in slices of [`BATCH`].
+    fn run_batches<Q: Clone>(
+        &self,
+        name: &str,
+        prepare: impl Fn(&'a PackedQueries, usize, &Query) -> Q,
+        batch: impl Fn(&[Q]) -> Vec<bool>,
+        allowed: impl Fn(&[Q]) -> usize,
+    ) -> Vec<Row> {
+        let mut rows = Vec::new();
+        for ((set, packed), reference) in self.sets.iter().zip(self.packed).zip(self.reference) {
+            let prepared = prepared(set, packed, &prepare);
+            let n = prepared.len();
+            let got: Vec<bool> = prepared.chunks(BATCH).flat_map(&batch).collect();
+            assert_eq!(
+                got.len(),
+                n,
+                "{name} gave {} answers to {n} queries",
+                got.len()
+            );
+            self.agree(name, set, reference, &got);
+            let timed = self.cfg.time_first.map_or(n, |first| n.min(first.max(1)));
+            // A set of fewer queries than a batch (a single query) is timed in whole batches
+            // of it, repeated, as the single-check APIs cycle through it.
+            let cycled: Vec<Q> = prepared[..timed]
+                .iter()
+                .cycle()
+                .take(timed.max(BATCH))
+                .cloned()
+                .collect();
+            progress(
+                self.shape,
+                &format!(
+                    "{name}: {}: verified {n}/{n} queries, timing {timed}",
+                    set.name
+                ),
+            );
+            let mut timing =
+                measure::time_batches(&cycled, BATCH, &self.cfg, self.timer_ns, &allowed);
+            timing.queries = timed;
+            rows.push(Row {
+                set: set.name.clone(),
+                engine: name.to_owned(),
+                timing,
+                verified: n,
+                timed,
+            });
         }
         rows
     }
@@ -436,6 +507,32 @@ fn run_shape(shape: Shape, cfg: Config, timer_ns: f64, only: &Option<Vec<String>
                 None => false,
             },
             |_, n, _| n,
+        );
+        report.rows.extend(r);
+        let r = ctx.run_batches(
+            STRING_BATCH,
+            |packed, i, _| packed.get(i),
+            |qs| {
+                engine
+                    .check_batch(qs)
+                    .iter()
+                    .map(|d| d.is_allowed())
+                    .collect()
+            },
+            |qs| {
+                engine
+                    .check_batch(qs)
+                    .iter()
+                    .filter(|d| d.is_allowed())
+                    .count()
+            },
+        );
+        report.rows.extend(r);
+        let r = ctx.run_batches(
+            INTERNED_BATCH,
+            |_, _, q: &Query| snap.query_ids(&q.subject, &q.tenant, &q.permission),
+            |qs| snap.is_allowed_batch(qs),
+            |qs| snap.is_allowed_batch(qs).iter().filter(|&&a| a).count(),
         );
         report.rows.extend(r);
     }

@@ -142,6 +142,65 @@ pub fn time<Q>(
     }
 }
 
+/// Times `batch` (a batch API: the number of queries of a slice it allows) over `queries`,
+/// cycled in slices of `size`, in `cfg.passes` passes: as [`time`], with each slice one timed
+/// batch, so that p99 is that of a slice's time per query.
+pub fn time_batches<Q>(
+    queries: &[Q],
+    size: usize,
+    cfg: &Config,
+    timer_ns: f64,
+    mut batch: impl FnMut(&[Q]) -> usize,
+) -> Timing {
+    assert!(!queries.is_empty() && size > 0, "nothing to time");
+    let n = queries.len();
+    let slice = |i: usize| &queries[i..(i + size).min(n)];
+    let next = |i: usize| if i + size >= n { 0 } else { i + size };
+    // Warm up and calibrate as `time` does.
+    let start = Instant::now();
+    let (mut done, mut i, mut acc) = (0usize, 0usize, 0usize);
+    while done == 0 || start.elapsed() < cfg.calibration {
+        let s = slice(i);
+        acc ^= batch(black_box(s));
+        done += s.len();
+        i = next(i);
+    }
+    let per_check = start.elapsed().as_nanos() as f64 / done as f64;
+    let wanted = (cfg.pass_time.as_nanos() as f64 / per_check) as usize;
+    let wanted = wanted.max(cfg.min_checks);
+    let mut latencies: Vec<f32> = Vec::new();
+    let mut pass_ns = Vec::with_capacity(cfg.passes);
+    let mut checks_per_pass = 0;
+    for _ in 0..cfg.passes {
+        let (mut i, mut checks, mut batches) = (0usize, 0usize, 0usize);
+        let pass_start = Instant::now();
+        let mut last = pass_start;
+        while checks < wanted {
+            let s = slice(i);
+            acc ^= batch(black_box(s));
+            let now = Instant::now();
+            let ns = now.duration_since(last).as_nanos() as f64 - timer_ns;
+            latencies.push((ns.max(0.0) / s.len() as f64) as f32);
+            last = now;
+            checks += s.len();
+            batches += 1;
+            i = next(i);
+        }
+        let total = last.duration_since(pass_start).as_nanos() as f64 - timer_ns * batches as f64;
+        pass_ns.push(total.max(0.0) / checks as f64);
+        checks_per_pass = checks;
+    }
+    black_box(acc);
+    let p99_ns = percentile(&mut latencies, 0.99);
+    Timing {
+        pass_ns,
+        p99_ns,
+        batch: size,
+        checks_per_pass,
+        queries: n,
+    }
+}
+
 fn percentile(v: &mut [f32], q: f64) -> f64 {
     if v.is_empty() {
         return f64::NAN;

@@ -86,6 +86,17 @@ impl Engine {
         self.with_current(|snapshot| snapshot.check(subject, tenant, permission))
     }
 
+    /// [`Snapshot::check_batch`] on the current snapshot: every query of the batch is decided
+    /// against the same snapshot, even if another is swapped in meanwhile.
+    pub fn check_batch<S, T, P>(&self, queries: &[(S, T, P)]) -> Vec<Decision>
+    where
+        S: AsRef<str>,
+        T: AsRef<str>,
+        P: AsRef<str>,
+    {
+        self.with_current(|snapshot| snapshot.check_batch(queries))
+    }
+
     /// Runs `f` on the current snapshot, through the thread's remembered one when it is current.
     ///
     /// Why this is exact: a swap stores the snapshot first and bumps `version` after it

@@ -94,7 +94,9 @@ pub use decision::{Cause, Decision, Effect, Explanation, Rule};
 pub use document::{PolicyDocument, RoleDef, SubjectDef, TenantDef};
 pub use engine::Engine;
 pub use policy::{Issue, Item, Policy, PolicyError, Problem, ValidationErrors};
-pub use snapshot::{PermissionId, SetLayout, Snapshot, SnapshotStats, SubjectId, TenantId};
+pub use snapshot::{
+    BATCH_AHEAD, PermissionId, QueryIds, SetLayout, Snapshot, SnapshotStats, SubjectId, TenantId,
+};
 
 /// The tenant name of the global scope.
 pub const GLOBAL: &str = "";

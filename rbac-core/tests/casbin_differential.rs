@@ -976,10 +976,16 @@ fn engine_agrees_with_casbin() {
         tally.add_layouts(&snap, &split_snap);
         let reference = DocumentReference::new(policy.document());
         let enforcer = rt.block_on(casbin_enforcer(&spec));
+        // Every query again through the batch APIs, against the single checks.
+        let mut batch = Vec::new();
+        let mut singles = Vec::new();
         for q in queries(&spec, CASBIN_QUERIES, seed) {
             let ours = engine_decision(&engine, &snap, &reference, &q)?;
             tally.add(&ours);
             let ours = ours.decision;
+            let perm = rc::permission_name(q.obj, q.act).unwrap_or_default();
+            batch.push((q.sub.to_owned(), q.dom.to_owned(), perm));
+            singles.push(ours);
             let split = engine_decision(&split, &split_snap, &reference, &q)?.decision;
             prop_assert_eq!(split, ours, "split layout vs auto on {:?}", q);
             let theirs = spec.casbin_enforce(&enforcer, &q);
@@ -992,6 +998,26 @@ fn engine_agrees_with_casbin() {
                 q
             );
         }
+        prop_assert_eq!(
+            &engine.check_batch(&batch),
+            &singles,
+            "check_batch vs check"
+        );
+        prop_assert_eq!(
+            &split.check_batch(&batch),
+            &singles,
+            "split check_batch vs check"
+        );
+        let ids: Vec<_> = batch
+            .iter()
+            .map(|(s, t, p)| snap.query_ids(s, t, p))
+            .collect();
+        let allowed: Vec<bool> = singles.iter().map(|d| d.is_allowed()).collect();
+        prop_assert_eq!(
+            snap.is_allowed_batch(&ids),
+            allowed,
+            "is_allowed_batch vs check"
+        );
         Ok(())
     });
     tally.assert_covers("engine_agrees_with_casbin", 0.003, 0.04);
