@@ -152,7 +152,7 @@ impl Interner {
     /// Starts loading the slot `i` into cache (see [`Subjects::prefetch`]).
     #[inline(always)]
     fn prefetch(&self, i: usize) {
-        prefetch_index::prefetch_index(&self.slots, i);
+        prefetch(&self.slots, i);
     }
 
     /// [`Interner::get`], with the name's slot found before.
@@ -617,6 +617,19 @@ impl Sets {
 /// addresses fit, and the record then fills one cache line exactly.
 const INLINE: usize = 38;
 
+/// Starts loading the cache line of `data[i]` into cache; an `i` past the end stands for the
+/// last element, and an empty `data` loads nothing. A prefetch never faults, but one of an
+/// address nothing is mapped at (an empty array's dangling pointer, or the slot `NONE` of the
+/// unknown subject of [`QueryIds::DENIED`]) makes the processor walk the page tables, every
+/// time. On the large shape, whose snapshot has no tenant entries, those walks made
+/// `check_batch` of its allow-path query take 24 ns instead of 16.
+#[inline(always)]
+fn prefetch<T>(data: &[T], i: usize) {
+    if let Some(last) = data.len().checked_sub(1) {
+        prefetch_index::prefetch_index(data, i.min(last));
+    }
+}
+
 /// A subject: its name and where its effective sets are. It is also the subject's slot in
 /// [`Subjects`], so finding the name finds the record, in one cache line or two adjacent ones.
 // 64-byte aligned: finding a subject reads one cache line, never two.
@@ -800,10 +813,10 @@ impl Subjects {
     }
 
     /// Starts loading the record at `slot` into cache, so that a later read of it need not
-    /// wait on memory. Any slot may be given: a prefetch never faults.
+    /// wait on memory. Any slot may be given (see [`prefetch`]).
     #[inline(always)]
     fn prefetch(&self, slot: usize) {
-        prefetch_index::prefetch_index(&*self.slots, slot);
+        prefetch(&self.slots, slot);
     }
 
     /// Whether batches should load records ahead: not while the table is small enough to
@@ -1357,7 +1370,7 @@ impl Snapshot {
     #[inline(always)]
     fn prefetch_entry(&self, s: usize) {
         if let Some(rec) = self.subjects.slots.get(s) {
-            prefetch_index::prefetch_index(&*self.entries, rec.start as usize);
+            prefetch(&self.entries, rec.start as usize);
         }
     }
 
@@ -2437,6 +2450,44 @@ mod tests {
             assert!(snap.check_batch_ahead::<&str, &str, &str>(&[]).is_empty());
             assert!(snap.is_allowed_batch_ahead(&[]).is_empty());
         }
+    }
+
+    /// A snapshot where no subject holds a tenant role has no tenant entries at all: the
+    /// read-ahead must neither read nor prefetch past that empty array.
+    #[test]
+    fn batches_read_ahead_without_tenant_entries() {
+        let mut toml = String::from("[permissions.m.r]\na = \"\"\nb = \"\"\n");
+        toml.push_str("[roles.ra]\ngrants = [\"m.r.a\"]\n[roles.rb]\ngrants = [\"m.*\"]\n");
+        toml.push_str("denies = [\"m.r.a\"]\n[tenants.t0]\n");
+        for s in 0..50 {
+            toml.push_str(&format!(
+                "[subjects.u{s}]\nroles = [\"{}\"]\n",
+                ["ra", "rb"][s % 2]
+            ));
+        }
+        let policy = crate::Policy::from_toml_str(&toml).unwrap();
+        let snap = Snapshot::compile(&policy);
+        assert!(snap.entries.is_empty());
+        let mut queries = Vec::new();
+        for s in 0..52 {
+            for t in ["", "t0", "t9"] {
+                for p in ["m.r.a", "m.r.b", "m.r.zz"] {
+                    queries.push((format!("u{s}"), t, p));
+                }
+            }
+        }
+        let singles: Vec<Decision> = queries
+            .iter()
+            .map(|(s, t, p)| snap.check(s, t, p))
+            .collect();
+        assert!(singles.iter().any(Decision::is_allowed));
+        assert_eq!(snap.check_batch_ahead(&queries), singles);
+        let ids: Vec<QueryIds> = queries
+            .iter()
+            .map(|(s, t, p)| snap.query_ids(s, t, p))
+            .collect();
+        let want: Vec<bool> = singles.iter().map(Decision::is_allowed).collect();
+        assert_eq!(snap.is_allowed_batch_ahead(&ids), want);
     }
 
     /// `tests/batch.rs` relies on 60,000 subjects taking the read-ahead path, and the
