@@ -2,7 +2,7 @@
 
 use std::collections::{BTreeSet, HashMap, HashSet};
 use std::ops::Range;
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use foldhash::fast::RandomState;
 
@@ -17,7 +17,10 @@ const NONE: u32 = u32::MAX;
 /// The tenant id of the global scope (the empty tenant name).
 const GLOBAL: u32 = u32::MAX;
 
-static GENERATION: AtomicU32 = AtomicU32::new(1);
+/// The generation of the next snapshot compiled in this process. 64 bits, so that it never
+/// wraps (a compile per nanosecond would take 584 years): no two snapshots of a process
+/// share a generation, and ids issued by one are refused by every other.
+static GENERATION: AtomicU64 = AtomicU64::new(1);
 
 /// Longest name kept inside its [`Interner`] slot.
 const NAME_INLINE: usize = 26;
@@ -912,7 +915,7 @@ pub enum SetLayout {
 /// [`Snapshot::is_allowed_batch`] (ids), which read ahead in large snapshots.
 #[derive(Debug)]
 pub struct Snapshot {
-    generation: u32,
+    generation: u64,
     permissions: Interner,
     tenants: Interner,
     roles: Interner,
@@ -940,7 +943,7 @@ macro_rules! id_type {
         $(#[$doc])*
         #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
         pub struct $name {
-            generation: u32,
+            generation: u64,
             index: u32,
         }
     };
@@ -1024,16 +1027,18 @@ impl FindSlots for NameSlots {
 const PREFETCH_FROM: usize = 4 << 20;
 
 /// A `(subject, tenant, permission)` query resolved against one snapshot
-/// ([`Snapshot::query_ids`], [`QueryIds::new`]), for [`Snapshot::is_allowed_batch`]: 16 bytes,
-/// so that a batch of them is read with little memory traffic. Against any other snapshot it
-/// is denied.
+/// ([`Snapshot::query_ids`], [`QueryIds::new`]), for [`Snapshot::is_allowed_batch`]: 24 bytes
+/// (the snapshot's generation and three indexes), so that a batch of them is read with little
+/// memory traffic. Against any other snapshot it is denied.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct QueryIds {
-    generation: u32,
+    generation: u64,
     subject: u32,
     tenant: u32,
     permission: u32,
 }
+
+const _: () = assert!(std::mem::size_of::<QueryIds>() == 24);
 
 impl QueryIds {
     /// Denied by every snapshot: no snapshot has a subject at index [`NONE`] (a subject table
@@ -2450,6 +2455,41 @@ mod tests {
             assert!(snap.check_batch_ahead::<&str, &str, &str>(&[]).is_empty());
             assert!(snap.is_allowed_batch_ahead(&[]).is_empty());
         }
+    }
+
+    /// With 32-bit generations, the snapshot compiled 2^32 compiles after another shared its
+    /// generation and accepted its ids. Generations are 64 bits now: that snapshot refuses
+    /// them like any other.
+    #[test]
+    fn ids_from_four_billion_compiles_before_are_refused() {
+        let policy = crate::Policy::from_toml_str(
+            "[permissions.m.r]\na = \"\"\n[roles.v]\ngrants = [\"m.r.a\"]\n\
+             [tenants.t0]\n[subjects.alice.tenants]\nt0 = [\"v\"]\n",
+        )
+        .unwrap();
+        // Tests compile snapshots in parallel: one may take the generation aimed at.
+        for _ in 0..20 {
+            let old = Snapshot::compile(&policy);
+            let target = old.generation + (1 << 32);
+            GENERATION.fetch_max(target, Ordering::Relaxed);
+            let new = Snapshot::compile(&policy);
+            if new.generation != target {
+                continue;
+            }
+            let ids = (
+                old.subject_id("alice").unwrap(),
+                old.tenant_id("t0").unwrap(),
+                old.permission_id("m.r.a").unwrap(),
+            );
+            assert!(old.is_allowed(ids.0, ids.1, ids.2));
+            assert!(!new.is_allowed(ids.0, ids.1, ids.2));
+            assert_eq!(new.decide(ids.0, ids.1, ids.2).cause(), Cause::StaleIds);
+            let query = QueryIds::new(ids.0, ids.1, ids.2);
+            assert_eq!(old.is_allowed_batch(&[query]), [true]);
+            assert_eq!(new.is_allowed_batch(&[query]), [false]);
+            return;
+        }
+        panic!("no snapshot got the generation 2^32 after another's in 20 tries");
     }
 
     /// A snapshot where no subject holds a tenant role has no tenant entries at all: the
