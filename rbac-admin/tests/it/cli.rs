@@ -107,6 +107,92 @@ fn malformed_batch_lines_are_reported_with_their_line_number() {
         ));
 }
 
+/// Queries are answered in chunks through `check_batch`, which reads ahead once a snapshot's
+/// subjects pass 4 MiB (70,000 here): every line still gets its own answer, in order, with
+/// `error` in the place of each malformed one, including at the ends of chunks.
+#[test]
+fn long_batches_answer_every_line_in_place_across_chunks() {
+    use std::fmt::Write as _;
+    let users = 70_000;
+    let mut csv = String::new();
+    for i in 0..700 {
+        writeln!(csv, "p, group{i}, data{}, read", i / 10).unwrap();
+    }
+    for i in 0..users {
+        writeln!(csv, "g, user{i}, group{}", i / 100).unwrap();
+    }
+    let model = "[request_definition]\nr = sub, obj, act\n[policy_definition]\np = sub, obj, act\n\
+                 [role_definition]\ng = _, _\n[policy_effect]\ne = some(where (p.eft == allow))\n\
+                 [matchers]\nm = g(r.sub, p.sub) && r.obj == p.obj && r.act == p.act\n";
+    let engine = rbac_core::Engine::new(&rbac_core::casbin::import(model, &csv).unwrap());
+    let malformed_at = [1, 256, 257, 258, 513, 700, 1_000];
+    let mut text = String::new();
+    let mut queries = Vec::new();
+    for line in 1..=1_000 {
+        if malformed_at.contains(&line) {
+            text.push_str("user1,,\n");
+            queries.push(None);
+            continue;
+        }
+        // Known and unknown users, each one's own object or any (some unknown), two actions.
+        let user = line * 7_919 % (users + 5_000);
+        let object = if line % 2 == 0 {
+            user / 1_000
+        } else {
+            line * 31 % 80
+        };
+        let action = if line % 9 == 0 { "write" } else { "read" };
+        let query = (
+            format!("user{user}"),
+            String::new(),
+            format!("data{object}.{action}"),
+        );
+        writeln!(text, "{},,{}", query.0, query.2).unwrap();
+        queries.push(Some(query));
+    }
+    let snapshot = engine.snapshot();
+    for explain in [false, true] {
+        let (mut out, mut err) = (Vec::new(), Vec::new());
+        let summary =
+            rbac_admin::check::run_batch(&engine, &text, "q.csv", explain, &mut out, &mut err)
+                .unwrap();
+        let expected: Vec<String> = queries
+            .iter()
+            .map(|q| match q {
+                None => "error".to_owned(),
+                Some((s, t, p)) if explain => snapshot.explain(s, t, p).to_string(),
+                Some((s, t, p)) => snapshot.check(s, t, p).to_string(),
+            })
+            .collect();
+        let out = String::from_utf8(out).unwrap();
+        assert_eq!(
+            out.lines().collect::<Vec<_>>(),
+            expected,
+            "explain: {explain}"
+        );
+        let allowed = expected.iter().filter(|l| l.starts_with("allow")).count();
+        assert!(
+            allowed > 100 && allowed < 900,
+            "a mix of answers: {allowed} allowed"
+        );
+        assert_eq!(
+            summary,
+            rbac_admin::check::BatchSummary {
+                decided: 1_000 - malformed_at.len(),
+                allowed,
+                malformed: malformed_at.len(),
+            }
+        );
+        let reported: Vec<String> = String::from_utf8(err)
+            .unwrap()
+            .lines()
+            .map(|l| l.split(':').take(2).collect::<Vec<_>>().join(":"))
+            .collect();
+        let at: Vec<String> = malformed_at.iter().map(|l| format!("q.csv:{l}")).collect();
+        assert_eq!(reported, at);
+    }
+}
+
 #[test]
 fn batch_reads_standard_input() {
     admin()
