@@ -79,6 +79,9 @@ struct Pending<'a> {
 impl Pending<'_> {
     /// Answers the pending queries in order, one line each.
     fn decide(&mut self, out: &mut impl Write) -> std::io::Result<()> {
+        if self.queries.is_empty() {
+            return Ok(());
+        }
         self.summary.decided += self.queries.len();
         if self.explain {
             for (subject, tenant, permission) in &self.queries {

@@ -107,9 +107,11 @@ fn malformed_batch_lines_are_reported_with_their_line_number() {
         ));
 }
 
-/// Queries are answered in chunks through `check_batch`, which reads ahead once a snapshot's
-/// subjects pass 4 MiB (70,000 here): every line still gets its own answer, in order, with
-/// `error` in the place of each malformed one, including at the ends of chunks.
+/// Queries are answered in chunks of 256 through `check_batch`, which reads ahead once a
+/// snapshot's subjects pass 4 MiB (70,000 here): every query still gets its own answer, in
+/// order, with `error` in the place of each malformed line: right after a full chunk (lines
+/// 2–257 are 256 queries), in runs, after blank and comment lines (so line numbers are the
+/// file's), and before a tail that only the end of the input answers.
 #[test]
 fn long_batches_answer_every_line_in_place_across_chunks() {
     use std::fmt::Write as _;
@@ -125,13 +127,19 @@ fn long_batches_answer_every_line_in_place_across_chunks() {
                  [role_definition]\ng = _, _\n[policy_effect]\ne = some(where (p.eft == allow))\n\
                  [matchers]\nm = g(r.sub, p.sub) && r.obj == p.obj && r.act == p.act\n";
     let engine = rbac_core::Engine::new(&rbac_core::casbin::import(model, &csv).unwrap());
-    let malformed_at = [1, 256, 257, 258, 513, 700, 1_000];
+    let malformed_at = [1, 258, 259, 260, 516, 700, 900];
+    let skipped_at = [600, 601, 602];
     let mut text = String::new();
     let mut queries = Vec::new();
     for line in 1..=1_000 {
         if malformed_at.contains(&line) {
             text.push_str("user1,,\n");
             queries.push(None);
+            continue;
+        }
+        if skipped_at.contains(&line) {
+            text.push_str(["", "# a comment", "   "][line - 600]);
+            text.push('\n');
             continue;
         }
         // Known and unknown users, each one's own object or any (some unknown), two actions.
@@ -178,7 +186,7 @@ fn long_batches_answer_every_line_in_place_across_chunks() {
         assert_eq!(
             summary,
             rbac_admin::check::BatchSummary {
-                decided: 1_000 - malformed_at.len(),
+                decided: 1_000 - malformed_at.len() - skipped_at.len(),
                 allowed,
                 malformed: malformed_at.len(),
             }
