@@ -1,8 +1,17 @@
 //! Batch checks: a CSV of `subject,tenant,permission` queries in, one decision a line out.
+//!
+//! Input is read line by line, so memory stays bounded by one chunk of queries whatever the
+//! input's length, and answers come out as soon as the input pauses: a program that writes a
+//! query to `rbac-admin check --batch -` and waits can read its answer before it writes the
+//! next one.
 
-use std::io::Write;
+use std::borrow::Cow;
+use std::io::{BufRead, BufReader, BufWriter, Read, Write};
+use std::ops::Range;
 
 use rbac_core::{Engine, Snapshot};
+
+use crate::CliError;
 
 /// What a batch run saw.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -19,10 +28,30 @@ pub struct BatchSummary {
 /// in large snapshots; as many as the benchmark's batch rows.
 const CHUNK: usize = 256;
 
-/// Decides every query in `text` and writes `allow` or `deny` (with `explain`, the reason) a
-/// line, in order. Blank lines and lines starting with `#` are skipped. A malformed line prints
-/// `error` in its place, so that output lines stay aligned with queries, and is reported on
-/// `err` with its line number; it is never skipped silently.
+/// Bytes of input read at a time. Queries read are answered (and the output flushed) each time
+/// this buffer runs dry, so larger is fewer flushes; 64 KiB is about 2,000 queries.
+const INPUT_BUFFER: usize = 64 * 1024;
+
+/// Decides every query in `text`; [`run_batch_from`] over a string.
+///
+/// ```
+/// let policy = rbac_core::Policy::from_toml_str(r#"
+///     [permissions.finance.invoices]
+///     read = "List invoices"
+///     [roles.clerk]
+///     grants = ["finance.invoices.read"]
+///     [subjects.alice]
+///     roles = ["clerk"]
+/// "#).unwrap();
+/// let engine = rbac_core::Engine::new(&policy);
+/// let (mut out, mut err) = (Vec::new(), Vec::new());
+/// let text = "alice,,finance.invoices.read\nbob,,finance.invoices.read\nalice,,Finance\n";
+/// let summary = rbac_admin::check::run_batch(&engine, text, "q.csv", false, &mut out, &mut err)?;
+/// assert_eq!(String::from_utf8(out).unwrap(), "allow\ndeny\nerror\n");
+/// assert!(String::from_utf8(err).unwrap().starts_with("q.csv:3: bad permission"));
+/// assert_eq!((summary.decided, summary.allowed, summary.malformed), (2, 1, 1));
+/// # Ok::<(), std::io::Error>(())
+/// ```
 pub fn run_batch(
     engine: &Engine,
     text: &str,
@@ -31,91 +60,227 @@ pub fn run_batch(
     out: &mut dyn Write,
     err: &mut dyn Write,
 ) -> std::io::Result<BatchSummary> {
+    run_batch_from(engine, text.as_bytes(), source_name, explain, out, err).map_err(|e| match e {
+        CliError::Read { source, .. } | CliError::Io(source) => source,
+        other => std::io::Error::other(other),
+    })
+}
+
+/// Decides every query read from `input` and writes `allow` or `deny` (with `explain`, the
+/// reason) a line, in order. Blank lines and lines starting with `#` are skipped. A malformed
+/// line (wrong field count, bad name, not UTF-8, over 64 KiB) prints `error` in its place, so
+/// that output lines stay aligned with queries, and is reported on `err` as
+/// `SOURCE:LINE: problem`; it is never skipped silently.
+///
+/// Queries are answered a chunk at a time through [`Snapshot::check_batch`], and whenever
+/// everything read so far is parsed and reading on would wait for `input`, so that answers
+/// never wait for input that has not been written yet. A failure to read `input` is
+/// [`CliError::Read`] naming `source_name`; one to write `out` or `err` is [`CliError::Io`].
+pub fn run_batch_from(
+    engine: &Engine,
+    input: impl Read,
+    source_name: &str,
+    explain: bool,
+    out: &mut dyn Write,
+    err: &mut dyn Write,
+) -> Result<BatchSummary, CliError> {
     let snapshot = engine.snapshot();
-    let mut pending = Pending {
-        snapshot: &snapshot,
-        explain,
-        queries: Vec::with_capacity(CHUNK),
-        summary: BatchSummary::default(),
+    let mut batch = Batch {
+        pending: Pending {
+            snapshot: &snapshot,
+            explain,
+            names: String::new(),
+            queries: Vec::with_capacity(CHUNK),
+            summary: BatchSummary::default(),
+        },
+        out: BufWriter::new(out),
+        err,
+        source_name,
+        line: 0,
     };
-    let mut out = std::io::BufWriter::new(out);
-    for record in rbac_core::lines::records(text) {
-        let (line, fields) = match record {
-            Ok(record) => (record.line, Ok(record.fields)),
-            Err((line, e)) => (line, Err(e)),
+    let mut input = BufReader::with_capacity(INPUT_BUFFER, input);
+    // A line that does not end in the buffer, gathered across reads; at most `MAX_LINE` bytes
+    // are kept, so that input without newlines cannot take unbounded memory.
+    let mut partial = Vec::new();
+    let mut overlong = false;
+    loop {
+        if input.buffer().is_empty() {
+            // Reading on may wait for whoever writes the input: answer what it asked so far.
+            batch.pending.decide(&mut batch.out)?;
+            batch.out.flush()?;
+        }
+        let buf = input.fill_buf().map_err(|source| CliError::Read {
+            path: source_name.to_owned(),
+            source,
+        })?;
+        let Some(end) = memchr::memchr(b'\n', buf) else {
+            if buf.is_empty() {
+                // The end of the input; its last line may lack a newline.
+                if !partial.is_empty() || overlong {
+                    batch.line(&partial, overlong)?;
+                }
+                break;
+            }
+            let n = buf.len();
+            overlong |= partial.len() + n > MAX_LINE;
+            if !overlong {
+                partial.extend_from_slice(buf);
+            }
+            input.consume(n);
+            continue;
         };
-        match fields.and_then(parse_query) {
+        if partial.is_empty() && !overlong {
+            // The common case: the whole line is in the buffer.
+            batch.line(&buf[..end], false)?;
+        } else {
+            overlong |= partial.len() + end > MAX_LINE;
+            if !overlong {
+                partial.extend_from_slice(&buf[..end]);
+            }
+            batch.line(&partial, overlong)?;
+            partial.clear();
+            overlong = false;
+        }
+        input.consume(end + 1);
+    }
+    batch.pending.decide(&mut batch.out)?;
+    batch.out.flush()?;
+    Ok(batch.pending.summary)
+}
+
+/// Longest line read, in bytes: a query's three names take at most 640, so a longer line is
+/// malformed whatever it holds.
+const MAX_LINE: usize = 64 * 1024;
+
+/// A batch being answered.
+struct Batch<'a, 'o> {
+    pending: Pending<'a>,
+    out: BufWriter<&'o mut dyn Write>,
+    err: &'o mut dyn Write,
+    source_name: &'o str,
+    /// The number of the last line read.
+    line: usize,
+}
+
+impl Batch<'_, '_> {
+    /// Takes the next line (without its newline); `overlong` when it was longer than
+    /// `MAX_LINE` bytes and `raw` is not all of it.
+    fn line(&mut self, raw: &[u8], overlong: bool) -> Result<(), CliError> {
+        self.line += 1;
+        let parsed = if overlong {
+            Err(format!("the line is longer than {MAX_LINE} bytes"))
+        } else {
+            parse_query(raw)
+        };
+        match parsed {
             Ok(None) => {}
             Ok(Some(query)) => {
-                pending.queries.push(query);
-                if pending.queries.len() == CHUNK {
-                    pending.decide(&mut out)?;
+                self.pending.push(&query);
+                if self.pending.queries.len() == CHUNK {
+                    self.pending.decide(&mut self.out)?;
                 }
             }
             Err(problem) => {
                 // The queries before it are answered first, so that `error` takes its line's
                 // place in the output.
-                pending.decide(&mut out)?;
-                pending.summary.malformed += 1;
-                writeln!(out, "error")?;
-                out.flush()?;
-                writeln!(err, "{source_name}:{line}: {problem}")?;
+                self.pending.decide(&mut self.out)?;
+                self.pending.summary.malformed += 1;
+                writeln!(self.out, "error")?;
+                self.out.flush()?;
+                writeln!(self.err, "{}:{}: {problem}", self.source_name, self.line)?;
             }
         }
+        Ok(())
     }
-    pending.decide(&mut out)?;
-    out.flush()?;
-    Ok(pending.summary)
 }
 
 /// Queries read but not yet answered.
 struct Pending<'a> {
     snapshot: &'a Snapshot,
     explain: bool,
-    queries: Vec<(String, String, String)>,
+    /// The pending queries' names, end to end: one string for a chunk rather than three a line.
+    names: String,
+    /// Where each pending query's subject, tenant and permission sit in `names`.
+    queries: Vec<[Range<usize>; 3]>,
     summary: BatchSummary,
 }
 
 impl Pending<'_> {
+    fn push(&mut self, query: &[Cow<'_, str>; 3]) {
+        self.queries.push(query.each_ref().map(|name| {
+            let start = self.names.len();
+            self.names.push_str(name);
+            start..self.names.len()
+        }));
+    }
+
     /// Answers the pending queries in order, one line each.
     fn decide(&mut self, out: &mut impl Write) -> std::io::Result<()> {
         if self.queries.is_empty() {
             return Ok(());
         }
         self.summary.decided += self.queries.len();
+        let names = &self.names;
+        let queries: Vec<(&str, &str, &str)> = self
+            .queries
+            .iter()
+            .map(|[s, t, p]| (&names[s.clone()], &names[t.clone()], &names[p.clone()]))
+            .collect();
         if self.explain {
-            for (subject, tenant, permission) in &self.queries {
+            for (subject, tenant, permission) in queries {
                 let why = self.snapshot.explain(subject, tenant, permission);
                 self.summary.allowed += usize::from(why.decision.is_allowed());
                 writeln!(out, "{why}")?;
             }
         } else {
-            for decision in self.snapshot.check_batch(&self.queries) {
-                self.summary.allowed += usize::from(decision.is_allowed());
-                writeln!(out, "{decision}")?;
+            for decision in self.snapshot.check_batch(&queries) {
+                let allowed = decision.is_allowed();
+                self.summary.allowed += usize::from(allowed);
+                // `Decision`'s Display, without the formatting machinery.
+                out.write_all(if allowed { b"allow\n" } else { b"deny\n" })?;
             }
         }
         self.queries.clear();
+        self.names.clear();
         Ok(())
     }
 }
 
 /// The query on a line, or `Ok(None)` for a blank one.
-fn parse_query(fields: Vec<String>) -> Result<Option<(String, String, String)>, String> {
-    if fields.iter().all(String::is_empty) {
-        return Ok(None);
-    }
-    let [subject, tenant, permission]: [String; 3] = fields.try_into().map_err(|f: Vec<_>| {
+fn parse_query(raw: &[u8]) -> Result<Option<[Cow<'_, str>; 3]>, String> {
+    let text = std::str::from_utf8(raw).map_err(|e| {
         format!(
-            "expected 3 fields `subject,tenant,permission`, found {}",
-            f.len()
+            "not UTF-8: byte {} of the line does not start a character",
+            e.valid_up_to() + 1
         )
     })?;
+    let Some(fields) = rbac_core::lines::fields(text) else {
+        return Ok(None);
+    };
+    let mut query: [Cow<'_, str>; 3] = Default::default();
+    let mut count = 0;
+    let mut blank = true;
+    for field in fields? {
+        blank &= field.is_empty();
+        if let Some(slot) = query.get_mut(count) {
+            *slot = field;
+        }
+        count += 1;
+    }
+    if blank {
+        return Ok(None);
+    }
+    if count != 3 {
+        return Err(format!(
+            "expected 3 fields `subject,tenant,permission`, found {count}"
+        ));
+    }
+    let [subject, tenant, permission] = query;
     rbac_core::name::validate_subject(&subject).map_err(|e| format!("bad subject: {e}"))?;
     if !tenant.is_empty() {
         rbac_core::name::validate_name(&tenant).map_err(|e| format!("bad tenant: {e}"))?;
     }
     rbac_core::name::validate_permission(&permission)
         .map_err(|e| format!("bad permission: {e}"))?;
-    Ok(Some((subject, tenant, permission)))
+    Ok(Some([subject, tenant, permission]))
 }

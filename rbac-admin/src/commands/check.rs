@@ -5,7 +5,7 @@ use std::io::Write;
 use rbac_core::{Engine, Explanation};
 
 use super::{load_policy, tenant_of};
-use crate::check::run_batch;
+use crate::check::run_batch_from;
 use crate::cli::{CanIArgs, CheckArgs, Format};
 use crate::context::Context;
 use crate::error::{CliError, Exit};
@@ -93,23 +93,19 @@ pub async fn run(
                 "`check --batch` prints one decision a line; drop --format json",
             ));
         }
-        let (name, text) = if batch.as_os_str() == "-" {
-            let mut text = String::new();
-            std::io::Read::read_to_string(&mut std::io::stdin(), &mut text).map_err(|source| {
-                CliError::Read {
-                    path: "<stdin>".into(),
-                    source,
-                }
-            })?;
-            ("<stdin>".to_owned(), text)
+        // Read as a stream: answers come out while a pipe is still being written, and a
+        // file of any length takes one chunk of memory.
+        let summary = if batch.as_os_str() == "-" {
+            let stdin = std::io::stdin().lock();
+            run_batch_from(&engine, stdin, "<stdin>", args.explain, out, err)?
         } else {
-            let text = std::fs::read_to_string(batch).map_err(|source| CliError::Read {
-                path: batch.display().to_string(),
+            let name = batch.display().to_string();
+            let file = std::fs::File::open(batch).map_err(|source| CliError::Read {
+                path: name.clone(),
                 source,
             })?;
-            (batch.display().to_string(), text)
+            run_batch_from(&engine, file, &name, args.explain, out, err)?
         };
-        let summary = run_batch(&engine, &text, &name, args.explain, out, err)?;
         return Ok(if summary.malformed > 0 {
             Exit::Invalid
         } else {

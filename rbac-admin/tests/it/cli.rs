@@ -159,11 +159,21 @@ fn long_batches_answer_every_line_in_place_across_chunks() {
         queries.push(Some(query));
     }
     let snapshot = engine.snapshot();
-    for explain in [false, true] {
+    // Whole, and as a pipe delivers it: in pieces that end anywhere, each of which runs the
+    // reader's buffer dry and answers the queries read so far.
+    for (explain, trickle) in [(false, false), (true, false), (false, true), (true, true)] {
         let (mut out, mut err) = (Vec::new(), Vec::new());
-        let summary =
+        let summary = if trickle {
+            let input = Trickle {
+                text: text.as_bytes(),
+                piece: 0,
+            };
+            rbac_admin::check::run_batch_from(&engine, input, "q.csv", explain, &mut out, &mut err)
+                .unwrap()
+        } else {
             rbac_admin::check::run_batch(&engine, &text, "q.csv", explain, &mut out, &mut err)
-                .unwrap();
+                .unwrap()
+        };
         let expected: Vec<String> = queries
             .iter()
             .map(|q| match q {
@@ -199,6 +209,102 @@ fn long_batches_answer_every_line_in_place_across_chunks() {
         let at: Vec<String> = malformed_at.iter().map(|l| format!("q.csv:{l}")).collect();
         assert_eq!(reported, at);
     }
+}
+
+/// Gives its text in pieces of 1 to 300 bytes, as a pipe might.
+struct Trickle<'a> {
+    text: &'a [u8],
+    piece: usize,
+}
+
+impl std::io::Read for Trickle<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        self.piece += 1;
+        let n = (self.piece * 37 % 300 + 1)
+            .min(buf.len())
+            .min(self.text.len());
+        let (head, rest) = self.text.split_at(n);
+        buf[..n].copy_from_slice(head);
+        self.text = rest;
+        Ok(n)
+    }
+}
+
+/// A line that is not UTF-8, and one longer than any query can be (kept only in part, so that
+/// input without newlines cannot take unbounded memory), are each one malformed line, reported
+/// with its number; the lines around them are answered, the last one without its newline.
+#[test]
+fn lines_not_utf8_or_too_long_are_errors_in_their_place() {
+    let dir = tempfile::tempdir().unwrap();
+    let queries = dir.path().join("q.csv");
+    let mut text = b"carol,globex,crm.leads.delete\ncarol,glo\xffbex,crm.leads.delete\r\n".to_vec();
+    text.extend(std::iter::repeat_n(b'a', 200_000));
+    text.extend(b",acme,crm.leads.delete\ncarol,acme,crm.leads.delete");
+    std::fs::write(&queries, text).unwrap();
+    admin()
+        .args(["check", "--policy", POLICY, "--batch"])
+        .arg(&queries)
+        .assert()
+        .code(3)
+        .stdout("allow\nerror\nerror\ndeny\n")
+        .stderr(predicate::str::contains(
+            "q.csv:2: not UTF-8: byte 10 of the line does not start a character\n",
+        ))
+        .stderr(predicate::str::ends_with(
+            "q.csv:3: the line is longer than 65536 bytes\n",
+        ));
+}
+
+/// `check --batch -` answers what it has read whenever its input pauses, so another program
+/// can keep it open and ask one query at a time.
+#[test]
+fn batch_on_standard_input_answers_each_query_before_the_next_is_written() {
+    use std::io::{BufRead, Write};
+    use std::process::Stdio;
+    use std::sync::mpsc;
+    use std::time::Duration;
+
+    let mut child = std::process::Command::new(assert_cmd::cargo::cargo_bin("rbac-admin"))
+        .args(["check", "--policy", POLICY, "--batch", "-"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    let stdout = std::io::BufReader::new(child.stdout.take().unwrap());
+    let (lines, answers) = mpsc::channel();
+    let reader = std::thread::spawn(move || {
+        for line in stdout.lines() {
+            if lines.send(line.unwrap()).is_err() {
+                break;
+            }
+        }
+    });
+    let asked = [
+        ("carol,globex,crm.leads.delete", "allow"),
+        ("carol,acme,crm.leads.delete", "deny"),
+        ("carol,acme", "error"),
+        ("alice,acme,finance.invoices.approve", "allow"),
+    ];
+    for (query, expected) in asked {
+        writeln!(stdin, "{query}").unwrap();
+        stdin.flush().unwrap();
+        // Bounded: a batch that waited for the end of its input would never answer.
+        let answer = answers.recv_timeout(Duration::from_secs(60));
+        if answer.is_err() {
+            child.kill().unwrap();
+        }
+        assert_eq!(answer.as_deref(), Ok(expected), "the answer to `{query}`");
+    }
+    drop(stdin);
+    let output = child.wait_with_output().unwrap();
+    reader.join().unwrap();
+    assert_eq!(output.status.code(), Some(3), "one malformed line");
+    assert_eq!(
+        String::from_utf8(output.stderr).unwrap(),
+        "<stdin>:3: expected 3 fields `subject,tenant,permission`, found 2\n"
+    );
 }
 
 #[test]
