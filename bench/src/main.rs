@@ -3,9 +3,11 @@
 //!
 //! ```text
 //! cargo run --release --manifest-path bench/Cargo.toml -- [--shape NAME[,NAME…]] [--json FILE] [--quick]
+//! cargo run --release --manifest-path bench/Cargo.toml -- --batch-file LINES [--rounds R] [--shape …]
 //! ```
 
 mod alloc;
+mod batch_file;
 mod casbin_peer;
 mod cedar_peer;
 mod measure;
@@ -47,12 +49,16 @@ struct Args {
     quick: bool,
     only: Option<Vec<String>>,
     first: Option<usize>,
+    /// `--batch-file LINES`: time `rbac-admin check --batch` on files of this many lines.
+    batch_file: Option<usize>,
+    rounds: usize,
 }
 
 fn usage() -> ! {
     eprintln!(
         "usage: rbac-bench [--shape NAME[,NAME…]] [--json FILE] [--quick] [--only rbac,naive,casbin,cached,cedar] [--first N]\n\
-         shapes: {} (default: all)",
+         \x20      rbac-bench --batch-file LINES [--rounds R] [--shape NAME[,NAME…]]\n\
+         shapes: {} (default: all; with --batch-file: large, erp)",
         SHAPES.join(", ")
     );
     std::process::exit(2)
@@ -65,6 +71,8 @@ fn parse_args() -> Args {
         quick: false,
         only: None,
         first: None,
+        batch_file: None,
+        rounds: 5,
     };
     let mut it = std::env::args().skip(1);
     while let Some(a) = it.next() {
@@ -98,12 +106,26 @@ fn parse_args() -> Args {
                 let v = it.next().unwrap_or_else(|| usage());
                 args.only = Some(v.split(',').map(str::to_owned).collect());
             }
+            "--batch-file" | "--rounds" => {
+                let v = it.next().unwrap_or_else(|| usage());
+                match v.parse::<usize>() {
+                    Ok(n) if n > 0 && a == "--rounds" => args.rounds = n,
+                    Ok(n) if n > 0 => args.batch_file = Some(n),
+                    _ => {
+                        eprintln!("{a} takes a count above 0, not `{v}`");
+                        usage();
+                    }
+                }
+            }
             "-h" | "--help" => usage(),
             other => {
                 eprintln!("unknown argument `{other}`");
                 usage();
             }
         }
+    }
+    if args.shapes.is_empty() && args.batch_file.is_some() {
+        args.shapes = vec!["large".to_owned(), "erp".to_owned()];
     }
     if args.shapes.is_empty() {
         args.shapes = SHAPES.iter().map(|s| (*s).to_owned()).collect();
@@ -352,6 +374,30 @@ fn wanted(only: &Option<Vec<String>>, what: &str) -> bool {
     only.as_ref().is_none_or(|o| o.iter().any(|x| x == what))
 }
 
+/// Our policy for a shape: imported from casbin's CSV or validated from a document.
+fn load_policy(source: Source) -> Policy {
+    match source {
+        Source::Casbin { model, csv } => {
+            rbac_core::casbin::import(&model, &csv).unwrap_or_else(|e| panic!("import failed: {e}"))
+        }
+        Source::Document(doc) => {
+            Policy::from_document(*doc).unwrap_or_else(|e| panic!("invalid policy: {e}"))
+        }
+    }
+}
+
+/// What the casbin peers load: the shape's own, or `policy` exported.
+fn casbin_text(given: Option<shapes::CasbinText>, policy: &Policy) -> shapes::CasbinText {
+    given.unwrap_or_else(|| {
+        let e = rbac_core::casbin::export(policy).unwrap_or_else(|e| panic!("export: {e}"));
+        shapes::CasbinText {
+            model: e.model,
+            csv: e.policy,
+            how: "written by rbac_core::casbin::export".into(),
+        }
+    })
+}
+
 fn run_shape(shape: Shape, cfg: Config, timer_ns: f64, only: &Option<Vec<String>>) -> ShapeReport {
     let name = shape.name.clone();
     let mut report = ShapeReport::new(&shape);
@@ -362,14 +408,7 @@ fn run_shape(shape: Shape, cfg: Config, timer_ns: f64, only: &Option<Vec<String>
         Source::Casbin { .. } => "rbac_core::casbin::import of the CSV",
         Source::Document(_) => "Policy::from_document",
     };
-    let (policy, load_ms, load_mem) = built(|| match shape.source {
-        Source::Casbin { model, csv } => {
-            rbac_core::casbin::import(&model, &csv).unwrap_or_else(|e| panic!("import failed: {e}"))
-        }
-        Source::Document(doc) => {
-            Policy::from_document(*doc).unwrap_or_else(|e| panic!("invalid policy: {e}"))
-        }
-    });
+    let (policy, load_ms, load_mem) = built(|| load_policy(shape.source));
     let (engine, compile_ms, compile_mem) = built(|| Engine::new(&policy));
     let snapshot: Arc<Snapshot> = engine.snapshot();
     let stats = snapshot.stats();
@@ -539,14 +578,7 @@ fn run_shape(shape: Shape, cfg: Config, timer_ns: f64, only: &Option<Vec<String>
     report.rows.extend(rows);
 
     // casbin.
-    let casbin_text = shape.casbin.unwrap_or_else(|| {
-        let e = rbac_core::casbin::export(&policy).unwrap_or_else(|e| panic!("export: {e}"));
-        shapes::CasbinText {
-            model: e.model,
-            csv: e.policy,
-            how: "written by rbac_core::casbin::export".into(),
-        }
-    });
+    let casbin_text = casbin_text(shape.casbin, &policy);
     let domains = casbin_peer::has_domains(&casbin_text.model);
     let csv_lines = casbin_text.csv.lines().count();
     report.fact(
@@ -729,11 +761,18 @@ fn main() {
     let (nproc, model) = machine();
     let started = Instant::now();
     let load_start = loadavg();
-    eprintln!(
-        "rbac-bench: {} passes of ~{} ms; clock read {timer_ns:.0} ns; {nproc} CPUs, {model}; load average {load_start}",
-        cfg.passes,
-        cfg.pass_time.as_millis()
-    );
+    if args.batch_file.is_some() {
+        eprintln!(
+            "rbac-bench --batch-file: {} rounds; {nproc} CPUs, {model}; load average {load_start}",
+            args.rounds
+        );
+    } else {
+        eprintln!(
+            "rbac-bench: {} passes of ~{} ms; clock read {timer_ns:.0} ns; {nproc} CPUs, {model}; load average {load_start}",
+            cfg.passes,
+            cfg.pass_time.as_millis()
+        );
+    }
     let mut reports = Vec::new();
     for s in &args.shapes {
         let shape = match s.as_str() {
@@ -756,9 +795,18 @@ fn main() {
             }
             _ => unreachable!(),
         };
+        if let Some(lines) = args.batch_file {
+            let dir =
+                std::path::Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/target/batch-file"));
+            batch_file::run(shape, lines, args.rounds, dir);
+            continue;
+        }
         let report = run_shape(shape, cfg, timer_ns, &args.only);
         print!("{}", report.table());
         reports.push(report);
+    }
+    if args.batch_file.is_some() {
+        return;
     }
     let summary = report::targets(&reports);
     print!("{summary}");
