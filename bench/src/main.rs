@@ -41,6 +41,9 @@ pub const NAIVE: &str = "naive HashMap";
 pub const CASBIN: &str = "casbin Enforcer";
 pub const CACHED: &str = "casbin CachedEnforcer (warm)";
 
+/// Rounds of `--batch-file` without `--rounds`.
+const BATCH_FILE_ROUNDS: usize = 5;
+
 const SHAPES: [&str; 5] = ["small", "medium", "large", "erp", "scale"];
 
 struct Args {
@@ -51,7 +54,8 @@ struct Args {
     first: Option<usize>,
     /// `--batch-file LINES`: time `rbac-admin check --batch` on files of this many lines.
     batch_file: Option<usize>,
-    rounds: usize,
+    /// `--rounds R` of `--batch-file` (default [`BATCH_FILE_ROUNDS`]).
+    rounds: Option<usize>,
 }
 
 fn usage() -> ! {
@@ -72,7 +76,7 @@ fn parse_args() -> Args {
         only: None,
         first: None,
         batch_file: None,
-        rounds: 5,
+        rounds: None,
     };
     let mut it = std::env::args().skip(1);
     while let Some(a) = it.next() {
@@ -109,7 +113,7 @@ fn parse_args() -> Args {
             "--batch-file" | "--rounds" => {
                 let v = it.next().unwrap_or_else(|| usage());
                 match v.parse::<usize>() {
-                    Ok(n) if n > 0 && a == "--rounds" => args.rounds = n,
+                    Ok(n) if n > 0 && a == "--rounds" => args.rounds = Some(n),
                     Ok(n) if n > 0 => args.batch_file = Some(n),
                     _ => {
                         eprintln!("{a} takes a count above 0, not `{v}`");
@@ -123,6 +127,16 @@ fn parse_args() -> Args {
                 usage();
             }
         }
+    }
+    if args.batch_file.is_none() && args.rounds.is_some() {
+        eprintln!("--rounds counts the rounds of --batch-file");
+        usage();
+    }
+    if args.batch_file.is_some()
+        && (args.json.is_some() || args.quick || args.only.is_some() || args.first.is_some())
+    {
+        eprintln!("--batch-file takes only --rounds and --shape");
+        usage();
     }
     if args.shapes.is_empty() && args.batch_file.is_some() {
         args.shapes = vec!["large".to_owned(), "erp".to_owned()];
@@ -764,7 +778,7 @@ fn main() {
     if args.batch_file.is_some() {
         eprintln!(
             "rbac-bench --batch-file: {} rounds; {nproc} CPUs, {model}; load average {load_start}",
-            args.rounds
+            args.rounds.unwrap_or(BATCH_FILE_ROUNDS)
         );
     } else {
         eprintln!(
@@ -798,7 +812,7 @@ fn main() {
         if let Some(lines) = args.batch_file {
             let dir =
                 std::path::Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/target/batch-file"));
-            batch_file::run(shape, lines, args.rounds, dir);
+            batch_file::run(shape, lines, args.rounds.unwrap_or(BATCH_FILE_ROUNDS), dir);
             continue;
         }
         let report = run_shape(shape, cfg, timer_ns, &args.only);

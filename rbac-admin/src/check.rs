@@ -109,10 +109,16 @@ pub fn run_batch_from(
             batch.pending.decide(&mut batch.out)?;
             batch.out.flush()?;
         }
-        let buf = input.fill_buf().map_err(|source| CliError::Read {
-            path: source_name.to_owned(),
-            source,
-        })?;
+        let buf = match input.fill_buf() {
+            Ok(buf) => buf,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(source) => {
+                return Err(CliError::Read {
+                    path: source_name.to_owned(),
+                    source,
+                });
+            }
+        };
         let Some(end) = memchr::memchr(b'\n', buf) else {
             if buf.is_empty() {
                 // The end of the input; its last line may lack a newline.
@@ -131,7 +137,7 @@ pub fn run_batch_from(
         };
         if partial.is_empty() && !overlong {
             // The common case: the whole line is in the buffer.
-            batch.line(&buf[..end], false)?;
+            batch.line(&buf[..end], end > MAX_LINE)?;
         } else {
             overlong |= partial.len() + end > MAX_LINE;
             if !overlong {
@@ -148,8 +154,9 @@ pub fn run_batch_from(
     Ok(batch.pending.summary)
 }
 
-/// Longest line read, in bytes: a query's three names take at most 640, so a longer line is
-/// malformed whatever it holds.
+/// Longest line read, in bytes. A query's three names take at most 640, so only padding (spaces
+/// around the fields) could make a longer line valid: such lines are malformed too, which keeps
+/// the memory a line takes bounded.
 const MAX_LINE: usize = 64 * 1024;
 
 /// A batch being answered.
@@ -250,7 +257,7 @@ impl Pending<'_> {
 fn parse_query(raw: &[u8]) -> Result<Option<[Cow<'_, str>; 3]>, String> {
     let text = std::str::from_utf8(raw).map_err(|e| {
         format!(
-            "not UTF-8: byte {} of the line does not start a character",
+            "not UTF-8: byte {} of the line is not valid UTF-8",
             e.valid_up_to() + 1
         )
     })?;

@@ -230,11 +230,7 @@ pub fn validate_name(name: &str) -> Result<(), NameError> {
             max: MAX_NAME_LEN,
         });
     }
-    // Every allowed character is ASCII, so a byte test is the same test.
-    if name
-        .bytes()
-        .all(|b| BYTE_CLASS[usize::from(b)] & NAME_BYTE != 0)
-    {
+    if is_plain_name(name.as_bytes()) {
         return Ok(());
     }
     match name.chars().find(|c| !is_name_char(*c)) {
@@ -244,6 +240,19 @@ pub fn validate_name(name: &str) -> Result<(), NameError> {
         }),
         None => Ok(()),
     }
+}
+
+/// Whether every byte of `name` is a role or tenant name character: every allowed character
+/// is ASCII, so this is the character test.
+fn is_plain_name(name: &[u8]) -> bool {
+    name.iter()
+        .all(|&b| BYTE_CLASS[usize::from(b)] & NAME_BYTE != 0)
+}
+
+/// Whether `name` is printable ASCII other than the space, which has no whitespace or control
+/// character; only other bytes need the full test.
+fn is_plain_subject(name: &[u8]) -> bool {
+    name.iter().all(u8::is_ascii_graphic)
 }
 
 fn is_name_char(c: char) -> bool {
@@ -261,8 +270,7 @@ pub fn validate_subject(name: &str) -> Result<(), NameError> {
             max: MAX_SUBJECT_LEN,
         });
     }
-    // Printable ASCII other than the space is neither; only other bytes need the full test.
-    if name.bytes().all(|b| b.is_ascii_graphic()) {
+    if is_plain_subject(name.as_bytes()) {
         return Ok(());
     }
     if name.chars().any(|c| c.is_whitespace() || c.is_control()) {
@@ -353,12 +361,18 @@ mod tests {
                     .iter()
                     .all(|s| !s.is_empty() && s.chars().all(is_segment_char));
             proptest::prop_assert_eq!(validate_permission(&name).is_ok(), permission);
+            // The fast paths alone must accept what the rules accept: the slow path behind
+            // them would hide one that refused too much. (Emptiness is checked before them.)
+            proptest::prop_assert_eq!(is_plain_permission(name.as_bytes()), permission);
             let role = !name.is_empty()
                 && name.chars().all(|c| c.is_ascii_alphanumeric() || "_-.:@/".contains(c));
             proptest::prop_assert_eq!(validate_name(&name).is_ok(), role);
+            proptest::prop_assert_eq!(is_plain_name(name.as_bytes()), role || name.is_empty());
             let subject =
                 !name.is_empty() && !name.chars().any(|c| c.is_whitespace() || c.is_control());
             proptest::prop_assert_eq!(validate_subject(&name).is_ok(), subject);
+            let plain_subject = name.bytes().all(|b| b.is_ascii() && !b.is_ascii_whitespace() && !b.is_ascii_control());
+            proptest::prop_assert_eq!(is_plain_subject(name.as_bytes()), plain_subject);
         }
     }
 

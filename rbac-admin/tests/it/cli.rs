@@ -159,8 +159,8 @@ fn long_batches_answer_every_line_in_place_across_chunks() {
         queries.push(Some(query));
     }
     let snapshot = engine.snapshot();
-    // Whole, and as a pipe delivers it: in pieces that end anywhere, each of which runs the
-    // reader's buffer dry and answers the queries read so far.
+    // Whole, and as a pipe delivers it: in pieces that end anywhere, so that lines are put
+    // together across reads (the stdin test below is the one that watches answers' timing).
     for (explain, trickle) in [(false, false), (true, false), (false, true), (true, true)] {
         let (mut out, mut err) = (Vec::new(), Vec::new());
         let summary = if trickle {
@@ -211,6 +211,42 @@ fn long_batches_answer_every_line_in_place_across_chunks() {
     }
 }
 
+/// The longest line kept is 65,536 bytes: one that long is read (here, a subject too long), one
+/// a byte longer is refused as too long, whether it arrives whole or in pieces; a valid line
+/// ending in CRLF is answered.
+#[test]
+fn the_longest_line_read_is_64_kib() {
+    let engine = rbac_core::Engine::new(&rbac_core::Policy::from_toml_file(POLICY).unwrap());
+    let pad = |len: usize| format!("{},,crm.leads.delete", "a".repeat(len - 18));
+    let text = format!(
+        "carol,globex,crm.leads.delete\r\n{}\n{}\ncarol,acme,crm.leads.delete\r\n",
+        pad(65_536),
+        pad(65_537)
+    );
+    for trickle in [false, true] {
+        let (mut out, mut err) = (Vec::new(), Vec::new());
+        let input: Box<dyn std::io::Read> = if trickle {
+            Box::new(Trickle {
+                text: text.as_bytes(),
+                piece: 0,
+            })
+        } else {
+            Box::new(text.as_bytes())
+        };
+        rbac_admin::check::run_batch_from(&engine, input, "q.csv", false, &mut out, &mut err)
+            .unwrap();
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            "allow\nerror\nerror\ndeny\n"
+        );
+        let err = String::from_utf8(err).unwrap();
+        let lines: Vec<&str> = err.lines().collect();
+        assert_eq!(lines.len(), 2, "{err}");
+        assert!(lines[0].starts_with("q.csv:2: bad subject: `aaaa"), "{err}");
+        assert_eq!(lines[1], "q.csv:3: the line is longer than 65536 bytes");
+    }
+}
+
 /// Gives its text in pieces of 1 to 300 bytes, as a pipe might.
 struct Trickle<'a> {
     text: &'a [u8],
@@ -248,7 +284,7 @@ fn lines_not_utf8_or_too_long_are_errors_in_their_place() {
         .code(3)
         .stdout("allow\nerror\nerror\ndeny\n")
         .stderr(predicate::str::contains(
-            "q.csv:2: not UTF-8: byte 10 of the line does not start a character\n",
+            "q.csv:2: not UTF-8: byte 10 of the line is not valid UTF-8\n",
         ))
         .stderr(predicate::str::ends_with(
             "q.csv:3: the line is longer than 65536 bytes\n",
