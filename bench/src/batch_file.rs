@@ -130,7 +130,7 @@ pub fn run(shape: Shape, lines: usize, rounds: usize, dir: &Path) {
                 &engine,
                 file,
                 "queries",
-                false,
+                rbac_admin::check::BatchOptions::default(),
                 &mut out,
                 &mut std::io::sink(),
             );

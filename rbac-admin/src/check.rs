@@ -9,7 +9,7 @@ use std::borrow::Cow;
 use std::io::{BufRead, BufReader, BufWriter, Read, Write};
 use std::ops::Range;
 
-use rbac_core::{Engine, Snapshot};
+use rbac_core::{Engine, Explanation, Snapshot};
 
 use crate::CliError;
 
@@ -22,6 +22,70 @@ pub struct BatchSummary {
     pub allowed: usize,
     /// Lines that were not a query; each printed `error` and was reported on `err`.
     pub malformed: usize,
+}
+
+/// How a batch prints its answers.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct BatchOptions {
+    /// Add the reason: the role chain and the rule that decided.
+    pub explain: bool,
+    /// JSON Lines instead of text: one object a query line, `{"line", "subject", "tenant",
+    /// "permission", "decision", "cause"}` (with `explain`, also `"reason"`, `"held_roles"`
+    /// and `"chain"`), or `{"line", "error"}` for a malformed line.
+    pub json_lines: bool,
+}
+
+/// A decision as JSON: `check --format json`, and each line of `check --batch --format json`.
+#[derive(Debug, serde::Serialize)]
+pub(crate) struct Decided<'a> {
+    /// The query's line in a batch.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) line: Option<usize>,
+    pub(crate) subject: &'a str,
+    pub(crate) tenant: &'a str,
+    pub(crate) permission: &'a str,
+    pub(crate) decision: &'static str,
+    pub(crate) cause: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) reason: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) held_roles: Option<&'a [String]>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) chain: Option<&'a [String]>,
+}
+
+impl<'a> Decided<'a> {
+    /// `why` as JSON, with the reason when `explain`.
+    pub(crate) fn new(why: &'a Explanation, line: Option<usize>, explain: bool) -> Decided<'a> {
+        Decided {
+            line,
+            subject: &why.subject,
+            tenant: &why.tenant,
+            permission: &why.permission,
+            decision: verdict(why.decision.is_allowed()),
+            cause: why.decision.cause().as_str(),
+            reason: explain.then(|| why.to_string()),
+            held_roles: explain.then_some(why.held_roles.as_slice()),
+            chain: explain.then_some(why.chain.as_slice()),
+        }
+    }
+}
+
+fn verdict(allowed: bool) -> &'static str {
+    if allowed { "allow" } else { "deny" }
+}
+
+/// A malformed batch line as JSON.
+#[derive(serde::Serialize)]
+struct Malformed<'a> {
+    line: usize,
+    error: &'a str,
+}
+
+/// Writes `value` as one line of JSON.
+fn json_line(out: &mut impl Write, value: &impl serde::Serialize) -> std::io::Result<()> {
+    serde_json::to_writer(&mut *out, value).map_err(std::io::Error::other)?;
+    out.write_all(b"\n")
 }
 
 /// How many queries are decided in one call of [`Snapshot::check_batch`], which reads ahead
@@ -60,16 +124,20 @@ pub fn run_batch(
     out: &mut dyn Write,
     err: &mut dyn Write,
 ) -> std::io::Result<BatchSummary> {
-    run_batch_from(engine, text.as_bytes(), source_name, explain, out, err).map_err(|e| match e {
+    let options = BatchOptions {
+        explain,
+        json_lines: false,
+    };
+    run_batch_from(engine, text.as_bytes(), source_name, options, out, err).map_err(|e| match e {
         CliError::Read { source, .. } | CliError::Io(source) => source,
         other => std::io::Error::other(other),
     })
 }
 
 /// Decides every query read from `input` and writes `allow` or `deny` (with `explain`, the
-/// reason) a line, in order. Blank lines and lines starting with `#` are skipped. A malformed
-/// line (wrong field count, bad name, not UTF-8, over 64 KiB) prints `error` in its place, so
-/// that output lines stay aligned with queries, and is reported on `err` as
+/// reason; with `json_lines`, a JSON object) a line, in order. Blank lines and lines starting with `#` are skipped. A malformed
+/// line (wrong field count, bad name, not UTF-8, over 64 KiB) prints `error` (or
+/// `{"line", "error"}`) in its place, so that output lines stay aligned with queries, and is reported on `err` as
 /// `SOURCE:LINE: problem`; it is never skipped silently.
 ///
 /// Queries are answered a chunk at a time through [`Snapshot::check_batch`], and whenever
@@ -80,7 +148,7 @@ pub fn run_batch_from(
     engine: &Engine,
     input: impl Read,
     source_name: &str,
-    explain: bool,
+    options: BatchOptions,
     out: &mut dyn Write,
     err: &mut dyn Write,
 ) -> Result<BatchSummary, CliError> {
@@ -88,7 +156,7 @@ pub fn run_batch_from(
     let mut batch = Batch {
         pending: Pending {
             snapshot: &snapshot,
-            explain,
+            options,
             names: String::new(),
             queries: Vec::with_capacity(CHUNK),
             summary: BatchSummary::default(),
@@ -182,7 +250,7 @@ impl Batch<'_, '_> {
         match parsed {
             Ok(None) => {}
             Ok(Some(query)) => {
-                self.pending.push(&query);
+                self.pending.push(&query, self.line);
                 if self.pending.queries.len() == CHUNK {
                     self.pending.decide(&mut self.out)?;
                 }
@@ -192,7 +260,18 @@ impl Batch<'_, '_> {
                 // place in the output.
                 self.pending.decide(&mut self.out)?;
                 self.pending.summary.malformed += 1;
-                writeln!(self.out, "error")?;
+                if self.pending.options.json_lines {
+                    let line = self.line;
+                    json_line(
+                        &mut self.out,
+                        &Malformed {
+                            line,
+                            error: &problem,
+                        },
+                    )?;
+                } else {
+                    writeln!(self.out, "error")?;
+                }
                 self.out.flush()?;
                 writeln!(self.err, "{}:{}: {problem}", self.source_name, self.line)?;
             }
@@ -204,21 +283,22 @@ impl Batch<'_, '_> {
 /// Queries read but not yet answered.
 struct Pending<'a> {
     snapshot: &'a Snapshot,
-    explain: bool,
+    options: BatchOptions,
     /// The pending queries' names, end to end: one string for a chunk rather than three a line.
     names: String,
-    /// Where each pending query's subject, tenant and permission sit in `names`.
-    queries: Vec<[Range<usize>; 3]>,
+    /// Where each pending query's subject, tenant and permission sit in `names`, and its line.
+    queries: Vec<([Range<usize>; 3], usize)>,
     summary: BatchSummary,
 }
 
 impl Pending<'_> {
-    fn push(&mut self, query: &[Cow<'_, str>; 3]) {
-        self.queries.push(query.each_ref().map(|name| {
+    fn push(&mut self, query: &[Cow<'_, str>; 3], line: usize) {
+        let ranges = query.each_ref().map(|name| {
             let start = self.names.len();
             self.names.push_str(name);
             start..self.names.len()
-        }));
+        });
+        self.queries.push((ranges, line));
     }
 
     /// Answers the pending queries in order, one line each.
@@ -231,22 +311,54 @@ impl Pending<'_> {
         let queries: Vec<(&str, &str, &str)> = self
             .queries
             .iter()
-            .map(|[s, t, p]| (&names[s.clone()], &names[t.clone()], &names[p.clone()]))
+            .map(|([s, t, p], _)| (&names[s.clone()], &names[t.clone()], &names[p.clone()]))
             .collect();
-        if self.explain {
-            for (subject, tenant, permission) in queries {
+        let lines = self.queries.iter().map(|(_, line)| *line);
+        let BatchOptions {
+            explain,
+            json_lines,
+        } = self.options;
+        if explain {
+            for ((subject, tenant, permission), line) in queries.into_iter().zip(lines) {
                 let why = self.snapshot.explain(subject, tenant, permission);
                 self.summary.allowed += usize::from(why.decision.is_allowed());
-                writeln!(out, "{why}")?;
+                if json_lines {
+                    json_line(out, &Decided::new(&why, Some(line), true))?;
+                } else {
+                    writeln!(out, "{why}")?;
+                }
             }
-        } else {
-            for decision in self.snapshot.check_batch(&queries) {
-                let allowed = decision.is_allowed();
-                self.summary.allowed += usize::from(allowed);
+            return self.answered();
+        }
+        let decisions = self.snapshot.check_batch(&queries);
+        for ((decision, (subject, tenant, permission)), line) in
+            decisions.into_iter().zip(queries).zip(lines)
+        {
+            let allowed = decision.is_allowed();
+            self.summary.allowed += usize::from(allowed);
+            if json_lines {
+                let decided = Decided {
+                    line: Some(line),
+                    subject,
+                    tenant,
+                    permission,
+                    decision: verdict(allowed),
+                    cause: decision.cause().as_str(),
+                    reason: None,
+                    held_roles: None,
+                    chain: None,
+                };
+                json_line(out, &decided)?;
+            } else {
                 // `Decision`'s Display, without the formatting machinery.
                 out.write_all(if allowed { b"allow\n" } else { b"deny\n" })?;
             }
         }
+        self.answered()
+    }
+
+    /// Forgets the queries just answered.
+    fn answered(&mut self) -> std::io::Result<()> {
         self.queries.clear();
         self.names.clear();
         Ok(())

@@ -5,27 +5,11 @@ use std::io::Write;
 use rbac_core::{Engine, Explanation};
 
 use super::{load_policy, tenant_of};
-use crate::check::run_batch_from;
+use crate::check::{BatchOptions, Decided, run_batch_from};
 use crate::cli::{CanIArgs, CheckArgs, Format};
 use crate::context::Context;
 use crate::error::{CliError, Exit};
 use crate::output;
-
-/// A decision as JSON.
-#[derive(Debug, serde::Serialize)]
-struct Decided<'a> {
-    subject: &'a str,
-    tenant: &'a str,
-    permission: &'a str,
-    decision: &'static str,
-    cause: &'static str,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    reason: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    held_roles: Option<&'a [String]>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    chain: Option<&'a [String]>,
-}
 
 fn print(
     ctx: &Context,
@@ -35,19 +19,7 @@ fn print(
 ) -> std::io::Result<()> {
     let allowed = why.decision.is_allowed();
     if ctx.format == Format::Json {
-        return output::json(
-            out,
-            &Decided {
-                subject: &why.subject,
-                tenant: &why.tenant,
-                permission: &why.permission,
-                decision: if allowed { "allow" } else { "deny" },
-                cause: why.decision.cause().as_str(),
-                reason: explain.then(|| why.to_string()),
-                held_roles: explain.then_some(why.held_roles.as_slice()),
-                chain: explain.then_some(why.chain.as_slice()),
-            },
-        );
+        return output::json(out, &Decided::new(why, None, explain));
     }
     if explain {
         let text = why.to_string();
@@ -88,23 +60,22 @@ pub async fn run(
     };
     let engine = Engine::new(&policy);
     if let Some(batch) = &args.batch {
-        if ctx.format != Format::Text {
-            return Err(CliError::invalid(
-                "`check --batch` prints one decision a line; drop --format json",
-            ));
-        }
+        let options = BatchOptions {
+            explain: args.explain,
+            json_lines: ctx.format == Format::Json,
+        };
         // Read as a stream: answers come out while a pipe is still being written, and a
         // file of any length takes one chunk of memory.
         let summary = if batch.as_os_str() == "-" {
             let stdin = std::io::stdin().lock();
-            run_batch_from(&engine, stdin, "<stdin>", args.explain, out, err)?
+            run_batch_from(&engine, stdin, "<stdin>", options, out, err)?
         } else {
             let name = batch.display().to_string();
             let file = std::fs::File::open(batch).map_err(|source| CliError::Read {
                 path: name.clone(),
                 source,
             })?;
-            run_batch_from(&engine, file, &name, args.explain, out, err)?
+            run_batch_from(&engine, file, &name, options, out, err)?
         };
         return Ok(if summary.malformed > 0 {
             Exit::Invalid

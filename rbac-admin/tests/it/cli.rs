@@ -134,7 +134,7 @@ fn long_batches_answer_every_line_in_place_across_chunks() {
     for line in 1..=1_000 {
         if malformed_at.contains(&line) {
             text.push_str("user1,,\n");
-            queries.push(None);
+            queries.push((line, None));
             continue;
         }
         if skipped_at.contains(&line) {
@@ -156,7 +156,7 @@ fn long_batches_answer_every_line_in_place_across_chunks() {
             format!("data{object}.{action}"),
         );
         writeln!(text, "{},,{}", query.0, query.2).unwrap();
-        queries.push(Some(query));
+        queries.push((line, Some(query)));
     }
     let snapshot = engine.snapshot();
     // Whole, and as a pipe delivers it: in pieces that end anywhere, so that lines are put
@@ -168,7 +168,11 @@ fn long_batches_answer_every_line_in_place_across_chunks() {
                 text: text.as_bytes(),
                 piece: 0,
             };
-            rbac_admin::check::run_batch_from(&engine, input, "q.csv", explain, &mut out, &mut err)
+            let options = rbac_admin::check::BatchOptions {
+                explain,
+                json_lines: false,
+            };
+            rbac_admin::check::run_batch_from(&engine, input, "q.csv", options, &mut out, &mut err)
                 .unwrap()
         } else {
             rbac_admin::check::run_batch(&engine, &text, "q.csv", explain, &mut out, &mut err)
@@ -176,7 +180,7 @@ fn long_batches_answer_every_line_in_place_across_chunks() {
         };
         let expected: Vec<String> = queries
             .iter()
-            .map(|q| match q {
+            .map(|(_, q)| match q {
                 None => "error".to_owned(),
                 Some((s, t, p)) if explain => snapshot.explain(s, t, p).to_string(),
                 Some((s, t, p)) => snapshot.check(s, t, p).to_string(),
@@ -209,6 +213,56 @@ fn long_batches_answer_every_line_in_place_across_chunks() {
         let at: Vec<String> = malformed_at.iter().map(|l| format!("q.csv:{l}")).collect();
         assert_eq!(reported, at);
     }
+    // JSON Lines: each object carries its query's line across chunks and errors.
+    for explain in [false, true] {
+        let (mut out, mut err) = (Vec::new(), Vec::new());
+        let options = rbac_admin::check::BatchOptions {
+            explain,
+            json_lines: true,
+        };
+        rbac_admin::check::run_batch_from(
+            &engine,
+            text.as_bytes(),
+            "q.csv",
+            options,
+            &mut out,
+            &mut err,
+        )
+        .unwrap();
+        let out = String::from_utf8(out).unwrap();
+        let got: Vec<serde_json::Value> = out
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
+        assert_eq!(got.len(), queries.len());
+        for (object, (line, query)) in got.iter().zip(&queries) {
+            assert_eq!(object["line"], *line, "{object}");
+            let Some((s, t, p)) = query else {
+                assert!(
+                    object["error"]
+                        .as_str()
+                        .unwrap()
+                        .starts_with("bad permission")
+                );
+                continue;
+            };
+            let why = snapshot.explain(s, t, p);
+            let mut expected = serde_json::json!({
+                "line": line,
+                "subject": s,
+                "tenant": t,
+                "permission": p,
+                "decision": why.decision.to_string(),
+                "cause": why.decision.cause().as_str(),
+            });
+            if explain {
+                expected["reason"] = why.to_string().into();
+                expected["held_roles"] = serde_json::json!(why.held_roles);
+                expected["chain"] = serde_json::json!(why.chain);
+            }
+            assert_eq!(*object, expected);
+        }
+    }
 }
 
 /// The longest line kept is 65,536 bytes: one that long is read (here, a subject too long), one
@@ -233,7 +287,8 @@ fn the_longest_line_read_is_64_kib() {
         } else {
             Box::new(text.as_bytes())
         };
-        rbac_admin::check::run_batch_from(&engine, input, "q.csv", false, &mut out, &mut err)
+        let options = rbac_admin::check::BatchOptions::default();
+        rbac_admin::check::run_batch_from(&engine, input, "q.csv", options, &mut out, &mut err)
             .unwrap();
         assert_eq!(
             String::from_utf8(out).unwrap(),
@@ -341,6 +396,49 @@ fn batch_on_standard_input_answers_each_query_before_the_next_is_written() {
         String::from_utf8(output.stderr).unwrap(),
         "<stdin>:3: expected 3 fields `subject,tenant,permission`, found 2\n"
     );
+}
+
+/// `--format json` makes a batch print JSON Lines: per query line, the object a single
+/// `check --format json` prints, with the line's number; per malformed line, its number and
+/// the problem.
+#[test]
+fn batch_with_format_json_prints_one_object_a_line() {
+    let single = |query: [&str; 3]| -> serde_json::Value {
+        let out = admin()
+            .args(["check", "--policy", POLICY, "--format", "json", "--explain"])
+            .args(query)
+            .output()
+            .unwrap();
+        serde_json::from_slice(&out.stdout).unwrap()
+    };
+    let out = admin()
+        .args(["check", "--policy", POLICY, "--format", "json", "--explain"])
+        .args(["--batch", "-"])
+        .write_stdin("# who may delete leads\ncarol,globex,crm.leads.delete\ncarol\ndave,acme,finance.invoices.delete\n")
+        .assert()
+        .code(3)
+        .get_output()
+        .stdout
+        .clone();
+    let got: Vec<serde_json::Value> = String::from_utf8(out)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let with_line = |mut value: serde_json::Value, line: usize| {
+        value["line"] = line.into();
+        value
+    };
+    assert_eq!(
+        got,
+        [
+            with_line(single(["carol", "globex", "crm.leads.delete"]), 2),
+            serde_json::json!({"line": 3, "error": "expected 3 fields `subject,tenant,permission`, found 1"}),
+            with_line(single(["dave", "acme", "finance.invoices.delete"]), 4),
+        ]
+    );
+    assert_eq!(got[0]["decision"], "allow");
+    assert_eq!(got[2]["cause"], "explicit_deny");
 }
 
 #[test]
