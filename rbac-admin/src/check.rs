@@ -20,7 +20,8 @@ pub struct BatchSummary {
     pub decided: usize,
     /// Of those, allowed.
     pub allowed: usize,
-    /// Lines that were not a query; each printed `error` and was reported on `err`.
+    /// Lines that were not a query; each printed `error` (or its JSON object) and was reported
+    /// on `err`.
     pub malformed: usize,
 }
 
@@ -29,9 +30,10 @@ pub struct BatchSummary {
 pub struct BatchOptions {
     /// Add the reason: the role chain and the rule that decided.
     pub explain: bool,
-    /// JSON Lines instead of text: one object a query line, `{"line", "subject", "tenant",
-    /// "permission", "decision", "cause"}` (with `explain`, also `"reason"`, `"held_roles"`
-    /// and `"chain"`), or `{"line", "error"}` for a malformed line.
+    /// JSON Lines instead of text: one compact object per query line, `{"line", "subject",
+    /// "tenant", "permission", "decision", "cause"}` (with `explain`, also `"reason"`,
+    /// `"held_roles"` and `"chain"`), or `{"line", "error"}` for a malformed line, which is
+    /// still reported on `err` too.
     pub json_lines: bool,
 }
 
@@ -84,7 +86,8 @@ struct Malformed<'a> {
 
 /// Writes `value` as one line of JSON.
 fn json_line(out: &mut impl Write, value: &impl serde::Serialize) -> std::io::Result<()> {
-    serde_json::to_writer(&mut *out, value).map_err(std::io::Error::other)?;
+    // `From` gives back a write error as it was, so a closed pipe is still `BrokenPipe`.
+    serde_json::to_writer(&mut *out, value).map_err(std::io::Error::from)?;
     out.write_all(b"\n")
 }
 
@@ -135,9 +138,10 @@ pub fn run_batch(
 }
 
 /// Decides every query read from `input` and writes `allow` or `deny` (with `explain`, the
-/// reason; with `json_lines`, a JSON object) a line, in order. Blank lines and lines starting with `#` are skipped. A malformed
-/// line (wrong field count, bad name, not UTF-8, over 64 KiB) prints `error` (or
-/// `{"line", "error"}`) in its place, so that output lines stay aligned with queries, and is reported on `err` as
+/// reason; with `json_lines`, a JSON object) a line, in order. Lines starting with `#` and
+/// lines whose fields are all empty are skipped. A malformed line (wrong field count, bad
+/// name, not UTF-8, over 64 KiB) prints `error` (or `{"line", "error"}`) in its place, so that
+/// output lines stay aligned with queries, and is reported on `err` as
 /// `SOURCE:LINE: problem`; it is never skipped silently.
 ///
 /// Queries are answered a chunk at a time through [`Snapshot::check_batch`], and whenever

@@ -323,7 +323,8 @@ pub struct CheckArgs {
     #[command(flatten)]
     pub source: PolicySource,
     /// A CSV file of queries, one `subject,tenant,permission` a line (empty tenant: global
-    /// scope); `-` reads standard input. Prints one `allow` or `deny` a line, in order.
+    /// scope); `-` reads standard input. Prints one `allow` or `deny` a line, in order (with
+    /// `--format json`, one JSON object a line).
     #[arg(long, value_name = "QUERIES.csv", conflicts_with = "query")]
     pub batch: Option<PathBuf>,
     /// Also print the reason: the role chain and the rule that decided.

@@ -213,22 +213,23 @@ fn long_batches_answer_every_line_in_place_across_chunks() {
         let at: Vec<String> = malformed_at.iter().map(|l| format!("q.csv:{l}")).collect();
         assert_eq!(reported, at);
     }
-    // JSON Lines: each object carries its query's line across chunks and errors.
-    for explain in [false, true] {
+    // JSON Lines: each object carries its query's line across chunks, errors and reads.
+    for (explain, trickle) in [(false, false), (true, false), (false, true)] {
         let (mut out, mut err) = (Vec::new(), Vec::new());
         let options = rbac_admin::check::BatchOptions {
             explain,
             json_lines: true,
         };
-        rbac_admin::check::run_batch_from(
-            &engine,
-            text.as_bytes(),
-            "q.csv",
-            options,
-            &mut out,
-            &mut err,
-        )
-        .unwrap();
+        let input: Box<dyn std::io::Read> = if trickle {
+            Box::new(Trickle {
+                text: text.as_bytes(),
+                piece: 0,
+            })
+        } else {
+            Box::new(text.as_bytes())
+        };
+        rbac_admin::check::run_batch_from(&engine, input, "q.csv", options, &mut out, &mut err)
+            .unwrap();
         let out = String::from_utf8(out).unwrap();
         let got: Vec<serde_json::Value> = out
             .lines()
@@ -414,9 +415,13 @@ fn batch_with_format_json_prints_one_object_a_line() {
     let out = admin()
         .args(["check", "--policy", POLICY, "--format", "json", "--explain"])
         .args(["--batch", "-"])
-        .write_stdin("# who may delete leads\ncarol,globex,crm.leads.delete\ncarol\ndave,acme,finance.invoices.delete\n")
+        .write_stdin(
+            "# who may delete leads\ncarol,globex,crm.leads.delete\ncarol\n\
+             dave,acme,finance.invoices.delete\n\"\u{fc}n\u{ef}\"\"q\",globex,crm.leads.delete\n",
+        )
         .assert()
         .code(3)
+        .stderr("<stdin>:3: expected 3 fields `subject,tenant,permission`, found 1\n")
         .get_output()
         .stdout
         .clone();
@@ -435,10 +440,45 @@ fn batch_with_format_json_prints_one_object_a_line() {
             with_line(single(["carol", "globex", "crm.leads.delete"]), 2),
             serde_json::json!({"line": 3, "error": "expected 3 fields `subject,tenant,permission`, found 1"}),
             with_line(single(["dave", "acme", "finance.invoices.delete"]), 4),
+            with_line(
+                single(["\u{fc}n\u{ef}\"q", "globex", "crm.leads.delete"]),
+                5
+            ),
         ]
     );
+    assert_eq!(got[3]["subject"], "\u{fc}n\u{ef}\"q");
     assert_eq!(got[0]["decision"], "allow");
     assert_eq!(got[2]["cause"], "explicit_deny");
+}
+
+/// A reader that stops early (`| head -1`) ends a batch quietly, as it ends any command,
+/// in text and in JSON.
+#[test]
+fn a_batch_whose_reader_goes_away_stops_quietly() {
+    use std::io::BufRead;
+    use std::process::Stdio;
+
+    let dir = tempfile::tempdir().unwrap();
+    let queries = dir.path().join("q.csv");
+    // Far more output than a pipe holds, so that writing fails once the reader is gone.
+    std::fs::write(&queries, "carol,globex,crm.leads.delete\n".repeat(200_000)).unwrap();
+    for format in ["text", "json"] {
+        let mut child = std::process::Command::new(assert_cmd::cargo::cargo_bin("rbac-admin"))
+            .args(["check", "--policy", POLICY, "--format", format, "--batch"])
+            .arg(&queries)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut stdout = std::io::BufReader::new(child.stdout.take().unwrap());
+        let mut first = String::new();
+        stdout.read_line(&mut first).unwrap();
+        assert!(first.contains("allow"), "{format}: {first}");
+        drop(stdout);
+        let output = child.wait_with_output().unwrap();
+        assert_eq!(output.status.code(), Some(0), "{format}");
+        assert_eq!(String::from_utf8_lossy(&output.stderr), "", "{format}");
+    }
 }
 
 #[test]
