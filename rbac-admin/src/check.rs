@@ -9,7 +9,7 @@ use std::borrow::Cow;
 use std::io::{BufRead, BufReader, BufWriter, Read, Write};
 use std::ops::Range;
 
-use rbac_core::{Engine, Explanation, Snapshot};
+use rbac_core::{Decision, Engine, Explanation, Snapshot};
 
 use crate::CliError;
 
@@ -59,22 +59,30 @@ pub(crate) struct Decided<'a> {
 impl<'a> Decided<'a> {
     /// `why` as JSON, with the reason when `explain`.
     pub(crate) fn new(why: &'a Explanation, line: Option<usize>, explain: bool) -> Decided<'a> {
+        let query = [why.subject.as_str(), &why.tenant, &why.permission];
         Decided {
-            line,
-            subject: &why.subject,
-            tenant: &why.tenant,
-            permission: &why.permission,
-            decision: verdict(why.decision.is_allowed()),
-            cause: why.decision.cause().as_str(),
             reason: explain.then(|| why.to_string()),
             held_roles: explain.then_some(why.held_roles.as_slice()),
             chain: explain.then_some(why.chain.as_slice()),
+            ..Decided::plain(line, query, why.decision)
         }
     }
-}
 
-fn verdict(allowed: bool) -> &'static str {
-    if allowed { "allow" } else { "deny" }
+    /// The query `[subject, tenant, permission]` and its decision, without the reason.
+    fn plain(line: Option<usize>, query: [&'a str; 3], decision: Decision) -> Decided<'a> {
+        let [subject, tenant, permission] = query;
+        Decided {
+            line,
+            subject,
+            tenant,
+            permission,
+            decision: decision.verdict(),
+            cause: decision.cause().as_str(),
+            reason: None,
+            held_roles: None,
+            chain: None,
+        }
+    }
 }
 
 /// A malformed batch line as JSON.
@@ -171,10 +179,7 @@ pub fn run_batch_from(
         line: 0,
     };
     let mut input = BufReader::with_capacity(INPUT_BUFFER, input);
-    // A line that does not end in the buffer, gathered across reads; at most `MAX_LINE` bytes
-    // are kept, so that input without newlines cannot take unbounded memory.
-    let mut partial = Vec::new();
-    let mut overlong = false;
+    let mut partial = PartialLine::default();
     loop {
         if input.buffer().is_empty() {
             // Reading on may wait for whoever writes the input: answer what it asked so far.
@@ -194,30 +199,23 @@ pub fn run_batch_from(
         let Some(end) = memchr::memchr(b'\n', buf) else {
             if buf.is_empty() {
                 // The end of the input; its last line may lack a newline.
-                if !partial.is_empty() || overlong {
-                    batch.line(&partial, overlong)?;
+                if !partial.is_empty() {
+                    batch.line(&partial.bytes, partial.overlong)?;
                 }
                 break;
             }
             let n = buf.len();
-            overlong |= partial.len() + n > MAX_LINE;
-            if !overlong {
-                partial.extend_from_slice(buf);
-            }
+            partial.push(buf);
             input.consume(n);
             continue;
         };
-        if partial.is_empty() && !overlong {
+        if partial.is_empty() {
             // The common case: the whole line is in the buffer.
             batch.line(&buf[..end], end > MAX_LINE)?;
         } else {
-            overlong |= partial.len() + end > MAX_LINE;
-            if !overlong {
-                partial.extend_from_slice(&buf[..end]);
-            }
-            batch.line(&partial, overlong)?;
-            partial.clear();
-            overlong = false;
+            partial.push(&buf[..end]);
+            batch.line(&partial.bytes, partial.overlong)?;
+            partial = PartialLine::default();
         }
         input.consume(end + 1);
     }
@@ -230,6 +228,28 @@ pub fn run_batch_from(
 /// around the fields) could make a longer line valid: such lines are malformed too, which keeps
 /// the memory a line takes bounded.
 const MAX_LINE: usize = 64 * 1024;
+
+/// A line that does not end in the input buffer, gathered across reads. At most `MAX_LINE`
+/// bytes are kept, so that input without newlines cannot take unbounded memory.
+#[derive(Default)]
+struct PartialLine {
+    bytes: Vec<u8>,
+    /// More than `MAX_LINE` bytes came: `bytes` is not all of the line.
+    overlong: bool,
+}
+
+impl PartialLine {
+    fn push(&mut self, more: &[u8]) {
+        self.overlong |= self.bytes.len() + more.len() > MAX_LINE;
+        if !self.overlong {
+            self.bytes.extend_from_slice(more);
+        }
+    }
+
+    fn is_empty(&self) -> bool {
+        self.bytes.is_empty() && !self.overlong
+    }
+}
 
 /// A batch being answered.
 struct Batch<'a, 'o> {
@@ -332,37 +352,22 @@ impl Pending<'_> {
                     writeln!(out, "{why}")?;
                 }
             }
-            return self.answered();
-        }
-        let decisions = self.snapshot.check_batch(&queries);
-        for ((decision, (subject, tenant, permission)), line) in
-            decisions.into_iter().zip(queries).zip(lines)
-        {
-            let allowed = decision.is_allowed();
-            self.summary.allowed += usize::from(allowed);
-            if json_lines {
-                let decided = Decided {
-                    line: Some(line),
-                    subject,
-                    tenant,
-                    permission,
-                    decision: verdict(allowed),
-                    cause: decision.cause().as_str(),
-                    reason: None,
-                    held_roles: None,
-                    chain: None,
-                };
-                json_line(out, &decided)?;
-            } else {
-                // `Decision`'s Display, without the formatting machinery.
-                out.write_all(if allowed { b"allow\n" } else { b"deny\n" })?;
+        } else {
+            let decisions = self.snapshot.check_batch(&queries);
+            for ((decision, (subject, tenant, permission)), line) in
+                decisions.into_iter().zip(queries).zip(lines)
+            {
+                self.summary.allowed += usize::from(decision.is_allowed());
+                if json_lines {
+                    let query = [subject, tenant, permission];
+                    json_line(out, &Decided::plain(Some(line), query, decision))?;
+                } else {
+                    // `Decision`'s Display, without the formatting machinery.
+                    out.write_all(decision.verdict().as_bytes())?;
+                    out.write_all(b"\n")?;
+                }
             }
         }
-        self.answered()
-    }
-
-    /// Forgets the queries just answered.
-    fn answered(&mut self) -> std::io::Result<()> {
         self.queries.clear();
         self.names.clear();
         Ok(())

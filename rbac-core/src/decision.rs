@@ -87,11 +87,22 @@ impl Decision {
     pub fn cause(&self) -> Cause {
         self.cause
     }
+
+    /// `"allow"` or `"deny"`: the word `Display` prints.
+    ///
+    /// ```
+    /// use rbac_core::{Cause, Decision};
+    /// assert_eq!(Decision::from_cause(Cause::Granted).verdict(), "allow");
+    /// assert_eq!(Decision::from_cause(Cause::NoGrant).verdict(), "deny");
+    /// ```
+    pub fn verdict(&self) -> &'static str {
+        if self.is_allowed() { "allow" } else { "deny" }
+    }
 }
 
 impl fmt::Display for Decision {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(if self.is_allowed() { "allow" } else { "deny" })
+        f.write_str(self.verdict())
     }
 }
 

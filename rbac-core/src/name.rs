@@ -137,11 +137,10 @@ static BYTE_CLASS: [u8; 256] = {
     let mut class = [0; 256];
     let mut b = 0;
     while b < 256 {
-        let c = b as u8;
-        if c.is_ascii_lowercase() || c.is_ascii_digit() || c == b'_' {
+        if is_segment_byte(b as u8) {
             class[b] |= SEGMENT_BYTE;
         }
-        if c.is_ascii_alphanumeric() || matches!(c, b'_' | b'-' | b'.' | b':' | b'@' | b'/') {
+        if is_name_byte(b as u8) {
             class[b] |= NAME_BYTE;
         }
         b += 1;
@@ -149,8 +148,18 @@ static BYTE_CLASS: [u8; 256] = {
     class
 };
 
+/// The rule for permission segments; every allowed character is ASCII.
+const fn is_segment_byte(b: u8) -> bool {
+    b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_'
+}
+
+/// The rule for role and tenant names; every allowed character is ASCII.
+const fn is_name_byte(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.' | b':' | b'@' | b'/')
+}
+
 fn is_segment_char(c: char) -> bool {
-    c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_'
+    u8::try_from(c).is_ok_and(is_segment_byte)
 }
 
 /// A grant or deny target: one permission, or every permission under a prefix.
@@ -256,7 +265,7 @@ fn is_plain_subject(name: &[u8]) -> bool {
 }
 
 fn is_name_char(c: char) -> bool {
-    c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.' | ':' | '@' | '/')
+    u8::try_from(c).is_ok_and(is_name_byte)
 }
 
 /// Checks a subject identifier: 1 to 256 bytes, no whitespace or control characters.
