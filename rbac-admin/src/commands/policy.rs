@@ -305,14 +305,13 @@ async fn test(ctx: &Context, args: &PolicyTestArgs, out: &mut dyn Write) -> Resu
                 if why.decision.is_allowed() == expected {
                     report.passed += 1;
                 } else {
-                    let word = |b: bool| if b { "allow" } else { "deny" };
                     report.mismatches.push(Mismatch {
                         line: n + 1,
                         subject,
                         tenant,
                         permission,
-                        expected: word(expected),
-                        actual: word(!expected),
+                        expected: if expected { "allow" } else { "deny" },
+                        actual: why.decision.verdict(),
                         // The explanation without its leading verdict (`deny: `).
                         reason: why
                             .to_string()

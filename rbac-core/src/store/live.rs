@@ -286,7 +286,7 @@ impl LiveEngine {
             return;
         }
         let cause = decision.cause();
-        let verdict = if allowed { "allow" } else { "deny" };
+        let verdict = decision.verdict();
         tracing::info!(target: "rbac::decision", subject, tenant, %permission, %cause, version, verdict);
         let Some(queue) = &self.decisions else { return };
         let pending = PendingDecision {
