@@ -51,5 +51,6 @@ mod backup_postgres;
 mod backup_s3;
 mod backup_schedule;
 mod backup_sqlite;
+mod batch_input;
 mod cli;
 mod s3_server;

@@ -1,0 +1,208 @@
+//! `check --batch` input of every shape, read whole or in pieces of any size, with reads that
+//! are interrupted now and then: each query line gets its answer in its place, a comment or
+//! blank line none, and a malformed line `error` in its place and a report naming its line.
+
+use std::io::{self, Read};
+
+use proptest::prelude::*;
+use rbac_admin::check::{BatchOptions, BatchSummary, run_batch_from};
+use rbac_core::{Engine, Policy};
+
+const POLICY: &str = r#"
+[permissions.finance.invoices]
+read = "Read invoices"
+approve = "Approve invoices"
+[permissions.crm.leads]
+read = "Read leads"
+
+[roles.viewer]
+grants = ["finance.invoices.read", "crm.leads.read"]
+[roles.approver]
+inherits = ["viewer"]
+grants = ["finance.*"]
+denies = ["crm.leads.read"]
+
+[tenants.acme]
+[tenants.globex]
+
+[subjects.alice.tenants]
+acme = ["viewer"]
+[subjects.bob]
+roles = ["approver"]
+[subjects."carol@example.com".tenants]
+globex = ["approver"]
+"#;
+
+const SUBJECTS: [&str; 4] = ["alice", "bob", "carol@example.com", "mallory"];
+const TENANTS: [&str; 4] = ["", "acme", "globex", "initech"];
+const PERMISSIONS: [&str; 4] = [
+    "finance.invoices.read",
+    "finance.invoices.approve",
+    "crm.leads.read",
+    "crm.leads.delete",
+];
+
+/// One line of a batch file, and what it must give.
+#[derive(Debug, Clone)]
+enum Line {
+    /// A query, written plainly, with spaces around its fields, or with its fields quoted.
+    Query(&'static str, &'static str, &'static str, Style),
+    /// A comment or a blank line: no answer.
+    Skipped(&'static str),
+    /// Not a query: `error` in its place.
+    Malformed(Vec<u8>),
+}
+
+#[derive(Debug, Clone, Copy)]
+enum Style {
+    Plain,
+    Spaced,
+    Quoted,
+}
+
+fn line() -> impl Strategy<Value = Line> {
+    let style = prop_oneof![Just(Style::Plain), Just(Style::Spaced), Just(Style::Quoted)];
+    let query = (
+        prop::sample::select(SUBJECTS.to_vec()),
+        prop::sample::select(TENANTS.to_vec()),
+        prop::sample::select(PERMISSIONS.to_vec()),
+        style,
+    )
+        .prop_map(|(s, t, p, style)| Line::Query(s, t, p, style));
+    let skipped =
+        prop::sample::select(vec!["", "# subject,tenant,permission", ",,", " , , ", "\t"])
+            .prop_map(Line::Skipped);
+    let malformed = prop_oneof![
+        Just(b"alice,acme".to_vec()),
+        Just(b"alice,acme,finance.invoices.read,extra".to_vec()),
+        Just(b"alice,,Finance".to_vec()),
+        Just(b"alice,ac me,finance.invoices.read".to_vec()),
+        Just(b",acme,finance.invoices.read".to_vec()),
+        Just(b"\"alice,acme,finance.invoices.read".to_vec()),
+        Just(b"al\xffice,acme,finance.invoices.read".to_vec()),
+        Just(b"\xc3".to_vec()),
+        // One byte over the longest line read (64 KiB).
+        Just([b"alice,acme,".as_slice(), &[b'x'; 65_526]].concat()),
+    ]
+    .prop_map(Line::Malformed);
+    prop_oneof![6 => query, 2 => skipped, 2 => malformed]
+}
+
+impl Line {
+    fn bytes(&self) -> Vec<u8> {
+        match self {
+            Line::Query(s, t, p, Style::Plain) => format!("{s},{t},{p}").into_bytes(),
+            Line::Query(s, t, p, Style::Spaced) => format!("  {s} ,{t} , {p}\t").into_bytes(),
+            Line::Query(s, t, p, Style::Quoted) => format!("\"{s}\",\"{t}\",\"{p}\"").into_bytes(),
+            Line::Skipped(text) => text.as_bytes().to_vec(),
+            Line::Malformed(bytes) => bytes.clone(),
+        }
+    }
+
+    /// The output line this line must give, if any.
+    fn answer(&self, engine: &Engine, explain: bool) -> Option<String> {
+        match self {
+            Line::Query(s, t, p, _) if explain => Some(engine.explain(s, t, p).to_string()),
+            Line::Query(s, t, p, _) => Some(engine.check(s, t, p).verdict().to_owned()),
+            Line::Skipped(_) => None,
+            Line::Malformed(_) => Some("error".to_owned()),
+        }
+    }
+}
+
+/// A reader that hands out its input in pieces of the given sizes (cycled), failing with
+/// `Interrupted` before every third piece when asked to.
+struct Pieces {
+    input: Vec<u8>,
+    at: usize,
+    sizes: Vec<usize>,
+    reads: usize,
+    interrupt: bool,
+}
+
+impl Read for Pieces {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        self.reads += 1;
+        if self.interrupt && self.reads.is_multiple_of(3) {
+            return Err(io::ErrorKind::Interrupted.into());
+        }
+        let size = self.sizes[self.reads % self.sizes.len()];
+        let n = size.min(buf.len()).min(self.input.len() - self.at);
+        buf[..n].copy_from_slice(&self.input[self.at..self.at + n]);
+        self.at += n;
+        Ok(n)
+    }
+}
+
+fn run(engine: &Engine, input: impl Read, explain: bool) -> (String, String, BatchSummary) {
+    let options = BatchOptions {
+        explain,
+        json_lines: false,
+    };
+    let (mut out, mut err) = (Vec::new(), Vec::new());
+    let summary = run_batch_from(engine, input, "q.csv", options, &mut out, &mut err)
+        .expect("a batch read from memory completes");
+    (
+        String::from_utf8(out).expect("answers are UTF-8"),
+        String::from_utf8(err).expect("reports are UTF-8"),
+        summary,
+    )
+}
+
+proptest! {
+    // 256 cases unless PROPTEST_CASES says otherwise.
+    #![proptest_config(ProptestConfig { failure_persistence: None, ..ProptestConfig::default() })]
+
+    #[test]
+    fn each_line_is_answered_in_its_place_however_the_input_arrives(
+        lines in prop::collection::vec(line(), 0..40),
+        crlf in any::<bool>(),
+        last_newline in any::<bool>(),
+        sizes in prop::collection::vec(1usize..700, 1..6),
+        interrupt in any::<bool>(),
+        explain in any::<bool>(),
+    ) {
+        let engine = Engine::new(&Policy::from_toml_str(POLICY).expect("the test policy is valid"));
+        let end = if crlf { b"\r\n".as_slice() } else { b"\n" };
+        let mut input = Vec::new();
+        for (i, line) in lines.iter().enumerate() {
+            input.extend(line.bytes());
+            if i + 1 < lines.len() || last_newline {
+                input.extend_from_slice(end);
+            }
+        }
+        let mut expected = String::new();
+        let mut malformed_lines = Vec::new();
+        for (i, line) in lines.iter().enumerate() {
+            if let Some(answer) = line.answer(&engine, explain) {
+                expected.push_str(&answer);
+                expected.push('\n');
+            }
+            if matches!(line, Line::Malformed(_)) {
+                malformed_lines.push(i + 1);
+            }
+        }
+
+        let (out, err, summary) = run(&engine, input.as_slice(), explain);
+        prop_assert_eq!(&out, &expected);
+        let reported: Vec<usize> = err
+            .lines()
+            .map(|l| {
+                let rest = l.strip_prefix("q.csv:").unwrap_or_default();
+                rest.split(':').next().unwrap_or_default().parse().unwrap_or(0)
+            })
+            .collect();
+        prop_assert_eq!(&reported, &malformed_lines, "stderr:\n{}", err);
+        let answers: Vec<&str> = out.lines().collect();
+        let verdicts = answers.iter().filter(|a| !a.starts_with("error"));
+        prop_assert_eq!(summary.malformed, malformed_lines.len());
+        prop_assert_eq!(summary.decided, verdicts.clone().count());
+        prop_assert_eq!(summary.allowed, verdicts.filter(|a| a.starts_with("allow")).count());
+
+        let pieces = Pieces { input, at: 0, sizes, reads: 0, interrupt };
+        let (out_in_pieces, err_in_pieces, summary_in_pieces) = run(&engine, pieces, explain);
+        prop_assert_eq!(out_in_pieces, out);
+        prop_assert_eq!(err_in_pieces, err);
+        prop_assert_eq!(summary_in_pieces, summary);
+    }
+}
