@@ -42,6 +42,7 @@
 //! # Ok::<(), rbac_core::casbin::CasbinError>(())
 //! ```
 
+use std::borrow::Cow;
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 
@@ -643,15 +644,16 @@ pub fn export(policy: &Policy) -> Result<CasbinExport, CasbinError> {
         if is_role {
             continue;
         }
+        let field = subject_field(subject)?;
         for scope in &scopes {
             let gdom = scope.map(|t| format!(", {t}")).unwrap_or_default();
             for role in &def.roles {
-                lines.insert(format!("g, {subject}, {role}{gdom}"));
+                lines.insert(format!("g, {field}, {role}{gdom}"));
             }
         }
         for (tenant, held) in &def.tenants {
             for role in held {
-                lines.insert(format!("g, {subject}, {role}, {tenant}"));
+                lines.insert(format!("g, {field}, {role}, {tenant}"));
             }
         }
     }
@@ -662,6 +664,25 @@ pub fn export(policy: &Policy) -> Result<CasbinExport, CasbinError> {
     Ok(CasbinExport {
         model: shape.model_text(),
         policy: policy_csv,
+    })
+}
+
+/// A subject as a field of casbin's CSV. Subjects may hold commas and quotes (role, tenant and
+/// permission names may not). A subject with a comma is quoted; casbin's reader has no escape
+/// for a quote inside a quoted field, and reads a field that starts with a quote as quoted, so
+/// a subject that starts with a quote, or holds both a comma and a quote, cannot be written.
+fn subject_field(subject: &str) -> Result<Cow<'_, str>, CasbinError> {
+    let comma = subject.contains(',');
+    if subject.starts_with('"') || (comma && subject.contains('"')) {
+        return Err(CasbinError::Export(format!(
+            "subject `{subject}` cannot be written in casbin's CSV: it would need a quote \
+             inside a quoted field, which casbin cannot read"
+        )));
+    }
+    Ok(if comma {
+        Cow::Owned(format!("\"{subject}\""))
+    } else {
+        Cow::Borrowed(subject)
     })
 }
 

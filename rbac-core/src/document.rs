@@ -191,19 +191,29 @@ enum RegistryNode {
     Branch(BTreeMap<String, RegistryNode>),
 }
 
-fn flatten(prefix: &str, node: RegistryNode, out: &mut BTreeMap<String, String>) {
+/// Adds the permissions under `node` to `out`, named `prefix.key…` (the root has no prefix,
+/// so that an empty first segment stays in the name, and is refused as malformed, rather than
+/// vanishing). A name written twice (`"a.b" = …` beside `[a] b = …`) is added to `twice`.
+fn flatten(
+    prefix: Option<&str>,
+    node: RegistryNode,
+    out: &mut BTreeMap<String, String>,
+    twice: &mut Vec<String>,
+) {
     match node {
         RegistryNode::Leaf(description) => {
-            out.insert(prefix.to_owned(), description);
+            let name = prefix.unwrap_or_default().to_owned();
+            if out.insert(name.clone(), description).is_some() {
+                twice.push(name);
+            }
         }
         RegistryNode::Branch(children) => {
             for (key, child) in children {
-                let name = if prefix.is_empty() {
-                    key
-                } else {
-                    format!("{prefix}.{key}")
+                let name = match prefix {
+                    None => key,
+                    Some(prefix) => format!("{prefix}.{key}"),
                 };
-                flatten(&name, child, out);
+                flatten(Some(&name), child, out, twice);
             }
         }
     }
@@ -218,7 +228,16 @@ impl<'de> Deserialize<'de> for Registry {
             )
         })?;
         let mut out = BTreeMap::new();
-        flatten("", RegistryNode::Branch(tree), &mut out);
+        let mut twice = Vec::new();
+        flatten(None, RegistryNode::Branch(tree), &mut out, &mut twice);
+        if !twice.is_empty() {
+            let names: Vec<String> = twice.iter().map(|n| format!("`{n}`")).collect();
+            return Err(serde::de::Error::custom(format!(
+                "permission {} declared twice, once with its dots inside a quoted key \
+                 (`\"a.b\" = …`) and once as a table path (`[a] b = …`)",
+                names.join(", ")
+            )));
+        }
         Ok(Registry(out))
     }
 }
@@ -342,6 +361,36 @@ mod tests {
         let text = doc.to_toml_string().unwrap();
         assert!(text.contains("[permissions.finance.invoices]"), "{text}");
         assert_eq!(PolicyDocument::from_toml_str(&text).unwrap(), doc);
+    }
+
+    #[test]
+    fn an_empty_first_segment_stays_in_the_name() {
+        // `""."invoices"."read"` used to lose its empty first segment and load as
+        // `invoices.read`; it is the name `.invoices.read`, which validation refuses.
+        let doc =
+            PolicyDocument::from_toml_str("[permissions]\n\"\".invoices.read = \"x\"\n").unwrap();
+        assert_eq!(
+            doc.permissions.names().collect::<Vec<_>>(),
+            [".invoices.read"]
+        );
+        let err = crate::Policy::from_document(doc).unwrap_err();
+        assert!(err.to_string().contains("`.invoices.read`"), "{err}");
+    }
+
+    #[test]
+    fn a_permission_written_twice_in_two_spellings_is_refused() {
+        // TOML refuses a key written twice in one spelling; this is the other way to write
+        // the same name twice, and the second description used to replace the first.
+        let err = PolicyDocument::from_toml_str(
+            "[permissions]\n\"finance.invoices.read\" = \"A\"\n\
+             [permissions.finance.invoices]\nread = \"B\"\n",
+        )
+        .unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("permission `finance.invoices.read` declared twice"),
+            "{err}"
+        );
     }
 
     #[test]

@@ -1,6 +1,10 @@
-//! `check --batch` input of every shape, read whole or in pieces of any size, with reads that
-//! are interrupted now and then: each query line gets its answer in its place, a comment or
-//! blank line none, and a malformed line `error` in its place and a report naming its line.
+//! `check --batch` input, read whole or in pieces of any size, with reads that are interrupted
+//! now and then: queries written plainly, with spaces, quoted (a subject with a comma), padded
+//! to the 64 KiB limit and one byte either side of it; comments and blank lines; malformed
+//! lines (wrong field count, bad names, an unclosed quote, not UTF-8, too long); LF or CRLF
+//! line ends, the last line with or without one; as text or JSON Lines, with or without the
+//! reason. Each query line gets its answer in its place, a comment or blank line none, and a
+//! malformed line `error` (or its JSON object) in its place and a report naming its line.
 
 use std::io::{self, Read};
 
@@ -31,9 +35,21 @@ acme = ["viewer"]
 roles = ["approver"]
 [subjects."carol@example.com".tenants]
 globex = ["approver"]
+[subjects."zoë".tenants]
+acme = ["viewer"]
+[subjects."o'neil,pat".tenants]
+globex = ["viewer"]
 "#;
 
-const SUBJECTS: [&str; 4] = ["alice", "bob", "carol@example.com", "mallory"];
+/// Subjects, with one that is not UTF-8's ASCII and one that holds a comma (written quoted).
+const SUBJECTS: [&str; 6] = [
+    "alice",
+    "bob",
+    "carol@example.com",
+    "zoë",
+    "o'neil,pat",
+    "mallory",
+];
 const TENANTS: [&str; 4] = ["", "acme", "globex", "initech"];
 const PERMISSIONS: [&str; 4] = [
     "finance.invoices.read",
@@ -58,10 +74,22 @@ enum Style {
     Plain,
     Spaced,
     Quoted,
+    /// Quoted, with spaces around the quotes (casbin's `a, "b"`).
+    QuotedSpaced,
+    /// With spaces after the permission, to make the line exactly this many bytes long
+    /// (before its line end).
+    Padded(usize),
 }
 
 fn line() -> impl Strategy<Value = Line> {
-    let style = prop_oneof![Just(Style::Plain), Just(Style::Spaced), Just(Style::Quoted)];
+    // The longest line read is 64 KiB: padded lines of one byte less, that many, and one more.
+    let style = prop_oneof![
+        3 => Just(Style::Plain),
+        2 => Just(Style::Spaced),
+        2 => Just(Style::Quoted),
+        2 => Just(Style::QuotedSpaced),
+        1 => (65_535usize..=65_537).prop_map(Style::Padded),
+    ];
     let query = (
         prop::sample::select(SUBJECTS.to_vec()),
         prop::sample::select(TENANTS.to_vec()),
@@ -90,18 +118,40 @@ fn line() -> impl Strategy<Value = Line> {
 
 impl Line {
     fn bytes(&self) -> Vec<u8> {
+        // A subject with a comma is always quoted.
+        let plain = |s: &str| {
+            if s.contains(',') {
+                format!("\"{s}\"")
+            } else {
+                s.to_owned()
+            }
+        };
         match self {
-            Line::Query(s, t, p, Style::Plain) => format!("{s},{t},{p}").into_bytes(),
-            Line::Query(s, t, p, Style::Spaced) => format!("  {s} ,{t} , {p}\t").into_bytes(),
+            Line::Query(s, t, p, Style::Plain) => format!("{},{t},{p}", plain(s)).into_bytes(),
+            Line::Query(s, t, p, Style::QuotedSpaced) => {
+                format!(" \"{s}\" , \"{t}\",  \"{p}\" ").into_bytes()
+            }
+            Line::Query(s, t, p, Style::Padded(len)) => {
+                let mut line = format!("{},{t},{p}", plain(s)).into_bytes();
+                line.resize(*len, b' ');
+                line
+            }
+            Line::Query(s, t, p, Style::Spaced) => {
+                format!("  {} ,{t} , {}\t", plain(s), p).into_bytes()
+            }
             Line::Query(s, t, p, Style::Quoted) => format!("\"{s}\",\"{t}\",\"{p}\"").into_bytes(),
             Line::Skipped(text) => text.as_bytes().to_vec(),
             Line::Malformed(bytes) => bytes.clone(),
         }
     }
 
-    /// The output line this line must give, if any.
-    fn answer(&self, engine: &Engine, explain: bool) -> Option<String> {
+    /// The output line this line must give, if any; `cr`: it ends in `\r\n`, whose `\r`
+    /// is part of the line read.
+    fn answer(&self, engine: &Engine, explain: bool, cr: bool) -> Option<String> {
         match self {
+            Line::Query(_, _, _, Style::Padded(len)) if len + usize::from(cr) > 65_536 => {
+                Some("error".to_owned())
+            }
             Line::Query(s, t, p, _) if explain => Some(engine.explain(s, t, p).to_string()),
             Line::Query(s, t, p, _) => Some(engine.check(s, t, p).verdict().to_owned()),
             Line::Skipped(_) => None,
@@ -134,11 +184,7 @@ impl Read for Pieces {
     }
 }
 
-fn run(engine: &Engine, input: impl Read, explain: bool) -> (String, String, BatchSummary) {
-    let options = BatchOptions {
-        explain,
-        json_lines: false,
-    };
+fn run(engine: &Engine, input: impl Read, options: BatchOptions) -> (String, String, BatchSummary) {
     let (mut out, mut err) = (Vec::new(), Vec::new());
     let summary = run_batch_from(engine, input, "q.csv", options, &mut out, &mut err)
         .expect("a batch read from memory completes");
@@ -161,30 +207,56 @@ proptest! {
         sizes in prop::collection::vec(1usize..700, 1..6),
         interrupt in any::<bool>(),
         explain in any::<bool>(),
+        json_lines in any::<bool>(),
     ) {
         let engine = Engine::new(&Policy::from_toml_str(POLICY).expect("the test policy is valid"));
         let end = if crlf { b"\r\n".as_slice() } else { b"\n" };
         let mut input = Vec::new();
+        // Each line's number and its answer, for the lines that get one.
+        let mut expected: Vec<(usize, &Line, String)> = Vec::new();
         for (i, line) in lines.iter().enumerate() {
             input.extend(line.bytes());
-            if i + 1 < lines.len() || last_newline {
+            let ended = i + 1 < lines.len() || last_newline;
+            if ended {
                 input.extend_from_slice(end);
             }
-        }
-        let mut expected = String::new();
-        let mut malformed_lines = Vec::new();
-        for (i, line) in lines.iter().enumerate() {
-            if let Some(answer) = line.answer(&engine, explain) {
-                expected.push_str(&answer);
-                expected.push('\n');
-            }
-            if matches!(line, Line::Malformed(_)) {
-                malformed_lines.push(i + 1);
+            if let Some(answer) = line.answer(&engine, explain, crlf && ended) {
+                expected.push((i + 1, line, answer));
             }
         }
+        let malformed_lines: Vec<usize> = expected
+            .iter()
+            .filter(|(_, _, answer)| answer == "error")
+            .map(|(n, _, _)| *n)
+            .collect();
+        let options = BatchOptions { explain, json_lines };
 
-        let (out, err, summary) = run(&engine, input.as_slice(), explain);
-        prop_assert_eq!(&out, &expected);
+        let (out, err, summary) = run(&engine, input.as_slice(), options);
+        let answers: Vec<&str> = out.lines().collect();
+        prop_assert_eq!(answers.len(), expected.len(), "{}", out);
+        for (got, (n, line, answer)) in answers.iter().zip(&expected) {
+            if !json_lines {
+                prop_assert_eq!(got, answer, "line {}", n);
+                continue;
+            }
+            // The object a single `check --format json` prints, with the line; or the error.
+            let object: serde_json::Value = serde_json::from_str(got).expect("each line is JSON");
+            prop_assert_eq!(object["line"].as_u64(), Some(*n as u64), "{}", got);
+            match line {
+                Line::Query(s, t, p, _) if answer != "error" => {
+                    let decision = engine.check(s, t, p);
+                    prop_assert_eq!(&object["subject"], *s, "{}", got);
+                    prop_assert_eq!(&object["tenant"], *t, "{}", got);
+                    prop_assert_eq!(&object["permission"], *p, "{}", got);
+                    prop_assert_eq!(&object["decision"], decision.verdict(), "{}", got);
+                    prop_assert_eq!(&object["cause"], decision.cause().as_str(), "{}", got);
+                    if explain {
+                        prop_assert_eq!(&object["reason"], answer.as_str(), "{}", got);
+                    }
+                }
+                _ => prop_assert!(object["error"].is_string(), "{}", got),
+            }
+        }
         let reported: Vec<usize> = err
             .lines()
             .map(|l| {
@@ -193,14 +265,19 @@ proptest! {
             })
             .collect();
         prop_assert_eq!(&reported, &malformed_lines, "stderr:\n{}", err);
-        let answers: Vec<&str> = out.lines().collect();
-        let verdicts = answers.iter().filter(|a| !a.starts_with("error"));
-        prop_assert_eq!(summary.malformed, malformed_lines.len());
-        prop_assert_eq!(summary.decided, verdicts.clone().count());
-        prop_assert_eq!(summary.allowed, verdicts.filter(|a| a.starts_with("allow")).count());
+        let decided: Vec<&Line> = expected
+            .iter()
+            .filter(|(_, _, answer)| answer != "error")
+            .map(|(_, line, _)| *line)
+            .collect();
+        let allowed = decided
+            .iter()
+            .filter(|line| matches!(line, Line::Query(s, t, p, _) if engine.check(s, t, p).is_allowed()))
+            .count();
+        prop_assert_eq!(summary, BatchSummary { decided: decided.len(), allowed, malformed: malformed_lines.len() });
 
         let pieces = Pieces { input, at: 0, sizes, reads: 0, interrupt };
-        let (out_in_pieces, err_in_pieces, summary_in_pieces) = run(&engine, pieces, explain);
+        let (out_in_pieces, err_in_pieces, summary_in_pieces) = run(&engine, pieces, options);
         prop_assert_eq!(out_in_pieces, out);
         prop_assert_eq!(err_in_pieces, err);
         prop_assert_eq!(summary_in_pieces, summary);
