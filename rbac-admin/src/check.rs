@@ -395,7 +395,8 @@ fn parse_query(raw: &[u8]) -> Result<Option<[Cow<'_, str>; 3]>, String> {
         }
         count += 1;
     }
-    if blank {
+    // Empty fields written as `""` are a query with empty names, not a blank line.
+    if blank && memchr::memchr(b'"', raw).is_none() {
         return Ok(None);
     }
     if count != 3 {

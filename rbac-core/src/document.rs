@@ -2,7 +2,7 @@
 //!
 //! A [`PolicyDocument`] is plain data and may be invalid; [`crate::Policy`] is a validated one.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
@@ -193,18 +193,19 @@ enum RegistryNode {
 
 /// Adds the permissions under `node` to `out`, named `prefix.key…` (the root has no prefix,
 /// so that an empty first segment stays in the name, and is refused as malformed, rather than
-/// vanishing). A name written twice (`"a.b" = …` beside `[a] b = …`) is added to `twice`.
+/// vanishing). A name written more than once (`"a.b" = …` beside `[a] b = …`) is added to
+/// `twice`.
 fn flatten(
     prefix: Option<&str>,
     node: RegistryNode,
     out: &mut BTreeMap<String, String>,
-    twice: &mut Vec<String>,
+    twice: &mut BTreeSet<String>,
 ) {
     match node {
         RegistryNode::Leaf(description) => {
             let name = prefix.unwrap_or_default().to_owned();
             if out.insert(name.clone(), description).is_some() {
-                twice.push(name);
+                twice.insert(name);
             }
         }
         RegistryNode::Branch(children) => {
@@ -228,13 +229,13 @@ impl<'de> Deserialize<'de> for Registry {
             )
         })?;
         let mut out = BTreeMap::new();
-        let mut twice = Vec::new();
+        let mut twice = BTreeSet::new();
         flatten(None, RegistryNode::Branch(tree), &mut out, &mut twice);
         if !twice.is_empty() {
             let names: Vec<String> = twice.iter().map(|n| format!("`{n}`")).collect();
             return Err(serde::de::Error::custom(format!(
-                "permission {} declared twice, once with its dots inside a quoted key \
-                 (`\"a.b\" = …`) and once as a table path (`[a] b = …`)",
+                "permission {} declared more than once, in different spellings of its \
+                 key (`\"a.b\" = …` and `[a] b = …` are the same name)",
                 names.join(", ")
             )));
         }
@@ -388,7 +389,7 @@ mod tests {
         .unwrap_err();
         assert!(
             err.to_string()
-                .contains("permission `finance.invoices.read` declared twice"),
+                .contains("permission `finance.invoices.read` declared more than once"),
             "{err}"
         );
     }

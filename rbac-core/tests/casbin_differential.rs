@@ -1319,6 +1319,85 @@ fn casbin_rbac_model_example() {
     }
 }
 
+/// How a field of a generated CSV line is written.
+#[derive(Debug, Clone, Copy)]
+enum Written {
+    Plain,
+    Quoted,
+    /// Spaces before the opening quote (casbin's `a, "b"`).
+    SpaceQuoted,
+    /// A space after the closing quote, which casbin reads as one more field.
+    QuotedSpace,
+    /// Doubled quotes, which casbin does not read as an escape.
+    Doubled,
+}
+
+fn written(name: &str, how: Written) -> String {
+    match how {
+        Written::Plain => name.to_owned(),
+        Written::Quoted => format!("\"{name}\""),
+        Written::SpaceQuoted => format!("  \"{name}\""),
+        Written::QuotedSpace => format!("\"{name}\" "),
+        Written::Doubled => format!("\"{}\"", name.replace('"', "\"\"")),
+    }
+}
+
+/// Lines whose fields are quoted or not, with spaces, commas and quotes where casbin reads
+/// them in its own way: the import reads each line as casbin does or refuses the file, and
+/// never decides otherwise than casbin on a file it imports.
+#[test]
+fn quoted_fields_are_read_as_casbin_reads_them_or_refused() {
+    let names = [
+        "alice", "bob", "admin", "data1", "read", "a,b", "x\"y", "\"q",
+    ];
+    let how = || {
+        prop_oneof![
+            6 => Just(Written::Plain),
+            4 => Just(Written::Quoted),
+            3 => Just(Written::SpaceQuoted),
+            1 => Just(Written::QuotedSpace),
+            1 => Just(Written::Doubled),
+        ]
+    };
+    let subject = || {
+        prop_oneof![
+            3 => prop::sample::select(vec!["alice", "bob", "admin"]),
+            1 => prop::sample::select(names.to_vec()),
+        ]
+    };
+    let field = |name: BoxedStrategy<&'static str>| (name, how()).prop_map(|(n, h)| written(n, h));
+    let p_line = (
+        field(subject().boxed()),
+        field(prop::sample::select(vec!["data1", "data2", "a,b"]).boxed()),
+        field(prop::sample::select(vec!["read", "write"]).boxed()),
+    )
+        .prop_map(|(s, o, a)| format!("p, {s},{o},{a}"));
+    let g_line = (field(subject().boxed()), field(subject().boxed()))
+        .prop_map(|(s, r)| format!("g, {s},{r}"));
+    let line = prop_oneof![p_line, g_line];
+    run(prop::collection::vec(line, 1..6), |lines| {
+        let csv = lines.join("\n");
+        let Ok(policy) = rc::import(RBAC_MODEL, &csv) else {
+            return Ok(());
+        };
+        let engine = Engine::new(&policy);
+        let enforcer = runtime().block_on(casbin_from_text(RBAC_MODEL, &csv));
+        for sub in names {
+            for obj in ["data1", "data2", "a,b"] {
+                for act in ["read", "write"] {
+                    let Some(perm) = rc::permission_name(obj, act) else {
+                        continue;
+                    };
+                    let ours = engine.check(sub, "", &perm).is_allowed();
+                    let theirs = enforcer.enforce((sub, obj, act)).unwrap_or(false);
+                    prop_assert_eq!(ours, theirs, "({}, {}, {}) in\n{}", sub, obj, act, csv);
+                }
+            }
+        }
+        Ok(())
+    });
+}
+
 /// Subjects may hold commas and quotes. An export quotes a subject with a comma, which casbin
 /// and this crate read back alike; one casbin's CSV cannot hold is refused, naming it.
 #[test]

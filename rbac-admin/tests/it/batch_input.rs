@@ -74,7 +74,7 @@ enum Style {
     Plain,
     Spaced,
     Quoted,
-    /// Quoted, with spaces around the quotes (casbin's `a, "b"`).
+    /// Quoted, with spaces before the opening quotes (casbin's `a, "b"`).
     QuotedSpaced,
     /// With spaces after the permission, to make the line exactly this many bytes long
     /// (before its line end).
@@ -107,6 +107,11 @@ fn line() -> impl Strategy<Value = Line> {
         Just(b"alice,ac me,finance.invoices.read".to_vec()),
         Just(b",acme,finance.invoices.read".to_vec()),
         Just(b"\"alice,acme,finance.invoices.read".to_vec()),
+        // casbin reads a space after a closing quote as one more field, and has no `""`.
+        Just(b"\"alice\" ,acme,finance.invoices.read".to_vec()),
+        Just(b"\"al\"\"ice\",acme,finance.invoices.read".to_vec()),
+        // Empty names written out are a query, not a blank line.
+        Just(b"\"\",\"\",\"\"".to_vec()),
         Just(b"al\xffice,acme,finance.invoices.read".to_vec()),
         Just(b"\xc3".to_vec()),
         // One byte over the longest line read (64 KiB).
@@ -129,7 +134,7 @@ impl Line {
         match self {
             Line::Query(s, t, p, Style::Plain) => format!("{},{t},{p}", plain(s)).into_bytes(),
             Line::Query(s, t, p, Style::QuotedSpaced) => {
-                format!(" \"{s}\" , \"{t}\",  \"{p}\" ").into_bytes()
+                format!(" \"{s}\", \"{t}\",  \"{p}\" ").into_bytes()
             }
             Line::Query(s, t, p, Style::Padded(len)) => {
                 let mut line = format!("{},{t},{p}", plain(s)).into_bytes();
@@ -137,7 +142,9 @@ impl Line {
                 line
             }
             Line::Query(s, t, p, Style::Spaced) => {
-                format!("  {} ,{t} , {}\t", plain(s), p).into_bytes()
+                // No space after a closing quote: casbin would read one more field there.
+                let gap = if s.contains(',') { "" } else { " " };
+                format!("  {}{gap},{t} , {}\t", plain(s), p).into_bytes()
             }
             Line::Query(s, t, p, Style::Quoted) => format!("\"{s}\",\"{t}\",\"{p}\"").into_bytes(),
             Line::Skipped(text) => text.as_bytes().to_vec(),

@@ -417,7 +417,8 @@ fn batch_with_format_json_prints_one_object_a_line() {
         .args(["--batch", "-"])
         .write_stdin(
             "# who may delete leads\ncarol,globex,crm.leads.delete\ncarol\n\
-             dave,acme,finance.invoices.delete\n\"\u{fc}n\u{ef}\"\"q\",globex,crm.leads.delete\n",
+             dave,acme,finance.invoices.delete\n\u{fc}n\u{ef}\"q,globex,crm.leads.delete\n\
+             \"\u{fc},n\", globex,crm.leads.delete\n",
         )
         .assert()
         .code(3)
@@ -444,9 +445,11 @@ fn batch_with_format_json_prints_one_object_a_line() {
                 single(["\u{fc}n\u{ef}\"q", "globex", "crm.leads.delete"]),
                 5
             ),
+            with_line(single(["\u{fc},n", "globex", "crm.leads.delete"]), 6),
         ]
     );
     assert_eq!(got[3]["subject"], "\u{fc}n\u{ef}\"q");
+    assert_eq!(got[4]["subject"], "\u{fc},n");
     assert_eq!(got[0]["decision"], "allow");
     assert_eq!(got[2]["cause"], "explicit_deny");
 }
