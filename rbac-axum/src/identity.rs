@@ -75,9 +75,16 @@ impl TrustedHeader {
 
 impl IdentityResolver for TrustedHeader {
     fn resolve(&self, parts: &Parts) -> Result<Option<Identity>, Unauthenticated> {
-        let Some(value) = parts.headers.get(&self.name) else {
+        let mut values = parts.headers.get_all(&self.name).iter();
+        let Some(value) = values.next() else {
             return Ok(None);
         };
+        // A proxy that appends its header rather than replacing it leaves the client's first.
+        if values.next().is_some() {
+            return Err(Unauthenticated::invalid(
+                "trusted identity header is given more than once",
+            ));
+        }
         let subject = value
             .to_str()
             .map_err(|_| Unauthenticated::invalid("trusted identity header is not text"))?;

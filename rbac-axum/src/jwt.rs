@@ -121,6 +121,9 @@ impl JwtKeys {
 /// - `exp` is required; `nbf` is checked when present; `aud` and `iss` are required and checked
 ///   when configured. The clock leeway defaults to 30 seconds.
 /// - The subject is the `sub` claim (required).
+/// - An `Authorization` header that is not text, or that is given more than once, is refused
+///   (401), never taken for no credentials, so that no later resolver decides who the caller
+///   is.
 #[derive(Clone)]
 pub struct Jwt {
     algorithm: Algorithm,
@@ -174,11 +177,17 @@ impl Jwt {
         self
     }
 
-    /// Clock skew tolerated on `exp` and `nbf` (whole seconds).
+    /// Clock skew tolerated on `exp` and `nbf` (whole seconds), at most [`Jwt::MAX_LEEWAY`]:
+    /// a longer one is cut to it.
     pub fn leeway(mut self, leeway: Duration) -> Jwt {
-        self.validation.leeway = leeway.as_secs();
+        self.validation.leeway = leeway.as_secs().min(Jwt::MAX_LEEWAY.as_secs());
         self
     }
+
+    /// The longest clock leeway [`Jwt::leeway`] takes: one day. A leeway longer than the time
+    /// since 1970 would make jsonwebtoken's `now - leeway` overflow; one of days already
+    /// accepts tokens that expired days ago.
+    pub const MAX_LEEWAY: Duration = Duration::from_secs(24 * 60 * 60);
 
     /// The keys, for rotation.
     pub fn keys(&self) -> &JwtKeys {
@@ -196,10 +205,21 @@ fn bearer(value: &str) -> Option<&str> {
 
 impl IdentityResolver for Jwt {
     fn resolve(&self, parts: &Parts) -> Result<Option<Identity>, Unauthenticated> {
-        let Some(value) = parts.headers.get(AUTHORIZATION) else {
+        let mut values = parts.headers.get_all(AUTHORIZATION).iter();
+        let Some(value) = values.next() else {
             return Ok(None);
         };
-        let Some(token) = value.to_str().ok().and_then(bearer) else {
+        // Credentials that cannot be read are refused, not taken for none (which would let a
+        // later resolver decide who the caller is).
+        if values.next().is_some() {
+            return Err(Unauthenticated::invalid(
+                "the Authorization header is given more than once",
+            ));
+        }
+        let value = value
+            .to_str()
+            .map_err(|_| Unauthenticated::invalid("the Authorization header is not text"))?;
+        let Some(token) = bearer(value) else {
             return Ok(None);
         };
         let header =

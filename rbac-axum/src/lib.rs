@@ -85,7 +85,8 @@
 //! The attribute adds a first argument to the handler, an extractor that decides the requirement
 //! from the request head before any other extractor runs. The middleware form,
 //! `route_layer(require("finance.accounts.read"))` with [`require`], [`require_any`],
-//! [`require_all`], [`require_role`], [`require_module`] and [`public`], decides the same way,
+//! [`require_all`], [`require_role`](fn@require_role), [`require_module`](fn@require_module) and
+//! [`public`](fn@public), decides the same way,
 //! answers the same way and appears the same way in the coverage report.
 //!
 //! # What a misspelled permission does

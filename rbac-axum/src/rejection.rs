@@ -228,7 +228,7 @@ impl IntoResponse for Forbidden {
 pub enum TenantProblem {
     /// The configured source (path parameter, header, claim) is absent.
     Missing,
-    /// The value is not a valid tenant name.
+    /// The value is not a valid tenant name, or a header is given more than once.
     Malformed,
 }
 

@@ -99,7 +99,7 @@ impl fmt::Display for Requirement {
 pub enum Protection {
     /// The caller must satisfy the requirement.
     Requires(Requirement),
-    /// Deliberately open to everyone (`#[public]` or the [`public`](crate::public) layer).
+    /// Deliberately open to everyone (`#[public]` or the [`public`](fn@crate::public) layer).
     Public,
 }
 

@@ -26,7 +26,7 @@ pub(crate) struct RouteEntry {
 ///
 /// axum cannot list a router's routes, so this wrapper records each one as it is added (through
 /// [`routing`](crate::routing)'s method routers), with `nest` prefixes, and which
-/// [`require`](crate::require) / [`public`](crate::public) layers cover it. That record is what
+/// [`require`](crate::require) / [`public`](fn@crate::public) layers cover it. That record is what
 /// [`Router::coverage`] reports and what [`Router::deny_by_default`] enforces. The methods mirror
 /// axum's; [`Router::into_inner`] gives the `axum::Router` to serve.
 pub struct Router<S = ()> {
@@ -72,7 +72,7 @@ impl<S: Clone + Send + Sync + 'static> Router<S> {
     }
 
     /// Answers 403 on every route whose handler carries neither a requirement nor `#[public]`
-    /// and that no [`require`](crate::require) or [`public`](crate::public) layer covers, so that
+    /// and that no [`require`](crate::require) or [`public`](fn@crate::public) layer covers, so that
     /// a forgotten route fails safe. Applies to every route of this router, including nested and
     /// merged ones and those added after this call.
     pub fn deny_by_default(mut self) -> Self {
@@ -135,7 +135,7 @@ impl<S: Clone + Send + Sync + 'static> Router<S> {
         self
     }
 
-    /// `axum::Router::layer`; a [`require`](crate::require) or [`public`](crate::public) layer is
+    /// `axum::Router::layer`; a [`require`](crate::require) or [`public`](fn@crate::public) layer is
     /// recorded for the routes added so far.
     pub fn layer<L>(mut self, layer: L) -> Self
     where

@@ -211,7 +211,7 @@ impl<S: Clone + Send + Sync + 'static> MethodRouter<S> {
     }
 
     /// `axum::routing::MethodRouter::layer`; a [`require`](crate::require) or
-    /// [`public`](crate::public) layer is recorded for the handlers added so far.
+    /// [`public`](fn@crate::public) layer is recorded for the handlers added so far.
     pub fn layer<L>(mut self, layer: L) -> Self
     where
         L: Layer<Route> + Clone + Send + Sync + 'static,

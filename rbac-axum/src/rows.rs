@@ -51,6 +51,13 @@ use crate::rejection::AuthzRejection;
 pub trait SnapshotSource: Send + Sync + 'static {
     /// The snapshot to answer this request with.
     fn snapshot(&self) -> Arc<Snapshot>;
+
+    /// Whether requests must be refused now, as checks are: a live engine whose policy is
+    /// staler than its limit. [`Caller`] then refuses (503) rather than filter rows and mask
+    /// fields with an old snapshot.
+    fn is_denying(&self) -> bool {
+        false
+    }
 }
 
 impl SnapshotSource for Engine {
@@ -64,11 +71,19 @@ impl SnapshotSource for rbac_core::store::LiveEngine {
     fn snapshot(&self) -> Arc<Snapshot> {
         self.engine().snapshot()
     }
+
+    fn is_denying(&self) -> bool {
+        rbac_core::store::LiveEngine::is_denying(self)
+    }
 }
 
 impl<T: SnapshotSource + ?Sized> SnapshotSource for Arc<T> {
     fn snapshot(&self) -> Arc<Snapshot> {
         (**self).snapshot()
+    }
+
+    fn is_denying(&self) -> bool {
+        (**self).is_denying()
     }
 }
 
@@ -136,6 +151,8 @@ pub enum RowsRejection {
     Authz(Box<AuthzRejection>),
     /// No [`RowPolicies`] extension is installed (500; deny on a configuration error).
     NotConfigured,
+    /// The policy is staler than the live engine allows, and checks are denied (503).
+    Stale,
     /// The handler asked for a resource the policy does not declare (500).
     UnknownResource(RowError),
     /// The write touches a field the caller may not write (403, naming the field).
@@ -147,6 +164,7 @@ impl fmt::Display for RowsRejection {
         match self {
             RowsRejection::Authz(r) => write!(f, "authorization refused ({})", r.status()),
             RowsRejection::NotConfigured => f.write_str("row policies are not configured"),
+            RowsRejection::Stale => f.write_str("the policy is staler than allowed"),
             RowsRejection::UnknownResource(e) => write!(f, "{e}"),
             RowsRejection::Write(e) => write!(f, "{e}"),
         }
@@ -163,6 +181,7 @@ impl RowsRejection {
             RowsRejection::NotConfigured | RowsRejection::UnknownResource(_) => {
                 StatusCode::INTERNAL_SERVER_ERROR
             }
+            RowsRejection::Stale => StatusCode::SERVICE_UNAVAILABLE,
             RowsRejection::Write(FieldError::NotWritable { .. }) => StatusCode::FORBIDDEN,
             RowsRejection::Write(FieldError::Row(_)) => StatusCode::INTERNAL_SERVER_ERROR,
             RowsRejection::Write(_) => StatusCode::UNPROCESSABLE_ENTITY,
@@ -197,6 +216,14 @@ impl IntoResponse for RowsRejection {
                 tracing::error!(target: "rbac::http", status = status.as_u16(), cause = %self,
                     "request refused: row policies misconfigured");
                 problem(status, "the server cannot authorize this request")
+            }
+            RowsRejection::Stale => {
+                tracing::warn!(target: "rbac::http", status = status.as_u16(), cause = %self,
+                    "request refused: the policy is out of date");
+                problem(
+                    status,
+                    "the authorization policy is out of date; try again later",
+                )
             }
             RowsRejection::Write(ref e) => {
                 tracing::info!(target: "rbac::http", status = status.as_u16(), cause = %e,
@@ -247,6 +274,9 @@ impl<S: Send + Sync> FromRequestParts<S> for Caller {
         let Some(policies) = parts.extensions.get::<RowPolicies>().cloned() else {
             return Err(RowsRejection::NotConfigured);
         };
+        if policies.snapshots.is_denying() {
+            return Err(RowsRejection::Stale);
+        }
         let attributes = policies.attributes.attributes(&principal);
         // The policy's subject is the authenticated one, whatever the source says.
         let attributes = if attributes.id() == principal.subject {

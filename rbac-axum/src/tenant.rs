@@ -60,10 +60,13 @@ impl TenantSource {
                 (value, format!("path parameter `{name}`"))
             }
             TenantSource::Header(name) => {
-                let value = parts
-                    .headers
-                    .get(name)
-                    .map(|v| v.to_str().map(str::to_owned).map_err(|_| ()));
+                // Given twice, the tenant is ambiguous: a proxy or handler reading the other
+                // value would act in a tenant that was not checked.
+                let mut values = parts.headers.get_all(name).iter();
+                let value = values.next().map(|first| match values.next() {
+                    Some(_) => Err(()),
+                    None => first.to_str().map(str::to_owned).map_err(|_| ()),
+                });
                 (value, format!("header `{name}`"))
             }
             TenantSource::Claim(name) => {

@@ -130,6 +130,16 @@ impl FieldRule {
 /// Problems of a field rule, reported through [`crate::ValidationErrors`].
 pub(crate) fn validate(def: &FieldRuleDef, resource: &Resource) -> Vec<String> {
     let mut out = Vec::new();
+    // Such a rule means "read every field, write none", which `read_deny = []` says as well.
+    // Refused, because the policy store keeps a rule as its lists: a rule of none would not
+    // be kept, and other instances would fall back to the global role's rule.
+    if def == &FieldRuleDef::default() {
+        out.push(
+            "names no list: give `read`, `read_deny`, `write` or `write_deny` (`read_deny = []` \
+             reads every field and writes none)"
+                .to_owned(),
+        );
+    }
     for (side, allow, deny) in [
         ("read", &def.read, &def.read_deny),
         ("write", &def.write, &def.write_deny),
@@ -356,12 +366,44 @@ impl FieldMask {
                                 field: path,
                             });
                         }
-                        None => self.check_record(v, child, &path)?,
+                        None => {
+                            // An empty object or array names no field of the prefix, but stored
+                            // in its place it would clear them all: only if all are writable.
+                            let empty = match v {
+                                Json::Object(map) => map.is_empty(),
+                                Json::Array(items) => items.is_empty(),
+                                _ => false,
+                            };
+                            if let Some(field) =
+                                empty.then(|| self.first_unwritable(child, &path)).flatten()
+                            {
+                                return Err(FieldError::NotWritable {
+                                    subject: self.subject.clone(),
+                                    tenant: self.tenant.clone(),
+                                    resource: self.resource.name.clone(),
+                                    field,
+                                });
+                            }
+                            self.check_record(v, child, &path)?
+                        }
                     },
                 }
             }
         }
         Ok(())
+    }
+
+    /// The first field under `node` (at `path`, in key order) the subject may not write.
+    fn first_unwritable(&self, node: &FieldNode, path: &str) -> Option<String> {
+        let mut children: Vec<_> = node.children.iter().collect();
+        children.sort_unstable_by_key(|(key, _)| *key);
+        children.into_iter().find_map(|(key, child)| {
+            let path = format!("{path}.{key}");
+            match child.index {
+                Some(i) if !self.writable.get(i).copied().unwrap_or(false) => Some(path),
+                _ => self.first_unwritable(child, &path),
+            }
+        })
     }
 
     /// The readable columns (declared, filterable columns only), in declaration order: the SQL

@@ -178,6 +178,18 @@ fn check_write_names_the_forbidden_field() {
         err.to_string(),
         "resource `invoices` has no field `customer.ssn`"
     );
+    // An empty array or object under a prefix names no field but, stored in its place, would
+    // clear every field under it: refused unless all are writable.
+    for empty in [json!({"lines": []}), json!({"lines": {}})] {
+        let err = s
+            .check_write("alice", "acme", "invoices", &empty)
+            .unwrap_err();
+        assert!(
+            matches!(err, FieldError::NotWritable { ref field, .. } if field == "lines.price"),
+            "{empty}: {err}"
+        );
+        anna_globex.check_write(&empty).unwrap();
+    }
     // Arrays of records are checked record by record; anything else is refused.
     let err = s
         .check_write(

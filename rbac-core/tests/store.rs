@@ -131,6 +131,19 @@ async fn rejected_changes_leave_nothing_behind(db: TestDb) {
                 pattern: "not.granted".into(),
             },
         ],
+        // A global role with rules in a tenant: deleting it would leave those rules as a
+        // role of the tenant's own, without the global role's denies.
+        vec![
+            Change::Grant {
+                tenant: Some("acme".into()),
+                role: "viewer".into(),
+                pattern: "crm.*".into(),
+            },
+            Change::DeleteRole {
+                tenant: None,
+                name: "viewer".into(),
+            },
+        ],
     ];
     let mut messages = Vec::new();
     for changes in &bad {
@@ -165,6 +178,11 @@ async fn rejected_changes_leave_nothing_behind(db: TestDb) {
         messages[4].contains("grant `not.granted` of role `viewer` does not exist"),
         "{}",
         messages[4]
+    );
+    assert!(
+        messages[5].contains("role `viewer` has rules of its own in tenant(s) `acme`"),
+        "{}",
+        messages[5]
     );
     assert_eq!(
         state(&store).await,

@@ -214,4 +214,31 @@ async fn the_trusted_header_works_once_enabled_and_a_token_takes_precedence() {
     // A header value that is not a valid subject is refused.
     let reply = get_req("/t/acme/accounts").user("car ol").send(&app).await;
     reply.assert_problem(StatusCode::UNAUTHORIZED);
+    // Credentials that cannot be read are refused, never passed over for the trusted header.
+    let valid = token_for("alice", json!({}));
+    let reply = get_req("/t/acme/accounts")
+        .header_bytes("authorization", b"Bearer \xff\xfe")
+        .user("carol")
+        .send(&app)
+        .await;
+    reply.assert_problem(StatusCode::UNAUTHORIZED);
+    let reply = get_req("/t/acme/accounts")
+        .bearer(&valid)
+        .bearer(&forged)
+        .send(&app)
+        .await;
+    reply.assert_problem(StatusCode::UNAUTHORIZED);
+    // A proxy that appends the trusted header leaves the client's value first: refused.
+    let reply = get_req("/t/acme/accounts")
+        .user("carol")
+        .user("mallory")
+        .send(&app)
+        .await;
+    reply.assert_problem(StatusCode::UNAUTHORIZED);
+}
+
+#[test]
+fn a_leeway_is_cut_to_one_day() {
+    let long = jwt(&keys()).leeway(std::time::Duration::from_secs(u64::MAX));
+    assert!(format!("{long:?}").contains("leeway: 86400"), "{long:?}");
 }

@@ -8,6 +8,7 @@ use axum::extract::{Extension, Json};
 use axum::routing::{get, patch};
 use http::{Method, StatusCode};
 use rbac_axum::rbac_core::resource::SubjectAttributes;
+use rbac_axum::rbac_core::store::{ChangeContext, LiveOptions, Store};
 use rbac_axum::rbac_core::{Engine, Policy};
 use rbac_axum::rows::{Caller, Redacted, RowPolicies, RowResource, Rows, RowsRejection};
 use rbac_axum::{Jwt, JwtKeys, KeySet, Principal, RbacLayer, TenantSource, TrustedHeader};
@@ -222,4 +223,68 @@ async fn misconfiguration_and_unknown_callers_deny() {
     // Unknown subject: authenticated, but no roles, so no rows.
     let reply = get_req("/t/acme/invoices").user("ghost").send(&app).await;
     assert_eq!(reply.json(), json!([]));
+}
+
+/// A live engine whose policy is staler than its limit denies every check; row and field
+/// policies are refused too (503), never answered from the old snapshot, on routes that take
+/// a `Caller` or `Rows` without a permission guard as on any other.
+#[tokio::test]
+async fn a_stale_live_engine_refuses_rows_and_fields() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}/policy.db", dir.path().display());
+    let store = Store::connect(&url).await.unwrap();
+    store
+        .import(
+            &ChangeContext::new("tests"),
+            &Policy::from_toml_str(POLICY).unwrap(),
+        )
+        .await
+        .unwrap();
+    let live = std::sync::Arc::new(
+        store
+            .live_engine(LiveOptions {
+                poll_interval: std::time::Duration::from_millis(20),
+                deny_when_stale_for: Some(std::time::Duration::from_millis(100)),
+                ..LiveOptions::default()
+            })
+            .await
+            .unwrap(),
+    );
+    let app = axum::Router::new()
+        .route("/t/{tenant}/invoices", get(list))
+        .route("/t/{tenant}/invoices/{id}", patch(update))
+        .layer(Extension(pool().await))
+        .layer(Extension(RowPolicies::new(live.clone())))
+        .layer(
+            RbacLayer::new(live.clone())
+                .trusted_header(TrustedHeader::x_user_id())
+                .tenant(TenantSource::path("tenant")),
+        );
+    let reply = get_req("/t/acme/invoices").user("alice").send(&app).await;
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.body);
+    // The store stops answering: polls fail from now on.
+    let other = SqlitePool::connect(&url).await.unwrap();
+    sqlx::query("DELETE FROM rbac_meta WHERE key = 'policy_version'")
+        .execute(&other)
+        .await
+        .unwrap();
+    let start = std::time::Instant::now();
+    while !live.is_denying() {
+        assert!(
+            start.elapsed() < std::time::Duration::from_secs(10),
+            "never failed closed"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    get_req("/t/acme/invoices")
+        .user("alice")
+        .send(&app)
+        .await
+        .assert_problem(StatusCode::SERVICE_UNAVAILABLE);
+    call(Method::PATCH, "/t/acme/invoices/1")
+        .user("alice")
+        .json_body(r#"{"status": "paid"}"#)
+        .send(&app)
+        .await
+        .assert_problem(StatusCode::SERVICE_UNAVAILABLE);
 }

@@ -129,6 +129,14 @@ impl Call {
         self
     }
 
+    /// A header whose value is raw bytes (not necessarily text).
+    pub(crate) fn header_bytes(mut self, name: &str, value: &[u8]) -> Call {
+        self.request = self
+            .request
+            .header(name, http::HeaderValue::from_bytes(value).unwrap());
+        self
+    }
+
     pub(crate) fn json_body(mut self, body: &str) -> Call {
         self.request = self.request.header("content-type", "application/json");
         self.body = Body::from(body.to_owned());

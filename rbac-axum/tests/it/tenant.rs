@@ -69,6 +69,16 @@ async fn from_a_header() {
         .await
         .assert_problem(StatusCode::BAD_REQUEST);
     send(Some("")).await.assert_problem(StatusCode::BAD_REQUEST);
+    // Given twice, even with the same value, the tenant is ambiguous.
+    for second in ["globex", "acme"] {
+        get_req("/accounts")
+            .user("alice")
+            .header("x-tenant-id", "acme")
+            .header("x-tenant-id", second)
+            .send(&app)
+            .await
+            .assert_problem(StatusCode::BAD_REQUEST);
+    }
 }
 
 #[tokio::test]

@@ -217,29 +217,31 @@ pub(crate) fn attribute_value(
         return (ty == ColumnType::Text).then(|| Value::Text(attrs.id().to_owned()));
     }
     match attrs.get_ref(name)? {
-        Attribute::One(v) => match v.coerce(ty)? {
-            Value::Null => None,
-            v => Some(v),
-        },
+        Attribute::One(v) => comparable(v.coerce(ty)?),
         Attribute::List(_) => None,
     }
 }
 
+/// `value`, unless it compares with nothing: a null, or a float NaN. A NaN is missing, not a
+/// value: compared in memory it is unknown (deny), but PostgreSQL sorts it above every number,
+/// so that `amount <= NaN` would admit every row.
+fn comparable(value: Value) -> Option<Value> {
+    match value {
+        Value::Null => None,
+        Value::Float(f) if f.is_nan() => None,
+        v => Some(v),
+    }
+}
+
 /// A list attribute as values of the column's type; `None` when missing, a single value, or
-/// holding an element of another type (or a null).
+/// holding an element of another type (or a null, or a NaN).
 pub(crate) fn attribute_list(
     attrs: &SubjectAttributes,
     name: &str,
     ty: ColumnType,
 ) -> Option<Vec<Value>> {
     match attrs.get_ref(name)? {
-        Attribute::List(items) => items
-            .iter()
-            .map(|v| match v.coerce(ty)? {
-                Value::Null => None,
-                v => Some(v),
-            })
-            .collect(),
+        Attribute::List(items) => items.iter().map(|v| comparable(v.coerce(ty)?)).collect(),
         Attribute::One(_) => None,
     }
 }

@@ -211,6 +211,9 @@ pub enum ChangeError {
     /// The thing to remove is not there.
     #[error("{0} does not exist")]
     Missing(String),
+    /// The thing to remove is still used, and removing it would change what the users mean.
+    #[error("{0}")]
+    InUse(String),
 }
 
 fn scope(tenant: &Option<String>) -> String {
@@ -316,6 +319,25 @@ impl Change {
                 }
             }
             Change::DeleteRole { tenant, name } => {
+                // A tenant's layer of a global role changes that role there; without the
+                // global role it would silently become a role of the tenant's own, its global
+                // grants and denies (a deny wins) gone.
+                let layered: Vec<&str> = match tenant {
+                    None => doc
+                        .tenants
+                        .iter()
+                        .filter(|(_, def)| def.roles.contains_key(name))
+                        .map(|(t, _)| t.as_str())
+                        .collect(),
+                    Some(_) => Vec::new(),
+                };
+                if !layered.is_empty() {
+                    return Err(ChangeError::InUse(format!(
+                        "role `{name}` has rules of its own in tenant(s) `{}`: delete the role \
+                         there first (`--tenant`), then globally",
+                        layered.join("`, `")
+                    )));
+                }
                 let removed = match tenant {
                     None => doc.roles.remove(name),
                     Some(t) => doc
