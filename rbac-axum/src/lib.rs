@@ -109,10 +109,11 @@
 //!
 //! | status | when | type |
 //! |---|---|---|
-//! | 401 | no identity resolver accepted the request | [`Unauthenticated`] |
-//! | 400 | the tenant is missing or malformed | [`InvalidTenant`] |
+//! | 401 | no identity resolver accepted the request, or its credentials cannot be read (a header given twice, a bearer token that is not text) | [`Unauthenticated`] |
+//! | 400 | the tenant is missing or malformed, or its header is given twice | [`InvalidTenant`] |
 //! | 403 | the decision is deny (an unknown tenant, subject or permission is a deny) | [`Forbidden`] |
 //! | 500 | a protected route has no [`RbacLayer`] in front | [`NotConfigured`] |
+//! | 503 | [`rows::Caller`] or [`rows::Rows`] while a live engine is failing closed (its policy staler than allowed) | [`rows::RowsRejection::Stale`] |
 //!
 //! Bodies are `application/problem+json` with `type`, `title`, `status` and `detail`; they never
 //! name roles, permissions or reasons. Each refusal emits exactly one `tracing` event, target

@@ -54,7 +54,8 @@ pub trait SnapshotSource: Send + Sync + 'static {
 
     /// Whether requests must be refused now, as checks are: a live engine whose policy is
     /// staler than its limit. [`Caller`] then refuses (503) rather than filter rows and mask
-    /// fields with an old snapshot.
+    /// fields with an old snapshot. A source that wraps a live engine must forward it: the
+    /// default, `false`, is right only for sources that are never stale.
     fn is_denying(&self) -> bool {
         false
     }

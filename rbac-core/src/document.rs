@@ -111,9 +111,11 @@ pub struct ResourceDef {
 
 /// Which fields of a resource a role may read and write. Each side is an allow-list or a
 /// deny-list (not both); a role with a row filter or field rule for a resource and no `read`
-/// list reads every field, and with no `write` list writes none.
+/// list reads every field, and with no `write` list writes none. A rule written with no list
+/// at all reads as `read_deny = []`, which means the same and is the form the policy store
+/// keeps (it stores a rule as its lists).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(from = "FieldRuleRepr")]
 pub struct FieldRuleDef {
     /// Readable fields (allow-list).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -127,6 +129,47 @@ pub struct FieldRuleDef {
     /// Fields that may not be written (deny-list); all others may.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub write_deny: Option<Vec<String>>,
+}
+
+/// [`FieldRuleDef`] as written, before a rule with no list is given its `read_deny = []`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FieldRuleRepr {
+    #[serde(default)]
+    read: Option<Vec<String>>,
+    #[serde(default)]
+    read_deny: Option<Vec<String>>,
+    #[serde(default)]
+    write: Option<Vec<String>>,
+    #[serde(default)]
+    write_deny: Option<Vec<String>>,
+}
+
+impl From<FieldRuleRepr> for FieldRuleDef {
+    fn from(repr: FieldRuleRepr) -> FieldRuleDef {
+        FieldRuleDef {
+            read: repr.read,
+            read_deny: repr.read_deny,
+            write: repr.write,
+            write_deny: repr.write_deny,
+        }
+        .stored_form()
+    }
+}
+
+impl FieldRuleDef {
+    /// The rule as the policy store keeps it: a rule with no list becomes `read_deny = []`
+    /// (read every field, write none, as before); any other rule is unchanged.
+    pub fn stored_form(self) -> FieldRuleDef {
+        if self == FieldRuleDef::default() {
+            FieldRuleDef {
+                read_deny: Some(Vec::new()),
+                ..self
+            }
+        } else {
+            self
+        }
+    }
 }
 
 /// A tenant (organization).
@@ -361,6 +404,26 @@ mod tests {
         );
         let text = doc.to_toml_string().unwrap();
         assert!(text.contains("[permissions.finance.invoices]"), "{text}");
+        assert_eq!(PolicyDocument::from_toml_str(&text).unwrap(), doc);
+    }
+
+    #[test]
+    fn a_field_rule_with_no_list_reads_as_read_deny_empty() {
+        let doc = PolicyDocument::from_toml_str(
+            "[permissions]\na.b = \"x\"\n[roles.r.fields.invoices]\n[roles.s.fields.invoices]\nwrite = []\n",
+        )
+        .unwrap();
+        let rule = |role: &str| doc.roles[role].fields["invoices"].clone();
+        assert_eq!(
+            rule("r"),
+            FieldRuleDef {
+                read_deny: Some(Vec::new()),
+                ..FieldRuleDef::default()
+            }
+        );
+        assert_eq!(rule("s").write, Some(Vec::new()));
+        assert_eq!(rule("s").read_deny, None);
+        let text = doc.to_toml_string().unwrap();
         assert_eq!(PolicyDocument::from_toml_str(&text).unwrap(), doc);
     }
 

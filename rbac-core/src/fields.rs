@@ -130,16 +130,6 @@ impl FieldRule {
 /// Problems of a field rule, reported through [`crate::ValidationErrors`].
 pub(crate) fn validate(def: &FieldRuleDef, resource: &Resource) -> Vec<String> {
     let mut out = Vec::new();
-    // Such a rule means "read every field, write none", which `read_deny = []` says as well.
-    // Refused, because the policy store keeps a rule as its lists: a rule of none would not
-    // be kept, and other instances would fall back to the global role's rule.
-    if def == &FieldRuleDef::default() {
-        out.push(
-            "names no list: give `read`, `read_deny`, `write` or `write_deny` (`read_deny = []` \
-             reads every field and writes none)"
-                .to_owned(),
-        );
-    }
     for (side, allow, deny) in [
         ("read", &def.read, &def.read_deny),
         ("write", &def.write, &def.write_deny),
@@ -307,6 +297,11 @@ impl FieldMask {
     /// Refuses a write (a JSON object of fields, or an array of them) that touches a field the
     /// subject may not write, naming the field.
     ///
+    /// A write is read as a JSON merge patch (RFC 7396) reads it: an object under a field with
+    /// fields of its own writes only the keys it names, and anything else there (an array, an
+    /// empty object, a scalar, `null`) replaces all of them, so all must be writable. Apply
+    /// writes that way, or refuse partial objects yourself.
+    ///
     /// # Errors
     /// [`FieldError::NotWritable`] or [`FieldError::UnknownField`] naming the first offending
     /// field (in key order), [`FieldError::NotAnObject`] for anything but objects.
@@ -354,8 +349,8 @@ impl FieldMask {
                     }
                     Some(child) => match child.index {
                         Some(i) if self.writable.get(i).copied().unwrap_or(false) => {
-                            if !child.children.is_empty() && is_record(v) {
-                                self.check_record(v, child, &path)?;
+                            if !child.children.is_empty() {
+                                self.check_under(v, child, &path)?;
                             }
                         }
                         Some(_) => {
@@ -366,31 +361,39 @@ impl FieldMask {
                                 field: path,
                             });
                         }
-                        None => {
-                            // An empty object or array names no field of the prefix, but stored
-                            // in its place it would clear them all: only if all are writable.
-                            let empty = match v {
-                                Json::Object(map) => map.is_empty(),
-                                Json::Array(items) => items.is_empty(),
-                                _ => false,
-                            };
-                            if let Some(field) =
-                                empty.then(|| self.first_unwritable(child, &path)).flatten()
-                            {
-                                return Err(FieldError::NotWritable {
-                                    subject: self.subject.clone(),
-                                    tenant: self.tenant.clone(),
-                                    resource: self.resource.name.clone(),
-                                    field,
-                                });
-                            }
-                            self.check_record(v, child, &path)?
+                        // A prefix only: its value must be records.
+                        None if matches!(v, Json::Object(_) | Json::Array(_)) => {
+                            self.check_under(v, child, &path)?
                         }
+                        None => self.check_record(v, child, &path)?,
                     },
                 }
             }
         }
         Ok(())
+    }
+
+    /// A value written at `node`, which has fields under it. A non-empty object is merged key
+    /// by key, as a JSON merge patch merges it: only the keys it names are written. Anything
+    /// else (an array, an empty object, a scalar, null) replaces what is under the node, so
+    /// every field under it must be writable; an array's records are checked first, so that
+    /// the field a write names is the one an error names.
+    fn check_under(&self, v: &Json, node: &FieldNode, path: &str) -> Result<(), FieldError> {
+        if matches!(v, Json::Object(map) if !map.is_empty()) {
+            return self.check_record(v, node, path);
+        }
+        if matches!(v, Json::Array(_)) {
+            self.check_record(v, node, path)?;
+        }
+        match self.first_unwritable(node, path) {
+            Some(field) => Err(FieldError::NotWritable {
+                subject: self.subject.clone(),
+                tenant: self.tenant.clone(),
+                resource: self.resource.name.clone(),
+                field,
+            }),
+            None => Ok(()),
+        }
     }
 
     /// The first field under `node` (at `path`, in key order) the subject may not write.

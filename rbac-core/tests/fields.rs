@@ -40,6 +40,9 @@ read = ["id", "status"]
 
 [roles.auditor]
 
+[roles.clerk.fields.invoices]
+write_deny = ["customer.credit_limit"]
+
 [tenants.acme]
 [tenants.acme.roles.accountant.fields.invoices]
 read_deny = ["notes"]
@@ -57,6 +60,8 @@ acme = ["viewer"]
 acme = ["user", "viewer"]
 [subjects.aud.tenants]
 acme = ["auditor"]
+[subjects.cleo.tenants]
+acme = ["clerk"]
 "#;
 
 fn snapshot() -> Arc<Snapshot> {
@@ -180,7 +185,31 @@ fn check_write_names_the_forbidden_field() {
     );
     // An empty array or object under a prefix names no field but, stored in its place, would
     // clear every field under it: refused unless all are writable.
-    for empty in [json!({"lines": []}), json!({"lines": {}})] {
+    // Values that replace what is under a field with fields of its own (as a JSON merge patch
+    // reads them): all must be writable. An object is merged: only its keys are written.
+    let cleo = s.field_mask("cleo", "acme", "invoices").unwrap();
+    cleo.check_write(&json!({"customer": {"name": "B"}, "lines": [{"sku": "C", "price": 1}]}))
+        .unwrap();
+    for replacing in [
+        json!({}),
+        json!(null),
+        json!("x"),
+        json!([]),
+        json!([{"name": "B"}]),
+    ] {
+        let err = cleo
+            .check_write(&json!({ "customer": replacing }))
+            .unwrap_err();
+        assert!(
+            matches!(err, FieldError::NotWritable { ref field, .. } if field == "customer.credit_limit"),
+            "{replacing}: {err}"
+        );
+    }
+    for empty in [
+        json!({"lines": []}),
+        json!({"lines": {}}),
+        json!({"lines": [{}]}),
+    ] {
         let err = s
             .check_write("alice", "acme", "invoices", &empty)
             .unwrap_err();

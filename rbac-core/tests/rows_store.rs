@@ -175,6 +175,45 @@ async fn typed_changes_edit_rows_and_fields(db: TestDb) {
         audit.iter().any(|r| r.action == "role.rows.remove"),
         "{audit:?}"
     );
+
+    // A rule with no list (read every field, write none) over a global rule that lets `user`
+    // write `amount`: kept as `read_deny = []`, so that another instance loading the policy
+    // from the database refuses the write too, rather than fall back to the global rule.
+    store
+        .apply(
+            &admin(),
+            &[
+                Change::SetFieldRule {
+                    tenant: None,
+                    role: "user".into(),
+                    resource: "invoices".into(),
+                    rule: FieldRuleDef {
+                        write: Some(vec!["amount".into()]),
+                        ..Default::default()
+                    },
+                },
+                Change::SetFieldRule {
+                    tenant: Some("acme".into()),
+                    role: "user".into(),
+                    resource: "invoices".into(),
+                    rule: FieldRuleDef::default(),
+                },
+            ],
+        )
+        .await
+        .unwrap();
+    let write = serde_json::json!({"amount": 1});
+    let other_instance = Store::connect(&db.url).await.unwrap();
+    let reloaded = rbac_core::Engine::new(&other_instance.load().await.unwrap()).snapshot();
+    for snapshot in [live.engine().snapshot(), reloaded] {
+        assert!(
+            snapshot
+                .check_write("alice", "acme", "invoices", &write)
+                .is_err()
+        );
+        let mask = snapshot.field_mask("alice", "acme", "invoices").unwrap();
+        assert!(mask.can_read("amount"));
+    }
     live.shutdown().await;
 }
 

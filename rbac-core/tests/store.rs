@@ -134,16 +134,32 @@ async fn rejected_changes_leave_nothing_behind(db: TestDb) {
         // A global role with rules in a tenant: deleting it would leave those rules as a
         // role of the tenant's own, without the global role's denies.
         vec![
+            Change::CreateRole {
+                tenant: None,
+                name: "temp".into(),
+                description: None,
+            },
+            Change::Deny {
+                tenant: None,
+                role: "temp".into(),
+                pattern: "crm.leads.delete".into(),
+            },
             Change::Grant {
                 tenant: Some("acme".into()),
-                role: "viewer".into(),
+                role: "temp".into(),
                 pattern: "crm.*".into(),
             },
             Change::DeleteRole {
                 tenant: None,
-                name: "viewer".into(),
+                name: "temp".into(),
             },
         ],
+        // A global role named like a tenant's own role would become a layer of it there.
+        vec![Change::CreateRole {
+            tenant: None,
+            name: "auditor".into(),
+            description: None,
+        }],
     ];
     let mut messages = Vec::new();
     for changes in &bad {
@@ -180,9 +196,14 @@ async fn rejected_changes_leave_nothing_behind(db: TestDb) {
         messages[4]
     );
     assert!(
-        messages[5].contains("role `viewer` has rules of its own in tenant(s) `acme`"),
+        messages[5].contains("role `temp` has rules of its own in tenant(s) `acme`"),
         "{}",
         messages[5]
+    );
+    assert!(
+        messages[6].contains("tenant(s) `globex` have a role `auditor` of their own"),
+        "{}",
+        messages[6]
     );
     assert_eq!(
         state(&store).await,

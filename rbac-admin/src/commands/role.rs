@@ -265,12 +265,33 @@ fn in_use(policy: &Policy, tenant: Option<&str>, role: &str) -> Vec<String> {
             }
         }
     }
+    // A global role's rules in a tenant would outlive it as a role of the tenant's own.
+    let mut layers = Vec::new();
+    if tenant.is_none() && doc.roles.contains_key(role) {
+        for (t, def) in &doc.tenants {
+            let says_something = def.roles.get(role).is_some_and(|l| {
+                !(l.grants.is_empty()
+                    && l.denies.is_empty()
+                    && l.inherits.is_empty()
+                    && l.rows.is_empty()
+                    && l.fields.is_empty())
+            });
+            if says_something {
+                layers.push(format!(
+                    "`{t}` (`rbac-admin role delete {role} --tenant {t}`)"
+                ));
+            }
+        }
+    }
     let mut why = Vec::new();
     if !holders.is_empty() {
         why.push(format!("held by {}", holders.join(", ")));
     }
     if !inheritors.is_empty() {
         why.push(format!("inherited by {}", inheritors.join(", ")));
+    }
+    if !layers.is_empty() {
+        why.push(format!("with rules of its own in {}", layers.join(", ")));
     }
     why
 }

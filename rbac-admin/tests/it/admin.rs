@@ -450,6 +450,8 @@ fn every_error_path(db: TestDb) {
     let run = |actor: &str, args: &[&str]| db.as_actor(actor).args(args).output().unwrap();
     let version = || db.ok(&["status", "--format", "json"]);
     db.ok(&["role", "create", "unused"]);
+    db.ok(&["role", "create", "layered"]);
+    db.ok(&["role", "grant", "layered", "crm.*", "--tenant", "acme"]);
     let before = version();
 
     // Unknown names: exit 3, with a suggestion.
@@ -530,6 +532,12 @@ fn every_error_path(db: TestDb) {
         &run("root", &["role", "delete", "viewer"]),
         3,
         "role `viewer` globally is still in use (held by `alice` in `globex`; inherited by `accountant`); unassign and uninherit it first",
+    );
+    // A global role with rules in a tenant: refused before any confirmation is asked.
+    one_error_line(
+        &run("root", &["role", "delete", "layered"]),
+        3,
+        "role `layered` globally is still in use (with rules of its own in `acme` (`rbac-admin role delete layered --tenant acme`))",
     );
     one_error_line(
         &run("root", &["role", "delete", "unused"]),

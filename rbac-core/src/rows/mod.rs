@@ -15,6 +15,9 @@
 //! - Comparisons follow SQL's three-valued logic in every evaluator: a `NULL` column, or a
 //!   subject attribute that is missing or of the wrong type, makes a comparison *unknown*, which
 //!   admits nothing, and `not unknown` is still unknown — a missing attribute can only deny.
+//!   A float attribute that is NaN counts as missing (PostgreSQL orders NaN above every number,
+//!   so bound as a value it would admit every row of `amount <= subject.limit`). A NaN stored in
+//!   a float column is compared by the database's rules in SQL and is unknown in memory.
 //! - Row filters answer *which* rows; whether the subject may read the resource at all is a
 //!   permission (`finance.invoices.read`) checked separately, e.g. by the route's guard. A row
 //!   filter grants no permission, and a permission grants no rows.

@@ -207,6 +207,7 @@ pub enum Change {
 
 /// A change that does not fit the current policy.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum ChangeError {
     /// The thing to remove is not there.
     #[error("{0} does not exist")]
@@ -221,6 +222,15 @@ fn scope(tenant: &Option<String>) -> String {
         .as_ref()
         .map(|t| format!(" in tenant `{t}`"))
         .unwrap_or_default()
+}
+
+/// Whether a role layer says nothing: no rule, parent, row filter or field rule.
+fn is_empty(layer: &RoleDef) -> bool {
+    layer.grants.is_empty()
+        && layer.denies.is_empty()
+        && layer.inherits.is_empty()
+        && layer.rows.is_empty()
+        && layer.fields.is_empty()
 }
 
 fn layer_mut<'a>(
@@ -305,6 +315,23 @@ impl Change {
                 name,
                 description,
             } => {
+                // A tenant's own role of that name would silently become a layer of the new
+                // global role, and take its grants and denies there.
+                if tenant.is_none() && !doc.roles.contains_key(name) {
+                    let own: Vec<&str> = doc
+                        .tenants
+                        .iter()
+                        .filter(|(_, def)| def.roles.contains_key(name))
+                        .map(|(t, _)| t.as_str())
+                        .collect();
+                    if !own.is_empty() {
+                        return Err(ChangeError::InUse(format!(
+                            "tenant(s) `{}` have a role `{name}` of their own: a global role of \
+                             that name would change it there; choose another name",
+                            own.join("`, `")
+                        )));
+                    }
+                }
                 let role = match tenant {
                     None => doc.role_mut(name),
                     Some(t) => {
@@ -321,22 +348,24 @@ impl Change {
             Change::DeleteRole { tenant, name } => {
                 // A tenant's layer of a global role changes that role there; without the
                 // global role it would silently become a role of the tenant's own, its global
-                // grants and denies (a deny wins) gone.
-                let layered: Vec<&str> = match tenant {
-                    None => doc
+                // grants and denies (a deny wins) gone. Empty layers go with the role.
+                if tenant.is_none() && doc.roles.contains_key(name) {
+                    let layered: Vec<&str> = doc
                         .tenants
                         .iter()
-                        .filter(|(_, def)| def.roles.contains_key(name))
+                        .filter(|(_, def)| def.roles.get(name).is_some_and(|l| !is_empty(l)))
                         .map(|(t, _)| t.as_str())
-                        .collect(),
-                    Some(_) => Vec::new(),
-                };
-                if !layered.is_empty() {
-                    return Err(ChangeError::InUse(format!(
-                        "role `{name}` has rules of its own in tenant(s) `{}`: delete the role \
-                         there first (`--tenant`), then globally",
-                        layered.join("`, `")
-                    )));
+                        .collect();
+                    if !layered.is_empty() {
+                        return Err(ChangeError::InUse(format!(
+                            "role `{name}` has rules of its own in tenant(s) `{}`: delete the \
+                             role there first (`--tenant`), then globally",
+                            layered.join("`, `")
+                        )));
+                    }
+                    for def in doc.tenants.values_mut() {
+                        def.roles.remove(name);
+                    }
                 }
                 let removed = match tenant {
                     None => doc.roles.remove(name),
@@ -481,7 +510,7 @@ impl Change {
             } => {
                 layer_for_rule(doc, tenant, role)?
                     .fields
-                    .insert(resource.clone(), rule.clone());
+                    .insert(resource.clone(), rule.clone().stored_form());
             }
             Change::RemoveFieldRule {
                 tenant,

@@ -369,6 +369,9 @@ pub(crate) async fn write_diff(
             );
         }
         for (resource, rule) in &def.fields {
+            // A rule is kept as its lists: one with none is kept as `read_deny = []`, which
+            // means the same, so that it is not lost (and the global role's rule used).
+            let rule = rule.clone().stored_form();
             for (kind, list) in [
                 ("read", &rule.read),
                 ("read_deny", &rule.read_deny),
