@@ -130,7 +130,10 @@
 //! included) and handler. Handlers marked by an attribute are recognised by the type of the
 //! extractor the attribute added, so nested functions and generic handlers are matched exactly.
 //! [`Router::deny_by_default`] answers 403 on every route that carries no requirement and is not
-//! public, and [`Router::coverage`] reports every route in text, JSON, Markdown or HTML.
+//! public, and [`Router::coverage`] reports every route in text, JSON, Markdown or HTML. A
+//! fallback set with [`Router::fallback`] (`.fallback(routing::any(handler))`) is one of those
+//! routes, reported as `(fallback)`; set on the inner `axum::Router`, it would be neither
+//! refused nor reported.
 //!
 //! # Features
 //!

@@ -32,13 +32,20 @@ pub(crate) struct RouteEntry {
 pub struct Router<S = ()> {
     inner: axum::Router<S>,
     routes: Vec<RouteEntry>,
+    /// The fallback's handlers (and those of nested routers' fallbacks): reported like routes,
+    /// but covered only by [`Router::layer`], as axum applies `route_layer` to routes only.
+    fallbacks: Vec<RouteEntry>,
     deny_by_default: bool,
 }
+
+/// The path the coverage report gives a fallback.
+const FALLBACK: &str = "(fallback)";
 
 impl<S> fmt::Debug for Router<S> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Router")
             .field("routes", &self.routes)
+            .field("fallbacks", &self.fallbacks)
             .field("deny_by_default", &self.deny_by_default)
             .finish_non_exhaustive()
     }
@@ -67,6 +74,7 @@ impl<S: Clone + Send + Sync + 'static> Router<S> {
         Router {
             inner: axum::Router::new(),
             routes: Vec::new(),
+            fallbacks: Vec::new(),
             deny_by_default: false,
         }
     }
@@ -119,9 +127,15 @@ impl<S: Clone + Send + Sync + 'static> Router<S> {
 
     /// `axum::Router::nest`: the nested routes are recorded under `path`.
     pub fn nest(mut self, path: &str, router: Router<S>) -> Self {
-        let Router { routes, .. } = &router;
+        let Router {
+            routes, fallbacks, ..
+        } = &router;
         self.routes.extend(routes.iter().map(|r| RouteEntry {
             path: join(path, &r.path),
+            handler: r.handler.clone(),
+        }));
+        self.fallbacks.extend(fallbacks.iter().map(|r| RouteEntry {
+            path: format!("{} {}", path.trim_end_matches('/'), r.path),
             handler: r.handler.clone(),
         }));
         self.inner = self.inner.nest(path, router.into_inner());
@@ -131,6 +145,7 @@ impl<S: Clone + Send + Sync + 'static> Router<S> {
     /// `axum::Router::merge`.
     pub fn merge(mut self, other: Router<S>) -> Self {
         self.routes.extend(other.routes.iter().cloned());
+        self.fallbacks.extend(other.fallbacks.iter().cloned());
         self.inner = self.inner.merge(other.into_inner());
         self
     }
@@ -145,8 +160,27 @@ impl<S: Clone + Send + Sync + 'static> Router<S> {
         <L::Service as Service<Request>>::Error: Into<Infallible> + 'static,
         <L::Service as Service<Request>>::Future: Send + 'static,
     {
-        self.note(&layer);
+        self.note(&layer, true);
         self.inner = self.inner.layer(layer);
+        self
+    }
+
+    /// `axum::Router::fallback`, with a method router of this crate
+    /// ([`routing::any(handler)`](crate::routing::any)): what answers a path no route matches.
+    /// Its handler is reported as the route `(fallback)` (nested: `PREFIX (fallback)`), and
+    /// deny-by-default and [`Router::layer`] apply to it as to a route; `route_layer` does
+    /// not, as in axum. Without this, a fallback set on the inner `axum::Router` would be
+    /// outside both.
+    pub fn fallback(mut self, method_router: MethodRouter<S>) -> Self {
+        self.fallbacks = method_router
+            .handlers
+            .into_iter()
+            .map(|handler| RouteEntry {
+                path: FALLBACK.to_owned(),
+                handler,
+            })
+            .collect();
+        self.inner = self.inner.fallback(method_router.inner);
         self
     }
 
@@ -159,7 +193,7 @@ impl<S: Clone + Send + Sync + 'static> Router<S> {
         <L::Service as Service<Request>>::Error: Into<Infallible> + 'static,
         <L::Service as Service<Request>>::Future: Send + 'static,
     {
-        self.note(&layer);
+        self.note(&layer, false);
         self.inner = self.inner.route_layer(layer);
         self
     }
@@ -169,6 +203,7 @@ impl<S: Clone + Send + Sync + 'static> Router<S> {
         Router {
             inner: self.inner.with_state(state),
             routes: self.routes,
+            fallbacks: self.fallbacks,
             deny_by_default: self.deny_by_default,
         }
     }
@@ -180,7 +215,8 @@ impl<S: Clone + Send + Sync + 'static> Router<S> {
 
     /// The coverage report, with module assignment rules.
     pub fn coverage_with(&self, options: &CoverageOptions) -> CoverageReport {
-        CoverageReport::build(&self.routes, options)
+        let all: Vec<RouteEntry> = self.routes.iter().chain(&self.fallbacks).cloned().collect();
+        CoverageReport::build(&all, options)
     }
 
     /// The `axum::Router` to serve (with the deny-by-default marker applied to every route when
@@ -193,9 +229,16 @@ impl<S: Clone + Send + Sync + 'static> Router<S> {
         }
     }
 
-    fn note<L: 'static>(&mut self, layer: &L) {
+    /// Records a `require`/`public` layer for the routes so far, and for the fallbacks when
+    /// it is a `layer` rather than a `route_layer`.
+    fn note<L: 'static>(&mut self, layer: &L, fallbacks_too: bool) {
         if let Some(protection) = protection_of(layer) {
-            for route in &mut self.routes {
+            let fallbacks = if fallbacks_too {
+                &mut self.fallbacks[..]
+            } else {
+                &mut []
+            };
+            for route in self.routes.iter_mut().chain(fallbacks) {
                 route.handler.layers.push(protection);
             }
         }

@@ -167,3 +167,71 @@ async fn the_refusal_is_logged_once_as_an_unmarked_route() {
         "route has no requirement (deny by default)"
     );
 }
+
+/// A fallback (what answers a path no route matches) is a route like any other: a
+/// deny-by-default router refuses it unless marked or covered, and the coverage report lists
+/// it. A `layer` covers it, a `route_layer` does not (as axum applies them).
+#[tokio::test]
+async fn a_fallback_is_refused_unless_marked_and_is_reported() {
+    use rbac_axum::coverage::Status;
+    use rbac_axum::routing::any;
+
+    let forgotten_fallback = serve(
+        Router::new()
+            .route("/open", get(open))
+            .fallback(any(forgotten))
+            .deny_by_default(),
+    );
+    let reply = get_req("/nowhere")
+        .user("alice")
+        .send(&forgotten_fallback)
+        .await;
+    reply.assert_problem(StatusCode::FORBIDDEN);
+    let open_fallback = serve(Router::new().fallback(any(open)).deny_by_default());
+    let reply = get_req("/nowhere").send(&open_fallback).await;
+    assert_eq!(
+        (reply.status, reply.body.as_str()),
+        (StatusCode::OK, "open")
+    );
+
+    let status_of = |router: Router| {
+        let report = router.coverage();
+        let fallback = report.routes.iter().find(|r| r.path == "(fallback)");
+        fallback.map(|r| r.status)
+    };
+    assert_eq!(
+        status_of(Router::new().fallback(any(forgotten))),
+        Some(Status::Unprotected)
+    );
+    assert_eq!(
+        status_of(Router::new().fallback(any(open))),
+        Some(Status::Public)
+    );
+    assert_eq!(
+        status_of(
+            Router::new()
+                .fallback(any(forgotten))
+                .layer(require("finance.accounts.read"))
+        ),
+        Some(Status::Protected)
+    );
+    assert_eq!(
+        status_of(
+            Router::new()
+                .route("/open", get(open))
+                .fallback(any(forgotten))
+                .route_layer(require("finance.accounts.read"))
+        ),
+        Some(Status::Unprotected)
+    );
+    let nested: Router = Router::new().nest("/api", Router::new().fallback(any(forgotten)));
+    assert!(
+        nested
+            .coverage()
+            .routes
+            .iter()
+            .any(|r| r.path == "/api (fallback)"),
+        "{:?}",
+        nested.coverage().routes
+    );
+}
