@@ -135,7 +135,9 @@ pub fn is_initialised(policy: &Policy) -> bool {
 }
 
 /// Adds the built-in permissions and roles a document lacks (an imported application policy
-/// keeps its own definitions where it has them); returns what was added, for the report.
+/// keeps its own definitions where it has them); returns what was added, for the report. A
+/// built-in role is not added where a tenant has a role of that name of its own: as a global
+/// role it would turn that role into a layer of it, and give its grants in that tenant.
 pub fn merge_into(doc: &mut PolicyDocument) -> Vec<String> {
     let mut added = Vec::new();
     for (name, description) in PERMISSIONS {
@@ -145,6 +147,20 @@ pub fn merge_into(doc: &mut PolicyDocument) -> Vec<String> {
         }
     }
     for (name, description, grants) in ROLES {
+        let owned: Vec<&str> = doc
+            .tenants
+            .iter()
+            .filter(|(_, def)| def.roles.contains_key(*name))
+            .map(|(t, _)| t.as_str())
+            .collect();
+        if !doc.roles.contains_key(*name) && !owned.is_empty() {
+            tracing::warn!(
+                role = name,
+                tenants = owned.join(", "),
+                "built-in role not added: tenants have a role of that name of their own"
+            );
+            continue;
+        }
         if !doc.roles.contains_key(*name) {
             doc.roles.insert(
                 (*name).to_owned(),
@@ -189,5 +205,20 @@ mod tests {
         assert_eq!(doc.roles["root"].grants, ["x"]);
         assert!(added.iter().any(|a| a == "role `auditor`"));
         assert!(!added.iter().any(|a| a == "role `root`"));
+    }
+
+    #[test]
+    fn a_tenants_own_role_never_becomes_a_layer_of_a_built_in_one() {
+        // erp.toml's globex has an `auditor` of its own: a global built-in `auditor` would
+        // make it a layer of that role, with the built-in grants in globex.
+        let mut doc = PolicyDocument::default();
+        doc.tenants.entry("globex".into()).or_default();
+        doc.tenant_role_mut("globex", "auditor")
+            .grants
+            .push("x".into());
+        let added = merge_into(&mut doc);
+        assert!(!added.iter().any(|a| a == "role `auditor`"), "{added:?}");
+        assert!(!doc.roles.contains_key("auditor"));
+        assert!(added.iter().any(|a| a == "role `security_admin`"));
     }
 }

@@ -424,6 +424,15 @@ impl Analysis {
                 }
                 Some(routes)
             }
+            // What answers a path no route matches: reported as `rbac_axum::Router` reports it.
+            ("fallback", [method_router]) => {
+                let mut routes = self.eval(&call.receiver, scope)?;
+                routes.retain(|r| r.path != FALLBACK);
+                for endpoint in self.endpoints(method_router) {
+                    routes.push(self.route(Some(FALLBACK.to_owned()), endpoint, scope.file));
+                }
+                Some(routes)
+            }
             ("nest", [prefix, inner]) => {
                 let mut routes = self.eval(&call.receiver, scope)?;
                 let prefix = string_lit(prefix);
@@ -432,7 +441,14 @@ impl Analysis {
                         match &prefix {
                             // A route whose own path is unknown stays `?`, with its reason.
                             Some(_) if r.path == "?" => {}
-                            Some(prefix) => r.path = join(prefix, &r.path),
+                            Some(prefix) => {
+                                r.path = match r.path.strip_suffix(FALLBACK) {
+                                    Some(inner) => {
+                                        format!("{} {FALLBACK}", join(prefix, inner.trim_end()))
+                                    }
+                                    None => join(prefix, &r.path),
+                                }
+                            }
                             None => {
                                 r.path = format!("?{}", r.path);
                                 r.status = Status::Unresolved;
@@ -472,8 +488,12 @@ impl Analysis {
             ("route_layer", [layer]) => {
                 let mut routes = self.eval(&call.receiver, scope)?;
                 if let Some(requirement) = layer_requirement(layer) {
-                    // axum applies a route layer to the routes added before it.
-                    for route in routes.iter_mut().filter(|r| r.status != Status::Unresolved) {
+                    // axum applies a route layer to the routes added before it, and not to a
+                    // fallback.
+                    let covered = |r: &&mut Route| {
+                        r.status != Status::Unresolved && !r.path.ends_with(FALLBACK)
+                    };
+                    for route in routes.iter_mut().filter(covered) {
                         if route.requirement.is_none() {
                             route.status = status_of(&requirement);
                             route.requirement = Some(requirement.clone());
@@ -608,6 +628,9 @@ fn expr_text(expr: &Expr) -> String {
 }
 
 /// `/api` + `/invoices` → `/api/invoices`; `/api` + `/` → `/api`.
+/// The path a fallback is reported under.
+const FALLBACK: &str = "(fallback)";
+
 fn join(prefix: &str, path: &str) -> String {
     let prefix = prefix.trim_end_matches('/');
     match path {

@@ -208,6 +208,8 @@ impl CoverageOptions {
     }
 
     fn module_by_path(&self, path: &str) -> Option<&str> {
+        // A nested router's fallback (`/api (fallback)`) answers under its prefix.
+        let path = path.strip_suffix(" (fallback)").unwrap_or(path);
         self.path_modules
             .iter()
             .filter(|(prefix, _)| {

@@ -135,7 +135,11 @@ impl<S: Clone + Send + Sync + 'static> Router<S> {
             handler: r.handler.clone(),
         }));
         self.fallbacks.extend(fallbacks.iter().map(|r| RouteEntry {
-            path: format!("{} {}", path.trim_end_matches('/'), r.path),
+            // `PREFIX (fallback)`, or the deeper prefix joined: `/a/b (fallback)`.
+            path: match r.path.strip_suffix(FALLBACK) {
+                Some(inner) => format!("{} {FALLBACK}", join(path, inner.trim_end())),
+                None => join(path, &r.path),
+            },
             handler: r.handler.clone(),
         }));
         self.inner = self.inner.nest(path, router.into_inner());
@@ -172,14 +176,17 @@ impl<S: Clone + Send + Sync + 'static> Router<S> {
     /// not, as in axum. Without this, a fallback set on the inner `axum::Router` would be
     /// outside both.
     pub fn fallback(mut self, method_router: MethodRouter<S>) -> Self {
-        self.fallbacks = method_router
-            .handlers
-            .into_iter()
-            .map(|handler| RouteEntry {
-                path: FALLBACK.to_owned(),
-                handler,
-            })
-            .collect();
+        // It replaces this router's own fallback, not those of routers nested before.
+        self.fallbacks.retain(|f| f.path != FALLBACK);
+        self.fallbacks.extend(
+            method_router
+                .handlers
+                .into_iter()
+                .map(|handler| RouteEntry {
+                    path: FALLBACK.to_owned(),
+                    handler,
+                }),
+        );
         self.inner = self.inner.fallback(method_router.inner);
         self
     }

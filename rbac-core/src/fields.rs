@@ -299,8 +299,10 @@ impl FieldMask {
     ///
     /// A write is read as a JSON merge patch (RFC 7396) reads it: an object under a field with
     /// fields of its own writes only the keys it names, and anything else there (an array, an
-    /// empty object, a scalar, `null`) replaces all of them, so all must be writable. Apply
-    /// writes that way, or refuse partial objects yourself.
+    /// empty object, a scalar, `null`) replaces all of them, so all must be writable. Under a
+    /// path that is only a prefix of fields (`lines` of `lines.sku`), not a field itself, only
+    /// records (objects, arrays of them) are taken. Apply writes that way, or refuse partial
+    /// objects yourself.
     ///
     /// # Errors
     /// [`FieldError::NotWritable`] or [`FieldError::UnknownField`] naming the first offending
@@ -382,8 +384,10 @@ impl FieldMask {
         if matches!(v, Json::Object(map) if !map.is_empty()) {
             return self.check_record(v, node, path);
         }
-        if matches!(v, Json::Array(_)) {
-            self.check_record(v, node, path)?;
+        if let Json::Array(items) = v {
+            for record in items.iter().filter(|item| item.is_object()) {
+                self.check_record(record, node, path)?;
+            }
         }
         match self.first_unwritable(node, path) {
             Some(field) => Err(FieldError::NotWritable {

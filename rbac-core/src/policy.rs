@@ -295,7 +295,8 @@ impl Policy {
         Self::from_toml_str_named(&text, &shown)
     }
 
-    /// Validates a document built in code.
+    /// Validates a document built in code. A field rule with no list is kept as
+    /// `read_deny = []`, its meaning, as a TOML file reads it and the store keeps it.
     pub fn from_document(document: PolicyDocument) -> Result<Policy, ValidationErrors> {
         Self::validated(document, "<document>")
     }
@@ -304,7 +305,20 @@ impl Policy {
         Ok(Self::validated(document, source)?)
     }
 
-    fn validated(document: PolicyDocument, source: &str) -> Result<Policy, ValidationErrors> {
+    fn validated(mut document: PolicyDocument, source: &str) -> Result<Policy, ValidationErrors> {
+        // Field rules in the form the store keeps, so that a policy built in code compares
+        // equal to itself read back (TOML already reads them so).
+        let layers = document.roles.values_mut().chain(
+            document
+                .tenants
+                .values_mut()
+                .flat_map(|t| t.roles.values_mut()),
+        );
+        for layer in layers {
+            for rule in layer.fields.values_mut() {
+                *rule = std::mem::take(rule).stored_form();
+            }
+        }
         let issues = validate(&document);
         if issues.is_empty() {
             Ok(Policy { document })

@@ -195,6 +195,7 @@ fn check_write_names_the_forbidden_field() {
         json!(null),
         json!("x"),
         json!([]),
+        json!([1]),
         json!([{"name": "B"}]),
     ] {
         let err = cleo
@@ -205,6 +206,11 @@ fn check_write_names_the_forbidden_field() {
             "{replacing}: {err}"
         );
     }
+    // A prefix that is not a field takes records only.
+    assert!(matches!(
+        anna_globex.check_write(&json!({"lines": 1})),
+        Err(FieldError::NotAnObject { .. })
+    ));
     for empty in [
         json!({"lines": []}),
         json!({"lines": {}}),

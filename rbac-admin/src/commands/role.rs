@@ -194,10 +194,19 @@ pub async fn run(
             }
             let in_use = in_use(&policy, tenant, role);
             if !in_use.is_empty() {
+                let held = in_use
+                    .iter()
+                    .any(|why| why.starts_with("held by") || why.starts_with("inherited by"));
+                let hint = if held {
+                    format!(
+                        "unassign and uninherit it first (`rbac-admin user unassign USER {role} \
+                         [--tenant T]`, `rbac-admin role uninherit ROLE {role} [--tenant T]`)"
+                    )
+                } else {
+                    "delete its rules in those tenants first".to_owned()
+                };
                 return Err(CliError::invalid(format!(
-                    "role `{role}` {} is still in use ({}); unassign and uninherit it first \
-                     (`rbac-admin user unassign USER {role} [--tenant T]`, \
-                     `rbac-admin role uninherit ROLE {role} [--tenant T]`)",
+                    "role `{role}` {} is still in use ({}); {hint}",
                     scope_words(tenant),
                     in_use.join("; ")
                 )));

@@ -537,7 +537,7 @@ fn every_error_path(db: TestDb) {
     one_error_line(
         &run("root", &["role", "delete", "layered"]),
         3,
-        "role `layered` globally is still in use (with rules of its own in `acme` (`rbac-admin role delete layered --tenant acme`))",
+        "role `layered` globally is still in use (with rules of its own in `acme` (`rbac-admin role delete layered --tenant acme`)); delete its rules in those tenants first\n",
     );
     one_error_line(
         &run("root", &["role", "delete", "unused"]),

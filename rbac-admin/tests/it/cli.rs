@@ -630,6 +630,64 @@ fn coverage_from_source_finds_every_route_and_says_what_it_cannot_resolve() {
         ));
 }
 
+/// A fallback answers every path no route matches: the source scan reports it as the
+/// router does, as `(fallback)` (`PREFIX (fallback)` when nested), and a route layer does not
+/// cover it.
+#[test]
+fn coverage_from_source_reports_fallbacks() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join("src")).unwrap();
+    std::fs::write(
+        dir.path().join("src/main.rs"),
+        r#"
+        use rbac_axum::routing::{any, get};
+        use rbac_axum::{Router, require};
+
+        #[rbac_axum::public]
+        async fn not_found() -> &'static str { "not found" }
+        async fn forgotten() -> &'static str { "?" }
+
+        fn app() -> Router {
+            let api = Router::new().fallback(any(forgotten));
+            Router::new()
+                .route("/a", get(forgotten))
+                .fallback(any(not_found))
+                .nest("/api", api)
+                .route_layer(require("finance.accounts.read"))
+        }
+        "#,
+    )
+    .unwrap();
+    let out = admin()
+        .args(["coverage", "--src"])
+        .arg(dir.path())
+        .args(["--format", "json"])
+        .assert()
+        .success();
+    let report: serde_json::Value = serde_json::from_slice(&out.get_output().stdout).unwrap();
+    let statuses: Vec<(String, String)> = report["routes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            (
+                r["path"].as_str().unwrap().to_owned(),
+                r["status"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    let want = |path: &str, status: &str| (path.to_owned(), status.to_owned());
+    assert!(
+        statuses.contains(&want("(fallback)", "public")),
+        "{statuses:?}"
+    );
+    assert!(
+        statuses.contains(&want("/api (fallback)", "unprotected")),
+        "{statuses:?}"
+    );
+    assert!(statuses.contains(&want("/a", "protected")), "{statuses:?}");
+}
+
 #[test]
 fn coverage_below_the_minimum_exits_4_and_a_saved_report_renders_the_same() {
     admin()

@@ -224,14 +224,19 @@ async fn a_fallback_is_refused_unless_marked_and_is_reported() {
         ),
         Some(Status::Unprotected)
     );
-    let nested: Router = Router::new().nest("/api", Router::new().fallback(any(forgotten)));
-    assert!(
-        nested
-            .coverage()
-            .routes
-            .iter()
-            .any(|r| r.path == "/api (fallback)"),
-        "{:?}",
-        nested.coverage().routes
+    // Nested fallbacks keep their prefixes (and modules by path), and stay when the outer
+    // router sets its own.
+    let inner: Router = Router::new().nest("/b", Router::new().fallback(any(forgotten)));
+    let nested: Router = Router::new().nest("/a", inner).fallback(any(open));
+    let options = rbac_axum::coverage::CoverageOptions::default().module_for_path("/a", "alpha");
+    let report = nested.coverage_with(&options);
+    let paths: Vec<(&str, Option<&str>)> = report
+        .routes
+        .iter()
+        .map(|r| (r.path.as_str(), r.module.as_deref()))
+        .collect();
+    assert_eq!(
+        paths,
+        [("(fallback)", None), ("/a/b (fallback)", Some("alpha"))]
     );
 }

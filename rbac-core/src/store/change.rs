@@ -569,3 +569,34 @@ impl Change {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Deleting a global role takes its empty tenant layers with it, and refuses while a
+    /// layer says something.
+    #[test]
+    fn a_global_role_goes_with_its_empty_layers_only() {
+        let mut doc = PolicyDocument::default();
+        doc.role_mut("r").grants.push("a.b".into());
+        doc.tenants.entry("acme".into()).or_default();
+        doc.tenants.entry("globex".into()).or_default();
+        doc.tenant_role_mut("acme", "r");
+        doc.tenant_role_mut("globex", "r").denies.push("a.b".into());
+        let delete = Change::DeleteRole {
+            tenant: None,
+            name: "r".into(),
+        };
+        let err = delete.apply_to(&mut doc.clone()).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "role `r` has rules of its own in tenant(s) `globex`: delete the role there first \
+             (`--tenant`), then globally"
+        );
+        doc.tenants.get_mut("globex").map(|t| t.roles.remove("r"));
+        delete.apply_to(&mut doc).unwrap();
+        assert!(!doc.roles.contains_key("r"));
+        assert!(doc.tenants.values().all(|t| !t.roles.contains_key("r")));
+    }
+}
