@@ -502,7 +502,20 @@ impl Analysis {
                 }
                 Some(routes)
             }
-            // Layers, state, fallbacks and the like keep the routes as they are.
+            ("layer", [layer]) => {
+                let mut routes = self.eval(&call.receiver, scope)?;
+                if let Some(requirement) = layer_requirement(layer) {
+                    // axum applies a layer to the routes and the fallback added before it.
+                    for route in routes.iter_mut().filter(|r| r.status != Status::Unresolved) {
+                        if route.requirement.is_none() {
+                            route.status = status_of(&requirement);
+                            route.requirement = Some(requirement.clone());
+                        }
+                    }
+                }
+                Some(routes)
+            }
+            // Other layers, state and the like keep the routes as they are.
             _ => self.eval(&call.receiver, scope),
         }
     }
@@ -627,10 +640,10 @@ fn expr_text(expr: &Expr) -> String {
     }
 }
 
-/// `/api` + `/invoices` → `/api/invoices`; `/api` + `/` → `/api`.
 /// The path a fallback is reported under.
 const FALLBACK: &str = "(fallback)";
 
+/// `/api` + `/invoices` → `/api/invoices`; `/api` + `/` → `/api`.
 fn join(prefix: &str, path: &str) -> String {
     let prefix = prefix.trim_end_matches('/');
     match path {

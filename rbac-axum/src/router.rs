@@ -137,7 +137,10 @@ impl<S: Clone + Send + Sync + 'static> Router<S> {
         self.fallbacks.extend(fallbacks.iter().map(|r| RouteEntry {
             // `PREFIX (fallback)`, or the deeper prefix joined: `/a/b (fallback)`.
             path: match r.path.strip_suffix(FALLBACK) {
-                Some(inner) => format!("{} {FALLBACK}", join(path, inner.trim_end())),
+                Some(inner) => {
+                    let prefix = join(path, inner.trim_end());
+                    format!("{} {FALLBACK}", prefix.trim_end_matches('/'))
+                }
                 None => join(path, &r.path),
             },
             handler: r.handler.clone(),

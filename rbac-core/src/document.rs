@@ -157,6 +157,21 @@ impl From<FieldRuleRepr> for FieldRuleDef {
     }
 }
 
+impl PolicyDocument {
+    /// Every field rule in [`FieldRuleDef::stored_form`].
+    pub(crate) fn normalize_field_rules(&mut self) {
+        let layers = self
+            .roles
+            .values_mut()
+            .chain(self.tenants.values_mut().flat_map(|t| t.roles.values_mut()));
+        for layer in layers {
+            for rule in layer.fields.values_mut() {
+                *rule = std::mem::take(rule).stored_form();
+            }
+        }
+    }
+}
+
 impl FieldRuleDef {
     /// The rule as the policy store keeps it: a rule with no list becomes `read_deny = []`
     /// (read every field, write none, as before); any other rule is unchanged.

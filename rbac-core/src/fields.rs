@@ -195,6 +195,15 @@ pub enum FieldError {
     Row(#[from] RowError),
 }
 
+/// An object, or an array of objects only (empty included).
+fn is_records(value: &Json) -> bool {
+    match value {
+        Json::Object(_) => true,
+        Json::Array(items) => items.iter().all(Json::is_object),
+        _ => false,
+    }
+}
+
 fn is_record(value: &Json) -> bool {
     match value {
         Json::Object(_) => true,
@@ -363,10 +372,9 @@ impl FieldMask {
                                 field: path,
                             });
                         }
-                        // A prefix only: its value must be records.
-                        None if matches!(v, Json::Object(_) | Json::Array(_)) => {
-                            self.check_under(v, child, &path)?
-                        }
+                        // A prefix only: its value must be records (an object, or an array of
+                        // objects only); check_record refuses anything else.
+                        None if is_records(v) => self.check_under(v, child, &path)?,
                         None => self.check_record(v, child, &path)?,
                     },
                 }

@@ -308,17 +308,7 @@ impl Policy {
     fn validated(mut document: PolicyDocument, source: &str) -> Result<Policy, ValidationErrors> {
         // Field rules in the form the store keeps, so that a policy built in code compares
         // equal to itself read back (TOML already reads them so).
-        let layers = document.roles.values_mut().chain(
-            document
-                .tenants
-                .values_mut()
-                .flat_map(|t| t.roles.values_mut()),
-        );
-        for layer in layers {
-            for rule in layer.fields.values_mut() {
-                *rule = std::mem::take(rule).stored_form();
-            }
-        }
+        document.normalize_field_rules();
         let issues = validate(&document);
         if issues.is_empty() {
             Ok(Policy { document })

@@ -207,10 +207,19 @@ fn check_write_names_the_forbidden_field() {
         );
     }
     // A prefix that is not a field takes records only.
-    assert!(matches!(
-        anna_globex.check_write(&json!({"lines": 1})),
-        Err(FieldError::NotAnObject { .. })
-    ));
+    for not_records in [
+        json!({"lines": 1}),
+        json!({"lines": [1]}),
+        json!({"lines": [{}, 2]}),
+    ] {
+        assert!(
+            matches!(
+                anna_globex.check_write(&not_records),
+                Err(FieldError::NotAnObject { .. })
+            ),
+            "{not_records}"
+        );
+    }
     for empty in [
         json!({"lines": []}),
         json!({"lines": {}}),

@@ -224,6 +224,19 @@ async fn typed_changes_edit_rows_and_fields(db: TestDb) {
     assert!(store.import(&admin(), &policy).await.unwrap().changed);
     assert_eq!(store.load().await.unwrap(), policy);
     assert!(!store.import(&admin(), &policy).await.unwrap().changed);
+    // The same through a raw document.
+    let mut raw = store.load().await.unwrap().into_document();
+    raw.role_mut("user")
+        .fields
+        .insert("invoices".into(), FieldRuleDef::default());
+    let replaced = store
+        .apply_one(&admin(), Change::ReplaceAll(Box::new(raw)))
+        .await
+        .unwrap();
+    assert!(
+        !replaced.changed,
+        "replacing a policy with itself changes nothing"
+    );
     live.shutdown().await;
 }
 

@@ -649,10 +649,15 @@ fn coverage_from_source_reports_fallbacks() {
 
         fn app() -> Router {
             let api = Router::new().fallback(any(forgotten));
+            // A layer covers a fallback (a route layer does not).
+            let covered = Router::new()
+                .fallback(any(forgotten))
+                .layer(require("finance.accounts.read"));
             Router::new()
                 .route("/a", get(forgotten))
                 .fallback(any(not_found))
                 .nest("/api", api)
+                .nest("/covered", covered)
                 .route_layer(require("finance.accounts.read"))
         }
         "#,
@@ -686,6 +691,10 @@ fn coverage_from_source_reports_fallbacks() {
         "{statuses:?}"
     );
     assert!(statuses.contains(&want("/a", "protected")), "{statuses:?}");
+    assert!(
+        statuses.contains(&want("/covered (fallback)", "protected")),
+        "{statuses:?}"
+    );
 }
 
 #[test]

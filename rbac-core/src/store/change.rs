@@ -528,7 +528,12 @@ impl Change {
                     )));
                 }
             }
-            Change::ReplaceAll(document) => *doc = (**document).clone(),
+            Change::ReplaceAll(document) => {
+                *doc = (**document).clone();
+                // As the store keeps them, so that replacing a policy with itself changes
+                // nothing.
+                doc.normalize_field_rules();
+            }
         }
         Ok(())
     }
