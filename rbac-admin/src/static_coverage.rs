@@ -437,26 +437,34 @@ impl Analysis {
                 let mut routes = self.eval(&call.receiver, scope)?;
                 let prefix = string_lit(prefix);
                 match self.eval(inner, scope) {
-                    Some(nested) => routes.extend(nested.into_iter().map(|mut r| {
-                        match &prefix {
-                            // A route whose own path is unknown stays `?`, with its reason.
-                            Some(_) if r.path == "?" => {}
-                            Some(prefix) => {
-                                r.path = match r.path.strip_suffix(FALLBACK) {
-                                    Some(inner) => {
-                                        format!("{} {FALLBACK}", join(prefix, inner.trim_end()))
+                    Some(mut nested) => {
+                        // axum carries a nested router's fallbacks over only when it has one
+                        // of its own.
+                        if !nested.iter().any(|r| r.path == FALLBACK) {
+                            nested.retain(|r| !r.path.ends_with(FALLBACK));
+                        }
+                        routes.extend(nested.into_iter().map(|mut r| {
+                            match &prefix {
+                                // A route whose own path is unknown stays `?`, with its reason.
+                                Some(_) if r.path == "?" => {}
+                                Some(prefix) => {
+                                    r.path = match r.path.strip_suffix(FALLBACK) {
+                                        Some(inner) => {
+                                            format!("{} {FALLBACK}", join(prefix, inner.trim_end()))
+                                        }
+                                        None => join(prefix, &r.path),
                                     }
-                                    None => join(prefix, &r.path),
+                                }
+                                None => {
+                                    r.path = format!("?{}", r.path);
+                                    r.status = Status::Unresolved;
+                                    r.reason =
+                                        Some("the nest prefix is not a string literal".into());
                                 }
                             }
-                            None => {
-                                r.path = format!("?{}", r.path);
-                                r.status = Status::Unresolved;
-                                r.reason = Some("the nest prefix is not a string literal".into());
-                            }
-                        }
-                        r
-                    })),
+                            r
+                        }));
+                    }
                     None => routes.push(Route {
                         method: "?".into(),
                         path: prefix.map_or_else(|| "?".into(), |p| format!("{p}/…")),

@@ -121,9 +121,9 @@ impl JwtKeys {
 /// - `exp` is required; `nbf` is checked when present; `aud` and `iss` are required and checked
 ///   when configured. The clock leeway defaults to 30 seconds.
 /// - The subject is the `sub` claim (required).
-/// - An `Authorization` header given more than once, or a bearer one that is not text, is
-///   refused (401), never taken for no credentials, so that no later resolver decides who the
-///   caller is.
+/// - An `Authorization` header given more than once, or a bearer one whose token is empty or
+///   not text, is refused (401), never taken for no credentials, so that no later resolver
+///   decides who the caller is.
 #[derive(Clone)]
 pub struct Jwt {
     algorithm: Algorithm,
@@ -217,18 +217,16 @@ impl IdentityResolver for Jwt {
             ));
         }
         // Another scheme (Basic, say, in Latin-1) is a later resolver's to read.
-        let is_bearer = value
-            .as_bytes()
-            .get(..7)
-            .is_some_and(|scheme| scheme.eq_ignore_ascii_case(b"bearer "));
-        if !is_bearer {
+        let bytes = value.as_bytes();
+        let scheme = bytes.split(|&b| b == b' ').next().unwrap_or_default();
+        if !scheme.eq_ignore_ascii_case(b"bearer") {
             return Ok(None);
         }
         let value = value
             .to_str()
             .map_err(|_| Unauthenticated::invalid("the bearer token is not text"))?;
         let Some(token) = bearer(value) else {
-            return Ok(None);
+            return Err(Unauthenticated::invalid("the bearer token is empty"));
         };
         let header =
             decode_header(token).map_err(|e| Unauthenticated::invalid(format!("token: {e}")))?;

@@ -134,7 +134,10 @@ impl<S: Clone + Send + Sync + 'static> Router<S> {
             path: join(path, &r.path),
             handler: r.handler.clone(),
         }));
-        self.fallbacks.extend(fallbacks.iter().map(|r| RouteEntry {
+        // axum carries a nested router's fallbacks over only when it has one of its own.
+        let carried = fallbacks.iter().any(|f| f.path == FALLBACK);
+        let fallbacks = fallbacks.iter().filter(|_| carried);
+        self.fallbacks.extend(fallbacks.map(|r| RouteEntry {
             // `PREFIX (fallback)`, or the deeper prefix joined: `/a/b (fallback)`.
             path: match r.path.strip_suffix(FALLBACK) {
                 Some(inner) => {

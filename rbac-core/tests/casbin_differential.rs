@@ -1375,11 +1375,14 @@ fn quoted_fields_are_read_as_casbin_reads_them_or_refused() {
     let g_line = (field(subject().boxed()), field(subject().boxed()))
         .prop_map(|(s, r)| format!("g, {s},{r}"));
     let line = prop_oneof![p_line, g_line];
+    // How many files import: a reader that refused every quoted line would pass vacuously.
+    let imported = std::sync::atomic::AtomicUsize::new(0);
     run(prop::collection::vec(line, 1..6), |lines| {
         let csv = lines.join("\n");
         let Ok(policy) = rc::import(RBAC_MODEL, &csv) else {
             return Ok(());
         };
+        imported.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let engine = Engine::new(&policy);
         let enforcer = runtime().block_on(casbin_from_text(RBAC_MODEL, &csv));
         for sub in names {
@@ -1396,6 +1399,12 @@ fn quoted_fields_are_read_as_casbin_reads_them_or_refused() {
         }
         Ok(())
     });
+    let imported = imported.into_inner();
+    assert!(
+        imported * 5 >= config().cases as usize,
+        "only {imported} of {} files imported",
+        config().cases
+    );
 }
 
 /// Subjects may hold commas and quotes. An export quotes a subject with a comma, which casbin

@@ -226,7 +226,9 @@ async fn a_fallback_is_refused_unless_marked_and_is_reported() {
     );
     // Nested fallbacks keep their prefixes (and modules by path), and stay when the outer
     // router sets its own.
-    let inner: Router = Router::new().nest("/b", Router::new().fallback(any(forgotten)));
+    let inner: Router = Router::new()
+        .nest("/b", Router::new().fallback(any(forgotten)))
+        .fallback(any(open));
     let nested: Router = Router::new().nest("/a", inner).fallback(any(open));
     let options = rbac_axum::coverage::CoverageOptions::default().module_for_path("/a", "alpha");
     let report = nested.coverage_with(&options);
@@ -237,6 +239,26 @@ async fn a_fallback_is_refused_unless_marked_and_is_reported() {
         .collect();
     assert_eq!(
         paths,
-        [("(fallback)", None), ("/a/b (fallback)", Some("alpha"))]
+        [
+            ("(fallback)", None),
+            ("/a (fallback)", Some("alpha")),
+            ("/a/b (fallback)", Some("alpha"))
+        ]
+    );
+    // axum carries a nested router's fallbacks over only when it has one of its own: here
+    // `/a/b/x` reaches the outer router's (default) fallback, and nothing is reported.
+    let bare: Router = Router::new().nest(
+        "/a",
+        Router::new().nest("/b", Router::new().fallback(any(forgotten))),
+    );
+    assert!(
+        bare.coverage().routes.is_empty(),
+        "{:?}",
+        bare.coverage().routes
+    );
+    let app = serve(bare.deny_by_default());
+    assert_eq!(
+        get_req("/a/b/x").user("alice").send(&app).await.status,
+        StatusCode::NOT_FOUND
     );
 }

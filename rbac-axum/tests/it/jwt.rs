@@ -222,6 +222,14 @@ async fn the_trusted_header_works_once_enabled_and_a_token_takes_precedence() {
         .send(&app)
         .await;
     reply.assert_problem(StatusCode::UNAUTHORIZED);
+    for empty in ["Bearer", "Bearer ", "bearer    "] {
+        let reply = get_req("/t/acme/accounts")
+            .header("authorization", empty)
+            .user("carol")
+            .send(&app)
+            .await;
+        reply.assert_problem(StatusCode::UNAUTHORIZED);
+    }
     // Another scheme, whatever its bytes, is left to the next resolver.
     let reply = get_req("/t/acme/accounts")
         .header_bytes("authorization", b"Basic \xe9t\xe9")
