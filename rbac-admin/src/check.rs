@@ -147,7 +147,7 @@ pub fn run_batch(
 
 /// Decides every query read from `input` and writes `allow` or `deny` (with `explain`, the
 /// reason; with `json_lines`, a JSON object) a line, in order. Lines starting with `#` and
-/// lines whose fields are all empty are skipped. A malformed line (wrong field count, bad
+/// lines of unquoted empty fields are skipped. A malformed line (wrong field count, bad
 /// name, not UTF-8, over 64 KiB) prints `error` (or `{"line", "error"}`) in its place, so that
 /// output lines stay aligned with queries, and is reported on `err` as
 /// `SOURCE:LINE: problem`; it is never skipped silently.

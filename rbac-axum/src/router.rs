@@ -35,6 +35,9 @@ pub struct Router<S = ()> {
     /// The fallback's handlers (and those of nested routers' fallbacks): reported like routes,
     /// but covered only by [`Router::layer`], as axum applies `route_layer` to routes only.
     fallbacks: Vec<RouteEntry>,
+    /// Whether this router set a fallback of its own (even one with no handler): axum then
+    /// carries its nested routers' fallbacks when it is nested in turn.
+    own_fallback: bool,
     deny_by_default: bool,
 }
 
@@ -75,6 +78,7 @@ impl<S: Clone + Send + Sync + 'static> Router<S> {
             inner: axum::Router::new(),
             routes: Vec::new(),
             fallbacks: Vec::new(),
+            own_fallback: false,
             deny_by_default: false,
         }
     }
@@ -128,15 +132,17 @@ impl<S: Clone + Send + Sync + 'static> Router<S> {
     /// `axum::Router::nest`: the nested routes are recorded under `path`.
     pub fn nest(mut self, path: &str, router: Router<S>) -> Self {
         let Router {
-            routes, fallbacks, ..
+            routes,
+            fallbacks,
+            own_fallback,
+            ..
         } = &router;
         self.routes.extend(routes.iter().map(|r| RouteEntry {
             path: join(path, &r.path),
             handler: r.handler.clone(),
         }));
         // axum carries a nested router's fallbacks over only when it has one of its own.
-        let carried = fallbacks.iter().any(|f| f.path == FALLBACK);
-        let fallbacks = fallbacks.iter().filter(|_| carried);
+        let fallbacks = fallbacks.iter().filter(|_| *own_fallback);
         self.fallbacks.extend(fallbacks.map(|r| RouteEntry {
             // `PREFIX (fallback)`, or the deeper prefix joined: `/a/b (fallback)`.
             path: match r.path.strip_suffix(FALLBACK) {
@@ -156,6 +162,7 @@ impl<S: Clone + Send + Sync + 'static> Router<S> {
     pub fn merge(mut self, other: Router<S>) -> Self {
         self.routes.extend(other.routes.iter().cloned());
         self.fallbacks.extend(other.fallbacks.iter().cloned());
+        self.own_fallback |= other.own_fallback;
         self.inner = self.inner.merge(other.into_inner());
         self
     }
@@ -184,6 +191,7 @@ impl<S: Clone + Send + Sync + 'static> Router<S> {
     pub fn fallback(mut self, method_router: MethodRouter<S>) -> Self {
         // It replaces this router's own fallback, not those of routers nested before.
         self.fallbacks.retain(|f| f.path != FALLBACK);
+        self.own_fallback = true;
         self.fallbacks.extend(
             method_router
                 .handlers
@@ -217,6 +225,7 @@ impl<S: Clone + Send + Sync + 'static> Router<S> {
             inner: self.inner.with_state(state),
             routes: self.routes,
             fallbacks: self.fallbacks,
+            own_fallback: self.own_fallback,
             deny_by_default: self.deny_by_default,
         }
     }

@@ -658,6 +658,9 @@ fn coverage_from_source_reports_fallbacks() {
                 .fallback(any(not_found))
                 .nest("/api", api)
                 .nest("/covered", covered)
+                // Without a fallback of its own, a nested router's nested fallback is not
+                // carried (axum): not reported.
+                .nest("/bare", Router::new().nest("/deep", Router::new().fallback(any(forgotten))))
                 .route_layer(require("finance.accounts.read"))
         }
         "#,
@@ -691,6 +694,10 @@ fn coverage_from_source_reports_fallbacks() {
         "{statuses:?}"
     );
     assert!(statuses.contains(&want("/a", "protected")), "{statuses:?}");
+    assert!(
+        !statuses.iter().any(|(path, _)| path.starts_with("/bare")),
+        "{statuses:?}"
+    );
     assert!(
         statuses.contains(&want("/covered (fallback)", "protected")),
         "{statuses:?}"

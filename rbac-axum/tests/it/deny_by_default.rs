@@ -256,6 +256,20 @@ async fn a_fallback_is_refused_unless_marked_and_is_reported() {
         "{:?}",
         bare.coverage().routes
     );
+    // A fallback with no handler is still one of its own: axum carries the nested ones.
+    let carried: Router = Router::new().nest(
+        "/a",
+        Router::new()
+            .nest("/b", Router::new().fallback(any(forgotten)))
+            .fallback(rbac_axum::routing::MethodRouter::new()),
+    );
+    let paths: Vec<String> = carried
+        .coverage()
+        .routes
+        .into_iter()
+        .map(|r| r.path)
+        .collect();
+    assert_eq!(paths, ["/a/b (fallback)"]);
     let app = serve(bare.deny_by_default());
     assert_eq!(
         get_req("/a/b/x").user("alice").send(&app).await.status,
