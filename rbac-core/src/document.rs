@@ -131,6 +131,26 @@ pub struct FieldRuleDef {
     pub write_deny: Option<Vec<String>>,
 }
 
+impl RoleDef {
+    /// Whether the layer says anything: a grant, a deny, a parent, a row filter or a field
+    /// rule (a description alone says nothing).
+    ///
+    /// ```
+    /// let mut layer = rbac_core::RoleDef::default();
+    /// layer.description = Some("Acme's accountants".into());
+    /// assert!(!layer.has_rules());
+    /// layer.denies.push("finance.invoices.approve".into());
+    /// assert!(layer.has_rules());
+    /// ```
+    pub fn has_rules(&self) -> bool {
+        !(self.grants.is_empty()
+            && self.denies.is_empty()
+            && self.inherits.is_empty()
+            && self.rows.is_empty()
+            && self.fields.is_empty())
+    }
+}
+
 /// [`FieldRuleDef`] as written, before a rule with no list is given its `read_deny = []`.
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]

@@ -278,14 +278,11 @@ fn in_use(policy: &Policy, tenant: Option<&str>, role: &str) -> Vec<String> {
     let mut layers = Vec::new();
     if tenant.is_none() && doc.roles.contains_key(role) {
         for (t, def) in &doc.tenants {
-            let says_something = def.roles.get(role).is_some_and(|l| {
-                !(l.grants.is_empty()
-                    && l.denies.is_empty()
-                    && l.inherits.is_empty()
-                    && l.rows.is_empty()
-                    && l.fields.is_empty())
-            });
-            if says_something {
+            if def
+                .roles
+                .get(role)
+                .is_some_and(rbac_core::RoleDef::has_rules)
+            {
                 layers.push(format!(
                     "`{t}` (`rbac-admin role delete {role} --tenant {t}`)"
                 ));

@@ -224,15 +224,6 @@ fn scope(tenant: &Option<String>) -> String {
         .unwrap_or_default()
 }
 
-/// Whether a role layer says nothing: no rule, parent, row filter or field rule.
-fn is_empty(layer: &RoleDef) -> bool {
-    layer.grants.is_empty()
-        && layer.denies.is_empty()
-        && layer.inherits.is_empty()
-        && layer.rows.is_empty()
-        && layer.fields.is_empty()
-}
-
 fn layer_mut<'a>(
     doc: &'a mut PolicyDocument,
     tenant: &Option<String>,
@@ -353,7 +344,7 @@ impl Change {
                     let layered: Vec<&str> = doc
                         .tenants
                         .iter()
-                        .filter(|(_, def)| def.roles.get(name).is_some_and(|l| !is_empty(l)))
+                        .filter(|(_, def)| def.roles.get(name).is_some_and(RoleDef::has_rules))
                         .map(|(t, _)| t.as_str())
                         .collect();
                     if !layered.is_empty() {
