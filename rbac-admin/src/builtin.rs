@@ -147,12 +147,7 @@ pub fn merge_into(doc: &mut PolicyDocument) -> Vec<String> {
         }
     }
     for (name, description, grants) in ROLES {
-        let owned: Vec<&str> = doc
-            .tenants
-            .iter()
-            .filter(|(_, def)| def.roles.contains_key(*name))
-            .map(|(t, _)| t.as_str())
-            .collect();
+        let owned: Vec<&str> = doc.tenant_layers(name).map(|(t, _)| t).collect();
         if !doc.roles.contains_key(*name) && !owned.is_empty() {
             tracing::warn!(
                 role = name,

@@ -493,28 +493,16 @@ impl Analysis {
                 }
                 Some(routes)
             }
-            ("route_layer", [layer]) => {
+            // axum applies a layer to the routes and the fallback added before it, a route
+            // layer to the routes only.
+            (kind @ ("layer" | "route_layer"), [layer]) => {
                 let mut routes = self.eval(&call.receiver, scope)?;
                 if let Some(requirement) = layer_requirement(layer) {
-                    // axum applies a route layer to the routes added before it, and not to a
-                    // fallback.
                     let covered = |r: &&mut Route| {
-                        r.status != Status::Unresolved && !r.path.ends_with(FALLBACK)
+                        r.status != Status::Unresolved
+                            && (kind == "layer" || !r.path.ends_with(FALLBACK))
                     };
                     for route in routes.iter_mut().filter(covered) {
-                        if route.requirement.is_none() {
-                            route.status = status_of(&requirement);
-                            route.requirement = Some(requirement.clone());
-                        }
-                    }
-                }
-                Some(routes)
-            }
-            ("layer", [layer]) => {
-                let mut routes = self.eval(&call.receiver, scope)?;
-                if let Some(requirement) = layer_requirement(layer) {
-                    // axum applies a layer to the routes and the fallback added before it.
-                    for route in routes.iter_mut().filter(|r| r.status != Status::Unresolved) {
                         if route.requirement.is_none() {
                             route.status = status_of(&requirement);
                             route.requirement = Some(requirement.clone());

@@ -178,6 +178,23 @@ impl From<FieldRuleRepr> for FieldRuleDef {
 }
 
 impl PolicyDocument {
+    /// The tenants with a role (or a layer of a global role) named `role`, and that layer.
+    ///
+    /// ```
+    /// let mut doc = rbac_core::PolicyDocument::default();
+    /// doc.tenant_role_mut("acme", "clerk").grants.push("crm.*".into());
+    /// let tenants: Vec<&str> = doc.tenant_layers("clerk").map(|(t, _)| t).collect();
+    /// assert_eq!(tenants, ["acme"]);
+    /// ```
+    pub fn tenant_layers<'a>(
+        &'a self,
+        role: &'a str,
+    ) -> impl Iterator<Item = (&'a str, &'a RoleDef)> + 'a {
+        self.tenants
+            .iter()
+            .filter_map(move |(t, def)| def.roles.get(role).map(|layer| (t.as_str(), layer)))
+    }
+
     /// Every field rule in [`FieldRuleDef::stored_form`].
     pub(crate) fn normalize_field_rules(&mut self) {
         let layers = self

@@ -277,16 +277,10 @@ fn in_use(policy: &Policy, tenant: Option<&str>, role: &str) -> Vec<String> {
     // A global role's rules in a tenant would outlive it as a role of the tenant's own.
     let mut layers = Vec::new();
     if tenant.is_none() && doc.roles.contains_key(role) {
-        for (t, def) in &doc.tenants {
-            if def
-                .roles
-                .get(role)
-                .is_some_and(rbac_core::RoleDef::has_rules)
-            {
-                layers.push(format!(
-                    "`{t}` (`rbac-admin role delete {role} --tenant {t}`)"
-                ));
-            }
+        for (t, _) in doc.tenant_layers(role).filter(|(_, l)| l.has_rules()) {
+            layers.push(format!(
+                "`{t}` (`rbac-admin role delete {role} --tenant {t}`)"
+            ));
         }
     }
     let mut why = Vec::new();

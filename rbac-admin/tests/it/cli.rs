@@ -220,14 +220,7 @@ fn long_batches_answer_every_line_in_place_across_chunks() {
             explain,
             json_lines: true,
         };
-        let input: Box<dyn std::io::Read> = if trickle {
-            Box::new(Trickle {
-                text: text.as_bytes(),
-                piece: 0,
-            })
-        } else {
-            Box::new(text.as_bytes())
-        };
+        let input = reader(text.as_bytes(), trickle);
         rbac_admin::check::run_batch_from(&engine, input, "q.csv", options, &mut out, &mut err)
             .unwrap();
         let out = String::from_utf8(out).unwrap();
@@ -280,14 +273,7 @@ fn the_longest_line_read_is_64_kib() {
     );
     for trickle in [false, true] {
         let (mut out, mut err) = (Vec::new(), Vec::new());
-        let input: Box<dyn std::io::Read> = if trickle {
-            Box::new(Trickle {
-                text: text.as_bytes(),
-                piece: 0,
-            })
-        } else {
-            Box::new(text.as_bytes())
-        };
+        let input = reader(text.as_bytes(), trickle);
         let options = rbac_admin::check::BatchOptions::default();
         rbac_admin::check::run_batch_from(&engine, input, "q.csv", options, &mut out, &mut err)
             .unwrap();
@@ -304,6 +290,15 @@ fn the_longest_line_read_is_64_kib() {
 }
 
 /// Gives its text in pieces of 1 to 300 bytes, as a pipe might.
+/// `text` read whole, or trickled.
+fn reader(text: &[u8], trickle: bool) -> Box<dyn std::io::Read + '_> {
+    if trickle {
+        Box::new(Trickle { text, piece: 0 })
+    } else {
+        Box::new(text)
+    }
+}
+
 struct Trickle<'a> {
     text: &'a [u8],
     piece: usize,

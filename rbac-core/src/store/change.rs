@@ -309,12 +309,7 @@ impl Change {
                 // A tenant's own role of that name would silently become a layer of the new
                 // global role, and take its grants and denies there.
                 if tenant.is_none() && !doc.roles.contains_key(name) {
-                    let own: Vec<&str> = doc
-                        .tenants
-                        .iter()
-                        .filter(|(_, def)| def.roles.contains_key(name))
-                        .map(|(t, _)| t.as_str())
-                        .collect();
+                    let own: Vec<&str> = doc.tenant_layers(name).map(|(t, _)| t).collect();
                     if !own.is_empty() {
                         return Err(ChangeError::InUse(format!(
                             "tenant(s) `{}` have a role `{name}` of their own: a global role of \
@@ -342,10 +337,9 @@ impl Change {
                 // grants and denies (a deny wins) gone. Empty layers go with the role.
                 if tenant.is_none() && doc.roles.contains_key(name) {
                     let layered: Vec<&str> = doc
-                        .tenants
-                        .iter()
-                        .filter(|(_, def)| def.roles.get(name).is_some_and(RoleDef::has_rules))
-                        .map(|(t, _)| t.as_str())
+                        .tenant_layers(name)
+                        .filter(|(_, layer)| layer.has_rules())
+                        .map(|(t, _)| t)
                         .collect();
                     if !layered.is_empty() {
                         return Err(ChangeError::InUse(format!(
