@@ -4,7 +4,7 @@
 use std::io::Write;
 use std::path::Path;
 
-use rbac_axum::coverage::{CoverageReport, RequirementReport, RouteReport, Status};
+use rbac_axum::coverage::{CoverageReport, RequirementReport, RouteReport};
 
 use crate::static_coverage::{self, Requirement};
 
@@ -75,12 +75,7 @@ pub fn report_from_source(dir: &Path) -> Result<(CoverageReport, Vec<String>), C
                 path: r.path,
                 handler: r.handler,
                 module,
-                status: match r.status {
-                    static_coverage::Status::Protected => Status::Protected,
-                    static_coverage::Status::Public => Status::Public,
-                    static_coverage::Status::Unprotected => Status::Unprotected,
-                    static_coverage::Status::Unresolved => Status::Unresolved,
-                },
+                status: r.status,
                 requirement: r.requirement.map(|req| match req {
                     Requirement::Permissions {
                         mode: "any",

@@ -13,6 +13,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
+use rbac_axum::coverage::{FALLBACK, nested_path};
 use syn::{Expr, ExprCall, ExprMethodCall, Item, Stmt};
 
 /// What protects a route, as written in the source.
@@ -47,18 +48,8 @@ impl Requirement {
     }
 }
 
-/// Coverage status of one route.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Status {
-    /// A requirement protects it.
-    Protected,
-    /// Marked public on purpose.
-    Public,
-    /// Nothing protects it.
-    Unprotected,
-    /// The analysis could not tell.
-    Unresolved,
-}
+/// Coverage status of one route: the one `rbac_axum::Router::coverage` reports.
+pub use rbac_axum::coverage::Status;
 
 /// One route found in the source.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -433,6 +424,23 @@ impl Analysis {
                 }
                 Some(routes)
             }
+            // A service cannot be read: reported as `rbac_axum::Router` reports it, unresolved
+            // unless a layer covers it.
+            ("route_service" | "nest_service", [path, service]) => {
+                let mut routes = self.eval(&call.receiver, scope)?;
+                let path = string_lit(path).map(|p| match method.as_str() {
+                    "nest_service" => format!("{}/…", p.trim_end_matches('/')),
+                    _ => p,
+                });
+                routes.push(self.service(path, service, scope.file));
+                Some(routes)
+            }
+            ("fallback_service", [service]) => {
+                let mut routes = self.eval(&call.receiver, scope)?;
+                routes.retain(|r| r.path != FALLBACK);
+                routes.push(self.service(Some(FALLBACK.to_owned()), service, scope.file));
+                Some(routes)
+            }
             ("nest", [prefix, inner]) => {
                 let mut routes = self.eval(&call.receiver, scope)?;
                 let prefix = string_lit(prefix);
@@ -447,14 +455,7 @@ impl Analysis {
                             match &prefix {
                                 // A route whose own path is unknown stays `?`, with its reason.
                                 Some(_) if r.path == "?" => {}
-                                Some(prefix) => {
-                                    r.path = match r.path.strip_suffix(FALLBACK) {
-                                        Some(inner) => {
-                                            format!("{} {FALLBACK}", join(prefix, inner.trim_end()))
-                                        }
-                                        None => join(prefix, &r.path),
-                                    }
-                                }
+                                Some(prefix) => r.path = nested_path(prefix, &r.path),
                                 None => {
                                     r.path = format!("?{}", r.path);
                                     r.status = Status::Unresolved;
@@ -499,13 +500,14 @@ impl Analysis {
                 let mut routes = self.eval(&call.receiver, scope)?;
                 if let Some(requirement) = layer_requirement(layer) {
                     let covered = |r: &&mut Route| {
-                        r.status != Status::Unresolved
+                        (r.status != Status::Unresolved || r.reason.as_deref() == Some(SERVICE))
                             && (kind == "layer" || !r.path.ends_with(FALLBACK))
                     };
                     for route in routes.iter_mut().filter(covered) {
                         if route.requirement.is_none() {
                             route.status = status_of(&requirement);
                             route.requirement = Some(requirement.clone());
+                            route.reason = None;
                         }
                     }
                 }
@@ -588,6 +590,17 @@ impl Analysis {
         }
     }
 
+    /// The route of a service (`route_service`, `nest_service`, `fallback_service`).
+    fn service(&self, path: Option<String>, service: &Expr, file: &str) -> Route {
+        let endpoint = Endpoint {
+            method: "ANY".into(),
+            handler: expr_text(service),
+            requirement: None,
+            reason: Some(SERVICE.into()),
+        };
+        self.route(path, endpoint, file)
+    }
+
     fn route(&self, path: Option<String>, endpoint: Endpoint, file: &str) -> Route {
         let (status, reason) = match (&path, &endpoint.reason, &endpoint.requirement) {
             (None, _, _) => (
@@ -609,6 +622,9 @@ impl Analysis {
         }
     }
 }
+
+/// Why a service's route is unresolved until a layer covers it.
+const SERVICE: &str = "a service: what protects it cannot be seen";
 
 fn status_of(requirement: &Requirement) -> Status {
     if *requirement == Requirement::Public {
@@ -633,25 +649,6 @@ fn expr_text(expr: &Expr) -> String {
         format!("{}…", text.chars().take(60).collect::<String>())
     } else {
         text
-    }
-}
-
-/// The path a fallback is reported under.
-const FALLBACK: &str = "(fallback)";
-
-/// `/api` + `/invoices` → `/api/invoices`; `/api` + `/` → `/api`.
-fn join(prefix: &str, path: &str) -> String {
-    let prefix = prefix.trim_end_matches('/');
-    match path {
-        "/" | "" => {
-            if prefix.is_empty() {
-                "/".into()
-            } else {
-                prefix.to_owned()
-            }
-        }
-        p if p.starts_with('/') => format!("{prefix}{p}"),
-        p => format!("{prefix}/{p}"),
     }
 }
 
@@ -704,12 +701,5 @@ mod tests {
                 "the path is not a string literal",
             ]
         );
-    }
-
-    #[test]
-    fn nest_prefixes_join_like_axum() {
-        assert_eq!(join("/api", "/invoices"), "/api/invoices");
-        assert_eq!(join("/api/", "/"), "/api");
-        assert_eq!(join("", "/"), "/");
     }
 }

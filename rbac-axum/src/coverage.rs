@@ -251,6 +251,46 @@ pub struct CoverageReport {
     pub modules: BTreeMap<String, Totals>,
 }
 
+/// The path the coverage report gives a router's fallback (nested: `PREFIX (fallback)`).
+pub const FALLBACK: &str = "(fallback)";
+
+/// The path the coverage report gives the route `path` of a router nested at `prefix`, as
+/// axum joins them; a nested fallback (`(fallback)`, or `INNER (fallback)` from deeper down)
+/// becomes `PREFIX (fallback)` or `PREFIX/INNER (fallback)`. `rbac-admin coverage --src`
+/// names nested routes with it too, so that both reports agree.
+///
+/// ```
+/// use rbac_axum::coverage::nested_path;
+///
+/// assert_eq!(nested_path("/api", "/invoices"), "/api/invoices");
+/// assert_eq!(nested_path("/api", "/"), "/api");
+/// assert_eq!(nested_path("/api/", "/invoices"), "/api/invoices");
+/// assert_eq!(nested_path("/api", "(fallback)"), "/api (fallback)");
+/// assert_eq!(nested_path("/t/{tenant}", "/admin (fallback)"), "/t/{tenant}/admin (fallback)");
+/// ```
+pub fn nested_path(prefix: &str, path: &str) -> String {
+    match path.strip_suffix(FALLBACK) {
+        Some(inner) => {
+            let joined = join(prefix, inner.trim_end());
+            let joined = joined.trim_end_matches('/');
+            let joined = if joined.is_empty() { "/" } else { joined };
+            format!("{joined} {FALLBACK}")
+        }
+        None => join(prefix, path),
+    }
+}
+
+/// `prefix` and `path` joined as axum joins a nest prefix and a nested route.
+fn join(prefix: &str, path: &str) -> String {
+    if prefix.ends_with('/') {
+        format!("{prefix}{}", path.trim_start_matches('/'))
+    } else if path == "/" {
+        prefix.to_owned()
+    } else {
+        format!("{prefix}{path}")
+    }
+}
+
 const METHOD_ORDER: [&str; 10] = [
     "GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS", "TRACE", "CONNECT", "ANY",
 ];

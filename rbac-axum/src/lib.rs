@@ -133,7 +133,10 @@
 //! public, and [`Router::coverage`] reports every route in text, JSON, Markdown or HTML. A
 //! fallback set with [`Router::fallback`] (`.fallback(routing::any(handler))`) is one of those
 //! routes, reported as `(fallback)`; set on the inner `axum::Router`, it would be neither
-//! refused nor reported.
+//! refused nor reported. Services ([`Router::route_service`], [`Router::nest_service`],
+//! [`Router::fallback_service`]) cannot be inspected: they are `unresolved`, and refused by a
+//! deny-by-default router, until a layer covers them. [`coverage::nested_path`] is how nested
+//! routes are named, here and in `rbac-admin coverage --src`.
 //!
 //! # Features
 //!

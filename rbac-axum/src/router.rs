@@ -10,7 +10,7 @@ use axum::response::IntoResponse;
 use axum::routing::Route;
 use tower::{Layer, Service};
 
-use crate::coverage::{CoverageOptions, CoverageReport};
+use crate::coverage::{CoverageOptions, CoverageReport, FALLBACK, nested_path};
 use crate::middleware::{DenyUnmarked, UnmarkedLayer, protection_of};
 use crate::requirement::Protection;
 use crate::routing::{HandlerKind, HandlerRecord, MethodRouter};
@@ -41,8 +41,10 @@ pub struct Router<S = ()> {
     deny_by_default: bool,
 }
 
-/// The path the coverage report gives a fallback.
-const FALLBACK: &str = "(fallback)";
+/// The path the coverage report gives a service nested at `prefix`: every path under it.
+fn nested_service_path(prefix: &str) -> String {
+    format!("{}/…", prefix.trim_end_matches('/'))
+}
 
 impl<S> fmt::Debug for Router<S> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -57,17 +59,6 @@ impl<S> fmt::Debug for Router<S> {
 impl<S: Clone + Send + Sync + 'static> Default for Router<S> {
     fn default() -> Self {
         Router::new()
-    }
-}
-
-fn join(prefix: &str, path: &str) -> String {
-    // As axum joins a nest prefix and a nested route.
-    if prefix.ends_with('/') {
-        format!("{prefix}{}", path.trim_start_matches('/'))
-    } else if path == "/" {
-        prefix.to_owned()
-    } else {
-        format!("{prefix}{path}")
     }
 }
 
@@ -116,16 +107,22 @@ impl<S: Clone + Send + Sync + 'static> Router<S> {
         T::Response: IntoResponse,
         T::Future: Send + 'static,
     {
-        self.routes.push(RouteEntry {
-            path: path.to_owned(),
-            handler: HandlerRecord {
-                method: "ANY",
-                type_name: type_name::<T>(),
-                kind: HandlerKind::Opaque,
-                layers: Vec::new(),
-            },
-        });
+        self.routes.push(opaque::<T>(path.to_owned()));
         self.inner = self.inner.route_service(path, UnmarkedLayer.layer(service));
+        self
+    }
+
+    /// `axum::Router::nest_service`: `service` answers `path` and every path under it. It is
+    /// reported as the route `PATH/…` (method `ANY`), `unresolved` unless a route layer covers
+    /// it, and a deny-by-default router refuses it likewise, as [`Router::route_service`].
+    pub fn nest_service<T>(mut self, path: &str, service: T) -> Self
+    where
+        T: Service<Request, Error = Infallible> + Clone + Send + Sync + 'static,
+        T::Response: IntoResponse,
+        T::Future: Send + 'static,
+    {
+        self.routes.push(opaque::<T>(nested_service_path(path)));
+        self.inner = self.inner.nest_service(path, UnmarkedLayer.layer(service));
         self
     }
 
@@ -138,20 +135,13 @@ impl<S: Clone + Send + Sync + 'static> Router<S> {
             ..
         } = &router;
         self.routes.extend(routes.iter().map(|r| RouteEntry {
-            path: join(path, &r.path),
+            path: nested_path(path, &r.path),
             handler: r.handler.clone(),
         }));
         // axum carries a nested router's fallbacks over only when it has one of its own.
         let fallbacks = fallbacks.iter().filter(|_| *own_fallback);
         self.fallbacks.extend(fallbacks.map(|r| RouteEntry {
-            // `PREFIX (fallback)`, or the deeper prefix joined: `/a/b (fallback)`.
-            path: match r.path.strip_suffix(FALLBACK) {
-                Some(inner) => {
-                    let prefix = join(path, inner.trim_end());
-                    format!("{} {FALLBACK}", prefix.trim_end_matches('/'))
-                }
-                None => join(path, &r.path),
-            },
+            path: nested_path(path, &r.path),
             handler: r.handler.clone(),
         }));
         self.inner = self.inner.nest(path, router.into_inner());
@@ -202,6 +192,22 @@ impl<S: Clone + Send + Sync + 'static> Router<S> {
                 }),
         );
         self.inner = self.inner.fallback(method_router.inner);
+        self
+    }
+
+    /// `axum::Router::fallback_service`: reported as the route `(fallback)` (method `ANY`),
+    /// `unresolved` unless [`Router::layer`] covers it, and refused by a deny-by-default
+    /// router likewise, as [`Router::route_service`].
+    pub fn fallback_service<T>(mut self, service: T) -> Self
+    where
+        T: Service<Request, Error = Infallible> + Clone + Send + Sync + 'static,
+        T::Response: IntoResponse,
+        T::Future: Send + 'static,
+    {
+        self.fallbacks.retain(|f| f.path != FALLBACK);
+        self.own_fallback = true;
+        self.fallbacks.push(opaque::<T>(FALLBACK.to_owned()));
+        self.inner = self.inner.fallback_service(UnmarkedLayer.layer(service));
         self
     }
 
@@ -267,6 +273,19 @@ impl<S: Clone + Send + Sync + 'static> Router<S> {
     }
 }
 
+/// The record of a service, whose protection cannot be seen: any method, no marks.
+fn opaque<T>(path: String) -> RouteEntry {
+    RouteEntry {
+        path,
+        handler: HandlerRecord {
+            method: "ANY",
+            type_name: type_name::<T>(),
+            kind: HandlerKind::Opaque,
+            layers: Vec::new(),
+        },
+    }
+}
+
 impl<S: Clone + Send + Sync + 'static> From<Router<S>> for axum::Router<S> {
     fn from(router: Router<S>) -> Self {
         router.into_inner()
@@ -280,18 +299,5 @@ impl RouteEntry {
             HandlerKind::Plain | HandlerKind::Opaque => None,
         };
         own.into_iter().chain(self.handler.layers.iter().copied())
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::join;
-
-    #[test]
-    fn nest_prefixes_join_as_axum_joins_them() {
-        assert_eq!(join("/api", "/users"), "/api/users");
-        assert_eq!(join("/api", "/"), "/api");
-        assert_eq!(join("/api/", "/users"), "/api/users");
-        assert_eq!(join("/t/{tenant}", "/x/{id}"), "/t/{tenant}/x/{id}");
     }
 }

@@ -53,4 +53,5 @@ mod backup_schedule;
 mod backup_sqlite;
 mod batch_input;
 mod cli;
+mod coverage_agreement;
 mod s3_server;

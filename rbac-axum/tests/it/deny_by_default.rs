@@ -276,3 +276,73 @@ async fn a_fallback_is_refused_unless_marked_and_is_reported() {
         StatusCode::NOT_FOUND
     );
 }
+
+/// Services nested under a prefix or answering as the fallback are as opaque as
+/// `route_service`: reported `unresolved` (`PREFIX/…`, `(fallback)`), refused by a
+/// deny-by-default router, and served once a layer covers them.
+#[tokio::test]
+async fn nested_and_fallback_services_are_refused_unless_covered() {
+    use rbac_axum::coverage::Status;
+
+    let services = || {
+        Router::new()
+            .route("/open", get(open))
+            .nest_service("/assets/", service())
+            .fallback_service(service())
+    };
+    let report = services().coverage();
+    let unresolved: Vec<(&str, &str)> = report
+        .routes
+        .iter()
+        .filter(|r| r.status == Status::Unresolved)
+        .map(|r| (r.method.as_str(), r.path.as_str()))
+        .collect();
+    assert_eq!(unresolved, [("ANY", "(fallback)"), ("ANY", "/assets/…")]);
+
+    let app = serve(services().deny_by_default());
+    for uri in ["/assets", "/assets/app.js", "/nowhere"] {
+        let reply = get_req(uri).user("carol").send(&app).await;
+        reply.assert_problem(StatusCode::FORBIDDEN);
+    }
+    assert_eq!(status(&app, "/open", None).await, StatusCode::OK);
+
+    // A layer covers both: carol holds the permission everywhere, alice only in acme.
+    let covered = services()
+        .layer(require("finance.accounts.read"))
+        .deny_by_default();
+    assert!(
+        covered
+            .coverage()
+            .routes
+            .iter()
+            .all(|r| r.status != Status::Unresolved)
+    );
+    // Global scope: these paths name no tenant.
+    let app = covered
+        .into_inner()
+        .layer(RbacLayer::new(engine()).trusted_header(TrustedHeader::x_user_id()));
+    for uri in ["/assets/app.js", "/nowhere"] {
+        let reply = get_req(uri).user("carol").send(&app).await;
+        assert_eq!(
+            (reply.status, reply.body.as_str()),
+            (StatusCode::OK, "service"),
+            "{uri}"
+        );
+        assert_eq!(
+            status(&app, uri, Some("alice")).await,
+            StatusCode::FORBIDDEN,
+            "{uri}"
+        );
+    }
+
+    // A later fallback service replaces the fallback, not the nested one.
+    let nested: Router = Router::new().nest("/a", Router::new().fallback_service(service()));
+    let paths: Vec<String> = nested
+        .fallback_service(service())
+        .coverage()
+        .routes
+        .into_iter()
+        .map(|r| r.path)
+        .collect();
+    assert_eq!(paths, ["(fallback)", "/a (fallback)"]);
+}
