@@ -195,8 +195,20 @@ impl PolicyDocument {
             .filter_map(move |(t, def)| def.roles.get(role).map(|layer| (t.as_str(), layer)))
     }
 
+    /// The document in the form the policy store keeps, which means the same: every field
+    /// rule in [`FieldRuleDef::stored_form`], and no empty per-tenant role list (`acme = []`
+    /// holds no role; the store keeps assignments, so it reads back as no entry). A policy
+    /// built in code or read from TOML then compares equal to itself read back, and importing
+    /// it again changes nothing.
+    pub(crate) fn normalize(&mut self) {
+        for subject in self.subjects.values_mut() {
+            subject.tenants.retain(|_, roles| !roles.is_empty());
+        }
+        self.normalize_field_rules();
+    }
+
     /// Every field rule in [`FieldRuleDef::stored_form`].
-    pub(crate) fn normalize_field_rules(&mut self) {
+    fn normalize_field_rules(&mut self) {
         let layers = self
             .roles
             .values_mut()

@@ -306,11 +306,11 @@ impl Policy {
     }
 
     fn validated(mut document: PolicyDocument, source: &str) -> Result<Policy, ValidationErrors> {
-        // Field rules in the form the store keeps, so that a policy built in code compares
-        // equal to itself read back (TOML already reads them so).
-        document.normalize_field_rules();
         let issues = validate(&document);
         if issues.is_empty() {
+            // In the form the store keeps, once validated (an empty list under an unknown
+            // tenant is still an error), so that a policy compares equal to itself read back.
+            document.normalize();
             Ok(Policy { document })
         } else {
             Err(ValidationErrors {

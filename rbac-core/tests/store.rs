@@ -32,6 +32,8 @@ rbac_test_support::on_both_databases_async!(
     decisions_are_recorded_and_flushed_on_shutdown,
     a_full_decision_queue_drops_and_counts_but_never_blocks,
     every_past_version_is_rebuilt_exactly,
+    a_rewound_version_is_served_as_the_database_holds_it,
+    importing_the_same_policy_again_changes_nothing,
 );
 
 fn ctx(actor: &str) -> ChangeContext {
@@ -989,4 +991,230 @@ async fn every_past_version_is_rebuilt_exactly(db: TestDb) {
         Err(StoreError::Corrupt(_))
     ));
     assert_eq!(store.policy_at(5).await.unwrap(), versions[5]);
+}
+
+/// A reload reads one committed state, never a mix of two. Here a commit lands while a
+/// reload is between its reads (it waits on a lock the committing transaction holds): the
+/// commit revokes `clerk`'s grant and gives `clerk` to bob. A reload that read the grant
+/// before the commit and the assignment after it would let bob read invoices at a version
+/// where he never could.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(
+    not(rbac_pg_tests),
+    ignore = "needs PostgreSQL: set RBAC_TEST_POSTGRES_URL (bash .ci/postgres.sh prints one)"
+)]
+async fn a_postgres_reload_never_mixes_two_versions() {
+    use sqlx::Executor as _;
+
+    let db = TestDb::postgres("rbac_test").await;
+    let store = Store::connect(&db.url).await.unwrap();
+    let policy = Policy::from_toml_str(
+        r#"
+        [permissions.finance.invoices]
+        read = "Read invoices"
+        [roles.clerk]
+        grants = ["finance.invoices.read"]
+        [tenants.acme]
+        [subjects.alice.tenants]
+        acme = ["clerk"]
+        [subjects.bob]
+        "#,
+    )
+    .unwrap();
+    store.import(&ctx("importer"), &policy).await.unwrap();
+    let before = store.version().await.unwrap();
+
+    let pool = raw_pool(&db).await;
+    let mut writer = pool.begin().await.unwrap();
+    // Role rules are read before assignments: the reload gets past them, then waits.
+    writer
+        .execute("LOCK TABLE rbac_assignments IN ACCESS EXCLUSIVE MODE")
+        .await
+        .unwrap();
+    let reload = tokio::spawn({
+        let store = store.clone();
+        async move { store.load_versioned().await }
+    });
+    let waiting = "SELECT count(*) FROM pg_locks WHERE NOT granted \
+                   AND relation = 'rbac_assignments'::regclass";
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let row = sqlx::query_scalar::<_, i64>(waiting)
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+        if row > 0 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the reload never reached the lock"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    writer
+        .execute("DELETE FROM rbac_role_rules WHERE role = 'clerk'")
+        .await
+        .unwrap();
+    writer
+        .execute(
+            "INSERT INTO rbac_assignments (subject, tenant, position, role) \
+             VALUES ('bob', 'acme', 0, 'clerk')",
+        )
+        .await
+        .unwrap();
+    writer
+        .execute("UPDATE rbac_meta SET value = value + 1 WHERE key = 'policy_version'")
+        .await
+        .unwrap();
+    writer.commit().await.unwrap();
+
+    let (loaded, version) = reload.await.unwrap().unwrap();
+    let engine = rbac_core::Engine::new(&loaded);
+    let bob = engine.check("bob", "acme", "finance.invoices.read");
+    let alice = engine.check("alice", "acme", "finance.invoices.read");
+    // The state before the commit, whole: alice reads, bob holds nothing.
+    assert_eq!(version, before);
+    assert!(!bob.is_allowed(), "{bob:?}");
+    assert!(alice.is_allowed(), "{alice:?}");
+    let (after, _) = store.load_versioned().await.unwrap();
+    let engine = rbac_core::Engine::new(&after);
+    assert!(
+        !engine
+            .check("alice", "acme", "finance.invoices.read")
+            .is_allowed()
+    );
+    assert!(
+        !engine
+            .check("bob", "acme", "finance.invoices.read")
+            .is_allowed()
+    );
+}
+
+/// The database's version went back (a backup restored, a failover to a replica that had not
+/// seen the last change): live engines serve what the database holds, not the newer policy
+/// they had, which a later change would otherwise have to overtake first.
+async fn a_rewound_version_is_served_as_the_database_holds_it(db: TestDb) {
+    use sqlx::Executor as _;
+
+    let (store, _) = seeded(&db).await;
+    let live = store
+        .live_engine(LiveOptions {
+            poll_interval: Duration::from_millis(20),
+            ..LiveOptions::default()
+        })
+        .await
+        .unwrap();
+    let query = ("alice", "acme", "finance.invoices.approve");
+    assert!(live.check(query.0, query.1, query.2).is_allowed());
+    let served = live.health().version;
+
+    // What a restore of an older backup does: older rows, older version.
+    let pool = raw_pool(&db).await;
+    let mut restore = pool.begin().await.unwrap();
+    restore
+        .execute("DELETE FROM rbac_assignments WHERE subject = 'alice'")
+        .await
+        .unwrap();
+    restore
+        .execute("UPDATE rbac_meta SET value = value - 1 WHERE key = 'policy_version'")
+        .await
+        .unwrap();
+    restore.commit().await.unwrap();
+
+    let start = Instant::now();
+    while live.check(query.0, query.1, query.2).is_allowed() {
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "still serving version {served} after the database went back to {}",
+            served - 1
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(live.health().version, served - 1);
+    live.shutdown().await;
+}
+
+/// The staleness limit runs while a refresh waits on the database, not only once it gives
+/// up: here the version read waits on a lock held past the limit (the refresh's own timeout
+/// is 2 s), and checks are denied before that refresh has failed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(
+    not(rbac_pg_tests),
+    ignore = "needs PostgreSQL: set RBAC_TEST_POSTGRES_URL (bash .ci/postgres.sh prints one)"
+)]
+async fn the_staleness_limit_runs_while_a_refresh_waits() {
+    use sqlx::Executor as _;
+
+    let db = TestDb::postgres("rbac_test").await;
+    let (store, _) = seeded(&db).await;
+    let live = store
+        .live_engine(LiveOptions {
+            poll_interval: Duration::from_millis(20),
+            deny_when_stale_for: Some(Duration::from_millis(300)),
+            listen_for_notifications: false,
+            ..LiveOptions::default()
+        })
+        .await
+        .unwrap();
+    let query = ("alice", "acme", "finance.invoices.approve");
+    assert!(live.check(query.0, query.1, query.2).is_allowed());
+
+    let pool = raw_pool(&db).await;
+    let mut hold = pool.begin().await.unwrap();
+    hold.execute("LOCK TABLE rbac_meta IN ACCESS EXCLUSIVE MODE")
+        .await
+        .unwrap();
+    let start = Instant::now();
+    while live.check(query.0, query.1, query.2).cause() != Cause::Stale {
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "never failed closed"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let health = live.health();
+    assert!(
+        health.denying && health.last_error.is_none(),
+        "denied only once the refresh failed: {health:?}"
+    );
+    hold.rollback().await.unwrap();
+    let start = Instant::now();
+    while !live.check(query.0, query.1, query.2).is_allowed() {
+        assert!(start.elapsed() < Duration::from_secs(15), "never recovered");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    live.shutdown().await;
+}
+
+/// A policy imported twice is one change: an empty role list in a tenant (which the store
+/// keeps as no assignment) reads back equal, as does the same policy built in code.
+async fn importing_the_same_policy_again_changes_nothing(db: TestDb) {
+    let store = Store::connect(&db.url).await.unwrap();
+    let toml = r#"
+        [permissions.finance.invoices]
+        read = "Read invoices"
+        [roles.clerk]
+        grants = ["finance.invoices.read"]
+        [tenants.acme]
+        [tenants.globex]
+        [subjects.bob.tenants]
+        acme = []
+        globex = ["clerk"]
+        [subjects.carol.tenants]
+        acme = []
+    "#;
+    let policy = Policy::from_toml_str(toml).unwrap();
+    let first = store.import(&ctx("importer"), &policy).await.unwrap();
+    assert!(first.changed);
+    let again = store.import(&ctx("importer"), &policy).await.unwrap();
+    assert!(!again.changed, "{again:?}");
+    assert_eq!(again.version, first.version);
+    let changes = Change::ReplaceAll(Box::new(policy.document().clone()));
+    let replaced = store.apply_one(&ctx("importer"), changes).await.unwrap();
+    assert!(!replaced.changed, "{replaced:?}");
+    assert_eq!(store.load().await.unwrap().document(), policy.document());
+    // Still validated: an empty list under a tenant that does not exist is an error.
+    let err = Policy::from_toml_str("[subjects.bob.tenants]\nghost = []\n").unwrap_err();
+    assert!(err.to_string().contains("ghost"), "{err}");
 }

@@ -514,10 +514,9 @@ impl Change {
                 }
             }
             Change::ReplaceAll(document) => {
+                // Compared with the stored policy once validated, in the form the store keeps
+                // (`Store::apply`), so that replacing a policy with itself changes nothing.
                 *doc = (**document).clone();
-                // As the store keeps them, so that replacing a policy with itself changes
-                // nothing.
-                doc.normalize_field_rules();
             }
         }
         Ok(())

@@ -1,8 +1,10 @@
 //! An engine kept current from a store, with health, staleness policy and decision audit.
 
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
+
+use tokio::time::Instant;
 
 use tokio::sync::{Notify, mpsc, watch};
 use tokio::task::JoinHandle;
@@ -18,8 +20,10 @@ pub struct LiveOptions {
     /// How often the policy version is read from the database: the safety net behind
     /// PostgreSQL's notifications, and the only mechanism on SQLite. Default 200 ms.
     pub poll_interval: Duration,
-    /// Deny every check while the database has been unreachable for longer than this.
-    /// `None` (the default) keeps serving the last good policy however long the outage lasts.
+    /// Deny every check once this long has passed since the database last answered a refresh,
+    /// while a refresh fails or waits on it (a database that hangs counts from the moment the
+    /// limit runs out, not when the refresh gives up). `None` (the default) keeps serving the
+    /// last good policy however long the outage lasts.
     pub deny_when_stale_for: Option<Duration>,
     /// Which decisions are recorded: denies always; allows not at all (the default), a sample,
     /// or all. Recorded decisions go to `tracing` (target `rbac::decision`).
@@ -84,13 +88,27 @@ impl Shared {
     /// Installs `snapshot` if it is newer than what is served; an older one (a slow refresh
     /// racing a local change) is ignored.
     pub(crate) fn install(&self, snapshot: Arc<Snapshot>, version: i64) {
-        let Ok(_guard) = self.install_lock.lock() else {
-            return;
-        };
+        // The lock guards no data, only the order of installs: a poisoned one is as good.
+        let _guard = self
+            .install_lock
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
         if version > self.version.load(Ordering::Acquire) {
             self.engine.install_shared(snapshot);
             self.version.store(version, Ordering::Release);
         }
+    }
+
+    /// Installs `snapshot` even though its version is older than the one served: the
+    /// database's version went back (a restore, or a failover to a replica that had not seen
+    /// the last changes), and what it holds now is the policy.
+    fn install_rewound(&self, snapshot: Arc<Snapshot>, version: i64) {
+        let _guard = self
+            .install_lock
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        self.engine.install_shared(snapshot);
+        self.version.store(version, Ordering::Release);
     }
 
     fn mark_ok(&self) {
@@ -109,8 +127,9 @@ impl Shared {
 
 /// An [`Engine`] built from a [`Store`] and kept current.
 ///
-/// - A change committed through any `Store` handle of this process is served before
-///   [`Store::apply`] returns.
+/// - A change committed through the `Store` this engine was started from (or a clone of it) is
+///   served before [`Store::apply`] returns. Another `Store::connect` to the same database is
+///   another handle: its changes arrive like those of other processes.
 /// - Changes by other processes arrive through PostgreSQL `LISTEN/NOTIFY` within milliseconds,
 ///   and through a version poll every [`LiveOptions::poll_interval`] (the only path on SQLite).
 /// - If the database goes away, the engine keeps serving the last good policy, reports the
@@ -151,6 +170,9 @@ impl LiveEngine {
             dropped: AtomicU64::new(0),
         });
         store.attach(&shared);
+        // A change committed between the load and the attach was published to no engine
+        // here: read the version again now that changes reach this one.
+        refresh(&store, &shared, Timeouts::of(&options)).await?;
         let (stop, stop_rx) = watch::channel(false);
         let wake = Arc::new(Notify::new());
         let refresher = tokio::spawn(refresh_loop(
@@ -172,7 +194,10 @@ impl LiveEngine {
         let tasks: Vec<JoinHandle<()>> = std::iter::once(refresher).chain(listener).collect();
         let (decisions, writer) = if options.decision_table {
             let (tx, rx) = mpsc::channel(options.decision_queue.max(1));
-            (Some(tx), Some(tokio::spawn(write_loop(store, rx))))
+            (
+                Some(tx),
+                Some(tokio::spawn(write_loop(store, rx, shared.clone()))),
+            )
         } else {
             (None, None)
         };
@@ -327,6 +352,26 @@ impl Drop for LiveEngine {
     }
 }
 
+/// How long one refresh may wait on the database.
+#[derive(Debug, Clone, Copy)]
+struct Timeouts {
+    /// For reading the version: small, so that an outage is seen soon.
+    probe: Duration,
+    /// For reading the whole policy, which may be large: a reload cut short by the probe's
+    /// timeout would start again from scratch every time and never finish.
+    load: Duration,
+}
+
+impl Timeouts {
+    fn of(options: &LiveOptions) -> Timeouts {
+        let poll = options.poll_interval.max(Duration::from_millis(10));
+        Timeouts {
+            probe: Duration::from_secs(2).max(poll.saturating_mul(2)),
+            load: Duration::from_secs(60).max(poll.saturating_mul(10)),
+        }
+    }
+}
+
 async fn refresh_loop(
     store: Store,
     shared: Arc<Shared>,
@@ -334,27 +379,47 @@ async fn refresh_loop(
     wake: Arc<Notify>,
     mut stop: watch::Receiver<bool>,
 ) {
-    let limit = options.poll_interval.max(Duration::from_millis(10));
+    let poll = options.poll_interval.max(Duration::from_millis(10));
+    let timeouts = Timeouts::of(&options);
+    // When the database last answered, on the clock the deadline below is measured with.
+    let mut last_ok = Instant::now();
     loop {
         tokio::select! {
-            _ = tokio::time::sleep(limit) => {}
+            _ = tokio::time::sleep(poll) => {}
             _ = wake.notified() => {}
             _ = stop.changed() => return,
         }
         if *stop.borrow() {
             return;
         }
-        let timeout = Duration::from_secs(2).max(limit * 2);
-        let outcome = tokio::time::timeout(timeout, refresh(&store, &shared)).await;
+        // While an attempt waits on the database, the staleness limit still runs out: checks
+        // are denied from `last_ok + limit` on, not only once the attempt gives up.
+        let attempt = refresh(&store, &shared, timeouts);
+        tokio::pin!(attempt);
+        let deadline = options
+            .deny_when_stale_for
+            .and_then(|max| last_ok.checked_add(max));
+        let outcome = loop {
+            let denying = shared.denying.load(Ordering::Relaxed);
+            tokio::select! {
+                outcome = &mut attempt => break outcome,
+                () = sleep_until(deadline), if deadline.is_some() && !denying => {
+                    shared.denying.store(true, Ordering::Relaxed);
+                    tracing::warn!(target: "rbac::store", stale_ms = last_ok.elapsed().as_millis() as u64,
+                        "the policy database has not answered within the staleness limit; denying every check");
+                }
+                _ = stop.changed() => return,
+            }
+        };
         let error = match outcome {
-            Ok(Ok(())) => {
+            Ok(()) => {
+                last_ok = Instant::now();
                 shared.mark_ok();
                 continue;
             }
-            Ok(Err(e)) => e.to_string(),
-            Err(_) => format!("the policy database did not answer within {timeout:?}"),
+            Err(e) => e.to_string(),
         };
-        let stale_for = shared.stale_for();
+        let stale_for = last_ok.elapsed();
         let denying = options
             .deny_when_stale_for
             .is_some_and(|max| stale_for > max);
@@ -367,12 +432,77 @@ async fn refresh_loop(
     }
 }
 
-async fn refresh(store: &Store, shared: &Shared) -> Result<(), StoreError> {
-    let version = store.version().await?;
-    if version > shared.version.load(Ordering::Acquire) {
-        let (policy, version) = store.load_versioned().await?;
-        shared.install(Arc::new(Snapshot::compile(&policy)), version);
+/// Sleeps until `deadline` (forever without one).
+async fn sleep_until(deadline: Option<Instant>) {
+    match deadline {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Why a refresh did not complete.
+#[derive(Debug)]
+enum RefreshError {
+    Store(StoreError),
+    TimedOut(&'static str, Duration),
+}
+
+impl std::fmt::Display for RefreshError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            RefreshError::Store(e) => e.fmt(f),
+            RefreshError::TimedOut(what, after) => {
+                write!(f, "the policy database did not {what} within {after:?}")
+            }
+        }
+    }
+}
+
+impl From<RefreshError> for StoreError {
+    fn from(e: RefreshError) -> StoreError {
+        match e {
+            RefreshError::Store(e) => e,
+            RefreshError::TimedOut(..) => StoreError::Database(sqlx::Error::Io(
+                std::io::Error::new(std::io::ErrorKind::TimedOut, e.to_string()),
+            )),
+        }
+    }
+}
+
+/// `future`'s result, or [`RefreshError::TimedOut`] after `after`.
+async fn within<T>(
+    what: &'static str,
+    after: Duration,
+    future: impl Future<Output = Result<T, StoreError>>,
+) -> Result<T, RefreshError> {
+    match tokio::time::timeout(after, future).await {
+        Ok(result) => result.map_err(RefreshError::Store),
+        Err(_) => Err(RefreshError::TimedOut(what, after)),
+    }
+}
+
+async fn refresh(store: &Store, shared: &Shared, timeouts: Timeouts) -> Result<(), RefreshError> {
+    let served = shared.version.load(Ordering::Acquire);
+    let version = within("answer", timeouts.probe, store.version()).await?;
+    if version == served {
+        return Ok(());
+    }
+    let (policy, version) =
+        within("send the policy", timeouts.load, store.load_versioned()).await?;
+    let snapshot = Arc::new(Snapshot::compile(&policy));
+    if version >= served {
+        shared.install(snapshot, version);
         tracing::info!(target: "rbac::store", version, "policy reloaded");
+        return Ok(());
+    }
+    // Older than what is served: a change of this process committed after the load read
+    // (then the database is newer again, and the next refresh loads it), or the database's
+    // version went back.
+    let now = within("answer", timeouts.probe, store.version()).await?;
+    if now < shared.version.load(Ordering::Acquire) {
+        tracing::warn!(target: "rbac::store", served, version,
+            "the policy database's version went back (a restore or a failover); serving what it holds");
+        shared.install_rewound(snapshot, version);
     }
     Ok(())
 }
@@ -416,7 +546,7 @@ async fn listen_loop(url: String, wake: Arc<Notify>, mut stop: watch::Receiver<b
     }
 }
 
-async fn write_loop(store: Store, mut rx: mpsc::Receiver<PendingDecision>) {
+async fn write_loop(store: Store, mut rx: mpsc::Receiver<PendingDecision>, shared: Arc<Shared>) {
     let mut batch = Vec::new();
     while let Some(first) = rx.recv().await {
         batch.push(first);
@@ -438,7 +568,10 @@ async fn write_loop(store: Store, mut rx: mpsc::Receiver<PendingDecision>) {
                     tokio::time::sleep(Duration::from_millis(200 * attempt)).await;
                 }
                 Err(e) => {
-                    tracing::error!(target: "rbac::audit", error = %e, lost = batch.len(), "decision records lost");
+                    // Counted with the records a full queue dropped: both are lost to the table.
+                    let lost = batch.len() as u64;
+                    shared.dropped.fetch_add(lost, Ordering::Relaxed);
+                    tracing::error!(target: "rbac::audit", error = %e, lost, "decision records lost");
                     break;
                 }
             }

@@ -206,9 +206,18 @@ impl Store {
         } else {
             options.max_connections.max(2)
         };
-        let pool = AnyPoolOptions::new()
+        let mut pool = AnyPoolOptions::new()
             .max_connections(max)
-            .acquire_timeout(options.acquire_timeout)
+            .acquire_timeout(options.acquire_timeout);
+        if in_memory {
+            // An in-memory database lives as long as its one connection: the pool must never
+            // close it as idle or old, or the policy (and its tables) would be gone.
+            pool = pool
+                .min_connections(1)
+                .idle_timeout(None)
+                .max_lifetime(None);
+        }
+        let pool = pool
             .connect_with(connect_options)
             .await
             .map_err(connect_err)?;
@@ -265,7 +274,7 @@ impl Store {
 
     /// The current policy and its version, read in one transaction.
     pub async fn load_versioned(&self) -> Result<(Policy, i64), StoreError> {
-        let mut tx = self.inner.pool.begin().await?;
+        let mut tx = self.begin_read().await?;
         let version = sql::version(&mut tx).await?;
         let document = sql::load_document(&mut tx).await?;
         tx.commit().await?;
@@ -298,7 +307,7 @@ impl Store {
     /// # Ok(()) }
     /// ```
     pub async fn policy_at(&self, version: i64) -> Result<Policy, StoreError> {
-        let mut tx = self.inner.pool.begin().await?;
+        let mut tx = self.begin_read().await?;
         let current = sql::version(&mut tx).await?;
         let since = history::since(&mut tx).await?;
         if version < since || version > current {
@@ -373,14 +382,15 @@ impl Store {
             change.apply_to(&mut after)?;
         }
         let version = sql::version(&mut tx).await?;
-        if after == before {
+        // Validated first: compared in the form the store keeps (what `before` was read in).
+        let policy = Policy::from_document(after)?;
+        if *policy.document() == before {
             tx.rollback().await?;
             return Ok(Applied {
                 version,
                 changed: false,
             });
         }
-        let policy = Policy::from_document(after)?;
         let diff = sql::write_diff(&mut tx, &before, policy.document()).await?;
         let version = version + 1;
         sql::set_version(&mut tx, version).await?;
@@ -414,6 +424,22 @@ impl Store {
             version,
             changed: true,
         })
+    }
+
+    /// Begins a transaction whose reads all see one committed state. On PostgreSQL a plain
+    /// `BEGIN` is READ COMMITTED, where each statement sees the commits made before it: the
+    /// dozen reads of a policy could then mix two versions (a role's grants before a change,
+    /// its assignments after), a policy that was never committed. SQLite's deferred
+    /// transaction already reads one snapshot.
+    pub(crate) async fn begin_read(&self) -> Result<Transaction<'static, sqlx::Any>, StoreError> {
+        match self.inner.backend {
+            Backend::Sqlite => Ok(self.inner.pool.begin().await?),
+            Backend::Postgres => Ok(self
+                .inner
+                .pool
+                .begin_with("BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+                .await?),
+        }
     }
 
     /// Begins a transaction holding the store's write lock, so that concurrent writers (in this
