@@ -112,7 +112,8 @@ pub fn public(attr: TokenStream, item: TokenStream) -> TokenStream {
 /// Declares the application's permissions in code:
 /// `permissions! { finance.accounts.read, crm.leads.read, "finance.2fa.reset" }` generates one
 /// `rbac_axum::Permission` constant per name (`FINANCE_ACCOUNTS_READ`), `ALL`, and registers them
-/// for `rbac_axum::declared_permissions()`. Use it once per module.
+/// for `rbac_axum::declared_permissions()`. Use it once per module. A name whose constant would
+/// start with a digit gets `P_` in front (`"2fa.reset"` → `P_2FA_RESET`).
 #[proc_macro]
 pub fn permissions(input: TokenStream) -> TokenStream {
     expand::permissions(input.into()).into()

@@ -261,9 +261,17 @@ fn check_fn(kind: Kind, item: &ItemFn, errors: &mut Errors) {
     }
 }
 
-/// The constant a permission becomes in `permissions!`: segments upper-cased, joined by `_`.
+/// The constant a permission becomes in `permissions!`: segments upper-cased, joined by `_`,
+/// with `P_` in front when that would not be an identifier (`2fa.reset` → `P_2FA_RESET`;
+/// `_` → `P__`). Always an identifier for a valid permission name, so that `Ident::new` never
+/// panics on one.
 pub(crate) fn const_name(permission: &str) -> String {
-    permission.replace('.', "_").to_uppercase()
+    let name = permission.replace('.', "_").to_uppercase();
+    if name.starts_with(|c: char| c.is_ascii_digit()) || name == "_" {
+        format!("P_{name}")
+    } else {
+        name
+    }
 }
 
 /// Checks a `permissions!` declaration: valid names, no duplicates, no two names that become the
@@ -313,6 +321,9 @@ mod tests {
     fn constants_are_upper_case_segments_joined_by_underscores() {
         assert_eq!(const_name("finance.accounts.read"), "FINANCE_ACCOUNTS_READ");
         assert_eq!(const_name("finance.2fa.reset"), "FINANCE_2FA_RESET");
+        assert_eq!(const_name("2fa.reset"), "P_2FA_RESET");
+        assert_eq!(const_name("_"), "P__");
+        assert_eq!(const_name("_x"), "_X");
         assert_eq!(const_name("crm.lead_source.read"), "CRM_LEAD_SOURCE_READ");
     }
 }

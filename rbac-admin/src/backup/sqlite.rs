@@ -1,7 +1,7 @@
 //! The SQLite data path, through rusqlite (the same libsqlite3 as sqlx): catalogue, change
 //! capture triggers, snapshot reads into chunks, and restores (real or dry run).
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -477,7 +477,25 @@ pub(crate) struct Restorer<'c> {
     /// The capture triggers, as `CREATE TRIGGER` statements, that a real restore removed
     /// for its writes and puts back before it commits.
     triggers: Vec<String>,
+    /// Foreign-key violations in the target before the restore wrote anything.
+    violations: BTreeMap<(String, String), u64>,
     pub(crate) reports: Vec<TableReport>,
+}
+
+/// How many rows of each (child table, parent table) break a foreign key, as
+/// `PRAGMA foreign_key_check` finds them (it checks whatever `foreign_keys` is set to).
+fn foreign_key_violations(
+    conn: &Connection,
+) -> Result<BTreeMap<(String, String), u64>, BackupError> {
+    let mut stmt = conn.prepare("PRAGMA foreign_key_check")?;
+    let mut rows = stmt.query([])?;
+    let mut found = BTreeMap::new();
+    while let Some(row) = rows.next()? {
+        let child: String = row.get(0)?;
+        let parent: String = row.get(2)?;
+        *found.entry((child, parent)).or_insert(0) += 1;
+    }
+    Ok(found)
 }
 
 fn constraint(table: &str, e: rusqlite::Error) -> BackupError {
@@ -494,12 +512,20 @@ impl<'c> Restorer<'c> {
         let tx = if dry_run {
             conn.transaction_with_behavior(TransactionBehavior::Deferred)?
         } else {
-            // Foreign keys are enforced for the restore whatever the connection default.
-            conn.execute_batch("PRAGMA foreign_keys = ON")?;
-            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-            // Rows come table by table; foreign keys are checked once, at commit.
-            tx.execute_batch("PRAGMA defer_foreign_keys = ON")?;
-            tx
+            // Foreign-key *actions* off: with them on, replacing a parent table's rows
+            // (`DELETE FROM tenants`) would run its `ON DELETE CASCADE` / `SET NULL` at once,
+            // deferred or not, and erase or blank child rows restored before it, or those of
+            // tables the restore does not cover. The keys are still checked, once, before
+            // commit ([`Restorer::finish`]): a restore may add no violation.
+            conn.execute_batch("PRAGMA foreign_keys = OFF")?;
+            conn.transaction_with_behavior(TransactionBehavior::Immediate)?
+        };
+        // Violations already there (an application that runs without foreign keys) are not
+        // the restore's to refuse: only new ones are.
+        let violations = if dry_run {
+            BTreeMap::new()
+        } else {
+            foreign_key_violations(&tx)?
         };
         // The capture triggers would log every restored and deleted row (and make a restore
         // of a large tenant several times slower, with the statement journal growing past
@@ -532,6 +558,7 @@ impl<'c> Restorer<'c> {
             later_in_memory: keyset::IN_MEMORY,
             later_spilled: false,
             triggers,
+            violations,
             reports: Vec::new(),
         })
     }
@@ -1111,6 +1138,18 @@ impl<'c> Restorer<'c> {
                     &format!("INSERT INTO {CHANGES} (tbl, pk, tenant) VALUES (?1, '[]', NULL)"),
                     [RESTORE_MARK],
                 )?;
+            }
+            let after = foreign_key_violations(&self.tx)?;
+            let added = after
+                .iter()
+                .find(|(key, n)| **n > self.violations.get(*key).copied().unwrap_or(0));
+            if let Some(((child, parent), n)) = added {
+                // Dropping the transaction rolls it back.
+                return Err(BackupError::Database(format!(
+                    "restore failed at commit, nothing was changed: FOREIGN KEY constraint \
+                     failed: {n} row(s) of `{child}` would refer to rows of `{parent}` that do \
+                     not exist (restore `{parent}` too, or the rows it refers to)"
+                )));
             }
             self.tx.commit().map_err(|e| {
                 BackupError::Database(format!(

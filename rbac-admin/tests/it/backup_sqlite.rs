@@ -1079,3 +1079,62 @@ async fn tenant_restores_read_only_their_groups_of_a_full_backup() {
     let verified = ops.verify(&f.id, true).await;
     assert_eq!(verified.records, f.rows());
 }
+
+/// A schema whose foreign keys cascade: replacing the parent table's rows must not erase or
+/// blank child rows restored before it (tables restore in name order: `invoices` and `notes`
+/// come before `tenants`), nor rows of tables the restore does not cover.
+#[tokio::test]
+async fn cascading_foreign_keys_do_not_undo_a_restore() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("app.db");
+    exec(
+        &db,
+        "CREATE TABLE tenants (id TEXT PRIMARY KEY, name TEXT NOT NULL);
+         CREATE TABLE invoices (id INTEGER PRIMARY KEY,
+             tenant_id TEXT NOT NULL REFERENCES tenants(id) ON DELETE CASCADE,
+             amount INTEGER NOT NULL);
+         CREATE TABLE notes (id INTEGER PRIMARY KEY,
+             tenant_id TEXT REFERENCES tenants(id) ON DELETE SET NULL, body TEXT);
+         CREATE TABLE zettel (id INTEGER PRIMARY KEY,
+             tenant_id TEXT NOT NULL REFERENCES tenants(id) ON DELETE CASCADE);
+         INSERT INTO tenants VALUES ('acme', 'Acme'), ('globex', 'Globex');
+         WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 40)
+         INSERT INTO invoices SELECT i, CASE WHEN i % 2 = 0 THEN 'acme' ELSE 'globex' END, i FROM n;
+         INSERT INTO notes VALUES (1, 'acme', 'a'), (2, 'globex', 'g');
+         INSERT INTO zettel VALUES (1, 'acme'), (2, 'globex');",
+    );
+    let config = format!(
+        "database = \"sqlite://{}\"\nstorage = \"{}\"\ntenant_table = \"tenants\"\n\
+         tenant_column = \"tenant_id\"\ntenant_key = \"id\"\n",
+        db.display(),
+        dir.path().join("backups").display()
+    );
+    let service = BackupService::open(BackupConfig::from_toml_str(&config).unwrap()).unwrap();
+    let ops = Ops::new(service);
+    let original = dump(&db);
+
+    let m = ops.create(&full(Scope::All)).await;
+    exec(
+        &db,
+        "UPDATE invoices SET amount = 0; UPDATE notes SET body = NULL;",
+    );
+    ops.restore(&restore_of(&m.id)).await;
+    assert_eq!(dump(&db), original);
+
+    // One tenant: its parent row is replaced, the other tenant's rows stay.
+    let t = ops.create(&full(Scope::Tenant("acme".into()))).await;
+    exec(
+        &db,
+        "UPDATE invoices SET amount = -1 WHERE tenant_id = 'acme';",
+    );
+    ops.restore(&restore_of(&t.id)).await;
+    assert_eq!(dump(&db), original);
+
+    // Only the parent table: the children it does not cover keep their rows.
+    let req = RestoreRequest {
+        tables: vec!["tenants".into()],
+        ..restore_of(&m.id)
+    };
+    ops.restore(&req).await;
+    assert_eq!(dump(&db), original);
+}

@@ -17,7 +17,20 @@ pub mod perms {
         finance.accounts.update,
         crm.r#type.read,
         "finance.2fa.reset",
+        "2fa.reset",
     }
+}
+
+/// A permission whose constant would start with a digit: `P_` in front.
+#[require_permission(perms::P_2FA_RESET)]
+pub async fn reset_second_factor() -> &'static str {
+    "reset"
+}
+
+/// The same, written as a literal checked against the registry.
+#[require_permission("2fa.reset", registry = perms)]
+pub async fn reset_second_factor_again() -> &'static str {
+    "reset"
 }
 
 /// A body.
@@ -82,8 +95,11 @@ fn main() {
         .route("/finance", axum::routing::get(finance))
         .route("/health", axum::routing::get(health))
         .route("/type", axum::routing::get(r#type))
-        .route("/nested", axum::routing::get(nested));
-    assert_eq!(perms::ALL.len(), 4);
+        .route("/nested", axum::routing::get(nested))
+        .route("/2fa", axum::routing::post(reset_second_factor))
+        .route("/2fa/again", axum::routing::post(reset_second_factor_again));
+    assert_eq!(perms::ALL.len(), 5);
     assert_eq!(perms::FINANCE_2FA_RESET.as_str(), "finance.2fa.reset");
-    assert_eq!(rbac_axum::marked_handlers().len(), 9);
+    assert_eq!(perms::P_2FA_RESET.as_str(), "2fa.reset");
+    assert_eq!(rbac_axum::marked_handlers().len(), 11);
 }
