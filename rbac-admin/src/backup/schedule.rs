@@ -79,7 +79,9 @@ pub enum ScheduleError {
     )]
     InvalidTimeZone(String),
     /// A bad schedule name.
-    #[error("invalid schedule name `{0}`: use 1-64 letters, digits, `-`, `_` or `.`")]
+    #[error(
+        "invalid schedule name `{0}`: use 1-64 letters, digits, `-`, `_` or `.`, not only digits (a number is a schedule id)"
+    )]
     InvalidName(String),
     /// A bad job kind.
     #[error("unknown schedule kind `{0}`: use `full`, `incremental` or `prune`")]
@@ -314,11 +316,14 @@ pub struct ScheduleRun {
     pub runner: String,
 }
 
+/// A schedule name: not all digits, since a number names a schedule by its id
+/// (`schedule remove 2`).
 fn valid_name(name: &str) -> bool {
     (1..=64).contains(&name.len())
         && name
             .chars()
             .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+        && !name.chars().all(|c| c.is_ascii_digit())
 }
 
 fn millis(t: DateTime<Utc>) -> i64 {

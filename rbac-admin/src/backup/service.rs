@@ -950,6 +950,9 @@ impl BackupService {
             None => self.db.clone(),
         };
         let create = request.to.is_some() && !request.dry_run;
+        // A dry run into a new database (`--to` a file not made yet) previews the restore
+        // into an empty one in memory, as the real restore will create it.
+        let may_be_new = request.to.is_some();
         let root = chain
             .first()
             .ok_or_else(|| BackupError::NoMatch("empty chain".into()))?;
@@ -1039,13 +1042,16 @@ impl BackupService {
         let worker = tokio::task::spawn_blocking(move || {
             let relay = Relay(ptx);
             let mut rx = rx;
-            if dry_run && !target.exists() {
+            let new_target = dry_run && !target.exists();
+            if new_target && !may_be_new {
                 return Err(BackupError::Config(format!(
                     "target database `{}` does not exist",
                     target.display()
                 )));
             }
-            let mut conn = if dry_run {
+            let mut conn = if new_target {
+                rusqlite::Connection::open_in_memory()?
+            } else if dry_run {
                 sqlite::open_read_only(&target)?
             } else {
                 sqlite::open(&target, create)?
@@ -1184,6 +1190,12 @@ impl BackupService {
         deep: bool,
         progress: &dyn Progress,
     ) -> Result<VerifyReport, BackupError> {
+        // An incremental restores only with its whole chain: every manifest back to a full
+        // backup must be there and sound (a parent removed by a bucket's lifecycle rule would
+        // otherwise verify fine and fail the restore).
+        if m.parent.is_some() {
+            self.chain(&m.id).await?;
+        }
         let key = self.key_for(m)?;
         let mut shapes: HashMap<&str, (usize, usize)> = m
             .tables

@@ -53,7 +53,9 @@ impl Lock {
 
     /// Whether the process that wrote it may still be running.
     pub(crate) fn may_be_alive(&self) -> bool {
-        if self.host == hostname() {
+        // Without `/proc` (not Linux, some sandboxes) a live process cannot be told from a
+        // dead one: the age alone decides, as for another host's lock.
+        if self.host == hostname() && std::path::Path::new("/proc/self").exists() {
             return std::path::Path::new(&format!("/proc/{}", self.pid)).exists()
                 && self.pid != 0
                 && chrono::Utc::now() - self.started_at < chrono::Duration::hours(24);
@@ -235,9 +237,30 @@ impl Storage {
         self.put(id, LOCK, Bytes::from(text)).await
     }
 
-    async fn lock_of(&self, id: &BackupId) -> Option<Lock> {
-        let bytes = self.get(id, LOCK).await.ok()?;
-        serde_json::from_slice(&bytes).ok()
+    /// The backup's lock: `None` when there is none (or it is not a lock this tool wrote).
+    /// An error reading it is an error, never "no lock": a writer must not lose its backup
+    /// to one failed read.
+    async fn lock_of(&self, id: &BackupId) -> Result<Option<Lock>, BackupError> {
+        match self.store.get(&self.path(id, LOCK)).await {
+            Ok(r) => {
+                let bytes = r
+                    .bytes()
+                    .await
+                    .map_err(|e| self.err(&format!("cannot read {id}/{LOCK}"), e))?;
+                Ok(serde_json::from_slice(&bytes).ok())
+            }
+            Err(object_store::Error::NotFound { .. }) => Ok(None),
+            Err(e) => Err(self.err(&format!("cannot read {id}/{LOCK}"), e)),
+        }
+    }
+
+    /// Whether the backup's manifest is there (the backup is complete).
+    async fn has_manifest(&self, id: &BackupId) -> Result<bool, BackupError> {
+        match self.store.head(&self.path(id, MANIFEST)).await {
+            Ok(_) => Ok(true),
+            Err(object_store::Error::NotFound { .. }) => Ok(false),
+            Err(e) => Err(self.err(&format!("cannot read {id}/{MANIFEST}"), e)),
+        }
     }
 
     /// Removes the in-progress mark (after the manifest is stored).
@@ -305,9 +328,20 @@ impl Storage {
         let (_, incomplete) = self.ids().await?;
         let mut dead = Vec::new();
         for id in incomplete {
-            match self.lock_of(&id).await {
-                Some(lock) if lock.may_be_alive() => {}
-                _ => dead.push(id),
+            let alive = match self.lock_of(&id).await {
+                Ok(Some(lock)) => lock.may_be_alive(),
+                Ok(None) => false,
+                Err(e) => {
+                    // Unknown is alive: the next cleanup decides.
+                    tracing::warn!(target: "rbac::backup", backup = %id, error = %e,
+                        "cannot read the lock of an incomplete backup; leaving it");
+                    true
+                }
+            };
+            // A writer stores the manifest, then removes its lock: a backup listed incomplete
+            // whose lock is gone may have been completed since it was listed.
+            if !alive && !self.has_manifest(&id).await? {
+                dead.push(id);
             }
         }
         Ok(dead)

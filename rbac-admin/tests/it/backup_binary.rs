@@ -269,6 +269,23 @@ fn backup_session(policy: TestDb) {
     assert_eq!(s.app.count("true"), total - 10);
     s.ok("ops", &["restore", &full, "--yes"]);
 
+    // Into a new SQLite file: the dry run shown first previews it into an empty database,
+    // and the restore creates it.
+    if let AppDb::Sqlite(_) = &s.app {
+        let copy = s.policy.path("copy.db");
+        let to = format!("sqlite://{}", copy.display());
+        let (out, _) = s.ok("ops", &["restore", &full, "--to", &to, "--dry-run"]);
+        assert!(out.contains("dry run"), "{out}");
+        assert!(!copy.exists(), "a dry run creates nothing");
+        let (out, _) = s.ok("ops", &["restore", &full, "--to", &to, "--yes"]);
+        assert!(out.contains("restored from"), "{out}");
+        let conn = rusqlite::Connection::open(&copy).unwrap();
+        let copied: i64 = conn
+            .query_row("SELECT count(*) FROM invoices", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(copied, s.app.count("true"));
+    }
+
     // A tenant admin: their own tenant only.
     let (out, _) = s.ok("alice", &["create", "--scope", "tenant:acme"]);
     let acme = out.split_whitespace().nth(1).unwrap().to_owned();

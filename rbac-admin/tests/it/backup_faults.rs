@@ -259,3 +259,67 @@ async fn writes_during_a_backup_do_not_break_its_snapshot() {
         "writes went on after the snapshot was taken"
     );
 }
+
+/// Cleaning up incomplete backups deletes only those whose writer is known to be gone: a
+/// lock that cannot be read is not "no lock" (a writer would lose its backup to one failed
+/// read of a bucket), and a lock naming a live process keeps its backup.
+#[tokio::test]
+async fn cleanup_removes_only_backups_whose_writer_is_known_gone() {
+    let env = Env::new(20);
+    let ops = env.ops();
+    let m = ops.create(&full()).await;
+    let dir = env.store.join(m.id.as_str());
+    std::fs::remove_file(dir.join("manifest.json")).unwrap();
+
+    // A lock that cannot be read (a symbolic link to itself: every read fails).
+    std::fs::remove_file(dir.join("lock.json")).ok();
+    std::os::unix::fs::symlink("lock.json", dir.join("lock.json")).unwrap();
+    assert_eq!(ops.service.clean_incomplete().await.unwrap(), []);
+    assert!(dir.join("chunks").exists());
+
+    // A lock of this live process: kept.
+    std::fs::remove_file(dir.join("lock.json")).unwrap();
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap();
+    let lock = |pid: u32| {
+        serde_json::json!({
+            "host": host.trim(),
+            "pid": pid,
+            "started_at": chrono::Utc::now(),
+        })
+        .to_string()
+    };
+    std::fs::write(dir.join("lock.json"), lock(std::process::id())).unwrap();
+    assert_eq!(ops.service.clean_incomplete().await.unwrap(), []);
+    assert!(dir.join("chunks").exists());
+
+    // A lock of a process that is gone (pid 0 is never a process of ours): removed.
+    std::fs::write(dir.join("lock.json"), lock(0)).unwrap();
+    assert_eq!(ops.service.clean_incomplete().await.unwrap(), vec![m.id]);
+    assert!(!dir.exists());
+}
+
+/// An incremental whose parent is gone cannot be restored: verifying it says so, rather than
+/// passing on its own chunks and leaving the news to the restore.
+#[tokio::test]
+async fn verifying_an_incremental_checks_its_chain() {
+    let env = Env::new(20);
+    let ops = env.ops();
+    let f = ops.full().await;
+    exec(
+        &env.db,
+        "UPDATE invoices SET amount = amount + 1 WHERE id % 3 = 0;",
+    );
+    let i = ops.incremental().await;
+    assert_eq!(i.parent.as_ref(), Some(&f.id));
+    ops.service
+        .verify(&ops.actor(), &i.id, false, &NoProgress)
+        .await
+        .unwrap();
+    std::fs::remove_dir_all(env.store.join(f.id.as_str())).unwrap();
+    let err = ops
+        .service
+        .verify(&ops.actor(), &i.id, false, &NoProgress)
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("missing"), "{err}");
+}

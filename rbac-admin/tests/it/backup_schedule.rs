@@ -250,7 +250,8 @@ async fn bad_schedules_are_refused_with_a_clear_error(db: TestDb) {
     let err = store.add(&tz, now).await.unwrap_err();
     assert!(matches!(err, ScheduleError::InvalidTimeZone(_)), "{err}");
 
-    for bad in ["", "../x", "a b", &"x".repeat(65)] {
+    // All digits: a number names a schedule by its id (`schedule remove 2`).
+    for bad in ["", "../x", "a b", &"x".repeat(65), "2", "0042"] {
         let err = store
             .add(&new(bad, "0 2 * * *", JobKind::Full, "all"), now)
             .await
