@@ -11,6 +11,7 @@
 //! secret_columns = ["users.password_hash", "api_keys.secret"]
 //! exclude_tables = ["sessions"]
 //! zstd_level = 3
+//! # max_chain_links = 1000                      # incrementals per chain before a full one
 //!
 //! [modules]
 //! finance = ["accounts", "journal_entries", "invoices", "payments"]
@@ -76,6 +77,11 @@ pub struct BackupConfig {
     /// Encryption settings; absent means backups are not encrypted.
     #[serde(default)]
     pub encryption: Option<EncryptionConfig>,
+    /// The most incrementals one chain takes (1–10,000; absent:
+    /// [`DEFAULT_MAX_CHAIN_LINKS`](super::DEFAULT_MAX_CHAIN_LINKS)). Past it an incremental
+    /// needs a full backup first; a scheduled one makes it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_chain_links: Option<u32>,
 }
 
 fn default_tenant_column() -> String {
@@ -151,6 +157,13 @@ impl BackupConfig {
             return Err(BackupError::Config(format!(
                 "`zstd_level` {} is out of range 1..=19",
                 self.zstd_level
+            )));
+        }
+        if let Some(n) = self.max_chain_links
+            && !(1..=10_000).contains(&n)
+        {
+            return Err(BackupError::Config(format!(
+                "`max_chain_links` {n} is out of range 1..=10000"
             )));
         }
         for entry in &self.secret_columns {

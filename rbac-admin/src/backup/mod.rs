@@ -88,8 +88,8 @@ pub mod schedule_cli;
 
 pub use model::{
     BackupError, BackupId, BackupKind, BackupSummary, ChunkGroup, ChunkInfo, ColumnInfo,
-    Compression, Encryption, MANIFEST_FORMAT, Manifest, Operation, Scope, TableManifest,
-    WrappedKey,
+    Compression, DEFAULT_MAX_CHAIN_LINKS, Encryption, MANIFEST_FORMAT, Manifest, Operation, Scope,
+    TableManifest, WrappedKey,
 };
 mod affinity;
 mod codec;

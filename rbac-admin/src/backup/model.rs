@@ -436,7 +436,19 @@ pub struct Manifest {
     /// The files directory, in backups of scope `all` when one is configured.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub files: Option<super::files::FilesManifest>,
+    /// How many incrementals its chain holds up to and including it: 0 for a full backup,
+    /// the parent's plus one for an incremental. Absent from manifests of versions before it
+    /// was recorded (the chain is then walked once to count).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub links: Option<u32>,
 }
+
+/// The most incrementals one chain takes unless configured otherwise
+/// (`max_chain_links`): past that, an incremental is refused with
+/// [`BackupError::NeedsFull`] (a scheduled one makes a full backup instead), so that a chain
+/// of frequent incrementals never grows past what a restore reads back (at 1,000, a 5-minute
+/// schedule starts a new chain about every three and a half days).
+pub const DEFAULT_MAX_CHAIN_LINKS: u32 = 1_000;
 
 impl Manifest {
     /// A full backup of scope `all` with these tables and chunks, for unit tests.
@@ -470,6 +482,7 @@ impl Manifest {
             },
             encryption: None,
             files: None,
+            links: Some(0),
         }
     }
 

@@ -20,8 +20,8 @@ use super::files::{self, FilesManifest};
 use super::gate::Actor;
 use super::log::{self, LogEntry, LogQuery, Outcome, Status};
 use super::model::{
-    BackupError, BackupId, BackupKind, BackupSummary, Compression, Manifest, Operation, Scope,
-    TableManifest,
+    BackupError, BackupId, BackupKind, BackupSummary, Compression, DEFAULT_MAX_CHAIN_LINKS,
+    Manifest, Operation, Scope, TableManifest,
 };
 use super::pg;
 use super::plan;
@@ -537,6 +537,29 @@ impl BackupService {
             BackupKind::Full => None,
             BackupKind::Incremental => Some(self.parent_of(&request.scope).await?),
         };
+        let links = match &parent {
+            None => 0,
+            Some(p) => {
+                let before = match p.links {
+                    Some(n) => n,
+                    // A manifest written before links were recorded: count them once.
+                    None => u32::try_from(self.chain(&p.id).await?.len().saturating_sub(1))
+                        .unwrap_or(u32::MAX),
+                };
+                let most = self
+                    .config
+                    .max_chain_links
+                    .unwrap_or(DEFAULT_MAX_CHAIN_LINKS);
+                if before >= most {
+                    return Err(BackupError::NeedsFull(format!(
+                        "the chain of {} already holds {before} incrementals (at most {most}, \
+                         `max_chain_links`); a full backup starts a new one",
+                        p.id
+                    )));
+                }
+                before + 1
+            }
+        };
         let key = if self.keys.encrypts() {
             Some(Arc::new(DataKey::generate()?))
         } else {
@@ -653,6 +676,7 @@ impl BackupService {
             },
             encryption,
             files,
+            links: Some(links),
         };
         if self.fail_point == Some(FailPoint::BeforeManifest) {
             return Err(BackupError::Injected("before-manifest".into()));
@@ -799,6 +823,7 @@ impl BackupService {
     async fn chain(&self, id: &BackupId) -> Result<Vec<Manifest>, BackupError> {
         let mut chain = vec![self.storage.manifest(id).await?];
         while let Some(parent) = chain.last().and_then(|m| m.parent.clone()) {
+            // A chain is cut at `max_chain_links` incrementals; this bounds a forged one.
             if chain.len() > 10_000 {
                 return Err(BackupError::NoMatch("the backup chain is too long".into()));
             }

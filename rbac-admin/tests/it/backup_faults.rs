@@ -323,3 +323,61 @@ async fn verifying_an_incremental_checks_its_chain() {
         .unwrap_err();
     assert!(err.to_string().contains("missing"), "{err}");
 }
+
+/// A chain takes at most `max_chain_links` incrementals: the next one needs a full backup
+/// (a scheduled incremental makes it), so that a frequent schedule never grows a chain past
+/// what a restore reads. Manifests written before links were recorded are counted.
+#[tokio::test]
+async fn a_chain_stops_at_max_chain_links() {
+    use rbac_admin::backup::{BackupConfig, BackupService};
+    use sha2::Digest as _;
+
+    let env = Env::new(20);
+    let service = BackupService::open(
+        BackupConfig::from_toml_str(&env.config_text("max_chain_links = 2\n")).unwrap(),
+    )
+    .unwrap();
+    let ops = Ops::new(service);
+    let f = ops.full().await;
+    assert_eq!(f.links, Some(0));
+    let touch = || {
+        exec(
+            &env.db,
+            "UPDATE invoices SET amount = amount + 1 WHERE id = 1;",
+        )
+    };
+    touch();
+    let one = ops.incremental().await;
+    // Written as a version before links were recorded would have written it.
+    let path = env.store.join(one.id.as_str()).join("manifest.json");
+    let mut sealed: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+    sealed["manifest"].as_object_mut().unwrap().remove("links");
+    let old: rbac_admin::backup::Manifest =
+        serde_json::from_value(sealed["manifest"].clone()).unwrap();
+    assert_eq!(old.links, None);
+    let text = serde_json::to_string(&old).unwrap();
+    sealed["sha256"] = hex::encode(sha2::Sha256::digest(text.as_bytes())).into();
+    std::fs::write(&path, serde_json::to_vec_pretty(&sealed).unwrap()).unwrap();
+    touch();
+    let two = ops.incremental().await;
+    assert_eq!(two.links, Some(2), "counted through the old manifest");
+    touch();
+    let request = CreateRequest {
+        kind: BackupKind::Incremental,
+        scope: Scope::All,
+    };
+    let err = ops
+        .service
+        .create(&request, &ops.actor(), &NoProgress)
+        .await
+        .unwrap_err();
+    assert!(matches!(err, BackupError::NeedsFull(_)), "{err}");
+    assert!(err.to_string().contains("max_chain_links"), "{err}");
+    // A full backup starts a new chain.
+    ops.full().await;
+    assert_eq!(ops.incremental().await.links, Some(1));
+    // Out of range: refused with the configuration.
+    let err = BackupConfig::from_toml_str(&env.config_text("max_chain_links = 0\n")).unwrap_err();
+    assert!(err.to_string().contains("max_chain_links"), "{err}");
+}
