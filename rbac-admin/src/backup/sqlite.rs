@@ -161,6 +161,30 @@ pub(crate) fn table_exists(conn: &Connection, name: &str) -> Result<bool, Backup
         .is_some())
 }
 
+/// The JSON array a row's key is recorded as (in the change log, and in a restore's key
+/// set), from `parts`, SQL expressions of its columns. JSON cannot hold a BLOB (SQLite's
+/// `json_array` fails on one, and a failing trigger fails the application's write), so a BLOB
+/// part is written `{"blob": "HEX"}`; [`key_part`] reads it back.
+fn key_json(parts: &[String]) -> String {
+    let parts: Vec<String> = parts
+        .iter()
+        .map(|p| {
+            format!(
+                "CASE WHEN typeof({p}) = 'blob' THEN json_object('blob', hex({p})) ELSE {p} END"
+            )
+        })
+        .collect();
+    format!("json_array({})", parts.join(", "))
+}
+
+/// Part `i` of the key `pk` that [`key_json`] recorded, as the value it was.
+fn key_part(pk: &str, i: usize) -> String {
+    format!(
+        "CASE WHEN json_type({pk}, '$[{i}]') = 'object' THEN unhex(json_extract({pk}, '$[{i}].blob')) \
+         ELSE json_extract({pk}, '$[{i}]') END"
+    )
+}
+
 /// Installs the change-capture triggers on `tables` (idempotent). Each insert, update or
 /// delete then also writes one row (two when an update changes the key) to the change log.
 pub(crate) fn install_capture(
@@ -180,7 +204,7 @@ pub(crate) fn install_capture(
                 .iter()
                 .map(|k| format!("{row}.{}", quote(k)))
                 .collect();
-            format!("json_array({})", cols.join(", "))
+            key_json(&cols)
         };
         let tenant = |row: &str| match &t.tenant_column {
             Some(c) => format!("{row}.{}", quote(c)),
@@ -189,13 +213,16 @@ pub(crate) fn install_capture(
         let lit = format!("'{}'", t.name.replace('\'', "''"));
         let trig = |kind: &str| quote(&format!("{INTERNAL_PREFIX}{kind}_{}", t.name));
         let table = quote(&t.name);
+        // Replaced, not kept if present: triggers of an older version recorded a BLOB key
+        // with `json_array`, which fails the application's writes to the table.
         tx.execute_batch(&format!(
-            "CREATE TRIGGER IF NOT EXISTS {ti} AFTER INSERT ON {table} BEGIN \
+            "DROP TRIGGER IF EXISTS {ti}; DROP TRIGGER IF EXISTS {tu}; DROP TRIGGER IF EXISTS {td};
+             CREATE TRIGGER {ti} AFTER INSERT ON {table} BEGIN \
                INSERT INTO {CHANGES} (tbl, pk, tenant) VALUES ({lit}, {nk}, {nt}); END;
-             CREATE TRIGGER IF NOT EXISTS {tu} AFTER UPDATE ON {table} BEGIN \
+             CREATE TRIGGER {tu} AFTER UPDATE ON {table} BEGIN \
                INSERT INTO {CHANGES} (tbl, pk, tenant) VALUES ({lit}, {nk}, {nt}); \
                INSERT INTO {CHANGES} (tbl, pk, tenant) SELECT {lit}, {ok}, {ot} WHERE {ok} IS NOT {nk} OR {ot} IS NOT {nt}; END;
-             CREATE TRIGGER IF NOT EXISTS {td} AFTER DELETE ON {table} BEGIN \
+             CREATE TRIGGER {td} AFTER DELETE ON {table} BEGIN \
                INSERT INTO {CHANGES} (tbl, pk, tenant) VALUES ({lit}, {ok}, {ot}); END;",
             ti = trig("i"),
             tu = trig("u"),
@@ -327,9 +354,7 @@ pub(crate) fn read_snapshot(
             }
             Some(parent_seq) => {
                 let k = t.primary_key.len();
-                let keys: Vec<String> = (0..k)
-                    .map(|i| format!("json_extract(c.pk, '$[{i}]')"))
-                    .collect();
+                let keys: Vec<String> = (0..k).map(|i| key_part("c.pk", i)).collect();
                 let join: Vec<String> = t
                     .primary_key
                     .iter()
@@ -768,12 +793,8 @@ impl<'c> Restorer<'c> {
                 .filter(|c| !t.primary_key.contains(&c.name))
                 .map(|c| format!("{0} = excluded.{0}", quote(&c.name)))
                 .collect();
-            let keys = t
-                .primary_key
-                .iter()
-                .map(|k| quote(k))
-                .collect::<Vec<_>>()
-                .join(", ");
+            let key_columns: Vec<String> = t.primary_key.iter().map(|k| quote(k)).collect();
+            let keys = key_columns.join(", ");
             let guard = match tenant_filter {
                 Some((_, c)) => format!(" WHERE {table}.{0} = excluded.{0}", quote(c)),
                 None => String::new(),
@@ -826,7 +847,8 @@ impl<'c> Restorer<'c> {
                 // text into a number), as the delete below reads it.
                 Some(self.tx.prepare(&format!(
                     "INSERT OR IGNORE INTO temp.rbac_restore_keys \
-                     SELECT json_array({keys}) FROM {table} WHERE {}",
+                     SELECT {} FROM {table} WHERE {}",
+                    key_json(&key_columns),
                     key_match.join(" AND ")
                 ))?)
             } else {
@@ -1099,18 +1121,14 @@ impl<'c> Restorer<'c> {
                         key.execute(rusqlite::params_from_iter(parts.iter()))?;
                     }
                 }
-                let keys = t
-                    .primary_key
-                    .iter()
-                    .map(|k| quote(k))
-                    .collect::<Vec<_>>()
-                    .join(", ");
+                let keys: Vec<String> = t.primary_key.iter().map(|k| quote(k)).collect();
                 let extra = match tenant_filter {
                     Some((_, c)) => format!("{} = ?1 AND ", quote(c)),
                     None => String::new(),
                 };
                 let sql = format!(
-                    "DELETE FROM {table} WHERE {extra}json_array({keys}) NOT IN (SELECT k FROM temp.rbac_restore_keys)"
+                    "DELETE FROM {table} WHERE {extra}{} NOT IN (SELECT k FROM temp.rbac_restore_keys)",
+                    key_json(&keys)
                 );
                 report.delete += match tenant_filter {
                     Some((tn, _)) => self.tx.execute(&sql, [tn])?,
