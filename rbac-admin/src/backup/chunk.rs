@@ -507,7 +507,7 @@ pub(crate) fn check_groups(
                 let own = tag == codec::ROW
                     && tenant_column
                         .and_then(|i| values.get(i))
-                        .is_some_and(|v| *v == codec::ValueRef::Text(tenant));
+                        .is_some_and(|v| v.names_tenant(tenant));
                 if !own {
                     return Err(format!("the group of tenant `{tenant}` holds another row"));
                 }

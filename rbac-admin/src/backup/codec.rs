@@ -57,6 +57,17 @@ pub(crate) enum ValueRef<'a> {
 }
 
 impl ValueRef<'_> {
+    /// Whether a tenant column value names tenant `tn`: the text `tn`, or an integer id whose
+    /// decimal text is `tn` (SQLite schemas often key tenants by integer; a restore names
+    /// them as text, and may restore them into PostgreSQL).
+    pub(crate) fn names_tenant(self, tn: &str) -> bool {
+        match self {
+            ValueRef::Text(s) => s == tn,
+            ValueRef::Int(i) => names_integer(tn, i),
+            _ => false,
+        }
+    }
+
     pub(crate) fn to_value(self) -> Value {
         match self {
             ValueRef::Null => Value::Null,
@@ -67,6 +78,20 @@ impl ValueRef<'_> {
             ValueRef::RawText(b) => Value::RawText(b.to_vec()),
         }
     }
+}
+
+/// Whether `tn` is the decimal text of `i` (`i.to_string() == tn`, without allocating: it
+/// runs for every record of a tenant restore).
+pub(crate) fn names_integer(tn: &str, i: i64) -> bool {
+    use std::io::Write;
+    // "-9223372036854775808" is the longest.
+    let mut buf = [0u8; 20];
+    let mut rest = &mut buf[..];
+    if write!(rest, "{i}").is_err() {
+        return false;
+    }
+    let len = 20 - rest.len();
+    buf.get(..len) == Some(tn.as_bytes())
 }
 
 pub(crate) const ROW: u8 = b'U';

@@ -645,7 +645,7 @@ fn value_text(v: &Value) -> Option<String> {
 }
 
 fn is_tenant(v: &Value, tn: &str) -> bool {
-    matches!(v, Value::Text(s) if s == tn)
+    v.as_ref().names_tenant(tn)
 }
 
 /// Restores (or compares, for a dry run) a chain (a full backup, then incrementals) into
@@ -2341,9 +2341,7 @@ impl CopySource {
                     });
                 }
                 if let Some((tn, i)) = &self.tenant
-                    && !values
-                        .get(*i)
-                        .is_some_and(|v| *v == codec::ValueRef::Text(tn))
+                    && !values.get(*i).is_some_and(|v| v.names_tenant(tn))
                 {
                     continue;
                 }

@@ -632,7 +632,7 @@ impl<'c> Restorer<'c> {
                 let ours = row
                     && tenant
                         .zip(tenant_position)
-                        .is_some_and(|(tn, i)| values.get(i).is_some_and(|v| is_tenant(*v, tn)));
+                        .is_some_and(|(tn, i)| values.get(i).is_some_and(|v| v.names_tenant(tn)));
                 scratch.clear();
                 if keyset::encode(
                     keyset::key_parts(row, &values, &key_positions),
@@ -940,7 +940,7 @@ impl<'c> Restorer<'c> {
                     let at = reader.position();
                     match reader.next_ref_only(row_len, key_len, wanted, &mut peeked)? {
                         None => break,
-                        Some(codec::ROW) if !peeked.get(i).is_some_and(|v| is_tenant(*v, tn)) => {
+                        Some(codec::ROW) if !peeked.get(i).is_some_and(|v| v.names_tenant(tn)) => {
                             n += 1;
                             continue;
                         }
@@ -1210,30 +1210,7 @@ fn stored_exactly(v: &Value, stored: ValueRef<'_>) -> bool {
 fn stored_tenant_is(stored: ValueRef<'_>, tn: &str) -> bool {
     match stored {
         ValueRef::Text(b) => b == tn.as_bytes(),
-        ValueRef::Integer(i) => names_integer(tn, i),
-        _ => false,
-    }
-}
-
-/// Whether `tn` is the decimal text of `i` (`i.to_string() == tn`, without allocating: it
-/// runs for every record of a tenant restore).
-fn names_integer(tn: &str, i: i64) -> bool {
-    use std::io::Write;
-    // "-9223372036854775808" is the longest.
-    let mut buf = [0u8; 20];
-    let mut rest = &mut buf[..];
-    if write!(rest, "{i}").is_err() {
-        return false;
-    }
-    let len = 20 - rest.len();
-    buf.get(..len) == Some(tn.as_bytes())
-}
-
-/// Whether a tenant column value names tenant `tn` (text, or an integer id written as text).
-fn is_tenant(v: codec::ValueRef<'_>, tn: &str) -> bool {
-    match v {
-        codec::ValueRef::Text(s) => s == tn,
-        codec::ValueRef::Int(i) => names_integer(tn, i),
+        ValueRef::Integer(i) => codec::names_integer(tn, i),
         _ => false,
     }
 }
@@ -1273,7 +1250,7 @@ pub(crate) fn count_rows(conn: &Connection, table: &str) -> Result<u64, BackupEr
 
 #[cfg(test)]
 mod tests {
-    use super::names_integer;
+    use super::codec::names_integer;
 
     #[test]
     fn an_integer_tenant_matches_its_decimal_text_only() {

@@ -2134,3 +2134,72 @@ fn odd_service(pg: &Pg, options: &str) -> BackupService {
     );
     BackupService::open(BackupConfig::from_toml_str(&text).unwrap()).unwrap()
 }
+
+#[tokio::test]
+#[cfg_attr(
+    not(rbac_pg_tests),
+    ignore = "needs PostgreSQL: set RBAC_TEST_POSTGRES_URL (bash .ci/postgres.sh prints one)"
+)]
+async fn a_sqlite_tenant_with_an_integer_id_restores_into_postgres() {
+    // SQLite keeps tenant ids as integers; the tenant is named `7` on the command line. A
+    // tenant restore into PostgreSQL deleted tenant 7's rows there and restored none (the
+    // backup's rows were compared with the text `7` only).
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("app.db");
+    backup_support::exec(
+        &db,
+        "CREATE TABLE orgs (id INTEGER PRIMARY KEY, name TEXT NOT NULL);
+         CREATE TABLE orders (id INTEGER PRIMARY KEY, org_id INTEGER NOT NULL REFERENCES orgs(id),
+                              amount INTEGER NOT NULL);
+         INSERT INTO orgs VALUES (7, 'seven'), (70, 'seventy');
+         WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 40)
+         INSERT INTO orders SELECT i, CASE WHEN i % 2 = 0 THEN 7 ELSE 70 END, i FROM n;",
+    );
+    let config = format!(
+        "database = \"sqlite://{}\"\nstorage = \"{}\"\ntenant_table = \"orgs\"\n\
+         tenant_column = \"org_id\"\ntenant_key = \"id\"\n",
+        db.display(),
+        dir.path().join("backups").display()
+    );
+    let service = rbac_admin::backup::BackupService::open(
+        rbac_admin::backup::BackupConfig::from_toml_str(&config).unwrap(),
+    )
+    .unwrap();
+    let ops = backup_support::Ops::new(service);
+    let m = ops
+        .create(&rbac_admin::backup::CreateRequest {
+            kind: BackupKind::Full,
+            scope: Scope::All,
+        })
+        .await;
+    let url = empty_database(
+        "CREATE TABLE orgs (id BIGINT PRIMARY KEY, name TEXT NOT NULL);
+         CREATE TABLE orders (id BIGINT PRIMARY KEY, org_id BIGINT NOT NULL REFERENCES orgs(id),
+                              amount BIGINT NOT NULL);",
+    )
+    .await;
+    let into = |tenant: Option<&str>| RestoreRequest {
+        to: Some(url.clone()),
+        tenant: tenant.map(str::to_owned),
+        tables: vec!["orgs".into(), "orders".into()],
+        ..restore_of(&m.id)
+    };
+    ops.restore(&into(None)).await;
+    let all = rows_of(&url, "orders", "").await;
+    assert_eq!(all.len(), 40);
+    {
+        let mut conn = PgConnection::connect(&url).await.unwrap();
+        sqlx::raw_sql("UPDATE orders SET amount = 0; DELETE FROM orders WHERE id > 30;")
+            .execute(&mut conn)
+            .await
+            .unwrap();
+    }
+    let theirs = rows_of(&url, "orders", "WHERE org_id = 70").await;
+    let report = ops.restore(&into(Some("7"))).await;
+    let orders = report.tables.iter().find(|t| t.table == "orders").unwrap();
+    assert!(orders.insert + orders.replace >= 20, "{orders:?}");
+    let seven: Vec<String> = all.iter().filter(|r| r.contains(",7,")).cloned().collect();
+    assert_eq!(seven.len(), 20);
+    assert_eq!(rows_of(&url, "orders", "WHERE org_id = 7").await, seven);
+    assert_eq!(rows_of(&url, "orders", "WHERE org_id = 70").await, theirs);
+}

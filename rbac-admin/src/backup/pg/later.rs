@@ -226,7 +226,7 @@ pub(crate) async fn stage(
                             None => Some(true),
                             Some(tn) => tenant_position
                                 .and_then(|i| values.get(i))
-                                .is_some_and(|v| matches!(v, Value::Text(s) if s == tn))
+                                .is_some_and(|v| v.as_ref().names_tenant(tn))
                                 .then_some(true),
                         }
                     };
