@@ -107,7 +107,9 @@ pub enum BackupCommand {
         #[arg(long)]
         yes: bool,
         /// Also restore the files directory (backups of scope `all` made with `files_dir`).
-        #[arg(long)]
+        /// Files belong to no tenant or table: not with `--tenant`, `--tables` or `--module`,
+        /// and with `--to` only with `--files-to` (the configured directory is the live one).
+        #[arg(long, conflicts_with_all = ["tables", "modules", "tenant"])]
         files: bool,
         /// Restore only the files directory, not the database.
         #[arg(long, conflicts_with_all = ["files", "tables", "modules", "tenant", "to"])]
@@ -499,6 +501,12 @@ pub async fn run_async(
                 (None, None) => Selector::Latest,
             };
             let files_to = files_to.as_deref();
+            if *files && to.is_some() && files_to.is_none() {
+                return Err(CliError::invalid(
+                    "--files with --to would replace the configured files directory (the live \
+                     one) while the database goes elsewhere: pass --files-to DIR too",
+                ));
+            }
             if *files_only {
                 let plan = service
                     .restore_files(&actor, &from, files_to, true, &progress)

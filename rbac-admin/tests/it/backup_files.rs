@@ -299,4 +299,51 @@ fn files_restore_through_the_binary() {
     std::fs::remove_file(f.uploads.join("empty.txt")).unwrap();
     run(&["restore", &id, "--files-only", "--yes"]);
     assert_eq!(tree(&f.uploads), original);
+
+    // Files belong to no tenant or table, and a restore into another database must not
+    // replace the live files directory: such combinations are refused, nothing changed.
+    std::fs::remove_file(f.uploads.join("empty.txt")).unwrap();
+    let changed = tree(&f.uploads);
+    let refused = |args: &[&str], needle: &str| {
+        let out = policy
+            .as_actor("ops")
+            .env("RBAC_BACKUP_CONFIG", &config)
+            .arg("backup")
+            .args(args)
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            !out.status.success() && stderr.contains(needle),
+            "{args:?}: {stderr}"
+        );
+    };
+    refused(
+        &["restore", &id, "--files", "--tenant", "acme", "--yes"],
+        "--tenant",
+    );
+    refused(
+        &["restore", &id, "--files", "--tables", "invoices", "--yes"],
+        "--tables",
+    );
+    let copy = format!("sqlite://{}", f.env.dir.path().join("copy.db").display());
+    refused(
+        &["restore", &id, "--files", "--to", &copy, "--yes"],
+        "--files-to",
+    );
+    assert_eq!(tree(&f.uploads), changed);
+    let elsewhere = f.env.dir.path().join("uploads-copy");
+    let elsewhere_arg = elsewhere.display().to_string();
+    run(&[
+        "restore",
+        &id,
+        "--files",
+        "--to",
+        &copy,
+        "--files-to",
+        &elsewhere_arg,
+        "--yes",
+    ]);
+    assert_eq!(tree(&elsewhere), original);
+    assert_eq!(tree(&f.uploads), changed, "the live directory is untouched");
 }
