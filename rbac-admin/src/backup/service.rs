@@ -1417,6 +1417,20 @@ impl BackupService {
                 ));
             }
         };
+        // Logged like a restore of the database (a dry run, which changes nothing, only to
+        // tracing).
+        let row = if dry_run {
+            None
+        } else {
+            self.log_start(
+                Operation::Restore,
+                Some(&id),
+                &Scope::All,
+                actor,
+                Status::Running,
+            )
+            .await
+        };
         let result = self
             .restore_files_inner(&chain, &target, dry_run, progress)
             .await;
@@ -1428,6 +1442,16 @@ impl BackupService {
                 tracing::error!(target: "rbac::backup::failed", backup = %id, error = %e, "files restore failed")
             }
         }
+        self.log_finish(
+            row,
+            Outcome {
+                backup_id: Some(id.as_str()),
+                rows: result.as_ref().ok().map(|r| r.files),
+                error: result.as_ref().err().map(|e| e.to_string()),
+                ..Outcome::default()
+            },
+        )
+        .await;
         result
     }
 

@@ -166,6 +166,30 @@ fn full_and_incremental_backups_restore_the_directory_exactly() {
     ))
     .unwrap();
     assert_eq!(tree(&f.uploads), original);
+    // Each files restore is a row of the operation log (the dry run, which changed
+    // nothing, is not), with the backup and the number of files it holds.
+    let logged = rt
+        .block_on(f.service.logs(
+            &ops,
+            &rbac_admin::backup::LogQuery {
+                operation: Some("restore".into()),
+                ..Default::default()
+            },
+        ))
+        .unwrap();
+    let restored: Vec<(Option<&str>, Option<u64>)> = logged
+        .iter()
+        .map(|e| (e.backup_id.as_deref(), e.rows))
+        .collect();
+    // Newest first: the full backup in place, then the chain elsewhere; four files each.
+    assert_eq!(
+        restored,
+        [
+            (Some(full.id.as_str()), Some(4)),
+            (Some(inc.id.as_str()), Some(4))
+        ],
+        "{logged:?}"
+    );
     let entry = files
         .entries
         .iter()
