@@ -27,6 +27,20 @@ pub trait Authorizer: Send + Sync + 'static {
     /// Whether the policy declares `permission`.
     fn is_declared(&self, permission: &str) -> bool;
 
+    /// Whether the policy defines the role `role` (global or in any tenant). The default
+    /// cannot tell and says yes; every implementation in this crate answers.
+    fn is_role(&self, role: &str) -> bool {
+        let _ = role;
+        true
+    }
+
+    /// Whether the policy declares any permission of `module`. The default cannot tell and
+    /// says yes; every implementation in this crate answers.
+    fn is_module(&self, module: &str) -> bool {
+        let _ = module;
+        true
+    }
+
     /// Whether `subject` holds any permission of `module` in `tenant`.
     ///
     /// The default finds one in [`Authorizer::permissions_of`] and checks it (so that the
@@ -66,6 +80,14 @@ impl Authorizer for Engine {
 
     fn is_declared(&self, permission: &str) -> bool {
         self.snapshot().permission_id(permission).is_some()
+    }
+
+    fn is_role(&self, role: &str) -> bool {
+        self.snapshot().has_role(role)
+    }
+
+    fn is_module(&self, module: &str) -> bool {
+        self.snapshot().has_module(module)
     }
 
     fn check_module(&self, subject: &str, tenant: &str, module: &str) -> Decision {
@@ -112,6 +134,14 @@ impl Authorizer for rbac_core::store::LiveEngine {
         self.engine().snapshot().permission_id(permission).is_some()
     }
 
+    fn is_role(&self, role: &str) -> bool {
+        self.engine().snapshot().has_role(role)
+    }
+
+    fn is_module(&self, module: &str) -> bool {
+        self.engine().snapshot().has_module(module)
+    }
+
     fn check_module(&self, subject: &str, tenant: &str, module: &str) -> Decision {
         rbac_core::store::LiveEngine::check_module(self, subject, tenant, module)
     }
@@ -139,6 +169,14 @@ impl<A: Authorizer + ?Sized> Authorizer for Arc<A> {
 
     fn is_declared(&self, permission: &str) -> bool {
         (**self).is_declared(permission)
+    }
+
+    fn is_role(&self, role: &str) -> bool {
+        (**self).is_role(role)
+    }
+
+    fn is_module(&self, module: &str) -> bool {
+        (**self).is_module(module)
     }
 
     fn check_module(&self, subject: &str, tenant: &str, module: &str) -> Decision {

@@ -376,6 +376,49 @@ impl CoverageReport {
             .collect()
     }
 
+    /// The roles (`#[require_role]`, `require_role`) and modules (`#[require_module]`) that
+    /// routes require and `authorizer`'s policy does not define, each with the routes that
+    /// name it. The macros check only their form: a misspelt role or module compiles, is
+    /// reported as protected, and answers 403 to everyone. A test asserting this is empty
+    /// catches it (with [`CoverageReport::undeclared_permissions`] for permissions).
+    ///
+    /// ```
+    /// # use rbac_axum::{Router, routing::get, require_role};
+    /// # use rbac_axum::rbac_core::{Engine, Policy};
+    /// #[require_role("admn")]
+    /// async fn settings() -> &'static str { "settings" }
+    ///
+    /// let policy = Policy::from_toml_str("[roles.admin]")?;
+    /// let app: Router = Router::new().route("/settings", get(settings));
+    /// let unknown = app.coverage().undeclared_roles_and_modules(&Engine::new(&policy));
+    /// assert_eq!(unknown[0].to_string(), "role `admn` is not defined in the policy (required by GET /settings)");
+    /// # Ok::<(), rbac_axum::rbac_core::PolicyError>(())
+    /// ```
+    pub fn undeclared_roles_and_modules<A: crate::Authorizer + ?Sized>(
+        &self,
+        authorizer: &A,
+    ) -> Vec<UndeclaredName> {
+        let mut found: BTreeMap<(NameKind, String), Vec<String>> = BTreeMap::new();
+        for r in &self.routes {
+            for (kind, name) in r.requirement.iter().flat_map(roles_and_modules_in) {
+                let known = match kind {
+                    NameKind::Role => authorizer.is_role(&name),
+                    NameKind::Module => authorizer.is_module(&name),
+                };
+                if !known {
+                    found
+                        .entry((kind, name))
+                        .or_default()
+                        .push(format!("{} {}", r.method, r.path));
+                }
+            }
+        }
+        found
+            .into_iter()
+            .map(|((kind, name), routes)| UndeclaredName { kind, name, routes })
+            .collect()
+    }
+
     /// The report as JSON (see the type's documentation for the shape).
     pub fn to_json(&self) -> serde_json::Value {
         serde_json::to_value(self).unwrap_or(serde_json::Value::Null)
@@ -551,6 +594,56 @@ impl fmt::Display for UndeclaredPermission {
             write!(f, "; did you mean `{s}`?")?;
         }
         Ok(())
+    }
+}
+
+/// What kind of name an [`UndeclaredName`] is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum NameKind {
+    /// A role (`#[require_role]`).
+    Role,
+    /// A module (`#[require_module]`).
+    Module,
+}
+
+/// A role or module that routes require and the policy does not define.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UndeclaredName {
+    /// Role or module.
+    pub kind: NameKind,
+    /// The name as written.
+    pub name: String,
+    /// `METHOD /path` of each route naming it.
+    pub routes: Vec<String>,
+}
+
+impl fmt::Display for UndeclaredName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let (kind, what) = match self.kind {
+            NameKind::Role => ("role", "defined"),
+            NameKind::Module => ("module", "declared (no permission of it)"),
+        };
+        write!(
+            f,
+            "{kind} `{}` is not {what} in the policy (required by {})",
+            self.name,
+            self.routes.join(", ")
+        )
+    }
+}
+
+/// The roles and modules a requirement names, nested ones included.
+fn roles_and_modules_in(requirement: &RequirementReport) -> Vec<(NameKind, String)> {
+    match requirement {
+        RequirementReport::Role { role } => vec![(NameKind::Role, role.clone())],
+        RequirementReport::Module { module } => vec![(NameKind::Module, module.clone())],
+        RequirementReport::Every { requirements } => {
+            requirements.iter().flat_map(roles_and_modules_in).collect()
+        }
+        RequirementReport::Permission { .. }
+        | RequirementReport::Any { .. }
+        | RequirementReport::All { .. }
+        | RequirementReport::Public => Vec::new(),
     }
 }
 

@@ -169,8 +169,8 @@ pub mod jwt;
 
 pub use authorizer::{Authorizer, Verdict, evaluate};
 pub use coverage::{
-    CoverageOptions, CoverageReport, RequirementReport, RouteReport, Status, Totals,
-    UndeclaredPermission, assert_coverage,
+    CoverageOptions, CoverageReport, NameKind, RequirementReport, RouteReport, Status, Totals,
+    UndeclaredName, UndeclaredPermission, assert_coverage,
 };
 pub use identity::{Identity, IdentityResolver, TrustedHeader};
 pub use jwt::{Jwt, JwtKeys, KeySet};

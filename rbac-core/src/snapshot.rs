@@ -1603,6 +1603,34 @@ impl Snapshot {
         (lo, hi)
     }
 
+    /// Whether the policy defines a role named `name` (global, or inside any tenant).
+    ///
+    /// ```
+    /// # use rbac_core::{Engine, Policy};
+    /// # let policy = Policy::from_toml_str(r#"
+    /// #   [permissions.finance.invoices]
+    /// #   read = "Read invoices"
+    /// #   [roles.viewer]
+    /// #   grants = ["finance.*"]
+    /// # "#)?;
+    /// let snapshot = Engine::new(&policy).snapshot();
+    /// assert!(snapshot.has_role("viewer"));
+    /// assert!(!snapshot.has_role("veiwer"));
+    /// assert!(snapshot.has_module("finance") && snapshot.has_module("finance.invoices"));
+    /// assert!(!snapshot.has_module("fin") && !snapshot.has_module("crm"));
+    /// # Ok::<(), rbac_core::PolicyError>(())
+    /// ```
+    pub fn has_role(&self, name: &str) -> bool {
+        self.roles.get(name).is_some()
+    }
+
+    /// Whether the policy declares a permission in `module` (the permission named `module`,
+    /// or one named `module.…`): what [`Snapshot::check_module`] can ever grant.
+    pub fn has_module(&self, module: &str) -> bool {
+        let (lo, hi) = self.module_range(module);
+        lo < hi
+    }
+
     /// Whether `subject` holds any permission of `module` (`finance`: `finance.invoices.read`,
     /// …) in `tenant`, without building the list: `Granted` if one is allowed, else
     /// `ExplicitDeny` when one is denied, `NoGrant`, `NoRoles`, or the unknown name's cause

@@ -322,6 +322,51 @@ fn misspelled_literals_are_found_against_the_policy() {
     );
 }
 
+#[require_role("admn")]
+async fn misspelled_role() -> &'static str {
+    "typo"
+}
+
+#[require_module("finanse")]
+async fn misspelled_module() -> &'static str {
+    "typo"
+}
+
+/// The macros check a role's or module's form only: a misspelt one compiles and locks its
+/// route for everyone. Against the policy, the report names it.
+#[test]
+fn misspelled_roles_and_modules_are_found_against_the_policy() {
+    use rbac_axum::{require_module as module_layer, require_role as role_layer};
+
+    let router: Router = Router::new()
+        .route("/role", get(misspelled_role))
+        .route("/module", get(misspelled_module))
+        .route("/fine", get(admin_only).post(update_account))
+        .route("/layer", get(lead).route_layer(role_layer("salse")))
+        .route(
+            "/both",
+            get(lead)
+                .route_layer(module_layer("crm"))
+                .route_layer(role_layer("sales")),
+        )
+        // A role that grants nothing is still a role of the policy.
+        .route("/empty", get(lead).route_layer(role_layer("auditor")));
+    let found: Vec<String> = router
+        .coverage()
+        .undeclared_roles_and_modules(&engine())
+        .iter()
+        .map(ToString::to_string)
+        .collect();
+    assert_eq!(
+        found,
+        [
+            "role `admn` is not defined in the policy (required by GET /role)",
+            "role `salse` is not defined in the policy (required by GET /layer)",
+            "module `finanse` is not declared (no permission of it) in the policy (required by GET /module)",
+        ]
+    );
+}
+
 #[test]
 fn permissions_declares_typed_constants_and_a_registry() {
     assert_eq!(
