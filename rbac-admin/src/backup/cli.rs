@@ -516,8 +516,14 @@ pub async fn run_async(
                     return Ok(Exit::Ok);
                 }
                 ctx.confirm(&format!("replace the files in {}", plan.target), *yes)?;
+                // The backup the dry run showed, not whatever `--latest` names by now.
+                let shown = Selector::Id(
+                    plan.backup
+                        .parse()
+                        .map_err(|_| CliError::invalid("the dry run named no backup"))?,
+                );
                 let done = service
-                    .restore_files(&actor, &from, files_to, false, &progress)
+                    .restore_files(&actor, &shown, files_to, false, &progress)
                     .await?;
                 print_files(out, format, &done)?;
                 return Ok(Exit::Ok);

@@ -253,6 +253,9 @@ pub struct FilesReport {
     pub removed: u64,
     /// Whether nothing was changed.
     pub dry_run: bool,
+    /// The backup restored from (the newest of its chain): what a selector such as `--latest`
+    /// named when the report was made, so that the restore after a dry run takes that one.
+    pub backup: String,
 }
 
 /// Writes file records into a staging directory, one chunk's records at a time, oldest backup

@@ -1433,7 +1433,11 @@ impl BackupService {
         };
         let result = self
             .restore_files_inner(&chain, &target, dry_run, progress)
-            .await;
+            .await
+            .map(|report| files::FilesReport {
+                backup: id.to_string(),
+                ..report
+            });
         match &result {
             Ok(r) => {
                 tracing::info!(target: "rbac::backup", backup = %id, actor = actor.subject, files = r.files, dry_run, "files restored")

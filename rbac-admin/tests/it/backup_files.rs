@@ -309,6 +309,8 @@ fn files_restore_through_the_binary() {
     ]))
     .unwrap();
     assert_eq!(json["files"]["added"], 1, "{json}");
+    // The backup the plan is of: the restore after the dry run takes that one.
+    assert_eq!(json["files"]["backup"], id.as_str(), "{json}");
     assert!(
         json["tables"].is_array(),
         "the database report keeps its members: {json}"
