@@ -284,12 +284,23 @@ impl Stager {
             .unwrap_or_else(|| "files".into());
         std::fs::create_dir_all(parent)
             .map_err(io(format!("cannot create `{}`", parent.display())))?;
-        let staging = parent.join(format!(".{name}.restore-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&staging);
-        std::fs::create_dir_all(&staging).map_err(io(format!(
-            "cannot create the staging directory `{}`",
-            staging.display()
-        )))?;
+        // A new directory of a name nobody can guess, readable by its owner only (`tempfile`
+        // creates it 0700): the staged files are the decrypted backup, and a directory made
+        // beforehand by someone else is never reused.
+        let staging = tempfile::Builder::new()
+            .prefix(&format!(".{name}.restore-"))
+            .tempdir_in(parent)
+            .map_err(io(format!(
+                "cannot create a staging directory in `{}`",
+                parent.display()
+            )))?
+            .keep();
+        if !dry_run {
+            // It becomes the directory: with the permissions the one it replaces had.
+            if let Ok(meta) = std::fs::metadata(target) {
+                let _ = std::fs::set_permissions(&staging, meta.permissions());
+            }
+        }
         Ok(Stager {
             staging,
             open: None,

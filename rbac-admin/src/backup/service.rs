@@ -1332,11 +1332,16 @@ impl BackupService {
 
     async fn deep_check(&self, m: &Manifest, progress: &dyn Progress) -> Result<(), BackupError> {
         let chain = self.chain(&m.id).await?;
-        let dir = std::env::temp_dir().join(format!("rbac-verify-{}-{}", m.id, std::process::id()));
-        std::fs::create_dir_all(&dir).map_err(|source| BackupError::Io {
-            context: "cannot create a scratch directory".into(),
-            source,
-        })?;
+        // A new directory of a name nobody can guess, readable by its owner only: it holds
+        // the decrypted backup, and one made beforehand by someone else is never reused.
+        let dir = tempfile::Builder::new()
+            .prefix(&format!("rbac-verify-{}-", m.id))
+            .tempdir()
+            .map_err(|source| BackupError::Io {
+                context: "cannot create a scratch directory".into(),
+                source,
+            })?
+            .keep();
         let scratch = dir.join("scratch.db");
         let request = RestoreRequest {
             from: Selector::Id(m.id.clone()),

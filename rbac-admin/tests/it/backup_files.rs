@@ -156,7 +156,10 @@ fn full_and_incremental_backups_restore_the_directory_exactly() {
         "a dry run leaves no staging directory beside the target"
     );
 
-    // In place: back to the original tree, mtimes and modes included.
+    // In place: back to the original tree, mtimes and modes included, and the directory
+    // keeps its own mode (it is replaced by the staged one).
+    use std::os::unix::fs::PermissionsExt as _;
+    std::fs::set_permissions(&f.uploads, std::fs::Permissions::from_mode(0o751)).unwrap();
     rt.block_on(f.service.restore_files(
         &ops,
         &Selector::Id(full.id.clone()),
@@ -166,6 +169,8 @@ fn full_and_incremental_backups_restore_the_directory_exactly() {
     ))
     .unwrap();
     assert_eq!(tree(&f.uploads), original);
+    let mode = std::fs::metadata(&f.uploads).unwrap().permissions().mode();
+    assert_eq!(mode & 0o7777, 0o751);
     // Each files restore is a row of the operation log (the dry run, which changed
     // nothing, is not), with the backup and the number of files it holds.
     let logged = rt
