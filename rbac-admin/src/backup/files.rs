@@ -312,13 +312,18 @@ impl Stager {
         let mut reader = codec::Reader::new(raw);
         let mut values = Vec::new();
         let bad = |reason: String| BackupError::InvalidInput(format!("chunk `{chunk}`: {reason}"));
-        while reader
+        while let Some(tag) = reader
             .next(FILE_RECORD_LEN, 2, &mut values)
             .map_err(|e| bad(e.to_string()))?
-            .is_some()
         {
-            let (Value::Text(path), Value::Int(offset), Value::Blob(data)) =
-                (&values[0], &values[1], &values[5])
+            // Only rows: a delete record (two values) in a files chunk is a forged or broken
+            // chunk, never something to index into.
+            let (
+                codec::ROW,
+                Some(Value::Text(path)),
+                Some(Value::Int(offset)),
+                Some(Value::Blob(data)),
+            ) = (tag, values.first(), values.get(1), values.get(5))
             else {
                 return Err(bad("a file record has the wrong shape".into()));
             };
@@ -490,5 +495,18 @@ mod tests {
             assert!(safe_relative(bad).is_err(), "{bad}");
         }
         assert!(safe_relative("a/b.txt").is_ok());
+    }
+
+    /// A files chunk holds rows only: a delete record (two values), as a forged or broken
+    /// chunk may hold, is a typed error, never an index past its values.
+    #[test]
+    fn a_delete_record_in_a_files_chunk_is_an_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut stager = Stager::new(&dir.path().join("files"), true).unwrap();
+        let mut raw = vec![codec::DELETE];
+        codec::put_text(&mut raw, b"a.txt");
+        codec::put_int(&mut raw, 0);
+        let err = stager.chunk(&raw, "c1").unwrap_err();
+        assert!(err.to_string().contains("wrong shape"), "{err}");
     }
 }
