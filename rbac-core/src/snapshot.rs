@@ -1820,6 +1820,53 @@ impl Snapshot {
         names
     }
 
+    /// The tenants where `subject` holds roles of its own, in name order (global roles, which
+    /// apply in every tenant, are not counted): what a tenant switcher lists, or where a
+    /// tenant-scoped permission may be looked for.
+    ///
+    /// ```
+    /// # use rbac_core::{Engine, Policy};
+    /// let policy = Policy::from_toml_str(r#"
+    ///     [permissions.finance.invoices]
+    ///     read = "Read invoices"
+    ///     [roles.viewer]
+    ///     grants = ["finance.*"]
+    ///     [tenants.acme]
+    ///     [tenants.globex]
+    ///     [tenants.initech]
+    ///     [subjects.bob.tenants]
+    ///     initech = ["viewer"]
+    ///     acme = ["viewer"]
+    /// "#)?;
+    /// let snapshot = Engine::new(&policy).snapshot();
+    /// assert_eq!(snapshot.tenants_of("bob"), ["acme", "initech"]);
+    /// assert!(snapshot.tenants_of("mallory").is_empty());
+    /// # Ok::<(), rbac_core::PolicyError>(())
+    /// ```
+    pub fn tenants_of(&self, subject: &str) -> Vec<&str> {
+        let Some(rec) = self
+            .subjects
+            .get(subject)
+            .and_then(|s| self.subjects.record(s))
+        else {
+            return Vec::new();
+        };
+        let start = rec.start as usize;
+        let rest = self
+            .entries
+            .get(start..start.saturating_add(rec.len as usize))
+            .unwrap_or(&[]);
+        let mut names: Vec<&str> = std::iter::once(&rec.first)
+            .chain(rest)
+            .filter(|e| e.tenant != NONE)
+            .map(|e| self.tenants.name(e.tenant))
+            .filter(|name| !name.is_empty())
+            .collect();
+        names.sort_unstable();
+        names.dedup();
+        names
+    }
+
     /// The scope id of `tenant` and the ids of the roles `subject` has in force there (held
     /// and inherited); `None` for an unknown subject or tenant.
     pub(crate) fn role_ids_in(&self, subject: &str, tenant: &str) -> Option<(u32, Vec<u32>)> {

@@ -713,6 +713,7 @@ pub async fn run_async(
                 status,
                 backup_id: None,
                 limit: Some(*limit),
+                ..LogQuery::default()
             };
             let entries = service.logs(&actor, &query).await?;
             match format {

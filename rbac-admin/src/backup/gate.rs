@@ -13,11 +13,23 @@ use super::model::{BackupError, Operation, Scope};
 pub trait Authorizer: Send + Sync {
     /// Whether `subject` holds `permission` in `tenant` (`""`: the global scope).
     fn allows(&self, subject: &str, tenant: &str, permission: &str) -> bool;
+
+    /// The tenants where `subject` holds roles of its own: where a tenant-only reader's
+    /// backups and log rows can be. The default knows none (such a reader is then denied a
+    /// listing, as before); every implementation in this crate answers.
+    fn tenants_of(&self, subject: &str) -> Vec<String> {
+        let _ = subject;
+        Vec::new()
+    }
 }
 
 impl Authorizer for Engine {
     fn allows(&self, subject: &str, tenant: &str, permission: &str) -> bool {
         self.check(subject, tenant, permission).is_allowed()
+    }
+
+    fn tenants_of(&self, subject: &str) -> Vec<String> {
+        Authorizer::tenants_of(&*self.snapshot(), subject)
     }
 }
 
@@ -25,11 +37,26 @@ impl Authorizer for Snapshot {
     fn allows(&self, subject: &str, tenant: &str, permission: &str) -> bool {
         self.check(subject, tenant, permission).is_allowed()
     }
+
+    fn tenants_of(&self, subject: &str) -> Vec<String> {
+        Snapshot::tenants_of(self, subject)
+            .into_iter()
+            .map(str::to_owned)
+            .collect()
+    }
 }
 
 impl Authorizer for rbac_core::store::LiveEngine {
     fn allows(&self, subject: &str, tenant: &str, permission: &str) -> bool {
         self.check(subject, tenant, permission).is_allowed()
+    }
+
+    fn tenants_of(&self, subject: &str) -> Vec<String> {
+        // A stale engine that denies checks lists nothing either.
+        if self.is_denying() {
+            return Vec::new();
+        }
+        Authorizer::tenants_of(&*self.engine().snapshot(), subject)
     }
 }
 
@@ -74,6 +101,19 @@ impl<'a> Actor<'a> {
             }
             Scope::All | Scope::Modules(_) => false,
         }
+    }
+
+    /// The tenants in which the actor may `op` (when it may not in every one): the scopes
+    /// `tenant:T` it can see.
+    pub fn tenants_for(&self, op: Operation) -> Vec<String> {
+        if self.subject.is_empty() {
+            return Vec::new();
+        }
+        self.authorizer
+            .tenants_of(self.subject)
+            .into_iter()
+            .filter(|t| self.may(op, &Scope::Tenant(t.clone())))
+            .collect()
     }
 
     /// `Ok` when allowed; otherwise a [`BackupError::Denied`], also reported to tracing (target

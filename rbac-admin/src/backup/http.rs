@@ -349,6 +349,7 @@ async fn logs(State(api): State<BackupApi>, who: Principal, Query(q): Query<LogP
         status: q.status,
         backup_id: None,
         limit: q.limit.map(|l| l.min(1000)),
+        ..LogQuery::default()
     };
     Ok(Json(api.service.logs(&actor(&api, &who), &query).await?).into_response())
 }

@@ -92,6 +92,9 @@ pub struct LogQuery {
     pub backup_id: Option<String>,
     /// At most this many (default 100).
     pub limit: Option<u32>,
+    /// Only rows of these scopes (`tenant:acme`, …); `None` for every scope. The limit counts
+    /// the rows that match.
+    pub scopes: Option<Vec<String>>,
 }
 
 const CREATE: &str = "CREATE TABLE IF NOT EXISTS rbac_backup_log (\
@@ -191,8 +194,16 @@ pub(crate) fn query(db: &Path, query: &LogQuery) -> Result<Vec<LogEntry>, Backup
         "SELECT id, operation, backup_id, scope, status, actor, started_at, finished_at, size, \
          rows, duration_ms, error FROM rbac_backup_log \
          WHERE (?1 IS NULL OR operation = ?1) AND (?2 IS NULL OR status = ?2) \
-           AND (?3 IS NULL OR backup_id = ?3) ORDER BY id DESC LIMIT ?4",
+           AND (?3 IS NULL OR backup_id = ?3) \
+           AND (?5 IS NULL OR scope IN (SELECT value FROM json_each(?5))) \
+         ORDER BY id DESC LIMIT ?4",
     )?;
+    let scopes_json = match &query.scopes {
+        Some(scopes) => Some(
+            serde_json::to_string(scopes).map_err(|e| BackupError::InvalidInput(e.to_string()))?,
+        ),
+        None => None,
+    };
     let time = |s: Option<String>| {
         s.and_then(|s| DateTime::parse_from_rfc3339(&s).ok())
             .map(|t| t.with_timezone(&Utc))
@@ -202,7 +213,8 @@ pub(crate) fn query(db: &Path, query: &LogQuery) -> Result<Vec<LogEntry>, Backup
             query.operation,
             query.status.map(Status::as_str),
             query.backup_id,
-            query.limit.unwrap_or(100)
+            query.limit.unwrap_or(100),
+            scopes_json
         ],
         |r| {
             Ok((

@@ -2516,12 +2516,14 @@ pub(crate) async fn log_query(url: &str, query: &LogQuery) -> Result<Vec<LogEntr
         "SELECT id, operation, backup_id, scope, status, actor, started_at, finished_at, size, \
          rows, duration_ms, error FROM rbac_backup_log \
          WHERE ($1::text IS NULL OR operation = $1) AND ($2::text IS NULL OR status = $2) \
-           AND ($3::text IS NULL OR backup_id = $3) ORDER BY id DESC LIMIT $4",
+           AND ($3::text IS NULL OR backup_id = $3) \
+           AND ($5::text[] IS NULL OR scope = ANY($5)) ORDER BY id DESC LIMIT $4",
     )
     .bind(query.operation.as_deref())
     .bind(query.status.map(Status::as_str))
     .bind(query.backup_id.as_deref())
     .bind(i64::from(query.limit.unwrap_or(100)))
+    .bind(query.scopes.as_deref())
     .fetch_all(&mut conn)
     .await?;
     let time = |s: Option<String>| {

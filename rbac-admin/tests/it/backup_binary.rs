@@ -306,6 +306,21 @@ fn backup_session(policy: TestDb) {
         "another tenant's rows are untouched"
     );
     s.ok("ops", &["restore", &full, "--yes"]);
+    // A tenant reader's log: its tenant's rows, however many of other scopes are newer.
+    let hers = json(
+        &s.ok("alice", &["logs", "--limit", "3", "--format", "json"])
+            .0,
+    );
+    let scopes: Vec<&str> = hers
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["scope"].as_str().unwrap())
+        .collect();
+    assert!(
+        !scopes.is_empty() && scopes.iter().all(|s| *s == "tenant:acme"),
+        "{hers}"
+    );
 
     // Someone without any backup grant: one line, exit 2, and the denial is logged.
     s.fails("carol", &["list"], 2, "denied");

@@ -319,6 +319,18 @@ async fn permissions_gate_every_operation_and_denials_are_logged() {
     let nobody = Actor::new("mallory", &engine);
     let service = env.service();
 
+    // A tenant reader whose tenant has no backup yet sees an empty list (not a denial);
+    // a subject who may read nowhere is denied.
+    assert_eq!(service.list(&alice).await.unwrap(), []);
+    assert!(service.list(&nobody).await.unwrap_err().is_denied());
+    assert!(
+        service
+            .logs(&nobody, &LogQuery::default())
+            .await
+            .unwrap_err()
+            .is_denied()
+    );
+
     for (actor, scope) in [
         (&alice, Scope::All),
         (&alice, Scope::Tenant("globex".into())),
@@ -435,6 +447,27 @@ async fn permissions_gate_every_operation_and_denials_are_logged() {
         ok.iter()
             .all(|e| e.rows.unwrap_or(0) > 0 && e.size.unwrap_or(0) > 0 && e.finished_at.is_some())
     );
+
+    // alice's own rows, however many rows of other scopes are newer: the limit counts hers.
+    for _ in 0..3 {
+        service
+            .create(&full(Scope::All), &ops, &NoProgress)
+            .await
+            .unwrap();
+    }
+    let hers = service
+        .logs(
+            &alice,
+            &LogQuery {
+                operation: Some("create".into()),
+                limit: Some(2),
+                ..LogQuery::default()
+            },
+        )
+        .await
+        .unwrap();
+    assert!(!hers.is_empty(), "alice's create of acme is in the log");
+    assert!(hers.iter().all(|e| e.scope == "tenant:acme"), "{hers:?}");
 }
 
 #[tokio::test]
