@@ -145,6 +145,16 @@ fn keeps_images(t: &TableManifest) -> bool {
 /// Gives a change log from before row images their two columns (its entries have none, and
 /// are read from the table, as then). Only when missing: the `ALTER` locks the log, and so
 /// every writer, for as long as it waits.
+/// Whether the change log table is there (a database restored from elsewhere, or one whose
+/// log was dropped, has none: an incremental then needs a full backup first).
+pub(crate) async fn has_change_log(conn: &mut PgConnection) -> Result<bool, BackupError> {
+    Ok(
+        sqlx::query_scalar("SELECT to_regclass('rbac_backup_changes') IS NOT NULL")
+            .fetch_one(&mut *conn)
+            .await?,
+    )
+}
+
 pub(crate) async fn add_image_columns(conn: &mut PgConnection) -> Result<(), BackupError> {
     let has_images: bool = sqlx::query_scalar(
         "SELECT EXISTS (SELECT 1 FROM pg_attribute \

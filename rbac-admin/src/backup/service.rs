@@ -619,6 +619,22 @@ impl BackupService {
                         let snapshot = p.change_snapshot.clone().ok_or_else(|| {
                             BackupError::NeedsFull("the parent backup records no snapshot".into())
                         })?;
+                        // The parent's snapshot speaks of transaction ids of the database it
+                        // was read from: on another one (a failover, a point-in-time
+                        // recovery, `database` pointed at a copy) the changes since cannot be
+                        // told, and some would be missed without a word.
+                        let here = pg::database_identity(&mut conn).await;
+                        if let (Some(then), Some(now)) = (&p.source_database, &here)
+                            && then != now
+                        {
+                            return Err(BackupError::NeedsFull(format!(
+                                "the database is not the one the parent backup was read from \
+                                 ({then}, now {now}: a failover, a recovery or another server)"
+                            )));
+                        }
+                        if !pg::has_change_log(&mut conn).await? {
+                            return Err(BackupError::NeedsFull("the change log is missing".into()));
+                        }
                         pg::add_image_columns(&mut conn).await?;
                         Some(snapshot)
                     }

@@ -2203,3 +2203,60 @@ async fn a_sqlite_tenant_with_an_integer_id_restores_into_postgres() {
     assert_eq!(rows_of(&url, "orders", "WHERE org_id = 7").await, seven);
     assert_eq!(rows_of(&url, "orders", "WHERE org_id = 70").await, theirs);
 }
+
+#[tokio::test]
+#[cfg_attr(
+    not(rbac_pg_tests),
+    ignore = "needs PostgreSQL: set RBAC_TEST_POSTGRES_URL (bash .ci/postgres.sh prints one)"
+)]
+async fn an_incremental_needs_its_parents_database_and_change_log() {
+    use sha2::Digest as _;
+
+    let pg = fresh().await;
+    let ops = pg.ops();
+    let inc = CreateRequest {
+        kind: BackupKind::Incremental,
+        scope: Scope::All,
+    };
+    let f = ops.full().await;
+    assert!(
+        f.source_database.is_some(),
+        "the test server tells its identity"
+    );
+
+    // The parent read from another database (as after a failover or a recovery): the
+    // changes since its snapshot cannot be told.
+    let path = pg
+        .dir
+        .path()
+        .join("backups")
+        .join(f.id.as_str())
+        .join("manifest.json");
+    let original = std::fs::read(&path).unwrap();
+    let mut sealed: serde_json::Value = serde_json::from_slice(&original).unwrap();
+    sealed["manifest"]["source_database"] = "1:00000002:16384".into();
+    let m: rbac_admin::backup::Manifest =
+        serde_json::from_value(sealed["manifest"].clone()).unwrap();
+    let text = serde_json::to_string(&m).unwrap();
+    sealed["sha256"] = hex::encode(sha2::Sha256::digest(text.as_bytes())).into();
+    std::fs::write(&path, serde_json::to_vec_pretty(&sealed).unwrap()).unwrap();
+    let err = ops
+        .service
+        .create(&inc, &ops.actor(), &NoProgress)
+        .await
+        .unwrap_err();
+    assert!(matches!(err, BackupError::NeedsFull(_)), "{err}");
+    assert!(err.to_string().contains("not the one"), "{err}");
+    std::fs::write(&path, &original).unwrap();
+    ops.create(&inc).await;
+
+    // No change log (dropped, or a database restored from elsewhere): a full backup first,
+    // not a database error at every slot.
+    pg.exec("DROP TABLE rbac_backup_changes CASCADE;").await;
+    let err = ops
+        .service
+        .create(&inc, &ops.actor(), &NoProgress)
+        .await
+        .unwrap_err();
+    assert!(matches!(err, BackupError::NeedsFull(_)), "{err}");
+}
