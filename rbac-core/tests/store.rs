@@ -1120,6 +1120,13 @@ async fn a_rewound_version_is_served_as_the_database_holds_it(db: TestDb) {
         .execute("UPDATE rbac_meta SET value = value - 1 WHERE key = 'policy_version'")
         .await
         .unwrap();
+    restore
+        .execute(
+            "DELETE FROM rbac_policy_history WHERE version > \
+             (SELECT value FROM rbac_meta WHERE key = 'policy_version')",
+        )
+        .await
+        .unwrap();
     restore.commit().await.unwrap();
 
     let start = Instant::now();
@@ -1132,6 +1139,41 @@ async fn a_rewound_version_is_served_as_the_database_holds_it(db: TestDb) {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     assert_eq!(live.health().version, served - 1);
+
+    // Back at the same number with other content (a failover to a replica that missed two
+    // changes, then two others): another commit, so served as the database holds it.
+    let pool = raw_pool(&db).await;
+    store
+        .apply_one(
+            &ctx("ann"),
+            Change::Assign {
+                subject: "alice".into(),
+                tenant: Some("acme".into()),
+                role: "finance_manager".into(),
+            },
+        )
+        .await
+        .unwrap();
+    assert!(live.check(query.0, query.1, query.2).is_allowed());
+    let mut failover = pool.begin().await.unwrap();
+    failover
+        .execute("DELETE FROM rbac_assignments WHERE subject = 'alice'")
+        .await
+        .unwrap();
+    failover
+        .execute("UPDATE rbac_meta SET value = value + 7 WHERE key = 'policy_commit'")
+        .await
+        .unwrap();
+    failover.commit().await.unwrap();
+    let start = Instant::now();
+    while live.check(query.0, query.1, query.2).is_allowed() {
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "still serving the other history's version {}",
+            live.health().version
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     live.shutdown().await;
 }
 
@@ -1148,15 +1190,24 @@ async fn the_staleness_limit_runs_while_a_refresh_waits() {
 
     let db = TestDb::postgres("rbac_test").await;
     let (store, _) = seeded(&db).await;
+    // Polls 2 s apart: a healthy engine between polls is not stale, and the version read
+    // waits up to 4 s before it gives up.
     let live = store
         .live_engine(LiveOptions {
-            poll_interval: Duration::from_millis(20),
+            poll_interval: Duration::from_secs(2),
             deny_when_stale_for: Some(Duration::from_millis(300)),
             listen_for_notifications: false,
             ..LiveOptions::default()
         })
         .await
         .unwrap();
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    assert!(
+        live.check("alice", "acme", "finance.invoices.approve")
+            .is_allowed(),
+        "a healthy engine between polls is not denied: {:?}",
+        live.health()
+    );
     let query = ("alice", "acme", "finance.invoices.approve");
     assert!(live.check(query.0, query.1, query.2).is_allowed());
 
@@ -1173,9 +1224,14 @@ async fn the_staleness_limit_runs_while_a_refresh_waits() {
         );
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
+    // Denied while the version read still waits (its own timeout is 4 s), not when it fails.
     let health = live.health();
     assert!(
-        health.denying && health.last_error.is_none(),
+        health.denying
+            && health
+                .last_error
+                .as_deref()
+                .is_some_and(|e| e.contains("has not answered for")),
         "denied only once the refresh failed: {health:?}"
     );
     hold.rollback().await.unwrap();

@@ -295,12 +295,7 @@ impl Stager {
                 parent.display()
             )))?
             .keep();
-        if !dry_run {
-            // It becomes the directory: with the permissions the one it replaces had.
-            if let Ok(meta) = std::fs::metadata(target) {
-                let _ = std::fs::set_permissions(&staging, meta.permissions());
-            }
-        }
+
         Ok(Stager {
             staging,
             open: None,
@@ -427,6 +422,19 @@ impl Stager {
             .count() as u64;
         if dry_run {
             return Ok(report);
+        }
+        // The staged directory becomes the target: with the permissions the one it replaces
+        // had, or those `create_dir` gives a new one (it was made private while it filled).
+        // Set last, so that a read-only target's mode does not stop the staging writes.
+        {
+            use std::os::unix::fs::PermissionsExt as _;
+            let mode = std::fs::metadata(target)
+                .map(|m| m.permissions())
+                .unwrap_or_else(|_| std::fs::Permissions::from_mode(0o755));
+            std::fs::set_permissions(&self.staging, mode).map_err(io(format!(
+                "cannot set the permissions of `{}`",
+                self.staging.display()
+            )))?;
         }
         // Two renames: the old directory aside, the staged one in, then the old one removed.
         let aside = self.staging.with_extension("old");

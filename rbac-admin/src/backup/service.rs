@@ -555,9 +555,21 @@ impl BackupService {
             Some(p) => {
                 let before = match p.links {
                     Some(n) => n,
-                    // A manifest written before links were recorded: count them once.
-                    None => u32::try_from(self.chain(&p.id).await?.len().saturating_sub(1))
-                        .unwrap_or(u32::MAX),
+                    // A manifest written before links were recorded: count them once. A chain
+                    // that cannot be read back (too long, a link missing) cannot be restored
+                    // either: a full backup starts a new one.
+                    None => match self.chain(&p.id).await {
+                        Ok(chain) => {
+                            u32::try_from(chain.len().saturating_sub(1)).unwrap_or(u32::MAX)
+                        }
+                        Err(BackupError::NoMatch(why)) => {
+                            return Err(BackupError::NeedsFull(format!(
+                                "the chain of {} cannot be restored: {why}",
+                                p.id
+                            )));
+                        }
+                        Err(e) => return Err(e),
+                    },
                 };
                 let most = self
                     .config
@@ -1111,6 +1123,9 @@ impl BackupService {
                 sqlite::open(&target, create)?
             };
             let mut restorer = Restorer::begin(&mut conn, dry_run)?;
+            if new_target {
+                restorer.in_scratch();
+            }
             if hold_no_later_keys {
                 restorer.hold_later_keys_up_to(0);
             }
@@ -1441,18 +1456,8 @@ impl BackupService {
         let id = self.select(from, None).await?;
         self.gate(actor, Operation::Restore, &Scope::All, Some(&id))
             .await?;
-        let chain = self.chain(&id).await?;
-        let target = match (target, &self.config.files_dir) {
-            (Some(t), _) => t.to_path_buf(),
-            (None, Some(dir)) => dir.clone(),
-            (None, None) => {
-                return Err(BackupError::InvalidInput(
-                    "no files directory: configure `files_dir` or give a target".into(),
-                ));
-            }
-        };
         // Logged like a restore of the database (a dry run, which changes nothing, only to
-        // tracing).
+        // tracing), failures included.
         let row = if dry_run {
             None
         } else {
@@ -1465,13 +1470,25 @@ impl BackupService {
             )
             .await
         };
-        let result = self
-            .restore_files_inner(&chain, &target, dry_run, progress)
-            .await
-            .map(|report| files::FilesReport {
-                backup: id.to_string(),
-                ..report
-            });
+        let result = async {
+            let chain = self.chain(&id).await?;
+            let target = match (target, &self.config.files_dir) {
+                (Some(t), _) => t.to_path_buf(),
+                (None, Some(dir)) => dir.clone(),
+                (None, None) => {
+                    return Err(BackupError::InvalidInput(
+                        "no files directory: configure `files_dir` or give a target".into(),
+                    ));
+                }
+            };
+            self.restore_files_inner(&chain, &target, dry_run, progress)
+                .await
+        }
+        .await
+        .map(|report| files::FilesReport {
+            backup: id.to_string(),
+            ..report
+        });
         match &result {
             Ok(r) => {
                 tracing::info!(target: "rbac::backup", backup = %id, actor = actor.subject, files = r.files, dry_run, "files restored")

@@ -177,7 +177,8 @@ fn key_json(parts: &[String]) -> String {
     format!("json_array({})", parts.join(", "))
 }
 
-/// Part `i` of the key `pk` that [`key_json`] recorded, as the value it was.
+/// Part `i` of the key `pk` that [`key_json`] recorded, as the value it was. Runs in this
+/// tool's SQLite (bundled, 3.51), never in the application's: `unhex` needs 3.41.
 fn key_part(pk: &str, i: usize) -> String {
     format!(
         "CASE WHEN json_type({pk}, '$[{i}]') = 'object' THEN unhex(json_extract({pk}, '$[{i}].blob')) \
@@ -504,6 +505,8 @@ pub(crate) struct Restorer<'c> {
     triggers: Vec<String>,
     /// Foreign-key violations in the target before the restore wrote anything.
     violations: BTreeMap<(String, String), u64>,
+    /// See [`Restorer::in_scratch`].
+    scratch: bool,
     pub(crate) reports: Vec<TableReport>,
 }
 
@@ -584,8 +587,16 @@ impl<'c> Restorer<'c> {
             later_spilled: false,
             triggers,
             violations,
+            scratch: false,
             reports: Vec::new(),
         })
+    }
+
+    /// For a dry run into a scratch database (a new file's preview, in memory): tables are
+    /// created as the restore would create them, so that a chain's later steps find them;
+    /// the transaction is rolled back all the same.
+    pub(crate) fn in_scratch(&mut self) {
+        self.scratch = true;
     }
 
     /// Holds at most `n` of the keys that [`Restorer::note_later_keys`] notes in memory
@@ -699,7 +710,7 @@ impl<'c> Restorer<'c> {
             }
             report.create = true;
             let create = t.create_sql.clone().unwrap_or_else(|| generic_create(t));
-            if !self.dry_run {
+            if !self.dry_run || self.scratch {
                 self.tx.execute_batch(&create)?;
             }
         }

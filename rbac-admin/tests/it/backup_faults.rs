@@ -349,16 +349,19 @@ async fn a_chain_stops_at_max_chain_links() {
     touch();
     let one = ops.incremental().await;
     // Written as a version before links were recorded would have written it.
-    let path = env.store.join(one.id.as_str()).join("manifest.json");
-    let mut sealed: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
-    sealed["manifest"].as_object_mut().unwrap().remove("links");
-    let old: rbac_admin::backup::Manifest =
-        serde_json::from_value(sealed["manifest"].clone()).unwrap();
-    assert_eq!(old.links, None);
-    let text = serde_json::to_string(&old).unwrap();
-    sealed["sha256"] = hex::encode(sha2::Sha256::digest(text.as_bytes())).into();
-    std::fs::write(&path, serde_json::to_vec_pretty(&sealed).unwrap()).unwrap();
+    let without_links = |id: &rbac_admin::backup::BackupId| {
+        let path = env.store.join(id.as_str()).join("manifest.json");
+        let mut sealed: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+        sealed["manifest"].as_object_mut().unwrap().remove("links");
+        let old: rbac_admin::backup::Manifest =
+            serde_json::from_value(sealed["manifest"].clone()).unwrap();
+        assert_eq!(old.links, None);
+        let text = serde_json::to_string(&old).unwrap();
+        sealed["sha256"] = hex::encode(sha2::Sha256::digest(text.as_bytes())).into();
+        std::fs::write(&path, serde_json::to_vec_pretty(&sealed).unwrap()).unwrap();
+    };
+    without_links(&one.id);
     touch();
     let two = ops.incremental().await;
     assert_eq!(two.links, Some(2), "counted through the old manifest");
@@ -375,8 +378,20 @@ async fn a_chain_stops_at_max_chain_links() {
     assert!(matches!(err, BackupError::NeedsFull(_)), "{err}");
     assert!(err.to_string().contains("max_chain_links"), "{err}");
     // A full backup starts a new chain.
-    ops.full().await;
-    assert_eq!(ops.incremental().await.links, Some(1));
+    let second = ops.full().await;
+    let next = ops.incremental().await;
+    assert_eq!(next.links, Some(1));
+    // An old manifest whose chain cannot be read back (its full backup gone): not
+    // restorable, so a full backup is needed, as for a chain too long to read.
+    without_links(&next.id);
+    std::fs::remove_dir_all(env.store.join(second.id.as_str())).unwrap();
+    touch();
+    let err = ops
+        .service
+        .create(&request, &ops.actor(), &NoProgress)
+        .await
+        .unwrap_err();
+    assert!(matches!(err, BackupError::NeedsFull(_)), "{err}");
     // Out of range: refused with the configuration.
     let err = BackupConfig::from_toml_str(&env.config_text("max_chain_links = 0\n")).unwrap_err();
     assert!(err.to_string().contains("max_chain_links"), "{err}");

@@ -132,6 +132,15 @@ fn full_and_incremental_backups_restore_the_directory_exactly() {
         .unwrap();
     assert_eq!((report.files, report.added, report.removed), (4, 4, 0));
     assert_eq!(tree(&elsewhere), changed);
+    {
+        use std::os::unix::fs::PermissionsExt as _;
+        let mode = std::fs::metadata(&elsewhere).unwrap().permissions().mode();
+        assert_eq!(
+            mode & 0o7777,
+            0o755,
+            "a new directory gets what create_dir gives it"
+        );
+    }
 
     // A dry run in place reports and changes nothing.
     let plan = rt

@@ -1184,21 +1184,58 @@ async fn blob_keyed_tables_keep_accepting_writes_and_restore_exactly() {
         "CREATE TABLE tenants (id TEXT PRIMARY KEY, name TEXT NOT NULL);
          CREATE TABLE docs (id BLOB PRIMARY KEY, tenant_id TEXT NOT NULL, body TEXT);
          CREATE TABLE links (a BLOB, b INTEGER, tenant_id TEXT, PRIMARY KEY (a, b));
+         CREATE TABLE api_keys (id BLOB PRIMARY KEY, tenant_id TEXT NOT NULL, label TEXT,
+                                token TEXT);
+         INSERT INTO api_keys VALUES (x'01', 'acme', 'one', 's1'), (x'02', 'acme', 'two', 's2'),
+                                     (x'03', 'globex', 'three', 's3');
          INSERT INTO tenants VALUES ('acme', 'Acme'), ('globex', 'Globex');
          WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 30)
          INSERT INTO docs SELECT randomblob(16), CASE WHEN i % 2 = 0 THEN 'acme' ELSE 'globex' END, 'v' || i FROM n;
          INSERT INTO links SELECT id, 1, tenant_id FROM docs;",
     );
+    // A secret column makes restores of `api_keys` upsert by key and delete the keys the
+    // backup does not hold (the key set of the restore).
     let config = format!(
         "database = \"sqlite://{}\"\nstorage = \"{}\"\ntenant_table = \"tenants\"\n\
-         tenant_column = \"tenant_id\"\ntenant_key = \"id\"\n",
+         tenant_column = \"tenant_id\"\ntenant_key = \"id\"\nsecret_columns = [\"api_keys.token\"]\n",
         db.display(),
         dir.path().join("backups").display()
     );
     let service = BackupService::open(BackupConfig::from_toml_str(&config).unwrap()).unwrap();
     let ops = Ops::new(service);
-    let f = ops.create(&full(Scope::All)).await;
+    let first = ops.create(&full(Scope::All)).await;
+    let labels = |db: &std::path::Path| -> Vec<(Vec<u8>, String)> {
+        let conn = rusqlite::Connection::open(db).unwrap();
+        let mut stmt = conn
+            .prepare("SELECT id, label FROM api_keys ORDER BY id")
+            .unwrap();
+        stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+            .unwrap()
+            .map(Result::unwrap)
+            .collect()
+    };
+    let keys_before = labels(&db);
+    exec(
+        &db,
+        "DELETE FROM api_keys WHERE id = x'02'; INSERT INTO api_keys VALUES (x'09', 'acme', 'new', 's9');
+         UPDATE api_keys SET label = 'renamed' WHERE id = x'01';",
+    );
+    ops.restore(&restore_of(&first.id)).await;
+    assert_eq!(
+        labels(&db),
+        keys_before,
+        "upserted by BLOB key, the new key deleted"
+    );
+    let token: Option<String> = rusqlite::Connection::open(&db)
+        .unwrap()
+        .query_row("SELECT token FROM api_keys WHERE id = x'01'", [], |r| {
+            r.get(0)
+        })
+        .unwrap();
+    assert_eq!(token.as_deref(), Some("s1"), "a kept row keeps its secret");
 
+    // A chain starts after a restore with a full backup.
+    let f = ops.create(&full(Scope::All)).await;
     // The application writes on, through the installed triggers.
     exec(
         &db,

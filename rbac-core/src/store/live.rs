@@ -10,6 +10,7 @@ use tokio::sync::{Notify, mpsc, watch};
 use tokio::task::JoinHandle;
 
 use super::audit::{self, DecisionAuditMode, PendingDecision};
+use super::sql::Revision;
 use super::{Store, StoreError};
 use crate::decision::{Cause, Decision, Explanation};
 use crate::{Engine, Snapshot};
@@ -20,10 +21,11 @@ pub struct LiveOptions {
     /// How often the policy version is read from the database: the safety net behind
     /// PostgreSQL's notifications, and the only mechanism on SQLite. Default 200 ms.
     pub poll_interval: Duration,
-    /// Deny every check once this long has passed since the database last answered a refresh,
-    /// while a refresh fails or waits on it (a database that hangs counts from the moment the
-    /// limit runs out, not when the refresh gives up). `None` (the default) keeps serving the
-    /// last good policy however long the outage lasts.
+    /// Deny every check while the database is silent for longer than this: a refresh fails
+    /// and its last answer is older, or a refresh's version read has waited this long (a
+    /// database that hangs is denied when the limit runs out, not when the read gives up).
+    /// The time between polls is not silence. `None` (the default) keeps serving the last
+    /// good policy however long the outage lasts.
     pub deny_when_stale_for: Option<Duration>,
     /// Which decisions are recorded: denies always; allows not at all (the default), a sample,
     /// or all. Recorded decisions go to `tracing` (target `rbac::decision`).
@@ -69,6 +71,8 @@ pub struct Health {
 pub(crate) struct Shared {
     engine: Engine,
     version: AtomicI64,
+    /// The commit that made `version` (see [`Revision`]).
+    commit: AtomicI64,
     install_lock: Mutex<()>,
     last_ok_ms: AtomicI64,
     last_error: Mutex<Option<String>>,
@@ -87,28 +91,43 @@ impl std::fmt::Debug for Shared {
 impl Shared {
     /// Installs `snapshot` if it is newer than what is served; an older one (a slow refresh
     /// racing a local change) is ignored.
-    pub(crate) fn install(&self, snapshot: Arc<Snapshot>, version: i64) {
+    pub(crate) fn install(&self, snapshot: Arc<Snapshot>, revision: Revision) {
         // The lock guards no data, only the order of installs: a poisoned one is as good.
         let _guard = self
             .install_lock
             .lock()
             .unwrap_or_else(PoisonError::into_inner);
-        if version > self.version.load(Ordering::Acquire) {
-            self.engine.install_shared(snapshot);
-            self.version.store(version, Ordering::Release);
+        if revision.version > self.version.load(Ordering::Acquire) {
+            self.set(snapshot, revision);
         }
     }
 
-    /// Installs `snapshot` even though its version is older than the one served: the
-    /// database's version went back (a restore, or a failover to a replica that had not seen
-    /// the last changes), and what it holds now is the policy.
-    fn install_rewound(&self, snapshot: Arc<Snapshot>, version: i64) {
+    /// Installs `snapshot` whatever the version served: the database's version went back (a
+    /// restore, or a failover to a replica that had not seen the last changes), perhaps
+    /// moving on again since, and what it holds now is the policy.
+    fn install_rewound(&self, snapshot: Arc<Snapshot>, revision: Revision) {
         let _guard = self
             .install_lock
             .lock()
             .unwrap_or_else(PoisonError::into_inner);
+        self.set(snapshot, revision);
+    }
+
+    fn set(&self, snapshot: Arc<Snapshot>, revision: Revision) {
         self.engine.install_shared(snapshot);
-        self.version.store(version, Ordering::Release);
+        self.commit.store(revision.commit, Ordering::Release);
+        self.version.store(revision.version, Ordering::Release);
+    }
+
+    fn revision(&self) -> Revision {
+        let _guard = self
+            .install_lock
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        Revision {
+            version: self.version.load(Ordering::Acquire),
+            commit: self.commit.load(Ordering::Acquire),
+        }
     }
 
     fn mark_ok(&self) {
@@ -159,10 +178,11 @@ impl LiveEngine {
         store: Store,
         options: LiveOptions,
     ) -> Result<LiveEngine, StoreError> {
-        let (policy, version) = store.load_versioned().await?;
+        let (policy, revision) = store.load_revision().await?;
         let shared = Arc::new(Shared {
             engine: Engine::new(&policy),
-            version: AtomicI64::new(version),
+            version: AtomicI64::new(revision.version),
+            commit: AtomicI64::new(revision.commit),
             install_lock: Mutex::new(()),
             last_ok_ms: AtomicI64::new(audit::now_ms()),
             last_error: Mutex::new(None),
@@ -172,7 +192,15 @@ impl LiveEngine {
         store.attach(&shared);
         // A change committed between the load and the attach was published to no engine
         // here: read the version again now that changes reach this one.
-        refresh(&store, &shared, Timeouts::of(&options)).await?;
+        // Best effort: the policy just loaded is good, and the refresh loop catches up too.
+        let timeouts = Timeouts::of(&options);
+        let caught_up = async {
+            let now = within("answer", timeouts.probe, store.revision()).await?;
+            catch_up(&store, &shared, now, timeouts).await
+        };
+        if let Err(e) = caught_up.await {
+            tracing::warn!(target: "rbac::store", error = %e, "cannot read the policy version again after loading it; the next refresh will");
+        }
         let (stop, stop_rx) = watch::channel(false);
         let wake = Arc::new(Notify::new());
         let refresher = tokio::spawn(refresh_loop(
@@ -392,24 +420,34 @@ async fn refresh_loop(
         if *stop.borrow() {
             return;
         }
-        // While an attempt waits on the database, the staleness limit still runs out: checks
-        // are denied from `last_ok + limit` on, not only once the attempt gives up.
-        let attempt = refresh(&store, &shared, timeouts);
-        tokio::pin!(attempt);
+        // While the database does not answer the version read, the staleness limit still
+        // runs out: checks are denied from `max` after the read began (the time between
+        // polls, and a reload while the database sends the policy, are not silence).
+        let probe = within("answer", timeouts.probe, store.revision());
+        tokio::pin!(probe);
         let deadline = options
             .deny_when_stale_for
-            .and_then(|max| last_ok.checked_add(max));
-        let outcome = loop {
+            .and_then(|max| Instant::now().checked_add(max));
+        let probed = loop {
             let denying = shared.denying.load(Ordering::Relaxed);
             tokio::select! {
-                outcome = &mut attempt => break outcome,
+                probed = &mut probe => break probed,
                 () = sleep_until(deadline), if deadline.is_some() && !denying => {
                     shared.denying.store(true, Ordering::Relaxed);
-                    tracing::warn!(target: "rbac::store", stale_ms = last_ok.elapsed().as_millis() as u64,
-                        "the policy database has not answered within the staleness limit; denying every check");
+                    let stale_ms = last_ok.elapsed().as_millis() as u64;
+                    let silent = options.deny_when_stale_for.unwrap_or_default();
+                    let error = format!("the policy database has not answered for {silent:?}");
+                    tracing::warn!(target: "rbac::store", stale_ms, error = %error, "denying every check");
+                    if let Ok(mut e) = shared.last_error.lock() {
+                        *e = Some(error);
+                    }
                 }
                 _ = stop.changed() => return,
             }
+        };
+        let outcome = match probed {
+            Ok(now) => catch_up(&store, &shared, now, timeouts).await,
+            Err(e) => Err(e),
         };
         let error = match outcome {
             Ok(()) => {
@@ -481,28 +519,36 @@ async fn within<T>(
     }
 }
 
-async fn refresh(store: &Store, shared: &Shared, timeouts: Timeouts) -> Result<(), RefreshError> {
-    let served = shared.version.load(Ordering::Acquire);
-    let version = within("answer", timeouts.probe, store.version()).await?;
-    if version == served {
+/// Brings `shared` to the database's revision `now` (just read): nothing to do when it
+/// serves that one, else a reload.
+async fn catch_up(
+    store: &Store,
+    shared: &Shared,
+    now: Revision,
+    timeouts: Timeouts,
+) -> Result<(), RefreshError> {
+    let served = shared.revision();
+    if now == served {
         return Ok(());
     }
-    let (policy, version) =
-        within("send the policy", timeouts.load, store.load_versioned()).await?;
+    let (policy, loaded) = within("send the policy", timeouts.load, store.load_revision()).await?;
     let snapshot = Arc::new(Snapshot::compile(&policy));
-    if version >= served {
-        shared.install(snapshot, version);
-        tracing::info!(target: "rbac::store", version, "policy reloaded");
+    if loaded.version > served.version {
+        shared.install(snapshot, loaded);
+        tracing::info!(target: "rbac::store", version = loaded.version, "policy reloaded");
         return Ok(());
     }
-    // Older than what is served: a change of this process committed after the load read
+    // Not newer than what is served: a change of this process committed after the load read
     // (then the database is newer again, and the next refresh loads it), or the database's
-    // version went back.
-    let now = within("answer", timeouts.probe, store.version()).await?;
-    if now < shared.version.load(Ordering::Acquire) {
-        tracing::warn!(target: "rbac::store", served, version,
+    // version went back (a restore, a failover), perhaps moving on since to the same number.
+    let again = within("answer", timeouts.probe, store.revision()).await?;
+    let served = shared.revision();
+    let rewound = again.version < served.version
+        || (again.version == served.version && again.commit != served.commit);
+    if rewound && again == loaded {
+        tracing::warn!(target: "rbac::store", served = served.version, version = loaded.version,
             "the policy database's version went back (a restore or a failover); serving what it holds");
-        shared.install_rewound(snapshot, version);
+        shared.install_rewound(snapshot, loaded);
     }
     Ok(())
 }

@@ -274,14 +274,25 @@ impl Store {
 
     /// The current policy and its version, read in one transaction.
     pub async fn load_versioned(&self) -> Result<(Policy, i64), StoreError> {
+        let (policy, revision) = self.load_revision().await?;
+        Ok((policy, revision.version))
+    }
+
+    /// The current policy and its revision, read in one transaction.
+    pub(crate) async fn load_revision(&self) -> Result<(Policy, sql::Revision), StoreError> {
         let mut tx = self.begin_read().await?;
-        let version = sql::version(&mut tx).await?;
+        let revision = sql::revision(&mut tx).await?;
         let document = sql::load_document(&mut tx).await?;
         tx.commit().await?;
         let policy = Policy::from_document(document).map_err(|e| {
             StoreError::Corrupt(format!("the stored policy does not validate: {e}"))
         })?;
-        Ok((policy, version))
+        Ok((policy, revision))
+    }
+
+    /// The current version and the commit that made it.
+    pub(crate) async fn revision(&self) -> Result<sql::Revision, StoreError> {
+        Ok(sql::revision(&mut *self.inner.pool.acquire().await?).await?)
     }
 
     /// The policy as it was at `version` (0: the empty policy before the first change), rebuilt
@@ -393,7 +404,7 @@ impl Store {
         }
         let diff = sql::write_diff(&mut tx, &before, policy.document()).await?;
         let version = version + 1;
-        sql::set_version(&mut tx, version).await?;
+        let revision = sql::set_version(&mut tx, version).await?;
         history::record(
             &mut tx,
             version,
@@ -419,7 +430,7 @@ impl Store {
         }
         tx.commit().await?;
         tracing::info!(target: "rbac::store", actor = %ctx.actor, action, version, "policy changed");
-        self.publish(&policy, version);
+        self.publish(&policy, revision);
         Ok(Applied {
             version,
             changed: true,
@@ -458,7 +469,7 @@ impl Store {
         }
     }
 
-    fn publish(&self, policy: &Policy, version: i64) {
+    fn publish(&self, policy: &Policy, revision: sql::Revision) {
         let engines: Vec<Arc<live::Shared>> = match self.inner.attached.lock() {
             Ok(mut list) => {
                 list.retain(|w| w.strong_count() > 0);
@@ -471,7 +482,7 @@ impl Store {
         }
         let snapshot = Arc::new(crate::Snapshot::compile(policy));
         for shared in engines {
-            shared.install(snapshot.clone(), version);
+            shared.install(snapshot.clone(), revision);
         }
     }
 

@@ -17,12 +17,45 @@ pub(crate) async fn version(conn: &mut Conn) -> Result<i64, sqlx::Error> {
         .await
 }
 
-pub(crate) async fn set_version(conn: &mut Conn, version: i64) -> Result<(), sqlx::Error> {
+/// The policy's revision: its version and the random id of the commit that made it (0 before
+/// the first commit that recorded one). Two states with one version but different commits
+/// exist only after the version went back (a restore, a failover) and moved on again.
+pub(crate) async fn revision(conn: &mut Conn) -> Result<Revision, sqlx::Error> {
+    let rows: Vec<(String, i64)> = sqlx::query_as(
+        "SELECT key, value FROM rbac_meta WHERE key IN ('policy_version', 'policy_commit')",
+    )
+    .fetch_all(conn)
+    .await?;
+    let value = |key: &str| rows.iter().find(|(k, _)| k == key).map(|(_, v)| *v);
+    Ok(Revision {
+        version: value("policy_version").ok_or(sqlx::Error::RowNotFound)?,
+        commit: value("policy_commit").unwrap_or(0),
+    })
+}
+
+/// A policy version and the commit that made it (see [`revision`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Revision {
+    pub(crate) version: i64,
+    pub(crate) commit: i64,
+}
+
+/// Sets the version, with a new random commit id; returns the revision written.
+pub(crate) async fn set_version(conn: &mut Conn, version: i64) -> Result<Revision, sqlx::Error> {
     sqlx::query("UPDATE rbac_meta SET value = $1 WHERE key = 'policy_version'")
         .bind(version)
-        .execute(conn)
-        .await
-        .map(drop)
+        .execute(&mut *conn)
+        .await?;
+    // Never 0, which stands for "none recorded".
+    let commit = fastrand::i64(1..);
+    sqlx::query(
+        "INSERT INTO rbac_meta (key, value) VALUES ('policy_commit', $1) \
+         ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+    )
+    .bind(commit)
+    .execute(conn)
+    .await?;
+    Ok(Revision { version, commit })
 }
 
 /// Reads the whole policy. Lists come back in their stored order, so a round trip is exact.
