@@ -480,8 +480,8 @@ pub enum AuditCommand {
 /// Audit filters.
 #[derive(Debug, Args, Default)]
 pub struct AuditFilter {
-    /// Changes made by this actor.
-    #[arg(long, value_name = "ACTOR")]
+    /// Changes made by this actor (decisions have no actor: use `--subject`).
+    #[arg(long, value_name = "ACTOR", conflicts_with = "decisions")]
     pub by: Option<String>,
     /// Records that mention this subject.
     #[arg(long, value_name = "SUBJECT")]

@@ -38,12 +38,17 @@ pub fn no_color() -> bool {
 impl Context {
     /// The context from the global flags and the process's terminals and environment.
     pub fn from_args(global: &GlobalArgs) -> Context {
-        let actor = global
-            .actor
-            .clone()
-            .filter(|a| !a.is_empty())
-            .or_else(|| std::env::var("USER").ok().filter(|a| !a.is_empty()))
-            .or_else(|| std::env::var("USERNAME").ok().filter(|a| !a.is_empty()));
+        // An actor given but empty (`--actor "$SVC"` with `SVC` unset) is no actor: falling
+        // back to the login user would act, and be audited, as someone else.
+        let actor = match &global.actor {
+            Some(given) => Some(given.clone()).filter(|a| !a.is_empty()),
+            // clap reads an empty `RBAC_ACTOR` as absent.
+            None if std::env::var_os("RBAC_ACTOR").is_some_and(|v| v.is_empty()) => None,
+            None => std::env::var("USER")
+                .ok()
+                .filter(|a| !a.is_empty())
+                .or_else(|| std::env::var("USERNAME").ok().filter(|a| !a.is_empty())),
+        };
         Context {
             db_url: global.db.clone(),
             actor,

@@ -138,8 +138,10 @@ pub fn run_with(cli: Cli, out: &mut dyn Write, err: &mut dyn Write) -> Exit {
     let result = dispatch(&ctx, cli.command, out, err);
     match result {
         Ok(exit) => exit,
-        // A closed pipe (`| head`) is not an error worth a message.
-        Err(CliError::Io(e)) if e.kind() == std::io::ErrorKind::BrokenPipe => Exit::Ok,
+        // A closed pipe (`| head`) is not an error worth a message, but the command did not
+        // finish: its own exit code was never decided, and 0 would read as "allowed" or "the
+        // chain holds". 1, as for any other failure.
+        Err(CliError::Io(e)) if e.kind() == std::io::ErrorKind::BrokenPipe => Exit::Failure,
         Err(e) => {
             let color = ctx.interactive && !context::no_color();
             let _ = writeln!(err, "{} {e}", output::paint("error:", "31", color));

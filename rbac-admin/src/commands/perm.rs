@@ -47,8 +47,19 @@ pub async fn run(
         PermCommand::Add { name, description } => {
             rbac_core::name::validate_permission(name)
                 .map_err(|e| CliError::invalid(format!("bad permission name: {e}")))?;
-            let (store, _) = open(ctx, "system.permissions.manage", None).await?;
-            let description = description.clone().unwrap_or_else(|| name.clone());
+            let (store, policy) = open(ctx, "system.permissions.manage", None).await?;
+            // Without `-d`, a declared permission keeps its description (as `role create` and
+            // `tenant create` keep theirs): re-running a provisioning script changes nothing.
+            let description = match description {
+                Some(d) => d.clone(),
+                None => policy
+                    .document()
+                    .permissions
+                    .0
+                    .get(name)
+                    .cloned()
+                    .unwrap_or_else(|| name.clone()),
+            };
             let applied = store
                 .apply_one(
                     &ctx.change_context()?,
@@ -68,6 +79,14 @@ pub async fn run(
                 return Err(CliError::invalid(format!(
                     "unknown permission `{name}`{}; `rbac-admin perm list` shows them",
                     did_you_mean(name, registry.names())
+                )));
+            }
+            // The CLI's own permissions gate every command, this one included: removed, no
+            // one could run any command again, nor `init` (the policy is not empty).
+            if crate::builtin::PERMISSIONS.iter().any(|(p, _)| p == name) {
+                return Err(CliError::invalid(format!(
+                    "`{name}` is one of rbac-admin's own permissions, which gate its commands; \
+                     it cannot be removed"
                 )));
             }
             ctx.confirm(&format!("remove permission `{name}`"), *yes)?;

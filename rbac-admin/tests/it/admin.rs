@@ -555,6 +555,43 @@ fn every_error_path(db: TestDb) {
         "pass --yes",
     );
     one_error_line(&run("root", &["policy", "import", ERP]), 3, "pass --yes");
+    // The CLI's own permissions gate every command: removing one would lock everyone out.
+    one_error_line(
+        &run("root", &["perm", "remove", "system.roles.manage", "--yes"]),
+        3,
+        "one of rbac-admin's own permissions",
+    );
+    // `perm add` again without `-d` keeps the description (an idempotent script changes
+    // nothing).
+    let described = |name: &str| {
+        let list: serde_json::Value =
+            serde_json::from_str(&db.ok(&["perm", "list", "--format", "json"])).unwrap();
+        list.as_array()
+            .unwrap()
+            .iter()
+            .find(|p| p["name"] == name)
+            .map(|p| p["description"].clone())
+    };
+    let kept = described("crm.leads.read");
+    assert!(kept.is_some());
+    let at = version();
+    db.ok(&["perm", "add", "crm.leads.read"]);
+    assert_eq!(described("crm.leads.read"), kept);
+    assert_eq!(version(), at, "nothing changed");
+    // Decisions have no actor: `--by` with `--decisions` is refused, not ignored.
+    let refused = run("root", &["audit", "export", "--decisions", "--by", "alice"]);
+    assert_eq!(refused.status.code(), Some(3));
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("--by"));
+    // An actor given but empty is no actor, not the login user.
+    one_error_line(&run("", &["role", "create", "anonymous"]), 3, "actor");
+    one_error_line(
+        &db.cmd()
+            .args(["--actor", "", "role", "create", "anonymous"])
+            .output()
+            .unwrap(),
+        3,
+        "actor",
+    );
     // A role still in use cannot be deleted, even with --yes.
     one_error_line(
         &run("root", &["role", "delete", "viewer", "--yes"]),

@@ -450,7 +450,8 @@ fn batch_with_format_json_prints_one_object_a_line() {
 }
 
 /// A reader that stops early (`| head -1`) ends a batch quietly, as it ends any command,
-/// in text and in JSON.
+/// in text and in JSON, with exit code 1: the batch did not finish, and 0 would read as
+/// "every query answered" (for a single check, "allowed").
 #[test]
 fn a_batch_whose_reader_goes_away_stops_quietly() {
     use std::io::BufRead;
@@ -474,7 +475,7 @@ fn a_batch_whose_reader_goes_away_stops_quietly() {
         assert!(first.contains("allow"), "{format}: {first}");
         drop(stdout);
         let output = child.wait_with_output().unwrap();
-        assert_eq!(output.status.code(), Some(0), "{format}");
+        assert_eq!(output.status.code(), Some(1), "{format}");
         assert_eq!(String::from_utf8_lossy(&output.stderr), "", "{format}");
     }
 }
