@@ -204,6 +204,8 @@ pub(crate) async fn install_capture(
            tcol text := NULLIF(TG_ARGV[1], '');
            images boolean := TG_NARGS > 2 AND TG_ARGV[2] = 'images';
            secret text[] := CASE WHEN TG_NARGS > 3 THEN string_to_array(TG_ARGV[3], ',') ELSE '{}' END;
+           -- The backed-up table's name: on a partition, TG_TABLE_NAME is the partition's.
+           tname text := CASE WHEN TG_NARGS > 4 THEN TG_ARGV[4] ELSE TG_TABLE_NAME END;
            r jsonb; o jsonb; nk jsonb := '[]'; ok jsonb := '[]'; k text;
          BEGIN
            IF TG_OP IN ('INSERT', 'UPDATE') THEN
@@ -218,14 +220,21 @@ pub(crate) async fn install_capture(
              IF TG_OP = 'DELETE' OR ok IS DISTINCT FROM nk
                 OR (tcol IS NOT NULL AND (o ->> tcol) IS DISTINCT FROM (r ->> tcol)) THEN
                INSERT INTO rbac_backup_changes (tbl, pk, tenant, has_image)
-                 VALUES (TG_TABLE_NAME, ok::text, CASE WHEN tcol IS NULL THEN NULL ELSE o ->> tcol END, images);
+                 VALUES (tname, ok::text, CASE WHEN tcol IS NULL THEN NULL ELSE o ->> tcol END, images);
              END IF;
            END IF;
            IF TG_OP IN ('INSERT', 'UPDATE') THEN
              INSERT INTO rbac_backup_changes (tbl, pk, tenant, has_image, image)
-               VALUES (TG_TABLE_NAME, nk::text, CASE WHEN tcol IS NULL THEN NULL ELSE r ->> tcol END,
+               VALUES (tname, nk::text, CASE WHEN tcol IS NULL THEN NULL ELSE r ->> tcol END,
                        images, CASE WHEN images THEN r - secret END);
            END IF;
+           RETURN NULL;
+         END $f$;
+         -- A TRUNCATE fires no row trigger: it leaves a mark, and the next incremental of the
+         -- table needs a full backup.
+         CREATE OR REPLACE FUNCTION rbac_backup_truncated() RETURNS trigger LANGUAGE plpgsql AS $f$
+         BEGIN
+           INSERT INTO rbac_backup_changes (tbl, pk) VALUES ('*truncate*', TG_ARGV[0]);
            RETURN NULL;
          END $f$;",
     )
@@ -236,12 +245,20 @@ pub(crate) async fn install_capture(
         let images = if keeps_images(t) { "images" } else { "" };
         let sql = format!(
             "CREATE OR REPLACE TRIGGER rbac_backup_capture AFTER INSERT OR UPDATE OR DELETE ON {} \
-             FOR EACH ROW EXECUTE FUNCTION rbac_backup_capture({}, {}, {}, {})",
+             FOR EACH ROW EXECUTE FUNCTION rbac_backup_capture({}, {}, {}, {}, {})",
             quote(&t.name),
             lit(&t.primary_key.join(",")),
             lit(t.tenant_column.as_deref().unwrap_or_default()),
             lit(images),
             lit(&t.omitted_columns.join(",")),
+            lit(&t.name),
+        );
+        run(&mut tx, sql).await?;
+        let sql = format!(
+            "CREATE OR REPLACE TRIGGER rbac_backup_truncate AFTER TRUNCATE ON {} \
+             FOR EACH STATEMENT EXECUTE FUNCTION rbac_backup_truncated({})",
+            quote(&t.name),
+            lit(&t.name),
         );
         run(&mut tx, sql).await?;
     }
@@ -291,6 +308,37 @@ pub(crate) async fn read_snapshot(
                 return Err(BackupError::NeedsFull(
                     "the database was restored since the parent backup".into(),
                 ));
+            }
+            let names: Vec<String> = tables.iter().map(|t| t.name.clone()).collect();
+            let truncated: Option<String> = sqlx::query_scalar(
+                "SELECT pk FROM rbac_backup_changes WHERE tbl = '*truncate*' \
+                 AND pk = ANY($2) AND NOT pg_visible_in_snapshot(xid, $1::pg_snapshot) LIMIT 1",
+            )
+            .bind(parent)
+            .bind(&names)
+            .fetch_optional(&mut *tx)
+            .await?;
+            if let Some(table) = truncated {
+                return Err(BackupError::NeedsFull(format!(
+                    "`{table}` was truncated since the parent backup"
+                )));
+            }
+            // Changes reach the log only through the capture triggers: a table rebuilt (dropped
+            // and created again with the same shape) or whose trigger was disabled records
+            // none, and its incrementals would be empty.
+            let uncaptured: Option<String> = sqlx::query_scalar(
+                "SELECT n FROM unnest($1::text[]) AS n WHERE NOT EXISTS (SELECT 1 FROM pg_trigger \
+                 WHERE tgrelid = to_regclass(quote_ident(n)) AND tgname = 'rbac_backup_capture' \
+                 AND tgenabled <> 'D') LIMIT 1",
+            )
+            .bind(&names)
+            .fetch_optional(&mut *tx)
+            .await?;
+            if let Some(table) = uncaptured {
+                return Err(BackupError::NeedsFull(format!(
+                    "`{table}` has no enabled change capture (created again, or its trigger \
+                     disabled, since the parent backup)"
+                )));
             }
             read_changes(&mut tx, tables, tenant, parent, sink).await?
         }

@@ -2260,3 +2260,67 @@ async fn an_incremental_needs_its_parents_database_and_change_log() {
         .unwrap_err();
     assert!(matches!(err, BackupError::NeedsFull(_)), "{err}");
 }
+
+#[tokio::test]
+#[cfg_attr(
+    not(rbac_pg_tests),
+    ignore = "needs PostgreSQL: set RBAC_TEST_POSTGRES_URL (bash .ci/postgres.sh prints one)"
+)]
+async fn incrementals_capture_partitions_and_refuse_what_the_log_cannot_hold() {
+    // A partitioned table's trigger fires on its partitions, where the table name is the
+    // partition's: the log must still name `parts`. A TRUNCATE fires no row trigger, and a
+    // table whose trigger is gone or disabled records nothing: an incremental after either
+    // needs a full backup, rather than an empty one reported as a success.
+    let pg = fresh().await;
+    pg.exec(
+        "CREATE TABLE parts (id INTEGER NOT NULL, tenant_id TEXT NOT NULL, v TEXT, PRIMARY KEY (id))
+           PARTITION BY RANGE (id);
+         CREATE TABLE parts_low PARTITION OF parts FOR VALUES FROM (MINVALUE) TO (100);
+         CREATE TABLE parts_high PARTITION OF parts FOR VALUES FROM (100) TO (MAXVALUE);
+         INSERT INTO parts SELECT i, 'acme', 'v' || i FROM generate_series(1, 200) i;",
+    )
+    .await;
+    let ops = pg.ops();
+    let inc = CreateRequest {
+        kind: BackupKind::Incremental,
+        scope: Scope::All,
+    };
+    ops.full().await;
+    pg.exec("UPDATE parts SET v = 'changed' WHERE id IN (5, 150); DELETE FROM parts WHERE id = 7;")
+        .await;
+    let i = ops.create(&inc).await;
+    let parts = i.tables.iter().find(|t| t.name == "parts").unwrap();
+    assert_eq!((parts.rows, parts.deleted), (2, 1), "{parts:?}");
+    let snapshot = pg.dump().await;
+    pg.exec("UPDATE parts SET v = 'lost';").await;
+    ops.restore(&restore_of(&i.id)).await;
+    assert_eq!(pg.dump().await, snapshot);
+
+    let needs_full = |what: &'static str| {
+        let ops = &ops;
+        let inc = &inc;
+        async move {
+            let err = ops
+                .service
+                .create(inc, &ops.actor(), &NoProgress)
+                .await
+                .unwrap_err();
+            assert!(matches!(err, BackupError::NeedsFull(_)), "{what}: {err}");
+            err.to_string()
+        }
+    };
+    // After the restore, a full backup starts the chain again.
+    ops.full().await;
+    pg.exec("TRUNCATE settings;").await;
+    let why = needs_full("truncate").await;
+    assert!(why.contains("`settings` was truncated"), "{why}");
+
+    ops.full().await;
+    pg.exec("ALTER TABLE accounts DISABLE TRIGGER rbac_backup_capture;")
+        .await;
+    let why = needs_full("disabled").await;
+    assert!(
+        why.contains("`accounts` has no enabled change capture"),
+        "{why}"
+    );
+}
