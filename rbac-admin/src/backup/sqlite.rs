@@ -164,13 +164,16 @@ pub(crate) fn table_exists(conn: &Connection, name: &str) -> Result<bool, Backup
 /// The JSON array a row's key is recorded as (in the change log, and in a restore's key
 /// set), from `parts`, SQL expressions of its columns. JSON cannot hold a BLOB (SQLite's
 /// `json_array` fails on one, and a failing trigger fails the application's write), so a BLOB
-/// part is written `{"blob": "HEX"}`; [`key_part`] reads it back.
+/// part is written `{"blob": "HEX"}`; [`key_part`] reads it back. A REAL part is written
+/// `{"real": "TEXT"}` with 17 significant digits: JSON numbers keep 15, so a key such as a
+/// julian-day timestamp would come back as another number, and its row be taken for deleted.
 fn key_json(parts: &[String]) -> String {
     let parts: Vec<String> = parts
         .iter()
         .map(|p| {
             format!(
-                "CASE WHEN typeof({p}) = 'blob' THEN json_object('blob', hex({p})) ELSE {p} END"
+                "CASE typeof({p}) WHEN 'blob' THEN json_object('blob', hex({p})) \
+                 WHEN 'real' THEN json_object('real', printf('%!.17g', {p})) ELSE {p} END"
             )
         })
         .collect();
@@ -181,7 +184,10 @@ fn key_json(parts: &[String]) -> String {
 /// tool's SQLite (bundled, 3.51), never in the application's: `unhex` needs 3.41.
 fn key_part(pk: &str, i: usize) -> String {
     format!(
-        "CASE WHEN json_type({pk}, '$[{i}]') = 'object' THEN unhex(json_extract({pk}, '$[{i}].blob')) \
+        "CASE WHEN json_type({pk}, '$[{i}].blob') = 'text' \
+           THEN unhex(json_extract({pk}, '$[{i}].blob')) \
+         WHEN json_type({pk}, '$[{i}].real') = 'text' \
+           THEN CAST(json_extract({pk}, '$[{i}].real') AS REAL) \
          ELSE json_extract({pk}, '$[{i}]') END"
     )
 }
@@ -309,6 +315,35 @@ pub(crate) fn read_snapshot(
             return Err(BackupError::NeedsFull(
                 "the database was restored since the parent backup".into(),
             ));
+        }
+        // The log's position only grows: behind the parent's, this is another file (an
+        // older copy put in its place), whose log cannot say what changed since the parent.
+        if seq < parent_seq {
+            return Err(BackupError::NeedsFull(format!(
+                "the change log is at {seq}, before the parent backup's {parent_seq}: the \
+                 database file was replaced"
+            )));
+        }
+        // Changes reach the log only through the capture triggers: a table rebuilt (the
+        // usual way to change a constraint in SQLite) has none, and records nothing.
+        for t in tables.iter() {
+            let found: i64 = tx.query_row(
+                "SELECT count(*) FROM sqlite_master WHERE type = 'trigger' AND tbl_name = ?1 \
+                 AND name IN (?2, ?3, ?4)",
+                (
+                    &t.name,
+                    format!("{INTERNAL_PREFIX}i_{}", t.name),
+                    format!("{INTERNAL_PREFIX}u_{}", t.name),
+                    format!("{INTERNAL_PREFIX}d_{}", t.name),
+                ),
+                |r| r.get(0),
+            )?;
+            if found != 3 {
+                return Err(BackupError::NeedsFull(format!(
+                    "`{}` has no change capture (created again since the parent backup)",
+                    t.name
+                )));
+            }
         }
     }
     for t in tables.iter_mut() {

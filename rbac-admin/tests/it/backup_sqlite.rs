@@ -1294,3 +1294,89 @@ async fn blob_keyed_tables_keep_accepting_writes_and_restore_exactly() {
         .collect();
     assert_eq!(theirs_now, theirs);
 }
+
+/// What the SQLite change log cannot vouch for needs a full backup: a table rebuilt since
+/// the parent (SQLite's way to change a constraint: create, copy, drop, rename), whose
+/// triggers went with the old table, and a database file replaced by an older copy, whose
+/// log is behind the parent's position. Keys of REAL values (julian-day timestamps) keep
+/// every digit, so their changes are not taken for deletes.
+#[tokio::test]
+async fn the_change_log_vouches_for_an_incremental_or_a_full_backup_is_needed() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("app.db");
+    exec(
+        &db,
+        "CREATE TABLE readings (at REAL PRIMARY KEY, v INTEGER NOT NULL);
+         INSERT INTO readings VALUES (2460671.0370601853, 1), (2460671.2370601853, 2),
+                                     (0.1, 3), (1e-310, 4);
+         CREATE TABLE notes (id INTEGER PRIMARY KEY, body TEXT);
+         INSERT INTO notes VALUES (1, 'a'), (2, 'b');",
+    );
+    let config = format!(
+        "database = \"sqlite://{}\"\nstorage = \"{}\"\n",
+        db.display(),
+        dir.path().join("backups").display()
+    );
+    let service = BackupService::open(BackupConfig::from_toml_str(&config).unwrap()).unwrap();
+    let ops = Ops::new(service);
+    let incremental = CreateRequest {
+        kind: BackupKind::Incremental,
+        scope: Scope::All,
+    };
+    let needs_full = |err: rbac_admin::backup::BackupError, needle: &str| {
+        assert!(
+            matches!(err, rbac_admin::backup::BackupError::NeedsFull(_))
+                && err.to_string().contains(needle),
+            "{err}"
+        );
+    };
+
+    ops.create(&full(Scope::All)).await;
+    exec(
+        &db,
+        "UPDATE readings SET v = v + 10; DELETE FROM readings WHERE v = 13;",
+    );
+    let after = dump(&db);
+    let i = ops.incremental().await;
+    let readings = i.tables.iter().find(|t| t.name == "readings").unwrap();
+    assert_eq!((readings.rows, readings.deleted), (3, 1), "{readings:?}");
+    exec(&db, "UPDATE readings SET v = 0;");
+    ops.restore(&restore_of(&i.id)).await;
+    assert_eq!(dump(&db), after);
+
+    // A table rebuilt since the parent.
+    ops.create(&full(Scope::All)).await;
+    exec(
+        &db,
+        "CREATE TABLE notes_new (id INTEGER PRIMARY KEY, body TEXT NOT NULL);
+         INSERT INTO notes_new SELECT * FROM notes; DROP TABLE notes;
+         ALTER TABLE notes_new RENAME TO notes; UPDATE notes SET body = 'changed';",
+    );
+    let err = ops
+        .service
+        .create(&incremental, &ops.actor(), &NoProgress)
+        .await
+        .unwrap_err();
+    needs_full(err, "`notes` has no change capture");
+
+    // An older copy of the file put in place of the database.
+    ops.create(&full(Scope::All)).await;
+    let old_copy = dir.path().join("old.db");
+    std::fs::copy(&db, &old_copy).unwrap();
+    exec(
+        &db,
+        "UPDATE notes SET body = 'x'; UPDATE notes SET body = 'y';",
+    );
+    let parent = ops.incremental().await;
+    std::fs::copy(&old_copy, &db).unwrap();
+    let _ = std::fs::remove_file(dir.path().join("app.db-wal"));
+    let _ = std::fs::remove_file(dir.path().join("app.db-shm"));
+    exec(&db, "UPDATE notes SET body = 'z' WHERE id = 1;");
+    assert!(parent.change_seq > 0);
+    let err = ops
+        .service
+        .create(&incremental, &ops.actor(), &NoProgress)
+        .await
+        .unwrap_err();
+    needs_full(err, "was replaced");
+}
