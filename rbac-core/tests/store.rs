@@ -1178,8 +1178,8 @@ async fn a_rewound_version_is_served_as_the_database_holds_it(db: TestDb) {
 }
 
 /// The staleness limit runs while a refresh waits on the database, not only once it gives
-/// up: here the version read waits on a lock held past the limit (the refresh's own timeout
-/// is 2 s), and checks are denied before that refresh has failed.
+/// up: here the version read waits on a lock held past the limit (the read's own timeout is
+/// 4 s), and checks are denied before that read has failed.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[cfg_attr(
     not(rbac_pg_tests),

@@ -145,6 +145,19 @@ fn keeps_images(t: &TableManifest) -> bool {
 /// Gives a change log from before row images their two columns (its entries have none, and
 /// are read from the table, as then). Only when missing: the `ALTER` locks the log, and so
 /// every writer, for as long as it waits.
+/// Whether `table` has this version's capture: its row trigger enabled (in every session,
+/// not only replicas) with the table's name as fifth argument, and its `TRUNCATE` trigger.
+async fn captured(conn: &mut PgConnection, table: &str) -> Result<bool, BackupError> {
+    Ok(sqlx::query_scalar(
+        "SELECT count(*) = 2 FROM pg_trigger WHERE tgrelid = to_regclass($1) \
+         AND tgenabled IN ('O', 'A') AND ((tgname = 'rbac_backup_capture' AND tgnargs >= 5) \
+           OR tgname = 'rbac_backup_truncate')",
+    )
+    .bind(quote(table))
+    .fetch_one(&mut *conn)
+    .await?)
+}
+
 /// Whether the change log table is there (a database restored from elsewhere, or one whose
 /// log was dropped, has none: an incremental then needs a full backup first).
 pub(crate) async fn has_change_log(conn: &mut PgConnection) -> Result<bool, BackupError> {
@@ -242,6 +255,15 @@ pub(crate) async fn install_capture(
     .await?;
     let lit = |s: &str| format!("'{}'", s.replace('\'', "''"));
     for t in tables {
+        // A table whose capture was missing, disabled or outdated (created again since, or
+        // the trigger of an older version) may have changed unlogged: a mark says so to every
+        // chain that started before it, whose next incremental then needs a full backup.
+        if !captured(&mut tx, &t.name).await? {
+            sqlx::query("INSERT INTO rbac_backup_changes (tbl, pk) VALUES ('*recapture*', $1)")
+                .bind(&t.name)
+                .execute(&mut *tx)
+                .await?;
+        }
         let images = if keeps_images(t) { "images" } else { "" };
         let sql = format!(
             "CREATE OR REPLACE TRIGGER rbac_backup_capture AFTER INSERT OR UPDATE OR DELETE ON {} \
@@ -254,13 +276,24 @@ pub(crate) async fn install_capture(
             lit(&t.name),
         );
         run(&mut tx, sql).await?;
-        let sql = format!(
-            "CREATE OR REPLACE TRIGGER rbac_backup_truncate AFTER TRUNCATE ON {} \
-             FOR EACH STATEMENT EXECUTE FUNCTION rbac_backup_truncated({})",
-            quote(&t.name),
-            lit(&t.name),
-        );
-        run(&mut tx, sql).await?;
+        // On a partitioned table, on each partition too: statement triggers are not cloned
+        // to partitions, and `TRUNCATE parts_2023` fires only those of the partition.
+        let partitions: Vec<String> = sqlx::query_scalar(
+            "SELECT relid::regclass::text FROM pg_partition_tree($1::regclass) \
+             WHERE relid <> $1::regclass",
+        )
+        .bind(quote(&t.name))
+        .fetch_all(&mut *tx)
+        .await?;
+        let own = std::iter::once(quote(&t.name));
+        for on in own.chain(partitions) {
+            let sql = format!(
+                "CREATE OR REPLACE TRIGGER rbac_backup_truncate AFTER TRUNCATE ON {on} \
+                 FOR EACH STATEMENT EXECUTE FUNCTION rbac_backup_truncated({})",
+                lit(&t.name),
+            );
+            run(&mut tx, sql).await?;
+        }
     }
     tx.commit().await?;
     Ok(())
@@ -325,19 +358,29 @@ pub(crate) async fn read_snapshot(
             }
             // Changes reach the log only through the capture triggers: a table rebuilt (dropped
             // and created again with the same shape) or whose trigger was disabled records
-            // none, and its incrementals would be empty.
-            let uncaptured: Option<String> = sqlx::query_scalar(
-                "SELECT n FROM unnest($1::text[]) AS n WHERE NOT EXISTS (SELECT 1 FROM pg_trigger \
-                 WHERE tgrelid = to_regclass(quote_ident(n)) AND tgname = 'rbac_backup_capture' \
-                 AND tgenabled <> 'D') LIMIT 1",
+            // none, and its incrementals would be empty; nor did it while another scope's full
+            // backup had not yet put the capture back (its mark).
+            let put_back: Option<String> = sqlx::query_scalar(
+                "SELECT pk FROM rbac_backup_changes WHERE tbl = '*recapture*' \
+                 AND pk = ANY($2) AND NOT pg_visible_in_snapshot(xid, $1::pg_snapshot) LIMIT 1",
             )
+            .bind(parent)
             .bind(&names)
             .fetch_optional(&mut *tx)
             .await?;
+            let mut uncaptured = put_back;
+            for t in tables.iter() {
+                if uncaptured.is_some() {
+                    break;
+                }
+                if !captured(&mut tx, &t.name).await? {
+                    uncaptured = Some(t.name.clone());
+                }
+            }
             if let Some(table) = uncaptured {
                 return Err(BackupError::NeedsFull(format!(
-                    "`{table}` has no enabled change capture (created again, or its trigger \
-                     disabled, since the parent backup)"
+                    "`{table}` has no enabled change capture of this version since the parent \
+                     backup (created again, its trigger disabled, or an older version's)"
                 )));
             }
             read_changes(&mut tx, tables, tenant, parent, sink).await?

@@ -173,7 +173,8 @@ fn key_json(parts: &[String]) -> String {
         .map(|p| {
             format!(
                 "CASE typeof({p}) WHEN 'blob' THEN json_object('blob', hex({p})) \
-                 WHEN 'real' THEN json_object('real', printf('%!.17g', {p})) ELSE {p} END"
+                 WHEN 'real' THEN CASE WHEN abs({p}) <= 1.7976931348623157e308 \
+                   THEN json_object('real', printf('%!.17g', {p})) ELSE {p} END ELSE {p} END"
             )
         })
         .collect();
@@ -192,6 +193,27 @@ fn key_part(pk: &str, i: usize) -> String {
     )
 }
 
+/// The change-log entry `install_capture` writes for a table whose capture it had to put
+/// back (`pk`: the table).
+const RECAPTURE_MARK: &str = "*recapture*";
+
+/// Whether `table` has this version's three capture triggers (the update trigger of older
+/// versions logged REAL keys with 15 digits).
+fn captured(conn: &Connection, table: &str) -> Result<bool, BackupError> {
+    let found: i64 = conn.query_row(
+        "SELECT count(*) FROM sqlite_master WHERE type = 'trigger' AND tbl_name = ?1 \
+         AND name IN (?2, ?3, ?4) AND sql LIKE '%json_object(''real''%'",
+        (
+            table,
+            format!("{INTERNAL_PREFIX}i_{table}"),
+            format!("{INTERNAL_PREFIX}u_{table}"),
+            format!("{INTERNAL_PREFIX}d_{table}"),
+        ),
+        |r| r.get(0),
+    )?;
+    Ok(found == 3)
+}
+
 /// Installs the change-capture triggers on `tables` (idempotent). Each insert, update or
 /// delete then also writes one row (two when an update changes the key) to the change log.
 pub(crate) fn install_capture(
@@ -199,12 +221,22 @@ pub(crate) fn install_capture(
     tables: &[TableManifest],
 ) -> Result<(), BackupError> {
     let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    let had_log = table_exists(&tx, CHANGES)?;
     tx.execute_batch(&format!(
         "CREATE TABLE IF NOT EXISTS {CHANGES} (seq INTEGER PRIMARY KEY AUTOINCREMENT, \
          tbl TEXT NOT NULL, pk TEXT NOT NULL, tenant TEXT);
          CREATE INDEX IF NOT EXISTS {CHANGES}_tbl_seq ON {CHANGES} (tbl, seq);"
     ))?;
     for t in tables {
+        // A table whose capture was missing or outdated (rebuilt since, or triggers of an
+        // older version) may have changed unlogged: a mark says so to every chain that
+        // started before it, whose next incremental then needs a full backup.
+        if had_log && !captured(&tx, &t.name)? {
+            tx.execute(
+                &format!("INSERT INTO {CHANGES} (tbl, pk, tenant) VALUES (?1, ?2, NULL)"),
+                [RECAPTURE_MARK, t.name.as_str()],
+            )?;
+        }
         let key = |row: &str| {
             let cols: Vec<String> = t
                 .primary_key
@@ -325,22 +357,20 @@ pub(crate) fn read_snapshot(
             )));
         }
         // Changes reach the log only through the capture triggers: a table rebuilt (the
-        // usual way to change a constraint in SQLite) has none, and records nothing.
+        // usual way to change a constraint in SQLite) has none, and records nothing; nor did
+        // it while another scope's full backup had not yet put them back (its mark).
         for t in tables.iter() {
-            let found: i64 = tx.query_row(
-                "SELECT count(*) FROM sqlite_master WHERE type = 'trigger' AND tbl_name = ?1 \
-                 AND name IN (?2, ?3, ?4)",
-                (
-                    &t.name,
-                    format!("{INTERNAL_PREFIX}i_{}", t.name),
-                    format!("{INTERNAL_PREFIX}u_{}", t.name),
-                    format!("{INTERNAL_PREFIX}d_{}", t.name),
+            let put_back: bool = tx.query_row(
+                &format!(
+                    "SELECT EXISTS (SELECT 1 FROM {CHANGES} WHERE tbl = ?1 AND pk = ?2 AND seq > ?3)"
                 ),
+                (RECAPTURE_MARK, &t.name, parent_seq),
                 |r| r.get(0),
             )?;
-            if found != 3 {
+            if put_back || !captured(&tx, &t.name)? {
                 return Err(BackupError::NeedsFull(format!(
-                    "`{}` has no change capture (created again since the parent backup)",
+                    "`{}` has no change capture of this version since the parent backup \
+                     (created again, or triggers of an older version)",
                     t.name
                 )));
             }

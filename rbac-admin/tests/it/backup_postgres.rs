@@ -2315,10 +2315,35 @@ async fn incrementals_capture_partitions_and_refuse_what_the_log_cannot_hold() {
     let why = needs_full("truncate").await;
     assert!(why.contains("`settings` was truncated"), "{why}");
 
+    // A partition truncated: its own statement trigger marks the partitioned table.
+    ops.full().await;
+    pg.exec("TRUNCATE parts_low;").await;
+    let why = needs_full("partition truncate").await;
+    assert!(why.contains("`parts` was truncated"), "{why}");
+
     ops.full().await;
     pg.exec("ALTER TABLE accounts DISABLE TRIGGER rbac_backup_capture;")
         .await;
     let why = needs_full("disabled").await;
+    assert!(
+        why.contains("`accounts` has no enabled change capture"),
+        "{why}"
+    );
+
+    // Disabled, written, then put back by another scope's full backup: the `all` chain still
+    // missed the writes, and the mark that full backup left says so.
+    ops.full().await;
+    pg.exec(
+        "ALTER TABLE accounts DISABLE TRIGGER rbac_backup_capture;
+         UPDATE accounts SET balance = 1;",
+    )
+    .await;
+    ops.create(&CreateRequest {
+        kind: BackupKind::Full,
+        scope: Scope::Tenant("acme".into()),
+    })
+    .await;
+    let why = needs_full("put back by another scope").await;
     assert!(
         why.contains("`accounts` has no enabled change capture"),
         "{why}"

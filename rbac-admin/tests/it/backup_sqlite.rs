@@ -1313,7 +1313,7 @@ async fn the_change_log_vouches_for_an_incremental_or_a_full_backup_is_needed() 
          INSERT INTO notes VALUES (1, 'a'), (2, 'b');",
     );
     let config = format!(
-        "database = \"sqlite://{}\"\nstorage = \"{}\"\n",
+        "database = \"sqlite://{}\"\nstorage = \"{}\"\n[modules]\nnotebook = [\"notes\"]\n",
         db.display(),
         dir.path().join("backups").display()
     );
@@ -1352,6 +1352,16 @@ async fn the_change_log_vouches_for_an_incremental_or_a_full_backup_is_needed() 
          INSERT INTO notes_new SELECT * FROM notes; DROP TABLE notes;
          ALTER TABLE notes_new RENAME TO notes; UPDATE notes SET body = 'changed';",
     );
+    let err = ops
+        .service
+        .create(&incremental, &ops.actor(), &NoProgress)
+        .await
+        .unwrap_err();
+    needs_full(err, "`notes` has no change capture");
+    // Put back by another scope's full backup: the `all` chain still missed the writes, and
+    // the mark that full backup left says so.
+    ops.create(&full(Scope::Modules(vec!["notebook".into()])))
+        .await;
     let err = ops
         .service
         .create(&incremental, &ops.actor(), &NoProgress)

@@ -97,20 +97,32 @@ impl Shared {
             .install_lock
             .lock()
             .unwrap_or_else(PoisonError::into_inner);
-        if revision.version > self.version.load(Ordering::Acquire) {
+        let served = self.version.load(Ordering::Acquire);
+        // The same version by another commit exists only after the database's version went
+        // back and moved on again: what was just committed or read is the policy.
+        let rewound =
+            revision.version == served && revision.commit != self.commit.load(Ordering::Acquire);
+        if revision.version > served || rewound {
             self.set(snapshot, revision);
         }
     }
 
-    /// Installs `snapshot` whatever the version served: the database's version went back (a
-    /// restore, or a failover to a replica that had not seen the last changes), perhaps
-    /// moving on again since, and what it holds now is the policy.
-    fn install_rewound(&self, snapshot: Arc<Snapshot>, revision: Revision) {
+    /// Installs `snapshot` although its version is older than the one served, if the engine
+    /// still serves `expected`: the database's version went back (a restore, or a failover to
+    /// a replica that had not seen the last changes), and what it holds now is the policy.
+    /// Anything installed meanwhile (a change of this process, published) is newer: kept.
+    fn install_rewound(&self, snapshot: Arc<Snapshot>, revision: Revision, expected: Revision) {
         let _guard = self
             .install_lock
             .lock()
             .unwrap_or_else(PoisonError::into_inner);
-        self.set(snapshot, revision);
+        let served = Revision {
+            version: self.version.load(Ordering::Acquire),
+            commit: self.commit.load(Ordering::Acquire),
+        };
+        if served == expected {
+            self.set(snapshot, revision);
+        }
     }
 
     fn set(&self, snapshot: Arc<Snapshot>, revision: Revision) {
@@ -411,6 +423,8 @@ async fn refresh_loop(
     let timeouts = Timeouts::of(&options);
     // When the database last answered, on the clock the deadline below is measured with.
     let mut last_ok = Instant::now();
+    // Whether the last refresh failed.
+    let mut failing = false;
     loop {
         tokio::select! {
             _ = tokio::time::sleep(poll) => {}
@@ -425,9 +439,11 @@ async fn refresh_loop(
         // polls, and a reload while the database sends the policy, are not silence).
         let probe = within("answer", timeouts.probe, store.revision());
         tokio::pin!(probe);
+        // From the start of this read; or, while refreshes fail, from the last answer.
+        let since = if failing { last_ok } else { Instant::now() };
         let deadline = options
             .deny_when_stale_for
-            .and_then(|max| Instant::now().checked_add(max));
+            .and_then(|max| since.checked_add(max));
         let probed = loop {
             let denying = shared.denying.load(Ordering::Relaxed);
             tokio::select! {
@@ -452,11 +468,13 @@ async fn refresh_loop(
         let error = match outcome {
             Ok(()) => {
                 last_ok = Instant::now();
+                failing = false;
                 shared.mark_ok();
                 continue;
             }
             Err(e) => e.to_string(),
         };
+        failing = true;
         let stale_for = last_ok.elapsed();
         let denying = options
             .deny_when_stale_for
@@ -541,14 +559,17 @@ async fn catch_up(
     // Not newer than what is served: a change of this process committed after the load read
     // (then the database is newer again, and the next refresh loads it), or the database's
     // version went back (a restore, a failover), perhaps moving on since to the same number.
-    let again = within("answer", timeouts.probe, store.revision()).await?;
+    // What is served is read before the database is asked again: a change this process
+    // commits after that is newer than the database's answer, and must not be replaced by it
+    // (`install_rewound` installs only if the engine still serves this).
     let served = shared.revision();
+    let again = within("answer", timeouts.probe, store.revision()).await?;
     let rewound = again.version < served.version
         || (again.version == served.version && again.commit != served.commit);
     if rewound && again == loaded {
         tracing::warn!(target: "rbac::store", served = served.version, version = loaded.version,
             "the policy database's version went back (a restore or a failover); serving what it holds");
-        shared.install_rewound(snapshot, loaded);
+        shared.install_rewound(snapshot, loaded, served);
     }
     Ok(())
 }
