@@ -5,6 +5,22 @@ use std::io::Write;
 /// Writes rows as a left-aligned table with a header; columns are separated by two spaces and
 /// trailing spaces are trimmed. An empty table prints `(none)` under the header.
 pub fn table(out: &mut dyn Write, header: &[&str], rows: &[Vec<String>]) -> std::io::Result<()> {
+    // One row a line, whatever a cell holds: a line break in a description or a comment is
+    // written `\n`, so that line-based tools read one row a line.
+    let escaped: Vec<Vec<String>>;
+    let rows = if rows.iter().flatten().any(|c| c.contains(['\n', '\r'])) {
+        escaped = rows
+            .iter()
+            .map(|row| {
+                row.iter()
+                    .map(|c| c.replace('\r', "\\r").replace('\n', "\\n"))
+                    .collect()
+            })
+            .collect();
+        &escaped[..]
+    } else {
+        rows
+    };
     let mut widths: Vec<usize> = header.iter().map(|h| h.chars().count()).collect();
     for row in rows {
         for (i, cell) in row.iter().enumerate() {
@@ -75,6 +91,15 @@ pub fn list(items: &[String]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_line_break_in_a_cell_stays_on_its_row() {
+        let mut out = Vec::new();
+        let rows = vec![vec!["a.b.c".to_owned(), "two\nlines\r".to_owned()]];
+        table(&mut out, &["NAME", "DESCRIPTION"], &rows).unwrap();
+        let text = String::from_utf8(out).unwrap();
+        assert_eq!(text, "NAME   DESCRIPTION\na.b.c  two\\nlines\\r\n");
+    }
 
     #[test]
     fn tables_align_and_trim() {

@@ -88,6 +88,16 @@ pub async fn run(
             "give SUBJECT TENANT PERMISSION (\"\" for the global scope) or --batch FILE",
         ));
     };
+    // Malformed names are refused as `--batch` refuses them (exit 3): a typo must not read
+    // as a deny (exit 2).
+    rbac_core::name::validate_subject(subject)
+        .map_err(|e| CliError::invalid(format!("bad subject: {e}")))?;
+    if !tenant.is_empty() {
+        rbac_core::name::validate_name(tenant)
+            .map_err(|e| CliError::invalid(format!("bad tenant: {e}")))?;
+    }
+    rbac_core::name::validate_permission(permission)
+        .map_err(|e| CliError::invalid(format!("bad permission: {e}")))?;
     let why = engine.explain(subject, tenant, permission);
     print(ctx, &why, args.explain, out)?;
     Ok(if why.decision.is_allowed() {

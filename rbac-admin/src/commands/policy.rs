@@ -71,6 +71,23 @@ fn validate(
         }
         Err(e) => {
             writeln!(err, "{e}")?;
+            if format == Format::Json {
+                // The same verdict on stdout for scripts: `valid: false` and every problem.
+                let errors: Vec<String> = match &e {
+                    rbac_core::PolicyError::Invalid(v) => {
+                        v.issues.iter().map(ToString::to_string).collect()
+                    }
+                    other => vec![other.to_string()],
+                };
+                output::json(
+                    out,
+                    &serde_json::json!({
+                        "file": file.display().to_string(),
+                        "valid": false,
+                        "errors": errors,
+                    }),
+                )?;
+            }
             Ok(Exit::Invalid)
         }
     }

@@ -82,6 +82,20 @@ fn a_single_check_exits_0_on_allow_and_2_on_deny() {
         .assert()
         .code(2)
         .stdout("deny\n");
+    // A malformed name is refused (exit 3), as `--batch` refuses it: a typo is not a deny.
+    for (query, needle) in [
+        (["alice", "acme", "Finance Invoices"], "bad permission"),
+        (["alice", "Acme!", "finance.invoices.read"], "bad tenant"),
+        (["", "acme", "finance.invoices.read"], "bad subject"),
+    ] {
+        admin()
+            .args(["check", "--policy", POLICY])
+            .args(query)
+            .assert()
+            .code(3)
+            .stdout("")
+            .stderr(predicates::str::contains(needle));
+    }
 }
 
 #[test]
@@ -550,6 +564,16 @@ fn validate_reports_every_error_and_exits_3() {
         .stderr(format!(
             "{shown}: 2 errors in the policy\n  {shown}: role `x`: grant names the undeclared permission `a.c` (did you mean `a.b`?)\n  {shown}: role `x`: inheritance cycle x → y → x\n"
         ));
+    // With `--format json`, the same verdict on stdout too.
+    let out = admin()
+        .args(["policy", "validate", "--format", "json"])
+        .arg(&file)
+        .assert()
+        .code(3);
+    let verdict: serde_json::Value = serde_json::from_slice(&out.get_output().stdout).unwrap();
+    assert_eq!(verdict["valid"], false, "{verdict}");
+    assert_eq!(verdict["file"], shown.as_str());
+    assert_eq!(verdict["errors"].as_array().unwrap().len(), 2, "{verdict}");
     admin()
         .args(["policy", "validate", POLICY])
         .assert()
