@@ -145,6 +145,25 @@ fn keeps_images(t: &TableManifest) -> bool {
 /// Gives a change log from before row images their two columns (its entries have none, and
 /// are read from the table, as then). Only when missing: the `ALTER` locks the log, and so
 /// every writer, for as long as it waits.
+/// One of `tables` that the change log marks with `mark` (`*truncate*`, `*recapture*`) after
+/// the snapshot `parent`, if any.
+async fn marked_since(
+    conn: &mut PgConnection,
+    mark: &str,
+    parent: &str,
+    tables: &[String],
+) -> Result<Option<String>, BackupError> {
+    Ok(sqlx::query_scalar(
+        "SELECT pk FROM rbac_backup_changes WHERE tbl = $3 \
+         AND pk = ANY($2) AND NOT pg_visible_in_snapshot(xid, $1::pg_snapshot) LIMIT 1",
+    )
+    .bind(parent)
+    .bind(tables)
+    .bind(mark)
+    .fetch_optional(&mut *conn)
+    .await?)
+}
+
 /// Whether `table` has this version's capture: its row trigger enabled (in every session,
 /// not only replicas) with the table's name as fifth argument, and its `TRUNCATE` trigger.
 async fn captured(conn: &mut PgConnection, table: &str) -> Result<bool, BackupError> {
@@ -343,15 +362,7 @@ pub(crate) async fn read_snapshot(
                 ));
             }
             let names: Vec<String> = tables.iter().map(|t| t.name.clone()).collect();
-            let truncated: Option<String> = sqlx::query_scalar(
-                "SELECT pk FROM rbac_backup_changes WHERE tbl = '*truncate*' \
-                 AND pk = ANY($2) AND NOT pg_visible_in_snapshot(xid, $1::pg_snapshot) LIMIT 1",
-            )
-            .bind(parent)
-            .bind(&names)
-            .fetch_optional(&mut *tx)
-            .await?;
-            if let Some(table) = truncated {
+            if let Some(table) = marked_since(&mut tx, "*truncate*", parent, &names).await? {
                 return Err(BackupError::NeedsFull(format!(
                     "`{table}` was truncated since the parent backup"
                 )));
@@ -360,15 +371,7 @@ pub(crate) async fn read_snapshot(
             // and created again with the same shape) or whose trigger was disabled records
             // none, and its incrementals would be empty; nor did it while another scope's full
             // backup had not yet put the capture back (its mark).
-            let put_back: Option<String> = sqlx::query_scalar(
-                "SELECT pk FROM rbac_backup_changes WHERE tbl = '*recapture*' \
-                 AND pk = ANY($2) AND NOT pg_visible_in_snapshot(xid, $1::pg_snapshot) LIMIT 1",
-            )
-            .bind(parent)
-            .bind(&names)
-            .fetch_optional(&mut *tx)
-            .await?;
-            let mut uncaptured = put_back;
+            let mut uncaptured = marked_since(&mut tx, "*recapture*", parent, &names).await?;
             for t in tables.iter() {
                 if uncaptured.is_some() {
                     break;

@@ -370,11 +370,7 @@ async fn a_chain_stops_at_max_chain_links() {
         kind: BackupKind::Incremental,
         scope: Scope::All,
     };
-    let err = ops
-        .service
-        .create(&request, &ops.actor(), &NoProgress)
-        .await
-        .unwrap_err();
+    let err = ops.refused(&request).await;
     assert!(matches!(err, BackupError::NeedsFull(_)), "{err}");
     assert!(err.to_string().contains("max_chain_links"), "{err}");
     // A full backup starts a new chain.
@@ -386,11 +382,7 @@ async fn a_chain_stops_at_max_chain_links() {
     without_links(&next.id);
     std::fs::remove_dir_all(env.store.join(second.id.as_str())).unwrap();
     touch();
-    let err = ops
-        .service
-        .create(&request, &ops.actor(), &NoProgress)
-        .await
-        .unwrap_err();
+    let err = ops.refused(&request).await;
     assert!(matches!(err, BackupError::NeedsFull(_)), "{err}");
     // Out of range: refused with the configuration.
     let err = BackupConfig::from_toml_str(&env.config_text("max_chain_links = 0\n")).unwrap_err();

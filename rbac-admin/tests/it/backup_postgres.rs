@@ -340,11 +340,7 @@ async fn postgres_incremental_chains_restore_exactly() {
     ops.restore(&restore_of(&i2.id)).await;
     assert_eq!(pg.dump().await, snapshot2);
     // Restored rows bypass the triggers: the next incremental asks for a full backup.
-    let err = ops
-        .service
-        .create(&inc, &ops.actor(), &NoProgress)
-        .await
-        .unwrap_err();
+    let err = ops.refused(&inc).await;
     assert!(err.to_string().contains("make a full backup"), "{err}");
     ops.full().await;
     ops.create(&inc).await;
@@ -2144,28 +2140,20 @@ async fn a_sqlite_tenant_with_an_integer_id_restores_into_postgres() {
     // SQLite keeps tenant ids as integers; the tenant is named `7` on the command line. A
     // tenant restore into PostgreSQL deleted tenant 7's rows there and restored none (the
     // backup's rows were compared with the text `7` only).
-    let dir = tempfile::tempdir().unwrap();
-    let db = dir.path().join("app.db");
-    backup_support::exec(
-        &db,
+    let backup_support::SqliteApp {
+        dir: _dir,
+        db: _,
+        ops,
+    } = backup_support::SqliteApp::new(
         "CREATE TABLE orgs (id INTEGER PRIMARY KEY, name TEXT NOT NULL);
          CREATE TABLE orders (id INTEGER PRIMARY KEY, org_id INTEGER NOT NULL REFERENCES orgs(id),
                               amount INTEGER NOT NULL);
          INSERT INTO orgs VALUES (7, 'seven'), (70, 'seventy');
          WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 40)
          INSERT INTO orders SELECT i, CASE WHEN i % 2 = 0 THEN 7 ELSE 70 END, i FROM n;",
-    );
-    let config = format!(
-        "database = \"sqlite://{}\"\nstorage = \"{}\"\ntenant_table = \"orgs\"\n\
+        "tenant_table = \"orgs\"\n\
          tenant_column = \"org_id\"\ntenant_key = \"id\"\n",
-        db.display(),
-        dir.path().join("backups").display()
     );
-    let service = rbac_admin::backup::BackupService::open(
-        rbac_admin::backup::BackupConfig::from_toml_str(&config).unwrap(),
-    )
-    .unwrap();
-    let ops = backup_support::Ops::new(service);
     let m = ops
         .create(&rbac_admin::backup::CreateRequest {
             kind: BackupKind::Full,
@@ -2240,11 +2228,7 @@ async fn an_incremental_needs_its_parents_database_and_change_log() {
     let text = serde_json::to_string(&m).unwrap();
     sealed["sha256"] = hex::encode(sha2::Sha256::digest(text.as_bytes())).into();
     std::fs::write(&path, serde_json::to_vec_pretty(&sealed).unwrap()).unwrap();
-    let err = ops
-        .service
-        .create(&inc, &ops.actor(), &NoProgress)
-        .await
-        .unwrap_err();
+    let err = ops.refused(&inc).await;
     assert!(matches!(err, BackupError::NeedsFull(_)), "{err}");
     assert!(err.to_string().contains("not the one"), "{err}");
     std::fs::write(&path, &original).unwrap();
@@ -2253,11 +2237,7 @@ async fn an_incremental_needs_its_parents_database_and_change_log() {
     // No change log (dropped, or a database restored from elsewhere): a full backup first,
     // not a database error at every slot.
     pg.exec("DROP TABLE rbac_backup_changes CASCADE;").await;
-    let err = ops
-        .service
-        .create(&inc, &ops.actor(), &NoProgress)
-        .await
-        .unwrap_err();
+    let err = ops.refused(&inc).await;
     assert!(matches!(err, BackupError::NeedsFull(_)), "{err}");
 }
 
@@ -2300,11 +2280,7 @@ async fn incrementals_capture_partitions_and_refuse_what_the_log_cannot_hold() {
         let ops = &ops;
         let inc = &inc;
         async move {
-            let err = ops
-                .service
-                .create(inc, &ops.actor(), &NoProgress)
-                .await
-                .unwrap_err();
+            let err = ops.refused(inc).await;
             assert!(matches!(err, BackupError::NeedsFull(_)), "{what}: {err}");
             err.to_string()
         }

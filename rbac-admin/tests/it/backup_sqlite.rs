@@ -974,11 +974,7 @@ async fn a_restore_bypasses_the_capture_triggers_and_the_next_incremental_asks_f
     assert_eq!(logged("invoices"), before);
     assert_eq!(logged("*restore*"), 2);
 
-    let err = ops
-        .service
-        .create(&inc, &ops.actor(), &NoProgress)
-        .await
-        .unwrap_err();
+    let err = ops.refused(&inc).await;
     assert!(
         err.to_string().contains("restored since the parent backup"),
         "{err}"
@@ -1011,28 +1007,16 @@ async fn a_restore_bypasses_the_capture_triggers_and_the_next_incremental_asks_f
 
 #[tokio::test]
 async fn a_tenant_with_an_integer_id_restores_alone() {
-    let dir = tempfile::tempdir().unwrap();
-    let db = dir.path().join("app.db");
-    exec(
-        &db,
+    let SqliteApp { dir: _dir, db, ops } = SqliteApp::new(
         "CREATE TABLE orgs (id INTEGER PRIMARY KEY, name TEXT NOT NULL);
          CREATE TABLE orders (id INTEGER PRIMARY KEY, org_id INTEGER NOT NULL REFERENCES orgs(id),
                               amount INTEGER NOT NULL);
          INSERT INTO orgs VALUES (7, 'seven'), (70, 'seventy');
          WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 40)
          INSERT INTO orders SELECT i, CASE WHEN i % 2 = 0 THEN 7 ELSE 70 END, i FROM n;",
-    );
-    let config = format!(
-        "database = \"sqlite://{}\"\nstorage = \"{}\"\ntenant_table = \"orgs\"\n\
+        "tenant_table = \"orgs\"\n\
          tenant_column = \"org_id\"\ntenant_key = \"id\"\n",
-        db.display(),
-        dir.path().join("backups").display()
     );
-    let service = rbac_admin::backup::BackupService::open(
-        rbac_admin::backup::BackupConfig::from_toml_str(&config).unwrap(),
-    )
-    .unwrap();
-    let ops = Ops::new(service);
     let m = ops.create(&full(Scope::Tenant("7".into()))).await;
     let orders = m.tables.iter().find(|t| t.name == "orders").unwrap();
     assert_eq!(orders.rows, 20);
@@ -1118,10 +1102,7 @@ async fn tenant_restores_read_only_their_groups_of_a_full_backup() {
 /// come before `tenants`), nor rows of tables the restore does not cover.
 #[tokio::test]
 async fn cascading_foreign_keys_do_not_undo_a_restore() {
-    let dir = tempfile::tempdir().unwrap();
-    let db = dir.path().join("app.db");
-    exec(
-        &db,
+    let SqliteApp { dir: _dir, db, ops } = SqliteApp::new(
         "CREATE TABLE tenants (id TEXT PRIMARY KEY, name TEXT NOT NULL);
          CREATE TABLE invoices (id INTEGER PRIMARY KEY,
              tenant_id TEXT NOT NULL REFERENCES tenants(id) ON DELETE CASCADE,
@@ -1135,15 +1116,9 @@ async fn cascading_foreign_keys_do_not_undo_a_restore() {
          INSERT INTO invoices SELECT i, CASE WHEN i % 2 = 0 THEN 'acme' ELSE 'globex' END, i FROM n;
          INSERT INTO notes VALUES (1, 'acme', 'a'), (2, 'globex', 'g');
          INSERT INTO zettel VALUES (1, 'acme'), (2, 'globex');",
-    );
-    let config = format!(
-        "database = \"sqlite://{}\"\nstorage = \"{}\"\ntenant_table = \"tenants\"\n\
+        "tenant_table = \"tenants\"\n\
          tenant_column = \"tenant_id\"\ntenant_key = \"id\"\n",
-        db.display(),
-        dir.path().join("backups").display()
     );
-    let service = BackupService::open(BackupConfig::from_toml_str(&config).unwrap()).unwrap();
-    let ops = Ops::new(service);
     let original = dump(&db);
 
     let m = ops.create(&full(Scope::All)).await;
@@ -1177,10 +1152,9 @@ async fn cascading_foreign_keys_do_not_undo_a_restore() {
 /// and deleted rows by their BLOB keys, so that the chain restores exactly.
 #[tokio::test]
 async fn blob_keyed_tables_keep_accepting_writes_and_restore_exactly() {
-    let dir = tempfile::tempdir().unwrap();
-    let db = dir.path().join("app.db");
-    exec(
-        &db,
+    // A secret column makes restores of `api_keys` upsert by key and delete the keys the
+    // backup does not hold (the key set of the restore).
+    let SqliteApp { dir: _dir, db, ops } = SqliteApp::new(
         "CREATE TABLE tenants (id TEXT PRIMARY KEY, name TEXT NOT NULL);
          CREATE TABLE docs (id BLOB PRIMARY KEY, tenant_id TEXT NOT NULL, body TEXT);
          CREATE TABLE links (a BLOB, b INTEGER, tenant_id TEXT, PRIMARY KEY (a, b));
@@ -1192,17 +1166,9 @@ async fn blob_keyed_tables_keep_accepting_writes_and_restore_exactly() {
          WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 30)
          INSERT INTO docs SELECT randomblob(16), CASE WHEN i % 2 = 0 THEN 'acme' ELSE 'globex' END, 'v' || i FROM n;
          INSERT INTO links SELECT id, 1, tenant_id FROM docs;",
+        "tenant_table = \"tenants\"\ntenant_column = \"tenant_id\"\ntenant_key = \"id\"\n\
+         secret_columns = [\"api_keys.token\"]\n",
     );
-    // A secret column makes restores of `api_keys` upsert by key and delete the keys the
-    // backup does not hold (the key set of the restore).
-    let config = format!(
-        "database = \"sqlite://{}\"\nstorage = \"{}\"\ntenant_table = \"tenants\"\n\
-         tenant_column = \"tenant_id\"\ntenant_key = \"id\"\nsecret_columns = [\"api_keys.token\"]\n",
-        db.display(),
-        dir.path().join("backups").display()
-    );
-    let service = BackupService::open(BackupConfig::from_toml_str(&config).unwrap()).unwrap();
-    let ops = Ops::new(service);
     let first = ops.create(&full(Scope::All)).await;
     let labels = |db: &std::path::Path| -> Vec<(Vec<u8>, String)> {
         let conn = rusqlite::Connection::open(db).unwrap();
@@ -1302,23 +1268,14 @@ async fn blob_keyed_tables_keep_accepting_writes_and_restore_exactly() {
 /// every digit, so their changes are not taken for deletes.
 #[tokio::test]
 async fn the_change_log_vouches_for_an_incremental_or_a_full_backup_is_needed() {
-    let dir = tempfile::tempdir().unwrap();
-    let db = dir.path().join("app.db");
-    exec(
-        &db,
+    let SqliteApp { dir, db, ops } = SqliteApp::new(
         "CREATE TABLE readings (at REAL PRIMARY KEY, v INTEGER NOT NULL);
          INSERT INTO readings VALUES (2460671.0370601853, 1), (2460671.2370601853, 2),
                                      (0.1, 3), (1e-310, 4);
          CREATE TABLE notes (id INTEGER PRIMARY KEY, body TEXT);
          INSERT INTO notes VALUES (1, 'a'), (2, 'b');",
+        "[modules]\nnotebook = [\"notes\"]\n",
     );
-    let config = format!(
-        "database = \"sqlite://{}\"\nstorage = \"{}\"\n[modules]\nnotebook = [\"notes\"]\n",
-        db.display(),
-        dir.path().join("backups").display()
-    );
-    let service = BackupService::open(BackupConfig::from_toml_str(&config).unwrap()).unwrap();
-    let ops = Ops::new(service);
     let incremental = CreateRequest {
         kind: BackupKind::Incremental,
         scope: Scope::All,
@@ -1352,21 +1309,13 @@ async fn the_change_log_vouches_for_an_incremental_or_a_full_backup_is_needed() 
          INSERT INTO notes_new SELECT * FROM notes; DROP TABLE notes;
          ALTER TABLE notes_new RENAME TO notes; UPDATE notes SET body = 'changed';",
     );
-    let err = ops
-        .service
-        .create(&incremental, &ops.actor(), &NoProgress)
-        .await
-        .unwrap_err();
+    let err = ops.refused(&incremental).await;
     needs_full(err, "`notes` has no change capture");
     // Put back by another scope's full backup: the `all` chain still missed the writes, and
     // the mark that full backup left says so.
     ops.create(&full(Scope::Modules(vec!["notebook".into()])))
         .await;
-    let err = ops
-        .service
-        .create(&incremental, &ops.actor(), &NoProgress)
-        .await
-        .unwrap_err();
+    let err = ops.refused(&incremental).await;
     needs_full(err, "`notes` has no change capture");
 
     // An older copy of the file put in place of the database.
@@ -1383,10 +1332,6 @@ async fn the_change_log_vouches_for_an_incremental_or_a_full_backup_is_needed() 
     let _ = std::fs::remove_file(dir.path().join("app.db-shm"));
     exec(&db, "UPDATE notes SET body = 'z' WHERE id = 1;");
     assert!(parent.change_seq > 0);
-    let err = ops
-        .service
-        .create(&incremental, &ops.actor(), &NoProgress)
-        .await
-        .unwrap_err();
+    let err = ops.refused(&incremental).await;
     needs_full(err, "was replaced");
 }

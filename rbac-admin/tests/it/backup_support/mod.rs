@@ -118,6 +118,34 @@ secret_columns = ["users.password_hash"]
 finance = ["accounts", "invoices"]
 "#;
 
+/// An application database of its own (`app.db` in a new directory, from a schema), and a
+/// backup service over it storing into `backups` there.
+pub(crate) struct SqliteApp {
+    pub(crate) dir: tempfile::TempDir,
+    pub(crate) db: PathBuf,
+    pub(crate) ops: Ops,
+}
+
+impl SqliteApp {
+    /// `schema` (SQL run first) and `extra` configuration lines (tenants, modules, secrets).
+    pub(crate) fn new(schema: &str, extra: &str) -> SqliteApp {
+        let dir = tempfile::tempdir().unwrap();
+        let db = dir.path().join("app.db");
+        exec(&db, schema);
+        let config = format!(
+            "database = \"sqlite://{}\"\nstorage = \"{}\"\n{extra}",
+            db.display(),
+            dir.path().join("backups").display()
+        );
+        let service = BackupService::open(BackupConfig::from_toml_str(&config).unwrap()).unwrap();
+        SqliteApp {
+            dir,
+            db,
+            ops: Ops::new(service),
+        }
+    }
+}
+
 pub(crate) struct Env {
     pub(crate) dir: tempfile::TempDir,
     pub(crate) db: PathBuf,
@@ -186,6 +214,14 @@ impl Ops {
             .create(request, &self.actor(), &NoProgress)
             .await
             .expect("create")
+    }
+
+    /// A backup that must be refused: the error.
+    pub(crate) async fn refused(&self, request: &CreateRequest) -> rbac_admin::backup::BackupError {
+        self.service
+            .create(request, &self.actor(), &NoProgress)
+            .await
+            .expect_err("the backup must be refused")
     }
 
     /// A full backup of everything.
