@@ -4,7 +4,7 @@
 use std::future::Future;
 use std::io::{IsTerminal, Write};
 
-use rbac_core::store::{ChangeContext, Store, StoreOptions};
+use rbac_core::store::{ChangeContext, Store, StoreError, StoreOptions};
 use rbac_core::{Policy, Snapshot};
 
 use crate::builtin;
@@ -131,7 +131,18 @@ impl Context {
                  one, or point --db (or RBAC_DATABASE_URL) at an existing one"
             )));
         }
-        Ok(Store::connect_with(&self.db_url, store_options()).await?)
+        let options = StoreOptions {
+            existing_only: true,
+            ..store_options()
+        };
+        match Store::connect_with(&self.db_url, options).await {
+            Err(StoreError::NotAPolicyDatabase { url }) => Err(CliError::NotInitialised(format!(
+                "`{url}` holds no policy database: run `rbac-admin init --admin NAME` to \
+                 create one, or point --db (or RBAC_DATABASE_URL) at an existing one; nothing \
+                 was written to it"
+            ))),
+            other => Ok(other?),
+        }
     }
 
     /// Opens (creating an SQLite file if needed) the policy database.
@@ -173,6 +184,7 @@ fn store_options() -> StoreOptions {
     StoreOptions {
         max_connections: 2,
         acquire_timeout: std::time::Duration::from_secs(5),
+        ..StoreOptions::default()
     }
 }
 

@@ -219,6 +219,8 @@ pub(crate) async fn install_capture(
     sqlx::query("SELECT pg_advisory_xact_lock(1919050340)")
         .execute(&mut *tx)
         .await?;
+    // A first install leaves no marks: no chain can have started before it.
+    let had_log = has_change_log(&mut tx).await?;
     sqlx::raw_sql(
         "CREATE TABLE IF NOT EXISTS rbac_backup_changes (seq BIGSERIAL PRIMARY KEY, \
            tbl TEXT NOT NULL, pk TEXT NOT NULL, tenant TEXT, \
@@ -277,7 +279,7 @@ pub(crate) async fn install_capture(
         // A table whose capture was missing, disabled or outdated (created again since, or
         // the trigger of an older version) may have changed unlogged: a mark says so to every
         // chain that started before it, whose next incremental then needs a full backup.
-        if !captured(&mut tx, &t.name).await? {
+        if had_log && !captured(&mut tx, &t.name).await? {
             sqlx::query("INSERT INTO rbac_backup_changes (tbl, pk) VALUES ('*recapture*', $1)")
                 .bind(&t.name)
                 .execute(&mut *tx)

@@ -755,6 +755,39 @@ fn a_missing_or_unreachable_database_is_one_clear_line() {
         3,
         "unsupported database URL",
     );
+    // Another application's database: refused before anything is written to it (no policy
+    // tables created, the journal mode left as it was), for every command but `init`.
+    let other = db.path("other-app.db");
+    {
+        let conn = rusqlite::Connection::open(&other).unwrap();
+        conn.execute_batch("CREATE TABLE invoices (id INTEGER PRIMARY KEY);")
+            .unwrap();
+    }
+    let before = std::fs::read(&other).unwrap();
+    let url = format!("sqlite://{}", other.display());
+    for args in [&["status"][..], &["perm", "list"], &["role", "list"]] {
+        one_error_line(
+            &db.cmd().args(["--db", &url]).args(args).output().unwrap(),
+            1,
+            "holds no policy database",
+        );
+    }
+    assert_eq!(
+        std::fs::read(&other).unwrap(),
+        before,
+        "nothing was written"
+    );
+    let tables: Vec<String> = {
+        let conn = rusqlite::Connection::open(&other).unwrap();
+        let mut stmt = conn
+            .prepare("SELECT name FROM sqlite_master WHERE type = 'table'")
+            .unwrap();
+        stmt.query_map([], |r| r.get(0))
+            .unwrap()
+            .map(Result::unwrap)
+            .collect()
+    };
+    assert_eq!(tables, ["invoices"]);
     // The default database is `rbac.db` in the working directory; RBAC_DATABASE_URL overrides it.
     let mut cmd = Command::cargo_bin("rbac-admin").unwrap();
     cmd.current_dir(db.dir.path())

@@ -116,6 +116,15 @@ pub enum StoreError {
         /// The current version.
         current: i64,
     },
+    /// [`StoreOptions::existing_only`]: the database holds no policy store (no `rbac_meta`
+    /// table), and nothing was written to it.
+    #[error(
+        "`{url}` holds no policy store: create one there first (`rbac-admin init`), or point at the right database"
+    )]
+    NotAPolicyDatabase {
+        /// The URL, with any password hidden.
+        url: String,
+    },
 }
 
 /// Connection settings.
@@ -123,6 +132,11 @@ pub enum StoreError {
 pub struct StoreOptions {
     /// Most connections in the pool.
     pub max_connections: u32,
+    /// Refuse a database that holds no policy store yet ([`StoreError::NotAPolicyDatabase`])
+    /// rather than create one in it: for tools that only read or change an existing policy,
+    /// so that a mistyped URL never writes tables (or switches the journal mode) of another
+    /// application's database. Default `false`: [`Store::connect`] creates the store.
+    pub existing_only: bool,
     /// How long to wait for a connection (and, at start, for the database).
     pub acquire_timeout: Duration,
 }
@@ -131,6 +145,7 @@ impl Default for StoreOptions {
     fn default() -> Self {
         StoreOptions {
             max_connections: 8,
+            existing_only: false,
             acquire_timeout: Duration::from_secs(10),
         }
     }
@@ -221,6 +236,21 @@ impl Store {
             .connect_with(connect_options)
             .await
             .map_err(connect_err)?;
+        if options.existing_only {
+            let probe = match backend {
+                Backend::Sqlite => {
+                    "SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = 'rbac_meta'"
+                }
+                Backend::Postgres => {
+                    "SELECT count(*) FROM pg_class WHERE oid = to_regclass('rbac_meta')"
+                }
+            };
+            let found: i64 = sqlx::query_scalar(probe).fetch_one(&pool).await?;
+            if found == 0 {
+                pool.close().await;
+                return Err(StoreError::NotAPolicyDatabase { url: shown_url });
+            }
+        }
         if backend == Backend::Sqlite && !in_memory {
             // WAL lets checks and version polls read while a change is being written.
             sqlx::query("PRAGMA journal_mode = WAL")
