@@ -166,7 +166,7 @@ async fn marked_since(
 
 /// Whether `table` has this version's capture: its row trigger enabled (in every session,
 /// not only replicas) with the table's name as fifth argument, and its `TRUNCATE` trigger.
-async fn captured(conn: &mut PgConnection, table: &str) -> Result<bool, BackupError> {
+pub(crate) async fn captured(conn: &mut PgConnection, table: &str) -> Result<bool, BackupError> {
     Ok(sqlx::query_scalar(
         "SELECT count(*) = 2 FROM pg_trigger WHERE tgrelid = to_regclass($1) \
          AND tgenabled IN ('O', 'A') AND ((tgname = 'rbac_backup_capture' AND tgnargs >= 5) \

@@ -197,6 +197,11 @@ fn key_part(pk: &str, i: usize) -> String {
 /// back (`pk`: the table).
 const RECAPTURE_MARK: &str = "*recapture*";
 
+/// The name of `table`'s capture trigger of `kind` (`i`, `u` or `d`: insert, update, delete).
+fn capture_trigger(kind: &str, table: &str) -> String {
+    format!("{INTERNAL_PREFIX}{kind}_{table}")
+}
+
 /// Whether `table` has this version's three capture triggers (the update trigger of older
 /// versions logged REAL keys with 15 digits).
 fn captured(conn: &Connection, table: &str) -> Result<bool, BackupError> {
@@ -205,9 +210,9 @@ fn captured(conn: &Connection, table: &str) -> Result<bool, BackupError> {
          AND name IN (?2, ?3, ?4) AND sql LIKE '%json_object(''real''%'",
         (
             table,
-            format!("{INTERNAL_PREFIX}i_{table}"),
-            format!("{INTERNAL_PREFIX}u_{table}"),
-            format!("{INTERNAL_PREFIX}d_{table}"),
+            capture_trigger("i", table),
+            capture_trigger("u", table),
+            capture_trigger("d", table),
         ),
         |r| r.get(0),
     )?;
@@ -250,7 +255,7 @@ pub(crate) fn install_capture(
             None => "NULL".into(),
         };
         let lit = format!("'{}'", t.name.replace('\'', "''"));
-        let trig = |kind: &str| quote(&format!("{INTERNAL_PREFIX}{kind}_{}", t.name));
+        let trig = |kind: &str| quote(&capture_trigger(kind, &t.name));
         let table = quote(&t.name);
         // Replaced, not kept if present: triggers of an older version recorded a BLOB key
         // with `json_array`, which fails the application's writes to the table.

@@ -312,10 +312,10 @@ impl Storage {
             let Some(Ok(id)) = dir.filename().map(str::parse::<BackupId>) else {
                 continue;
             };
-            match self.store.head(&self.path(&id, MANIFEST)).await {
-                Ok(_) => complete.push(id),
-                Err(object_store::Error::NotFound { .. }) => incomplete.push(id),
-                Err(e) => return Err(self.err("cannot list backups", e)),
+            if self.has_manifest(&id).await? {
+                complete.push(id);
+            } else {
+                incomplete.push(id);
             }
         }
         complete.sort();

@@ -514,17 +514,6 @@ impl std::fmt::Display for RefreshError {
     }
 }
 
-impl From<RefreshError> for StoreError {
-    fn from(e: RefreshError) -> StoreError {
-        match e {
-            RefreshError::Store(e) => e,
-            RefreshError::TimedOut(..) => StoreError::Database(sqlx::Error::Io(
-                std::io::Error::new(std::io::ErrorKind::TimedOut, e.to_string()),
-            )),
-        }
-    }
-}
-
 /// `future`'s result, or [`RefreshError::TimedOut`] after `after`.
 async fn within<T>(
     what: &'static str,

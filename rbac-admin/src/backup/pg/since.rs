@@ -31,7 +31,6 @@ use sqlx::{AssertSqlSafe, PgConnection};
 
 use super::super::codec::ValueRef;
 use super::super::model::{BackupError, Manifest, TableManifest};
-use super::super::plan::quote;
 use super::later::LATER_KEYS;
 use super::{CHANGES, begin_savepoint, end_savepoint};
 
@@ -311,14 +310,9 @@ async fn read_changed_keys(
     if !baseline.covers(&t.name) {
         return Ok(None);
     }
-    let captured: bool = sqlx::query_scalar(
-        "SELECT EXISTS (SELECT 1 FROM pg_trigger WHERE tgrelid = $1::regclass \
-         AND tgname = 'rbac_backup_capture' AND tgenabled <> 'D')",
-    )
-    .bind(quote(&t.name))
-    .fetch_one(&mut *tx)
-    .await?;
-    if !captured {
+    // The same test as an incremental's: this version's capture, enabled (triggers of an
+    // older version log a partitioned table under its partitions' names).
+    if !super::captured(tx, &t.name).await? {
         return Ok(None);
     }
     let mut positions = Vec::new();
