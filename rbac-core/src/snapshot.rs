@@ -1183,12 +1183,16 @@ impl Snapshot {
     /// names are denies.
     #[inline]
     pub fn check(&self, subject: &str, tenant: &str, permission: &str) -> Decision {
-        // The subject's slot first: its record is the read most likely to miss the cache, and
-        // this starts it before the other names are looked up (ERP mix 1.3 ns faster than
-        // hashing it last).
+        // The subject's slot first: its record is the read most likely to miss the cache (ERP
+        // mix 1.3 ns faster than hashing it last). In a table too large to stay in cache, its
+        // load is also started here, so that it overlaps the other names' lookups instead of
+        // waiting for them (scale mix 175–248 → 103–173 ns; smaller tables only paid for it).
         let at = HashNow {
             subject: self.subjects.slot_of(subject),
         };
+        if self.subjects.worth_prefetching() {
+            self.subjects.prefetch(at.subject);
+        }
         self.check_at(subject, tenant, permission, at)
     }
 
