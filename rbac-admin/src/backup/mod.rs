@@ -124,8 +124,11 @@ pub use service::{
 
 /// Makes a backup of `request.scope` as `actor` (who needs `system.backup.create` globally, or
 /// in the tenant for a `tenant:T` scope), reporting progress; returns its manifest. An
-/// incremental builds on the latest complete backup of the same scope. This is the entry
-/// point the scheduler calls.
+/// incremental builds on the latest complete backup of the same scope.
+///
+/// It holds the scope's lease in `rbac_backup_leases` while it runs, the one scheduled runs
+/// take: while another backup of the same scope runs, here, in a scheduler or in another
+/// process, it fails with [`BackupError::Busy`] (HTTP 409) and changes nothing.
 pub async fn create(
     service: &BackupService,
     request: &CreateRequest,

@@ -398,19 +398,63 @@ fn schedule_of(row: &sqlx::any::AnyRow) -> Result<Schedule, ScheduleError> {
     })
 }
 
+/// This process's place on its machine, for lease owners: the boot and the pid namespace, so
+/// that another container with the same process ids, or the machine after a reboot, is not
+/// taken for this one. `None` where `/proc` cannot tell.
+fn process_identity() -> Option<String> {
+    let boot = std::fs::read_to_string("/proc/sys/kernel/random/boot_id").ok()?;
+    let namespace = std::fs::read_link("/proc/self/ns/pid").ok()?;
+    Some(format!("{}@{}", boot.trim(), namespace.display()))
+}
+
+/// The owner a backup made by hand holds its scope's lease as: `PID IDENTITY BACKUP`, which
+/// [`owner_is_gone`] can check.
+pub(crate) fn owner_by_hand(backup: &str) -> String {
+    let identity = process_identity().unwrap_or_else(|| "-".into());
+    format!("{} {identity} {backup}", std::process::id())
+}
+
+/// Whether `owner`, written by [`owner_by_hand`], is a process of this machine and pid
+/// namespace that has ended. Any other owner (a scheduler's runner name, another machine's
+/// process, or no `/proc`) is taken to be alive: its lease expires by itself.
+fn owner_is_gone(owner: &str) -> bool {
+    let mut parts = owner.split(' ');
+    let (Some(pid), Some(identity)) = (parts.next(), parts.next()) else {
+        return false;
+    };
+    let Ok(pid) = pid.parse::<u32>() else {
+        return false;
+    };
+    pid != 0
+        && identity != "-"
+        && process_identity().as_deref() == Some(identity)
+        && !std::path::Path::new(&format!("/proc/{pid}")).exists()
+}
+
 impl ScheduleStore {
     /// Connects to the application database (`sqlite://FILE`, created if missing, or
     /// `postgres://...`) and creates the schedule tables if they are missing.
     pub async fn connect(url: &str) -> Result<ScheduleStore, ScheduleError> {
+        ScheduleStore::open(url, "rwc", true).await
+    }
+
+    /// [`ScheduleStore::connect`] for the lease of a backup made by hand: a SQLite file must
+    /// already exist (the lease must not create the database it is about to back up), and
+    /// keeps its journal mode.
+    pub(crate) async fn connect_existing(url: &str) -> Result<ScheduleStore, ScheduleError> {
+        ScheduleStore::open(url, "rw", false).await
+    }
+
+    async fn open(url: &str, sqlite_mode: &str, wal: bool) -> Result<ScheduleStore, ScheduleError> {
         sqlx::any::install_default_drivers();
         let shown = url.rsplit('@').next().unwrap_or_default().to_owned();
         let (backend, url) = if url.starts_with("sqlite:") {
             let url = if url.contains("mode=") {
                 url.to_owned()
             } else if url.contains('?') {
-                format!("{url}&mode=rwc")
+                format!("{url}&mode={sqlite_mode}")
             } else {
-                format!("{url}?mode=rwc")
+                format!("{url}?mode={sqlite_mode}")
             };
             (Backend::Sqlite, url)
         } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
@@ -419,12 +463,25 @@ impl ScheduleStore {
             return Err(ScheduleError::UnsupportedUrl(shown));
         };
         let options: AnyConnectOptions = url.parse()?;
+        let sqlite = backend == Backend::Sqlite;
         let pool = AnyPoolOptions::new()
             .max_connections(4)
             .acquire_timeout(Duration::from_secs(10))
+            .after_connect(move |conn, _| {
+                Box::pin(async move {
+                    // As long as the backup's own connections wait for a busy file (30 s):
+                    // the application's writes can keep it locked for seconds in a row.
+                    if sqlite {
+                        sqlx::query("PRAGMA busy_timeout = 30000")
+                            .execute(conn)
+                            .await?;
+                    }
+                    Ok(())
+                })
+            })
             .connect_with(options)
             .await?;
-        if backend == Backend::Sqlite {
+        if backend == Backend::Sqlite && wal {
             // Readers (the CLI) and the scheduler's writes do not block each other in WAL.
             sqlx::query("PRAGMA journal_mode = WAL")
                 .execute(&pool)
@@ -663,6 +720,106 @@ impl ScheduleStore {
         Ok(done.rows_affected() == 1)
     }
 
+    /// Renews the lease of `scope` for `owner` every third of `ttl`, as long as it is kept;
+    /// completes, with why, only once it is lost: taken by another owner, or, with
+    /// `give_up_after`, that many renewals in a row failed.
+    async fn keep_lease(
+        &self,
+        scope: &str,
+        owner: &str,
+        ttl: Duration,
+        now: &(dyn Fn() -> DateTime<Utc> + Send + Sync),
+        give_up_after: Option<u32>,
+    ) -> String {
+        let mut failures = 0;
+        loop {
+            tokio::time::sleep(ttl / 3).await;
+            let expires =
+                now() + chrono::Duration::from_std(ttl).unwrap_or(chrono::Duration::seconds(60));
+            match self.renew(scope, owner, expires).await {
+                Ok(true) => failures = 0,
+                Ok(false) => {
+                    return format!("lost the lease of scope `{scope}` to another process");
+                }
+                Err(e) => {
+                    failures += 1;
+                    tracing::warn!(target: "rbac::backup", scope = %scope, error = %e, "cannot renew the scope lease");
+                    if give_up_after.is_some_and(|n| failures >= n) {
+                        return format!("cannot renew the lease of scope `{scope}`: {e}");
+                    }
+                }
+            }
+        }
+    }
+
+    /// Runs `work` holding the lease of `scope` (as `owner`, for `ttl` at a time, renewed
+    /// while it runs), then releases it. The lease is the one scheduled runs take, so a backup
+    /// made this way and a scheduled one of the same scope never run at once, in this process
+    /// or another. `Busy` if another owner holds the lease; if the lease is lost on the way,
+    /// `work` is dropped where it stands and the result is `Busy` too.
+    pub(crate) async fn with_lease<F: Future>(
+        &self,
+        scope: &str,
+        owner: &str,
+        ttl: Duration,
+        work: F,
+    ) -> Result<F::Output, BackupError> {
+        let failed =
+            |e: ScheduleError| BackupError::Database(format!("cannot lease scope `{scope}`: {e}"));
+        let now = Utc::now();
+        let expires =
+            now + chrono::Duration::from_std(ttl).unwrap_or(chrono::Duration::seconds(60));
+        let mut taken = self
+            .lease(scope, owner, now, expires)
+            .await
+            .map_err(failed)?;
+        if !taken
+            && let Some(holder) = self.holder(scope).await.map_err(failed)?
+            && owner_is_gone(&holder)
+        {
+            // A backup by hand that was killed left its lease behind: waiting for it to
+            // expire would refuse every backup of the scope until then.
+            tracing::warn!(target: "rbac::backup", scope = %scope, holder = %holder,
+                "the lease of the scope was held by a process of this machine that has ended; taking it");
+            self.release(scope, &holder).await.map_err(failed)?;
+            taken = self
+                .lease(scope, owner, now, expires)
+                .await
+                .map_err(failed)?;
+        }
+        if !taken {
+            return Err(BackupError::Busy(scope.to_owned()));
+        }
+        let outcome = {
+            // Failed renewals are borne: on SQLite without WAL they fail while the backup
+            // reads, and nobody else can write the lease then either. Only a lease taken by
+            // another owner (once it expired) stops the backup.
+            let keep = self.keep_lease(scope, owner, ttl, &Utc::now, None);
+            tokio::pin!(work);
+            tokio::pin!(keep);
+            tokio::select! {
+                done = &mut work => Ok(done),
+                lost = &mut keep => {
+                    tracing::error!(target: "rbac::backup", scope = %scope, reason = %lost, "backup abandoned");
+                    Err(BackupError::Busy(scope.to_owned()))
+                }
+            }
+        };
+        if let Err(e) = self.release(scope, owner).await {
+            tracing::warn!(target: "rbac::backup", scope = %scope, error = %e, "cannot release the scope lease; it expires by itself");
+        }
+        outcome
+    }
+
+    /// Who holds the lease of `scope`, expired or not.
+    async fn holder(&self, scope: &str) -> Result<Option<String>, ScheduleError> {
+        let row = sqlx::query("SELECT owner FROM rbac_backup_leases WHERE scope = $1")
+            .bind(scope)
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(row.map(|r| r.try_get(0)).transpose()?)
+    }
+
     async fn release(&self, scope: &str, owner: &str) -> Result<(), ScheduleError> {
         sqlx::query("DELETE FROM rbac_backup_leases WHERE scope = $1 AND owner = $2")
             .bind(scope)
@@ -791,7 +948,7 @@ impl ScheduledJob for BackupJob {
                     kind,
                     scope: schedule.scope.clone(),
                 };
-                let made = super::create(&self.service, &request, &actor, &super::NoProgress).await;
+                let made = self.service.create_scheduled(&request, &actor).await;
                 let manifest = match made {
                     // The chain cannot go on (no backup yet, a restore, a pruned log, a schema
                     // change): rather than fail at every slot until the next full one, this
@@ -808,7 +965,7 @@ impl ScheduledJob for BackupJob {
                             kind: super::BackupKind::Full,
                             scope: schedule.scope.clone(),
                         };
-                        super::create(&self.service, &full, &actor, &super::NoProgress).await
+                        self.service.create_scheduled(&full, &actor).await
                     }
                     other => other,
                 }
@@ -1192,25 +1349,10 @@ impl Inner {
 
     /// Renews the lease every third of its lifetime; completes only if the lease is lost.
     async fn heartbeat(&self, scope: String, runner: String) -> String {
-        let ttl = self.options.lease_ttl;
-        let mut failures = 0;
-        loop {
-            tokio::time::sleep(ttl / 3).await;
-            let expires = self.clock.now()
-                + chrono::Duration::from_std(ttl).unwrap_or(chrono::Duration::seconds(60));
-            match self.store.renew(&scope, &runner, expires).await {
-                Ok(true) => failures = 0,
-                Ok(false) => {
-                    return format!("lost the lease of scope `{scope}` to another scheduler");
-                }
-                Err(e) => {
-                    failures += 1;
-                    tracing::warn!(target: "rbac::backup", scope = %scope, error = %e, "cannot renew the scope lease");
-                    if failures >= 2 {
-                        return format!("cannot renew the lease of scope `{scope}`: {e}");
-                    }
-                }
-            }
-        }
+        let clock = Arc::clone(&self.clock);
+        let now = move || clock.now();
+        self.store
+            .keep_lease(&scope, &runner, self.options.lease_ttl, &now, Some(2))
+            .await
     }
 }

@@ -26,6 +26,7 @@ use super::model::{
 use super::pg;
 use super::plan;
 use super::progress::Progress;
+use super::schedule::{ScheduleStore, owner_by_hand};
 use super::sqlite::{self, Restorer, Step, TableReport};
 use super::storage::Storage;
 
@@ -147,6 +148,19 @@ pub struct BackupService {
     keys: Keyring,
     db: Db,
     fail_point: Option<FailPoint>,
+}
+
+/// How long a backup made by hand holds its scope's lease without renewing it (renewed every
+/// third of it while it runs): as long as a scheduler's, by default.
+const LEASE_TTL: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// Whether [`BackupService::create`] takes the scope's lease itself.
+#[derive(Clone, Copy)]
+enum Leasing {
+    /// It does (a backup made by hand, from the CLI, the HTTP API or a program).
+    Take,
+    /// A scheduler took it before starting the run.
+    Held,
 }
 
 fn db_of(url: &str) -> Result<Db, BackupError> {
@@ -419,6 +433,51 @@ impl BackupService {
         actor: &Actor<'_>,
         progress: &dyn Progress,
     ) -> Result<Manifest, BackupError> {
+        self.create_as(request, actor, progress, Leasing::Take)
+            .await
+    }
+
+    /// [`BackupService::create`] for a scheduled run, whose scheduler holds the scope's lease.
+    pub(crate) async fn create_scheduled(
+        &self,
+        request: &CreateRequest,
+        actor: &Actor<'_>,
+    ) -> Result<Manifest, BackupError> {
+        self.create_as(request, actor, &super::NoProgress, Leasing::Held)
+            .await
+    }
+
+    /// Runs `work` holding the lease of `scope` (see [`create`](super::create)). The
+    /// connection is this backup's own, closed after it: held open, it would keep a SQLite
+    /// file in use between backups.
+    async fn leased<T>(
+        &self,
+        scope: &Scope,
+        id: &BackupId,
+        work: impl Future<Output = Result<T, BackupError>>,
+    ) -> Result<T, BackupError> {
+        let leases = ScheduleStore::connect_existing(&self.config.database)
+            .await
+            .map_err(|e| BackupError::Database(format!("cannot reach the scope leases: {e}")))?;
+        let done = leases
+            .with_lease(
+                &scope.to_string(),
+                &owner_by_hand(id.as_str()),
+                LEASE_TTL,
+                work,
+            )
+            .await;
+        leases.close().await;
+        done?
+    }
+
+    async fn create_as(
+        &self,
+        request: &CreateRequest,
+        actor: &Actor<'_>,
+        progress: &dyn Progress,
+        leasing: Leasing,
+    ) -> Result<Manifest, BackupError> {
         self.gate(actor, Operation::Create, &request.scope, None)
             .await?;
         let started_at = Utc::now();
@@ -433,9 +492,11 @@ impl BackupService {
             )
             .await;
         let begun = Instant::now();
-        let result = self
-            .create_inner(&id, started_at, request, actor, progress)
-            .await;
+        let work = self.create_inner(&id, started_at, request, actor, progress);
+        let result = match leasing {
+            Leasing::Held => work.await,
+            Leasing::Take => self.leased(&request.scope, &id, work).await,
+        };
         progress.finish();
         match &result {
             Ok(m) => {

@@ -1,7 +1,7 @@
 //! The SQLite data path, through rusqlite (the same libsqlite3 as sqlx): catalogue, change
 //! capture triggers, snapshot reads into chunks, and restores (real or dry run).
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -202,21 +202,164 @@ fn capture_trigger(kind: &str, table: &str) -> String {
     format!("{INTERNAL_PREFIX}{kind}_{table}")
 }
 
-/// Whether `table` has this version's three capture triggers (the update trigger of older
-/// versions logged REAL keys with 15 digits).
-fn captured(conn: &Connection, table: &str) -> Result<bool, BackupError> {
-    let found: i64 = conn.query_row(
-        "SELECT count(*) FROM sqlite_master WHERE type = 'trigger' AND tbl_name = ?1 \
-         AND name IN (?2, ?3, ?4) AND sql LIKE '%json_object(''real''%'",
+/// A unique index's columns, each with its collation; `None` for an index on an expression,
+/// whose values a trigger cannot name.
+type UniqueIndex = Option<Vec<(String, String)>>;
+
+/// The unique indexes of `table` other than its primary key.
+fn unique_indexes(conn: &Connection, table: &str) -> Result<Vec<UniqueIndex>, BackupError> {
+    let mut stmt = conn.prepare(&format!("PRAGMA index_list({})", quote(table)))?;
+    let indexes: Vec<(String, bool, String)> = stmt
+        .query_map([], |r| Ok((r.get(1)?, r.get(2)?, r.get(3)?)))?
+        .collect::<Result<_, _>>()?;
+    let mut out = Vec::new();
+    for (index, unique, origin) in indexes {
+        if !unique || origin == "pk" {
+            continue;
+        }
+        let mut stmt = conn.prepare(&format!("PRAGMA index_xinfo({})", quote(&index)))?;
+        // (column id, name, collation, part of the key)
+        let parts: Vec<(i64, Option<String>, Option<String>, bool)> = stmt
+            .query_map([], |r| Ok((r.get(1)?, r.get(2)?, r.get(4)?, r.get(5)?)))?
+            .collect::<Result<_, _>>()?;
+        let columns: UniqueIndex = parts
+            .into_iter()
+            .filter(|p| p.3)
+            .map(|(cid, name, collation, _)| {
+                (cid >= 0)
+                    .then_some(name)
+                    .flatten()
+                    .map(|n| (n, collation.unwrap_or_else(|| "BINARY".into())))
+            })
+            .collect();
+        out.push(columns);
+    }
+    Ok(out)
+}
+
+/// The capture triggers of `t`, as (name, `CREATE TRIGGER` statement): after each insert,
+/// update and delete, the row's key (and tenant) goes to the change log. `INSERT OR REPLACE`
+/// and `UPDATE OR REPLACE` also delete the rows whose unique columns the new row takes, and
+/// SQLite fires no delete trigger for those (unless the application's connection set
+/// `recursive_triggers`): with unique indexes besides the key, triggers before inserts and
+/// before updates of their columns log the keys of such rows first. A key logged for a row
+/// that was kept only makes the next incremental read it again.
+fn capture_triggers(
+    conn: &Connection,
+    t: &TableManifest,
+) -> Result<Vec<(String, String)>, BackupError> {
+    let key = |row: &str| {
+        let cols: Vec<String> = t
+            .primary_key
+            .iter()
+            .map(|k| format!("{row}.{}", quote(k)))
+            .collect();
+        key_json(&cols)
+    };
+    let tenant = |row: &str| match &t.tenant_column {
+        Some(c) => format!("{row}.{}", quote(c)),
+        None => "NULL".into(),
+    };
+    let lit = format!("'{}'", t.name.replace('\'', "''"));
+    let table = quote(&t.name);
+    let log = |row: &str| {
+        format!(
+            "INSERT INTO {CHANGES} (tbl, pk, tenant) VALUES ({lit}, {}, {});",
+            key(row),
+            tenant(row)
+        )
+    };
+    let mut out = vec![
         (
-            table,
-            capture_trigger("i", table),
-            capture_trigger("u", table),
-            capture_trigger("d", table),
+            capture_trigger("i", &t.name),
+            format!("AFTER INSERT ON {table} BEGIN {} END", log("NEW")),
         ),
-        |r| r.get(0),
-    )?;
-    Ok(found == 3)
+        (
+            capture_trigger("u", &t.name),
+            format!(
+                "AFTER UPDATE ON {table} BEGIN {} INSERT INTO {CHANGES} (tbl, pk, tenant) \
+                 SELECT {lit}, {ok}, {ot} WHERE {ok} IS NOT {nk} OR {ot} IS NOT {nt}; END",
+                log("NEW"),
+                ok = key("OLD"),
+                nk = key("NEW"),
+                ot = tenant("OLD"),
+                nt = tenant("NEW"),
+            ),
+        ),
+        (
+            capture_trigger("d", &t.name),
+            format!("AFTER DELETE ON {table} BEGIN {} END", log("OLD")),
+        ),
+    ];
+    let mut matches = Vec::new();
+    let mut columns = BTreeSet::new();
+    for index in unique_indexes(conn, &t.name)? {
+        // An index on an expression: see `install_capture`.
+        let Some(index) = index else { continue };
+        let same: Vec<String> = index
+            .iter()
+            .map(|(c, collation)| {
+                columns.insert(quote(c));
+                format!(
+                    "o.{c} = NEW.{c} COLLATE {collation}",
+                    c = quote(c),
+                    collation = quote(collation)
+                )
+            })
+            .collect();
+        matches.push(format!("({})", same.join(" AND ")));
+    }
+    if !matches.is_empty() {
+        let displaced = |not: &str| {
+            format!(
+                "INSERT INTO {CHANGES} (tbl, pk, tenant) SELECT {lit}, {ko}, {to} FROM {table} AS o \
+                 WHERE ({}) AND {ko} IS NOT {kn};",
+                matches.join(" OR "),
+                ko = key("o"),
+                to = tenant("o"),
+                kn = key(not),
+            )
+        };
+        out.push((
+            capture_trigger("ri", &t.name),
+            format!("BEFORE INSERT ON {table} BEGIN {} END", displaced("NEW")),
+        ));
+        out.push((
+            capture_trigger("ru", &t.name),
+            format!(
+                "BEFORE UPDATE OF {} ON {table} BEGIN {} END",
+                columns.into_iter().collect::<Vec<_>>().join(", "),
+                displaced("OLD")
+            ),
+        ));
+    }
+    Ok(out
+        .into_iter()
+        .map(|(name, body)| {
+            let sql = format!("CREATE TRIGGER {} {body}", quote(&name));
+            (name, sql)
+        })
+        .collect())
+}
+
+/// Whether `t` has exactly this version's capture triggers ([`capture_triggers`]): older
+/// versions logged REAL keys with 15 digits, and none logged the rows `OR REPLACE` deletes;
+/// a unique index added since they were made is not covered by them either.
+fn captured(conn: &Connection, t: &TableManifest) -> Result<bool, BackupError> {
+    let words = |sql: &str| sql.split_whitespace().collect::<Vec<_>>().join(" ");
+    for (name, sql) in capture_triggers(conn, t)? {
+        let found: Option<String> = conn
+            .query_row(
+                "SELECT sql FROM sqlite_master WHERE type = 'trigger' AND tbl_name = ?1 AND name = ?2",
+                (&t.name, &name),
+                |r| r.get(0),
+            )
+            .optional()?;
+        if found.as_deref().map(words) != Some(words(&sql)) {
+            return Ok(false);
+        }
+    }
+    Ok(true)
 }
 
 /// Installs the change-capture triggers on `tables` (idempotent). Each insert, update or
@@ -236,46 +379,27 @@ pub(crate) fn install_capture(
         // A table whose capture was missing or outdated (rebuilt since, or triggers of an
         // older version) may have changed unlogged: a mark says so to every chain that
         // started before it, whose next incremental then needs a full backup.
-        if had_log && !captured(&tx, &t.name)? {
+        if had_log && !captured(&tx, t)? {
             tx.execute(
                 &format!("INSERT INTO {CHANGES} (tbl, pk, tenant) VALUES (?1, ?2, NULL)"),
                 [RECAPTURE_MARK, t.name.as_str()],
             )?;
         }
-        let key = |row: &str| {
-            let cols: Vec<String> = t
-                .primary_key
-                .iter()
-                .map(|k| format!("{row}.{}", quote(k)))
-                .collect();
-            key_json(&cols)
-        };
-        let tenant = |row: &str| match &t.tenant_column {
-            Some(c) => format!("{row}.{}", quote(c)),
-            None => "NULL".into(),
-        };
-        let lit = format!("'{}'", t.name.replace('\'', "''"));
-        let trig = |kind: &str| quote(&capture_trigger(kind, &t.name));
-        let table = quote(&t.name);
         // Replaced, not kept if present: triggers of an older version recorded a BLOB key
         // with `json_array`, which fails the application's writes to the table.
-        tx.execute_batch(&format!(
-            "DROP TRIGGER IF EXISTS {ti}; DROP TRIGGER IF EXISTS {tu}; DROP TRIGGER IF EXISTS {td};
-             CREATE TRIGGER {ti} AFTER INSERT ON {table} BEGIN \
-               INSERT INTO {CHANGES} (tbl, pk, tenant) VALUES ({lit}, {nk}, {nt}); END;
-             CREATE TRIGGER {tu} AFTER UPDATE ON {table} BEGIN \
-               INSERT INTO {CHANGES} (tbl, pk, tenant) VALUES ({lit}, {nk}, {nt}); \
-               INSERT INTO {CHANGES} (tbl, pk, tenant) SELECT {lit}, {ok}, {ot} WHERE {ok} IS NOT {nk} OR {ot} IS NOT {nt}; END;
-             CREATE TRIGGER {td} AFTER DELETE ON {table} BEGIN \
-               INSERT INTO {CHANGES} (tbl, pk, tenant) VALUES ({lit}, {ok}, {ot}); END;",
-            ti = trig("i"),
-            tu = trig("u"),
-            td = trig("d"),
-            nk = key("NEW"),
-            ok = key("OLD"),
-            nt = tenant("NEW"),
-            ot = tenant("OLD"),
-        ))?;
+        for kind in ["i", "u", "d", "ri", "ru"] {
+            tx.execute_batch(&format!(
+                "DROP TRIGGER IF EXISTS {}",
+                quote(&capture_trigger(kind, &t.name))
+            ))?;
+        }
+        for (_, sql) in capture_triggers(&tx, t)? {
+            tx.execute_batch(&sql)?;
+        }
+        if unique_indexes(&tx, &t.name)?.iter().any(Option::is_none) {
+            tracing::warn!(target: "rbac::backup", table = %t.name,
+                "a unique index on an expression: the rows `INSERT OR REPLACE` deletes for it are not logged, and incrementals miss those deletes");
+        }
     }
     tx.commit()?;
     Ok(())
@@ -372,7 +496,7 @@ pub(crate) fn read_snapshot(
                 (RECAPTURE_MARK, &t.name, parent_seq),
                 |r| r.get(0),
             )?;
-            if put_back || !captured(&tx, &t.name)? {
+            if put_back || !captured(&tx, t)? {
                 return Err(BackupError::NeedsFull(format!(
                     "`{}` has no change capture of this version since the parent backup \
                      (created again, or triggers of an older version)",
@@ -635,7 +759,7 @@ impl<'c> Restorer<'c> {
             let mut stmt = tx.prepare(&format!(
                 "SELECT name, sql FROM sqlite_master WHERE type = 'trigger' AND tbl_name <> '{CHANGES}' \
                  AND (name GLOB '{INTERNAL_PREFIX}i_*' OR name GLOB '{INTERNAL_PREFIX}u_*' \
-                      OR name GLOB '{INTERNAL_PREFIX}d_*')"
+                      OR name GLOB '{INTERNAL_PREFIX}d_*' OR name GLOB '{INTERNAL_PREFIX}r[iu]_*')"
             ))?;
             let found: Vec<(String, String)> = stmt
                 .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?

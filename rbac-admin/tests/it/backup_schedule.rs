@@ -625,6 +625,72 @@ async fn scheduled_runs_make_real_backups_and_apply_retention() {
     );
 }
 
+/// A backup made by hand takes its scope's lease, the one a scheduler holds while it runs:
+/// during a scheduled run of `all` it is refused (`Busy`, logged, nothing stored), a backup of
+/// another scope goes ahead, and once the run is over it is made and holds nothing after.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_backup_by_hand_never_runs_beside_a_scheduled_one_of_its_scope() {
+    use rbac_admin::backup::{BackupError, BackupKind, CreateRequest, LogQuery, NoProgress};
+
+    let (env, service, store, _job) = real_backups().await;
+    // The scheduler's clock is the real one here: its lease expires in real time.
+    let now = Utc::now();
+    let clock = ManualClock::new(now);
+    store
+        .add(&new("minutely", "* * * * *", JobKind::Full, "all"), now)
+        .await
+        .unwrap();
+    let job = Arc::new(RecordingJob::slow(Duration::from_millis(1500)));
+    let running = Running::start(&store, job.clone(), &clock);
+    clock.set(now + chrono::Duration::seconds(61));
+    wait_until("the scheduled run of `all` to start", || {
+        job.in_flight.lock().unwrap().get("all") == Some(&1)
+    })
+    .await;
+
+    let engine = backup_support::engine();
+    let ops = rbac_admin::backup::Actor::new("ops", &engine);
+    let request = |scope: Scope| CreateRequest {
+        kind: BackupKind::Full,
+        scope,
+    };
+    let refused = rbac_admin::backup::create(&service, &request(Scope::All), &ops, &NoProgress)
+        .await
+        .expect_err("`all` is being backed up by the scheduler");
+    assert!(
+        matches!(&refused, BackupError::Busy(scope) if scope == "all"),
+        "{refused}"
+    );
+    let acme = Scope::Tenant("acme".into());
+    rbac_admin::backup::create(&service, &request(acme.clone()), &ops, &NoProgress)
+        .await
+        .expect("another scope is not held up");
+    let made = service.summaries().await.unwrap();
+    assert_eq!(
+        made.iter().map(|b| &b.scope).collect::<Vec<_>>(),
+        [&acme],
+        "the refused backup left nothing"
+    );
+    let log = service.logs(&ops, &LogQuery::default()).await.unwrap();
+    assert!(
+        log.iter().any(|e| e.scope == "all"
+            && e.error.as_deref() == Some("another backup of scope `all` is running")),
+        "{log:?}"
+    );
+
+    wait_until("the scheduled run to end", || job.runs().len() == 1).await;
+    assert_eq!(running.stop().await.runs, 1);
+    let m = rbac_admin::backup::create(&service, &request(Scope::All), &ops, &NoProgress)
+        .await
+        .expect("the scope is free again");
+    assert_eq!(m.scope, Scope::All);
+    let held: i64 = rusqlite::Connection::open(&env.db)
+        .unwrap()
+        .query_row("SELECT count(*) FROM rbac_backup_leases", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(held, 0, "leases left behind");
+}
+
 /// The `backup schedule` and `backup scheduler` commands as library calls, against a real
 /// policy database and application database.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
