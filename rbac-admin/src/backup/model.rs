@@ -574,6 +574,9 @@ pub enum Operation {
     Delete,
     /// `system.backup.schedule`
     Schedule,
+    /// `system.backup.delete`: a new wrapping of an encrypted backup's data key (key
+    /// rotation), which can lock out the holders of the old keys as a delete would.
+    Rewrap,
 }
 
 impl Operation {
@@ -587,6 +590,7 @@ impl Operation {
             Operation::Restore => "system.backup.restore",
             Operation::Delete => "system.backup.delete",
             Operation::Schedule => "system.backup.schedule",
+            Operation::Rewrap => "system.backup.delete",
         }
     }
 
@@ -600,6 +604,7 @@ impl Operation {
             Operation::Restore => "restore",
             Operation::Delete => "delete",
             Operation::Schedule => "schedule",
+            Operation::Rewrap => "rewrap",
         }
     }
 }

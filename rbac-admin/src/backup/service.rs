@@ -805,7 +805,7 @@ impl BackupService {
     ) -> Result<(Vec<TableManifest>, i64, String, Vec<super::ChunkInfo>), BackupError> {
         let config = self.config.clone();
         let scope = request.scope.clone();
-        let since = parent.map(|p| (p.change_seq, p.schema_version.clone()));
+        let since = parent.map(|p| (p.change_seq, p.schema_version.clone(), p.id.to_string()));
         let backup = id.clone();
         self.upload_from_blocking(id, progress, move |tx, relay| {
             let mut conn = sqlite::open(&path, false)?;
@@ -813,7 +813,7 @@ impl BackupService {
             let all = plan::all_tables(defs, &config)?;
             let mut tables = plan::for_scope(all, &config, &scope)?;
             let schema_version = plan::schema_version(&tables);
-            if let Some((_, parent_schema)) = &since {
+            if let Some((_, parent_schema, _)) = &since {
                 if *parent_schema != schema_version {
                     return Err(BackupError::NeedsFull(
                         "the tables changed since the parent backup".into(),
@@ -822,6 +822,7 @@ impl BackupService {
             } else {
                 sqlite::install_capture(&mut conn, &tables)?;
             }
+            let mark = backup.to_string();
             let (seq, chunks) = ChunkWriter::pipelined(
                 backup,
                 config.zstd_level,
@@ -833,12 +834,13 @@ impl BackupService {
                         &mut conn,
                         &mut tables,
                         scope.tenant(),
-                        since.as_ref().map(|s| s.0),
+                        since.as_ref().map(|s| (s.0, s.2.as_str())),
                         writer,
                         &relay,
                     )
                 },
             )?;
+            sqlite::mark_backup(&conn, &mark);
             Ok::<_, BackupError>((tables, seq, schema_version, chunks))
         })
         .await
@@ -1620,7 +1622,7 @@ impl BackupService {
     /// everyone else's access).
     pub async fn rewrap(&self, actor: &Actor<'_>, id: &BackupId) -> Result<Manifest, BackupError> {
         let mut m = self.storage.manifest(id).await?;
-        self.gate(actor, Operation::Delete, &m.scope, Some(id))
+        self.gate(actor, Operation::Rewrap, &m.scope, Some(id))
             .await?;
         let Some(enc) = &m.encryption else {
             return Err(BackupError::InvalidInput(format!(
@@ -1633,8 +1635,33 @@ impl BackupService {
                 "no recipients configured to wrap the key for: set `encryption.recipients`".into(),
             ));
         }
-        m.encryption = Some(self.keys.wrap(&key)?);
-        self.storage.put_manifest(&m).await?;
+        // Logged like a delete: after the checks that change nothing, around the write.
+        let row = self
+            .log_start(
+                Operation::Rewrap,
+                Some(id),
+                &m.scope,
+                actor,
+                Status::Running,
+            )
+            .await;
+        let result = match self.keys.wrap(&key) {
+            Ok(wrapped) => {
+                m.encryption = Some(wrapped);
+                self.storage.put_manifest(&m).await
+            }
+            Err(e) => Err(e),
+        };
+        self.log_finish(
+            row,
+            Outcome {
+                backup_id: Some(id.as_str()),
+                error: result.as_ref().err().map(|e| e.to_string()),
+                ..Outcome::default()
+            },
+        )
+        .await;
+        result?;
         tracing::info!(target: "rbac::backup", backup = %id, actor = actor.subject, "data key re-wrapped");
         Ok(m)
     }

@@ -19,6 +19,12 @@ use super::progress::Progress;
 /// The `tbl` of the change-log row a restore leaves: its rows bypassed the triggers.
 const RESTORE_MARK: &str = "*restore*";
 
+/// The change-log entry each backup writes once it has read its snapshot (`pk`: the backup
+/// id). An incremental requires its parent's: a copy of the file put in place of the
+/// database, and then written to past the parent's position, has a log that looks like a
+/// continuation of the parent's but lacks the changes between the copy and the parent.
+const BACKUP_MARK: &str = "*backup*";
+
 /// The change log written by the capture triggers.
 pub(crate) const CHANGES: &str = "rbac_backup_changes";
 
@@ -439,11 +445,24 @@ fn column_list(t: &TableManifest, prefix: &str) -> String {
 /// Reads every table of `tables` in one read transaction (one consistent snapshot) into
 /// `writer`, filling in row counts. For an incremental (`since = Some(seq)`), reads only rows
 /// changed after `seq` and records deletes. Returns the change-log position of the snapshot.
+/// Writes backup `id`'s mark in the change log (see [`BACKUP_MARK`]), once its snapshot is
+/// read. Best effort: without it the next incremental of the chain is a full backup.
+pub(crate) fn mark_backup(conn: &Connection, id: &str) {
+    let written = conn.execute(
+        &format!("INSERT INTO {CHANGES} (tbl, pk, tenant) VALUES (?1, ?2, NULL)"),
+        (BACKUP_MARK, id),
+    );
+    if let Err(e) = written {
+        tracing::warn!(target: "rbac::backup", backup = %id, error = %e,
+            "cannot write the backup's mark in the change log: the next incremental of its chain will be a full backup");
+    }
+}
+
 pub(crate) fn read_snapshot(
     conn: &mut Connection,
     tables: &mut [TableManifest],
     tenant: Option<&str>,
-    since: Option<i64>,
+    since: Option<(i64, &str)>,
     writer: &mut ChunkWriter<'_>,
     progress: &dyn Progress,
 ) -> Result<i64, BackupError> {
@@ -462,7 +481,7 @@ pub(crate) fn read_snapshot(
     } else {
         0
     };
-    if let Some(parent_seq) = since {
+    if let Some((parent_seq, parent)) = since {
         if !has_changes {
             return Err(BackupError::NeedsFull("the change log is missing".into()));
         }
@@ -483,6 +502,18 @@ pub(crate) fn read_snapshot(
             return Err(BackupError::NeedsFull(format!(
                 "the change log is at {seq}, before the parent backup's {parent_seq}: the \
                  database file was replaced"
+            )));
+        }
+        let marked: bool = tx.query_row(
+            &format!("SELECT EXISTS (SELECT 1 FROM {CHANGES} WHERE tbl = ?1 AND pk = ?2)"),
+            (BACKUP_MARK, parent),
+            |r| r.get(0),
+        )?;
+        if !marked {
+            return Err(BackupError::NeedsFull(format!(
+                "the change log holds no mark of the parent backup {parent}: the database \
+                 file was replaced by another copy since, or the parent was made by an older \
+                 version"
             )));
         }
         // Changes reach the log only through the capture triggers: a table rebuilt (the
@@ -547,7 +578,7 @@ pub(crate) fn read_snapshot(
                 progress.advance(count % 65536);
                 t.rows = count;
             }
-            Some(parent_seq) => {
+            Some((parent_seq, _)) => {
                 let k = t.primary_key.len();
                 let keys: Vec<String> = (0..k).map(|i| key_part("c.pk", i)).collect();
                 let join: Vec<String> = t

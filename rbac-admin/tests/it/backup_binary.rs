@@ -10,7 +10,7 @@ use assert_cmd::Command;
 use predicates::prelude::*;
 
 use crate::admin::{TestDb, fresh_pg_database, one_error_line};
-use crate::backup_support::{CONFIG_EXTRA, create_db, file_hash};
+use crate::backup_support::{CONFIG_EXTRA, ROW_CHANGES, create_db, file_hash};
 
 /// The application database the backups are taken of.
 enum AppDb {
@@ -518,15 +518,13 @@ fn the_change_log_is_pruned(policy: TestDb) {
     let log_rows = || match &s.app {
         AppDb::Sqlite(path) => {
             let conn = rusqlite::Connection::open(path).unwrap();
-            conn.query_row("SELECT count(*) FROM rbac_backup_changes", [], |r| {
-                r.get::<_, i64>(0)
-            })
-            .unwrap()
+            conn.query_row(ROW_CHANGES, [], |r| r.get::<_, i64>(0))
+                .unwrap()
         }
         AppDb::Postgres(url) => block_on(async {
             use sqlx::Connection;
             let mut conn = sqlx::PgConnection::connect(url).await.unwrap();
-            sqlx::query_scalar("SELECT count(*) FROM rbac_backup_changes")
+            sqlx::query_scalar(ROW_CHANGES)
                 .fetch_one(&mut conn)
                 .await
                 .unwrap()

@@ -6,8 +6,8 @@ use crate::backup_support;
 use age::secrecy::ExposeSecret;
 use backup_support::*;
 use rbac_admin::backup::{
-    Actor, BackupConfig, BackupError, BackupKind, BackupService, CreateRequest, NoProgress,
-    RestoreRequest, Scope, Selector,
+    Actor, BackupConfig, BackupError, BackupKind, BackupService, CreateRequest, LogQuery,
+    NoProgress, RestoreRequest, Scope, Selector, Status,
 };
 
 fn full() -> CreateRequest {
@@ -155,6 +155,16 @@ async fn key_rotation_rewraps_without_reencrypting() {
         ),
     );
     let rotated = rotate.rewrap(&ops, &m.id).await.unwrap();
+    // Logged, with who did it.
+    let log = rotate.logs(&ops, &LogQuery::default()).await.unwrap();
+    let row = log
+        .iter()
+        .find(|e| e.operation == "rewrap")
+        .expect("a rewrap row");
+    assert_eq!(
+        (row.status, row.actor.as_str(), row.backup_id.as_deref()),
+        (Status::Success, "ops", Some(m.id.as_str()))
+    );
     assert_eq!(
         rotated.encryption.as_ref().unwrap().recipients[0].recipient,
         new.public

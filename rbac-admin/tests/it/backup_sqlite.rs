@@ -626,8 +626,7 @@ async fn latest_picks_the_newest_backup_that_holds_what_is_restored() {
 
 fn change_log_rows(db: &std::path::Path) -> i64 {
     let conn = rusqlite::Connection::open(db).unwrap();
-    conn.query_row("SELECT count(*) FROM rbac_backup_changes", [], |r| r.get(0))
-        .unwrap()
+    conn.query_row(ROW_CHANGES, [], |r| r.get(0)).unwrap()
 }
 
 #[tokio::test]
@@ -1386,4 +1385,17 @@ async fn the_change_log_vouches_for_an_incremental_or_a_full_backup_is_needed() 
     assert!(parent.change_seq > 0);
     let err = ops.refused(&incremental).await;
     needs_full(err, "was replaced");
+    // Written to past the parent's position, the copy's log looks like a continuation of
+    // the parent's, but holds none of the changes between the copy and the parent: the
+    // parent's mark is what it lacks.
+    exec(
+        &db,
+        "UPDATE notes SET body = 'v'; UPDATE notes SET body = 'w'; UPDATE notes SET body = 'u';",
+    );
+    let err = ops.refused(&incremental).await;
+    needs_full(err, "no mark of the parent backup");
+    // A full backup starts a chain the log can vouch for again.
+    ops.create(&full(Scope::All)).await;
+    exec(&db, "UPDATE notes SET body = 't' WHERE id = 1;");
+    ops.incremental().await;
 }

@@ -45,6 +45,11 @@ roles = ["reader"]
 acme = ["tenant_backup"]
 "#;
 
+/// Counts the change log's row changes, not its marks (`*backup*`, `*restore*`, ...: their
+/// `tbl` starts with `*`), which backups and restores write beside them.
+pub(crate) const ROW_CHANGES: &str =
+    "SELECT count(*) FROM rbac_backup_changes WHERE tbl NOT LIKE '*%'";
+
 pub(crate) fn engine() -> Engine {
     Engine::new(&Policy::from_toml_str(POLICY).expect("policy"))
 }
