@@ -425,27 +425,56 @@ fn owner_is_gone(owner: &str) -> bool {
     let Ok(pid) = pid.parse::<u32>() else {
         return false;
     };
-    pid != 0
-        && identity != "-"
+    identity != "-"
         && process_identity().as_deref() == Some(identity)
-        && !std::path::Path::new(&format!("/proc/{pid}")).exists()
+        && super::storage::process_gone(pid)
+}
+
+/// A lease [`ScheduleStore::with_lease`] holds: released by a task of its own if dropped
+/// armed.
+struct HeldLease {
+    store: ScheduleStore,
+    scope: String,
+    owner: String,
+    armed: bool,
+}
+
+impl Drop for HeldLease {
+    fn drop(&mut self) {
+        if !self.armed {
+            return;
+        }
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            let (store, scope, owner) = (
+                self.store.clone(),
+                std::mem::take(&mut self.scope),
+                std::mem::take(&mut self.owner),
+            );
+            runtime.spawn(async move {
+                if let Err(e) = store.release(&scope, &owner).await {
+                    tracing::warn!(target: "rbac::backup", scope = %scope, error = %e, "cannot release the scope lease; it expires by itself");
+                }
+            });
+        }
+    }
 }
 
 impl ScheduleStore {
     /// Connects to the application database (`sqlite://FILE`, created if missing, or
     /// `postgres://...`) and creates the schedule tables if they are missing.
     pub async fn connect(url: &str) -> Result<ScheduleStore, ScheduleError> {
-        ScheduleStore::open(url, "rwc", true).await
+        ScheduleStore::open(url, false).await
     }
 
     /// [`ScheduleStore::connect`] for the lease of a backup made by hand: a SQLite file must
-    /// already exist (the lease must not create the database it is about to back up), and
-    /// keeps its journal mode.
-    pub(crate) async fn connect_existing(url: &str) -> Result<ScheduleStore, ScheduleError> {
-        ScheduleStore::open(url, "rw", false).await
+    /// already exist (the lease must not create the database it is about to back up) and
+    /// keeps its journal mode, and only the lease table is created.
+    pub(crate) async fn connect_for_lease(url: &str) -> Result<ScheduleStore, ScheduleError> {
+        ScheduleStore::open(url, true).await
     }
 
-    async fn open(url: &str, sqlite_mode: &str, wal: bool) -> Result<ScheduleStore, ScheduleError> {
+    async fn open(url: &str, lease_only: bool) -> Result<ScheduleStore, ScheduleError> {
+        let sqlite_mode = if lease_only { "rw" } else { "rwc" };
         sqlx::any::install_default_drivers();
         let shown = url.rsplit('@').next().unwrap_or_default().to_owned();
         let (backend, url) = if url.starts_with("sqlite:") {
@@ -481,13 +510,19 @@ impl ScheduleStore {
             })
             .connect_with(options)
             .await?;
-        if backend == Backend::Sqlite && wal {
+        if backend == Backend::Sqlite && !lease_only {
             // Readers (the CLI) and the scheduler's writes do not block each other in WAL.
             sqlx::query("PRAGMA journal_mode = WAL")
                 .execute(&pool)
                 .await?;
         }
-        for statement in ddl(backend) {
+        let [schedules, runs, leases] = ddl(backend);
+        let tables = if lease_only {
+            vec![leases]
+        } else {
+            vec![schedules, runs, leases]
+        };
+        for statement in tables {
             sqlx::query(AssertSqlSafe(statement)).execute(&pool).await?;
         }
         Ok(ScheduleStore { pool })
@@ -753,7 +788,7 @@ impl ScheduleStore {
     }
 
     /// Runs `work` holding the lease of `scope` (as `owner`, for `ttl` at a time, renewed
-    /// while it runs), then releases it. The lease is the one scheduled runs take, so a backup
+    /// while it runs if `renew`), then releases it. The lease is the one scheduled runs take, so a backup
     /// made this way and a scheduled one of the same scope never run at once, in this process
     /// or another. `Busy` if another owner holds the lease; if the lease is lost on the way,
     /// `work` is dropped where it stands and the result is `Busy` too.
@@ -762,6 +797,7 @@ impl ScheduleStore {
         scope: &str,
         owner: &str,
         ttl: Duration,
+        renew: bool,
         work: F,
     ) -> Result<F::Output, BackupError> {
         let failed =
@@ -790,10 +826,17 @@ impl ScheduleStore {
         if !taken {
             return Err(BackupError::Busy(scope.to_owned()));
         }
-        let outcome = {
-            // Failed renewals are borne: on SQLite without WAL they fail while the backup
-            // reads, and nobody else can write the lease then either. Only a lease taken by
-            // another owner (once it expired) stops the backup.
+        // Released below; if this future is dropped before (a client gone, a timeout), by
+        // a task of its own, so that the scope is not refused until the lease expires.
+        let mut held = HeldLease {
+            store: self.clone(),
+            scope: scope.to_owned(),
+            owner: owner.to_owned(),
+            armed: true,
+        };
+        let outcome = if renew {
+            // Failed renewals are borne; only a lease taken by another owner (once it
+            // expired) stops the backup.
             let keep = self.keep_lease(scope, owner, ttl, &Utc::now, None);
             tokio::pin!(work);
             tokio::pin!(keep);
@@ -804,7 +847,10 @@ impl ScheduleStore {
                     Err(BackupError::Busy(scope.to_owned()))
                 }
             }
+        } else {
+            Ok(work.await)
         };
+        held.armed = false;
         if let Err(e) = self.release(scope, owner).await {
             tracing::warn!(target: "rbac::backup", scope = %scope, error = %e, "cannot release the scope lease; it expires by itself");
         }

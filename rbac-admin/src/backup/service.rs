@@ -154,6 +154,10 @@ pub struct BackupService {
 /// third of it while it runs): as long as a scheduler's, by default.
 const LEASE_TTL: std::time::Duration = std::time::Duration::from_secs(60);
 
+/// How long a backup made by hand of a SQLite database holds its scope's lease (not renewed:
+/// see [`BackupService::leased`]).
+const SQLITE_LEASE_TTL: std::time::Duration = std::time::Duration::from_secs(24 * 3600);
+
 /// Whether [`BackupService::create`] takes the scope's lease itself.
 #[derive(Clone, Copy)]
 enum Leasing {
@@ -437,8 +441,11 @@ impl BackupService {
             .await
     }
 
-    /// [`BackupService::create`] for a scheduled run, whose scheduler holds the scope's lease.
-    pub(crate) async fn create_scheduled(
+    /// [`BackupService::create`] for a [`ScheduledJob`](super::schedule::ScheduledJob): its
+    /// [`Scheduler`](super::schedule::Scheduler) holds the scope's lease while the job runs,
+    /// so this does not take it (`create` would find it held, and answer `Busy`). Anything
+    /// else calls `create`.
+    pub async fn create_scheduled(
         &self,
         request: &CreateRequest,
         actor: &Actor<'_>,
@@ -450,22 +457,28 @@ impl BackupService {
     /// Runs `work` holding the lease of `scope` (see [`create`](super::create)). The
     /// connection is this backup's own, closed after it: held open, it would keep a SQLite
     /// file in use between backups.
+    ///
+    /// On PostgreSQL the lease lasts [`LEASE_TTL`] and is renewed while the backup runs. On
+    /// SQLite it is not renewed: in a file not in WAL mode a renewal waits on the backup's
+    /// own read, and while it waits no reader of the application can start. It lasts
+    /// [`SQLITE_LEASE_TTL`] instead; a backup whose process ended without releasing it (on
+    /// this machine) is found out at once by the next one.
     async fn leased<T>(
         &self,
         scope: &Scope,
         id: &BackupId,
         work: impl Future<Output = Result<T, BackupError>>,
     ) -> Result<T, BackupError> {
-        let leases = ScheduleStore::connect_existing(&self.config.database)
+        let leases = ScheduleStore::connect_for_lease(&self.config.database)
             .await
             .map_err(|e| BackupError::Database(format!("cannot reach the scope leases: {e}")))?;
+        let (ttl, renew) = match self.db {
+            Db::Sqlite(_) => (SQLITE_LEASE_TTL, false),
+            Db::Postgres(_) => (LEASE_TTL, true),
+        };
+        let owner = owner_by_hand(id.as_str());
         let done = leases
-            .with_lease(
-                &scope.to_string(),
-                &owner_by_hand(id.as_str()),
-                LEASE_TTL,
-                work,
-            )
+            .with_lease(&scope.to_string(), &owner, ttl, renew, work)
             .await;
         leases.close().await;
         done?

@@ -203,24 +203,33 @@ fn key_part(pk: &str, i: usize) -> String {
 /// back (`pk`: the table).
 const RECAPTURE_MARK: &str = "*recapture*";
 
-/// The name of `table`'s capture trigger of `kind` (`i`, `u` or `d`: insert, update, delete).
+/// The kinds of capture trigger: after insert, update and delete, and before insert and
+/// update (the rows an `OR REPLACE` deletes).
+const CAPTURE_KINDS: [&str; 5] = ["i", "u", "d", "ri", "ru"];
+
+/// The name of `table`'s capture trigger of `kind` (one of [`CAPTURE_KINDS`]).
 fn capture_trigger(kind: &str, table: &str) -> String {
     format!("{INTERNAL_PREFIX}{kind}_{table}")
 }
 
-/// A unique index's columns, each with its collation; `None` for an index on an expression,
-/// whose values a trigger cannot name.
+/// A unique index's columns, each with its collation; `None` for an index the capture does
+/// not cover: on an expression (whose values a trigger cannot name), or partial (a lookup by
+/// its columns alone cannot use it, and would scan the table at every insert).
 type UniqueIndex = Option<Vec<(String, String)>>;
 
 /// The unique indexes of `table` other than its primary key.
 fn unique_indexes(conn: &Connection, table: &str) -> Result<Vec<UniqueIndex>, BackupError> {
     let mut stmt = conn.prepare(&format!("PRAGMA index_list({})", quote(table)))?;
-    let indexes: Vec<(String, bool, String)> = stmt
-        .query_map([], |r| Ok((r.get(1)?, r.get(2)?, r.get(3)?)))?
+    let indexes: Vec<(String, bool, String, bool)> = stmt
+        .query_map([], |r| Ok((r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)))?
         .collect::<Result<_, _>>()?;
     let mut out = Vec::new();
-    for (index, unique, origin) in indexes {
+    for (index, unique, origin, partial) in indexes {
         if !unique || origin == "pk" {
+            continue;
+        }
+        if partial {
+            out.push(None);
             continue;
         }
         let mut stmt = conn.prepare(&format!("PRAGMA index_xinfo({})", quote(&index)))?;
@@ -243,13 +252,29 @@ fn unique_indexes(conn: &Connection, table: &str) -> Result<Vec<UniqueIndex>, Ba
     Ok(out)
 }
 
+/// The generated columns of `table` (an `UPDATE` never names them).
+fn generated_columns(conn: &Connection, table: &str) -> Result<HashSet<String>, BackupError> {
+    let mut stmt = conn.prepare(&format!("PRAGMA table_xinfo({})", quote(table)))?;
+    let columns: Vec<(String, i64)> = stmt
+        .query_map([], |r| Ok((r.get(1)?, r.get(6)?)))?
+        .collect::<Result<_, _>>()?;
+    Ok(columns
+        .into_iter()
+        .filter(|(_, hidden)| matches!(hidden, 2 | 3))
+        .map(|(name, _)| name)
+        .collect())
+}
+
 /// The capture triggers of `t`, as (name, `CREATE TRIGGER` statement): after each insert,
 /// update and delete, the row's key (and tenant) goes to the change log. `INSERT OR REPLACE`
 /// and `UPDATE OR REPLACE` also delete the rows whose unique columns the new row takes, and
 /// SQLite fires no delete trigger for those (unless the application's connection set
 /// `recursive_triggers`): with unique indexes besides the key, triggers before inserts and
-/// before updates of their columns log the keys of such rows first. A key logged for a row
-/// that was kept only makes the next incremental read it again.
+/// before updates of their columns log the keys of such rows first. So they do for a row
+/// whose key an `INSERT OR REPLACE` gives to another tenant's row (the insert is logged for
+/// the new tenant only) or an `UPDATE OR REPLACE` takes: in a table with a tenant column, the
+/// key is one more unique index. A key logged for a row that was kept only makes the next
+/// incremental read it again.
 fn capture_triggers(
     conn: &Connection,
     t: &TableManifest,
@@ -297,45 +322,83 @@ fn capture_triggers(
             format!("AFTER DELETE ON {table} BEGIN {} END", log("OLD")),
         ),
     ];
+    let mut indexes: Vec<Vec<(String, String)>> = unique_indexes(conn, &t.name)?
+        .into_iter()
+        // Not covered: see `install_capture`.
+        .flatten()
+        .collect();
+    // A key that holds the tenant cannot pass to another tenant.
+    if let Some(tenant) = &t.tenant_column
+        && !t.primary_key.is_empty()
+        && !t.primary_key.contains(tenant)
+    {
+        indexes.push(
+            t.primary_key
+                .iter()
+                // The column's own collation, which its key is unique by.
+                .map(|k| (k.clone(), String::new()))
+                .collect(),
+        );
+    }
+    let generated = generated_columns(conn, &t.name)?;
     let mut matches = Vec::new();
     let mut columns = BTreeSet::new();
-    for index in unique_indexes(conn, &t.name)? {
-        // An index on an expression: see `install_capture`.
-        let Some(index) = index else { continue };
+    let mut on_any_update = false;
+    for index in indexes {
+        on_any_update |= index.iter().any(|(c, _)| generated.contains(c));
         let same: Vec<String> = index
             .iter()
             .map(|(c, collation)| {
                 columns.insert(quote(c));
-                format!(
-                    "o.{c} = NEW.{c} COLLATE {collation}",
-                    c = quote(c),
-                    collation = quote(collation)
-                )
+                let c = quote(c);
+                if collation.is_empty() {
+                    format!("o.{c} = NEW.{c}")
+                } else {
+                    format!("o.{c} = NEW.{c} COLLATE {}", quote(collation))
+                }
             })
             .collect();
         matches.push(format!("({})", same.join(" AND ")));
     }
     if !matches.is_empty() {
-        let displaced = |not: &str| {
+        // Another row than the one written (an insert of the same key for another tenant
+        // counts as another row: its old tenant must hear of it).
+        let displaced = |other: &str| {
             format!(
                 "INSERT INTO {CHANGES} (tbl, pk, tenant) SELECT {lit}, {ko}, {to} FROM {table} AS o \
-                 WHERE ({}) AND {ko} IS NOT {kn};",
+                 WHERE ({}) AND ({other});",
                 matches.join(" OR "),
                 ko = key("o"),
                 to = tenant("o"),
-                kn = key(not),
             )
         };
+        let other_than_new = format!(
+            "{} IS NOT {} OR {} IS NOT {}",
+            key("o"),
+            key("NEW"),
+            tenant("o"),
+            tenant("NEW")
+        );
+        let other_than_old = format!("{} IS NOT {}", key("o"), key("OLD"));
         out.push((
             capture_trigger("ri", &t.name),
-            format!("BEFORE INSERT ON {table} BEGIN {} END", displaced("NEW")),
+            format!(
+                "BEFORE INSERT ON {table} BEGIN {} END",
+                displaced(&other_than_new)
+            ),
         ));
+        // A generated column changes with the columns it is computed from, which an
+        // `UPDATE OF` list cannot name: then every update.
+        let of = if on_any_update {
+            String::new()
+        } else {
+            format!(" OF {}", columns.into_iter().collect::<Vec<_>>().join(", "))
+        };
         out.push((
             capture_trigger("ru", &t.name),
             format!(
-                "BEFORE UPDATE OF {} ON {table} BEGIN {} END",
-                columns.into_iter().collect::<Vec<_>>().join(", "),
-                displaced("OLD")
+                "BEFORE UPDATE{of} ON {table} BEGIN {} END",
+                displaced(&other_than_old)
             ),
         ));
     }
@@ -353,7 +416,22 @@ fn capture_triggers(
 /// a unique index added since they were made is not covered by them either.
 fn captured(conn: &Connection, t: &TableManifest) -> Result<bool, BackupError> {
     let words = |sql: &str| sql.split_whitespace().collect::<Vec<_>>().join(" ");
-    for (name, sql) in capture_triggers(conn, t)? {
+    let expected = capture_triggers(conn, t)?;
+    // Left from an index dropped since (or a version that made more), a trigger may name a
+    // column the application is about to drop, and its `ALTER TABLE DROP COLUMN` fails:
+    // capture is then out of date, and the next full backup makes it anew.
+    for kind in CAPTURE_KINDS {
+        let name = capture_trigger(kind, &t.name);
+        let exists: bool = conn.query_row(
+            "SELECT EXISTS (SELECT 1 FROM sqlite_master WHERE type = 'trigger' AND name = ?1)",
+            [&name],
+            |r| r.get(0),
+        )?;
+        if exists && !expected.iter().any(|(n, _)| *n == name) {
+            return Ok(false);
+        }
+    }
+    for (name, sql) in expected {
         let found: Option<String> = conn
             .query_row(
                 "SELECT sql FROM sqlite_master WHERE type = 'trigger' AND tbl_name = ?1 AND name = ?2",
@@ -393,7 +471,7 @@ pub(crate) fn install_capture(
         }
         // Replaced, not kept if present: triggers of an older version recorded a BLOB key
         // with `json_array`, which fails the application's writes to the table.
-        for kind in ["i", "u", "d", "ri", "ru"] {
+        for kind in CAPTURE_KINDS {
             tx.execute_batch(&format!(
                 "DROP TRIGGER IF EXISTS {}",
                 quote(&capture_trigger(kind, &t.name))
@@ -404,7 +482,7 @@ pub(crate) fn install_capture(
         }
         if unique_indexes(&tx, &t.name)?.iter().any(Option::is_none) {
             tracing::warn!(target: "rbac::backup", table = %t.name,
-                "a unique index on an expression: the rows `INSERT OR REPLACE` deletes for it are not logged, and incrementals miss those deletes");
+                "a partial unique index, or one on an expression: the rows `INSERT OR REPLACE` deletes for it are not logged, and incrementals miss those deletes");
         }
     }
     tx.commit()?;
@@ -598,11 +676,14 @@ pub(crate) fn read_snapshot(
                     " AND tenant = ?4".into()
                 };
                 // Whether the key's row is there: a column of the joined side that is never
-                // NULL (a key part may be).
+                // NULL (a key part may be). Deletes first: a restore applies the records in
+                // order, and a row may have taken the unique value of one deleted (an
+                // `UPDATE OR REPLACE`, or a delete and an update).
                 let sql = format!(
                     "SELECT {}, t.rbac_present IS NOT NULL, {} FROM (SELECT DISTINCT pk FROM {CHANGES} \
                      WHERE tbl = ?1 AND seq > ?2 AND seq <= ?3{tenant_changes}) AS c \
-                     LEFT JOIN (SELECT 1 AS rbac_present, * FROM {}) AS t ON {}{tenant_join}",
+                     LEFT JOIN (SELECT 1 AS rbac_present, * FROM {}) AS t ON {}{tenant_join} \
+                     ORDER BY t.rbac_present IS NOT NULL",
                     keys.join(", "),
                     column_list(t, "t."),
                     quote(&t.name),

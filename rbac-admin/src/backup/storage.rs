@@ -56,11 +56,34 @@ impl Lock {
         // Without `/proc` (not Linux, some sandboxes) a live process cannot be told from a
         // dead one: the age alone decides, as for another host's lock.
         if self.host == hostname() && std::path::Path::new("/proc/self").exists() {
-            return std::path::Path::new(&format!("/proc/{}", self.pid)).exists()
-                && self.pid != 0
+            return !process_gone(self.pid)
                 && chrono::Utc::now() - self.started_at < chrono::Duration::hours(24);
         }
         chrono::Utc::now() - self.started_at < chrono::Duration::hours(24)
+    }
+}
+
+/// Whether process `pid` of this machine (and pid namespace) has ended. Only "no such
+/// process" from `kill(pid, 0)` says so: a process of another user answers "not permitted"
+/// and is alive, and `/proc/PID` may be hidden from other users (`hidepid`). Pid 0 (no pid)
+/// has ended; without `kill` (not Unix) nothing has.
+pub(crate) fn process_gone(pid: u32) -> bool {
+    if pid == 0 {
+        return true;
+    }
+    #[cfg(unix)]
+    {
+        let Some(pid) = i32::try_from(pid)
+            .ok()
+            .and_then(rustix::process::Pid::from_raw)
+        else {
+            return false;
+        };
+        matches!(rustix::process::test_kill_process(pid), Err(e) if e == rustix::io::Errno::SRCH)
+    }
+    #[cfg(not(unix))]
+    {
+        false
     }
 }
 
