@@ -673,7 +673,11 @@ async fn read_changes(
              ORDER BY pk, seq DESC) AS c \
              LEFT JOIN LATERAL jsonb_populate_record(NULL::{table}, c.image) AS i ON true \
              LEFT JOIN LATERAL (SELECT * FROM {table} AS t WHERE NOT c.has_image AND {join}\
-             {tenant_join} OFFSET 0) AS t ON true",
+             {tenant_join} OFFSET 0) AS t ON true \
+             ORDER BY {present}",
+            // Deletes first: a restore applies the records in order, and a row may have
+            // taken the unique value of one deleted since.
+            present = key_text.len() + 1,
             keys = key_text.join(", "),
             first = quote(&t.primary_key[0]),
             columns = columns.join(", "),

@@ -398,19 +398,10 @@ fn schedule_of(row: &sqlx::any::AnyRow) -> Result<Schedule, ScheduleError> {
     })
 }
 
-/// This process's place on its machine, for lease owners: the boot and the pid namespace, so
-/// that another container with the same process ids, or the machine after a reboot, is not
-/// taken for this one. `None` where `/proc` cannot tell.
-fn process_identity() -> Option<String> {
-    let boot = std::fs::read_to_string("/proc/sys/kernel/random/boot_id").ok()?;
-    let namespace = std::fs::read_link("/proc/self/ns/pid").ok()?;
-    Some(format!("{}@{}", boot.trim(), namespace.display()))
-}
-
 /// The owner a backup made by hand holds its scope's lease as: `PID IDENTITY BACKUP`, which
 /// [`owner_is_gone`] can check.
 pub(crate) fn owner_by_hand(backup: &str) -> String {
-    let identity = process_identity().unwrap_or_else(|| "-".into());
+    let identity = super::storage::process_identity().unwrap_or_else(|| "-".into());
     format!("{} {identity} {backup}", std::process::id())
 }
 
@@ -426,7 +417,7 @@ fn owner_is_gone(owner: &str) -> bool {
         return false;
     };
     identity != "-"
-        && process_identity().as_deref() == Some(identity)
+        && super::storage::process_identity().as_deref() == Some(identity)
         && super::storage::process_gone(pid)
 }
 
@@ -716,8 +707,33 @@ impl ScheduleStore {
         Ok(done.rows_affected() == 1)
     }
 
-    /// Takes the lease of `scope` for `owner` until `expires`, if it is free or expired.
+    /// Takes the lease of `scope` for `owner` until `expires`, if it is free, expired, or
+    /// held by a backup by hand whose process has ended on this machine ([`owner_is_gone`]):
+    /// a killed `backup create` must not hold up backups of its scope, scheduled ones
+    /// included, until its lease expires.
     async fn lease(
+        &self,
+        scope: &str,
+        owner: &str,
+        now: DateTime<Utc>,
+        expires: DateTime<Utc>,
+    ) -> Result<bool, ScheduleError> {
+        if self.try_lease(scope, owner, now, expires).await? {
+            return Ok(true);
+        }
+        match self.holder(scope).await? {
+            Some(holder) if owner_is_gone(&holder) => {
+                tracing::warn!(target: "rbac::backup", scope = %scope, holder = %holder,
+                    "the lease of the scope was held by a process of this machine that has ended; taking it");
+                self.release(scope, &holder).await?;
+                self.try_lease(scope, owner, now, expires).await
+            }
+            _ => Ok(false),
+        }
+    }
+
+    /// [`ScheduleStore::lease`] if it is free or expired.
+    async fn try_lease(
         &self,
         scope: &str,
         owner: &str,
@@ -805,24 +821,10 @@ impl ScheduleStore {
         let now = Utc::now();
         let expires =
             now + chrono::Duration::from_std(ttl).unwrap_or(chrono::Duration::seconds(60));
-        let mut taken = self
+        let taken = self
             .lease(scope, owner, now, expires)
             .await
             .map_err(failed)?;
-        if !taken
-            && let Some(holder) = self.holder(scope).await.map_err(failed)?
-            && owner_is_gone(&holder)
-        {
-            // A backup by hand that was killed left its lease behind: waiting for it to
-            // expire would refuse every backup of the scope until then.
-            tracing::warn!(target: "rbac::backup", scope = %scope, holder = %holder,
-                "the lease of the scope was held by a process of this machine that has ended; taking it");
-            self.release(scope, &holder).await.map_err(failed)?;
-            taken = self
-                .lease(scope, owner, now, expires)
-                .await
-                .map_err(failed)?;
-        }
         if !taken {
             return Err(BackupError::Busy(scope.to_owned()));
         }
@@ -850,11 +852,33 @@ impl ScheduleStore {
         } else {
             Ok(work.await)
         };
-        held.armed = false;
-        if let Err(e) = self.release(scope, owner).await {
-            tracing::warn!(target: "rbac::backup", scope = %scope, error = %e, "cannot release the scope lease; it expires by itself");
+        // Disarmed only once released: dropped during the release, or after it failed, the
+        // guard tries again (the owner names this backup, so no later holder is freed).
+        match self.release(scope, owner).await {
+            Ok(()) => held.armed = false,
+            Err(e) => {
+                tracing::warn!(target: "rbac::backup", scope = %scope, error = %e, "cannot release the scope lease; trying again");
+            }
         }
         outcome
+    }
+
+    /// Whether the database is a SQLite file in WAL mode, or PostgreSQL (where writes never
+    /// wait on readers either).
+    pub(crate) async fn wal(&self) -> Result<bool, ScheduleError> {
+        if self
+            .pool
+            .connect_options()
+            .database_url
+            .scheme()
+            .starts_with("postgres")
+        {
+            return Ok(true);
+        }
+        let mode: String = sqlx::query_scalar("PRAGMA journal_mode")
+            .fetch_one(&self.pool)
+            .await?;
+        Ok(mode.eq_ignore_ascii_case("wal"))
     }
 
     /// Who holds the lease of `scope`, expired or not.

@@ -154,8 +154,8 @@ pub struct BackupService {
 /// third of it while it runs): as long as a scheduler's, by default.
 const LEASE_TTL: std::time::Duration = std::time::Duration::from_secs(60);
 
-/// How long a backup made by hand of a SQLite database holds its scope's lease (not renewed:
-/// see [`BackupService::leased`]).
+/// How long a backup made by hand of a SQLite file not in WAL mode holds its scope's lease
+/// (not renewed: see [`BackupService::leased`]).
 const SQLITE_LEASE_TTL: std::time::Duration = std::time::Duration::from_secs(24 * 3600);
 
 /// Whether [`BackupService::create`] takes the scope's lease itself.
@@ -458,11 +458,12 @@ impl BackupService {
     /// connection is this backup's own, closed after it: held open, it would keep a SQLite
     /// file in use between backups.
     ///
-    /// On PostgreSQL the lease lasts [`LEASE_TTL`] and is renewed while the backup runs. On
-    /// SQLite it is not renewed: in a file not in WAL mode a renewal waits on the backup's
-    /// own read, and while it waits no reader of the application can start. It lasts
-    /// [`SQLITE_LEASE_TTL`] instead; a backup whose process ended without releasing it (on
-    /// this machine) is found out at once by the next one.
+    /// The lease lasts [`LEASE_TTL`] and is renewed while the backup runs, except in a
+    /// SQLite file not in WAL mode (a scheduler puts the files it uses in WAL mode): there a
+    /// renewal waits on the backup's own read, and while it waits no reader of the
+    /// application can start. It then lasts [`SQLITE_LEASE_TTL`], unrenewed; a backup whose
+    /// process ended without releasing it (on this machine) is found out at once by the
+    /// next one, scheduled or not.
     async fn leased<T>(
         &self,
         scope: &Scope,
@@ -472,9 +473,16 @@ impl BackupService {
         let leases = ScheduleStore::connect_for_lease(&self.config.database)
             .await
             .map_err(|e| BackupError::Database(format!("cannot reach the scope leases: {e}")))?;
-        let (ttl, renew) = match self.db {
-            Db::Sqlite(_) => (SQLITE_LEASE_TTL, false),
-            Db::Postgres(_) => (LEASE_TTL, true),
+        let renewable = match &self.db {
+            Db::Sqlite(_) => leases.wal().await.map_err(|e| {
+                BackupError::Database(format!("cannot reach the scope leases: {e}"))
+            })?,
+            Db::Postgres(_) => true,
+        };
+        let (ttl, renew) = if renewable {
+            (LEASE_TTL, true)
+        } else {
+            (SQLITE_LEASE_TTL, false)
         };
         let owner = owner_by_hand(id.as_str());
         let done = leases

@@ -252,6 +252,37 @@ fn unique_indexes(conn: &Connection, table: &str) -> Result<Vec<UniqueIndex>, Ba
     Ok(out)
 }
 
+/// The primary key of `t` with the collation its uniqueness follows: its index's (an
+/// INTEGER PRIMARY KEY has none, and needs none: it holds integers).
+fn key_collations(
+    conn: &Connection,
+    t: &TableManifest,
+) -> Result<Vec<(String, String)>, BackupError> {
+    let mut stmt = conn.prepare(&format!("PRAGMA index_list({})", quote(&t.name)))?;
+    let key_index: Option<String> = stmt
+        .query_map([], |r| Ok((r.get::<_, String>(1)?, r.get::<_, String>(3)?)))?
+        .collect::<Result<Vec<_>, _>>()?
+        .into_iter()
+        .find(|(_, origin)| origin == "pk")
+        .map(|(name, _)| name);
+    let mut collations: HashMap<String, String> = HashMap::new();
+    if let Some(index) = key_index {
+        let mut stmt = conn.prepare(&format!("PRAGMA index_xinfo({})", quote(&index)))?;
+        let parts: Vec<(Option<String>, Option<String>, bool)> = stmt
+            .query_map([], |r| Ok((r.get(2)?, r.get(4)?, r.get(5)?)))?
+            .collect::<Result<_, _>>()?;
+        for (name, collation, key) in parts {
+            if let (true, Some(name), Some(collation)) = (key, name, collation) {
+                collations.insert(name, collation);
+            }
+        }
+    }
+    Ok(t.primary_key
+        .iter()
+        .map(|k| (k.clone(), collations.get(k).cloned().unwrap_or_default()))
+        .collect())
+}
+
 /// The generated columns of `table` (an `UPDATE` never names them).
 fn generated_columns(conn: &Connection, table: &str) -> Result<HashSet<String>, BackupError> {
     let mut stmt = conn.prepare(&format!("PRAGMA table_xinfo({})", quote(table)))?;
@@ -332,13 +363,7 @@ fn capture_triggers(
         && !t.primary_key.is_empty()
         && !t.primary_key.contains(tenant)
     {
-        indexes.push(
-            t.primary_key
-                .iter()
-                // The column's own collation, which its key is unique by.
-                .map(|k| (k.clone(), String::new()))
-                .collect(),
-        );
+        indexes.push(key_collations(conn, t)?);
     }
     let generated = generated_columns(conn, &t.name)?;
     let mut matches = Vec::new();

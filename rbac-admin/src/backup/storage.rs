@@ -40,6 +40,9 @@ pub(crate) struct Lock {
     pub(crate) host: String,
     pub(crate) pid: u32,
     pub(crate) started_at: chrono::DateTime<chrono::Utc>,
+    /// The writer's [`process_identity`]; absent in locks of older versions.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) identity: Option<String>,
 }
 
 impl Lock {
@@ -48,19 +51,33 @@ impl Lock {
             host: hostname(),
             pid: std::process::id(),
             started_at: chrono::Utc::now(),
+            identity: process_identity(),
         }
     }
 
     /// Whether the process that wrote it may still be running.
     pub(crate) fn may_be_alive(&self) -> bool {
-        // Without `/proc` (not Linux, some sandboxes) a live process cannot be told from a
-        // dead one: the age alone decides, as for another host's lock.
-        if self.host == hostname() && std::path::Path::new("/proc/self").exists() {
-            return !process_gone(self.pid)
-                && chrono::Utc::now() - self.started_at < chrono::Duration::hours(24);
+        let young = chrono::Utc::now() - self.started_at < chrono::Duration::hours(24);
+        // Its pid means something here only on this machine, boot and pid namespace: two
+        // containers may share a host name (host networking). Elsewhere, or without an
+        // identity (no `/proc`, an older version), the age alone decides.
+        let here = self.host == hostname()
+            && self.identity.is_some()
+            && self.identity == process_identity();
+        if here {
+            return young && !process_gone(self.pid);
         }
-        chrono::Utc::now() - self.started_at < chrono::Duration::hours(24)
+        young
     }
+}
+
+/// This process's place on its machine: the boot and the pid namespace, so that another
+/// container with the same host name and process ids, or the machine after a reboot, is not
+/// taken for this one. `None` where `/proc` cannot tell.
+pub(crate) fn process_identity() -> Option<String> {
+    let boot = std::fs::read_to_string("/proc/sys/kernel/random/boot_id").ok()?;
+    let namespace = std::fs::read_link("/proc/self/ns/pid").ok()?;
+    Some(format!("{}@{}", boot.trim(), namespace.display()))
 }
 
 /// Whether process `pid` of this machine (and pid namespace) has ended. Only "no such

@@ -280,20 +280,28 @@ async fn cleanup_removes_only_backups_whose_writer_is_known_gone() {
     // A lock of this live process: kept.
     std::fs::remove_file(dir.join("lock.json")).unwrap();
     let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap();
-    let lock = |pid: u32| {
+    // This process's boot and pid namespace, as a lock records them.
+    let here = process_identity();
+    let lock = |pid: u32, identity: &str| {
         serde_json::json!({
             "host": host.trim(),
             "pid": pid,
             "started_at": chrono::Utc::now(),
+            "identity": identity,
         })
         .to_string()
     };
-    std::fs::write(dir.join("lock.json"), lock(std::process::id())).unwrap();
+    std::fs::write(dir.join("lock.json"), lock(std::process::id(), &here)).unwrap();
     assert_eq!(ops.service.clean_incomplete().await.unwrap(), []);
     assert!(dir.join("chunks").exists());
 
-    // A lock of a process that is gone (pid 0 is never a process of ours): removed.
-    std::fs::write(dir.join("lock.json"), lock(0)).unwrap();
+    // Pid 0 is never a live process, but in another container with the same host name (or
+    // before a reboot) its pids say nothing here: a young lock is kept.
+    std::fs::write(dir.join("lock.json"), lock(0, "another-boot@pid:[1]")).unwrap();
+    assert_eq!(ops.service.clean_incomplete().await.unwrap(), []);
+
+    // A lock of a process of this machine that is gone: removed.
+    std::fs::write(dir.join("lock.json"), lock(0, &here)).unwrap();
     assert_eq!(ops.service.clean_incomplete().await.unwrap(), vec![m.id]);
     assert!(!dir.exists());
 }

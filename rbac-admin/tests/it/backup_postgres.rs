@@ -346,6 +346,37 @@ async fn postgres_incremental_chains_restore_exactly() {
     ops.create(&inc).await;
 }
 
+/// A row that takes the unique value of a row deleted in the same incremental, whose key
+/// sorts after its own: the restore must apply the delete first.
+#[tokio::test]
+#[cfg_attr(
+    not(rbac_pg_tests),
+    ignore = "needs PostgreSQL: set RBAC_TEST_POSTGRES_URL (bash .ci/postgres.sh prints one)"
+)]
+async fn postgres_an_incremental_frees_a_unique_value_before_it_is_taken() {
+    let pg = fresh().await;
+    pg.exec("CREATE UNIQUE INDEX users_email ON users (email);")
+        .await;
+    let ops = pg.ops();
+    ops.full().await;
+    pg.exec(
+        "DELETE FROM users WHERE email = 'u2@globex';
+         UPDATE users SET email = 'u2@globex' WHERE email = 'u0@acme';",
+    )
+    .await;
+    let inc = ops
+        .create(&CreateRequest {
+            kind: BackupKind::Incremental,
+            scope: Scope::All,
+        })
+        .await;
+    let expected = pg.dump().await;
+    pg.exec("UPDATE users SET email = 'scrambled-' || id;")
+        .await;
+    ops.restore(&restore_of(&inc.id)).await;
+    assert_eq!(pg.dump().await, expected);
+}
+
 /// A table whose every column type survives the change log's JSON row images.
 const LEDGER: &str = "
 CREATE TABLE ledger (id BIGINT PRIMARY KEY, tenant_id TEXT NOT NULL REFERENCES tenants(id),

@@ -625,6 +625,56 @@ async fn scheduled_runs_make_real_backups_and_apply_retention() {
     );
 }
 
+/// A schedule `minutely` of full backups of `all`, added now; and a clock at now. The
+/// scheduler's clock is the real time here: leases expire in real time.
+async fn minutely_backup_of_all(store: &ScheduleStore) -> (DateTime<Utc>, ManualClock) {
+    let now = Utc::now();
+    store
+        .add(&new("minutely", "* * * * *", JobKind::Full, "all"), now)
+        .await
+        .unwrap();
+    (now, ManualClock::new(now))
+}
+
+/// A lease left by a backup by hand whose process has ended on this machine (here: a child
+/// that has exited, its lease written as `backup create` writes one) does not hold up the
+/// scheduler until it expires; one of a live process does.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dead_backups_lease_is_taken_over_by_the_scheduler() {
+    let (env, _service, store, _job) = real_backups().await;
+    let identity = backup_support::process_identity();
+    let mut child = std::process::Command::new("true").spawn().unwrap();
+    let dead = child.id();
+    child.wait().unwrap();
+    let hold = |pid: u32| {
+        let conn = rusqlite::Connection::open(&env.db).unwrap();
+        conn.execute(
+            "INSERT OR REPLACE INTO rbac_backup_leases (scope, owner, expires_at) VALUES ('all', ?1, ?2)",
+            rusqlite::params![
+                format!("{pid} {identity} 20261125T000000Z-00000000"),
+                (Utc::now() + chrono::Duration::hours(24)).timestamp_millis()
+            ],
+        )
+        .unwrap();
+    };
+    let (now, clock) = minutely_backup_of_all(&store).await;
+    let job = Arc::new(RecordingJob::default());
+    let scheduler = Scheduler::new(
+        store.clone(),
+        job.clone(),
+        Arc::new(clock.clone()),
+        options("a"),
+    );
+    // A live holder (this process): the run waits.
+    hold(std::process::id());
+    clock.set(now + chrono::Duration::seconds(61));
+    assert_eq!(scheduler.run_due_once().await.unwrap().runs, 0);
+    // A dead one: taken over.
+    hold(dead);
+    assert_eq!(scheduler.run_due_once().await.unwrap().runs, 1);
+    assert_eq!(job.runs().len(), 1);
+}
+
 /// A backup made by hand takes its scope's lease, the one a scheduler holds while it runs:
 /// during a scheduled run of `all` it is refused (`Busy`, logged, nothing stored), a backup of
 /// another scope goes ahead, and once the run is over it is made and holds nothing after.
@@ -633,13 +683,7 @@ async fn a_backup_by_hand_never_runs_beside_a_scheduled_one_of_its_scope() {
     use rbac_admin::backup::{BackupError, BackupKind, CreateRequest, LogQuery, NoProgress};
 
     let (env, service, store, _job) = real_backups().await;
-    // The scheduler's clock is the real one here: its lease expires in real time.
-    let now = Utc::now();
-    let clock = ManualClock::new(now);
-    store
-        .add(&new("minutely", "* * * * *", JobKind::Full, "all"), now)
-        .await
-        .unwrap();
+    let (now, clock) = minutely_backup_of_all(&store).await;
     let job = Arc::new(RecordingJob::slow(Duration::from_millis(1500)));
     let running = Running::start(&store, job.clone(), &clock);
     clock.set(now + chrono::Duration::seconds(61));

@@ -50,6 +50,17 @@ acme = ["tenant_backup"]
 pub(crate) const ROW_CHANGES: &str =
     "SELECT count(*) FROM rbac_backup_changes WHERE tbl NOT LIKE '*%'";
 
+/// This process's boot and pid namespace, as leases and locks record them.
+pub(crate) fn process_identity() -> String {
+    format!(
+        "{}@{}",
+        std::fs::read_to_string("/proc/sys/kernel/random/boot_id")
+            .unwrap()
+            .trim(),
+        std::fs::read_link("/proc/self/ns/pid").unwrap().display()
+    )
+}
+
 pub(crate) fn engine() -> Engine {
     Engine::new(&Policy::from_toml_str(POLICY).expect("policy"))
 }
