@@ -422,12 +422,14 @@ fn owner_is_gone(owner: &str) -> bool {
 }
 
 /// A lease [`ScheduleStore::with_lease`] holds: released by a task of its own if dropped
-/// armed.
+/// armed (the future dropped, or its release failed), which then closes the connections
+/// if `close`.
 struct HeldLease {
     store: ScheduleStore,
     scope: String,
     owner: String,
     armed: bool,
+    close: bool,
 }
 
 impl Drop for HeldLease {
@@ -436,14 +438,26 @@ impl Drop for HeldLease {
             return;
         }
         if let Ok(runtime) = tokio::runtime::Handle::try_current() {
-            let (store, scope, owner) = (
+            let (store, scope, owner, close) = (
                 self.store.clone(),
                 std::mem::take(&mut self.scope),
                 std::mem::take(&mut self.owner),
+                self.close,
             );
             runtime.spawn(async move {
-                if let Err(e) = store.release(&scope, &owner).await {
-                    tracing::warn!(target: "rbac::backup", scope = %scope, error = %e, "cannot release the scope lease; it expires by itself");
+                // A busy SQLite file (each try waits 30 s) or a passing network failure:
+                // a few tries, then the lease expires by itself.
+                for attempt in 1..=3 {
+                    match store.release(&scope, &owner).await {
+                        Ok(()) => break,
+                        Err(e) if attempt == 3 => {
+                            tracing::warn!(target: "rbac::backup", scope = %scope, error = %e, "cannot release the scope lease; it expires by itself");
+                        }
+                        Err(_) => tokio::time::sleep(Duration::from_secs(5)).await,
+                    }
+                }
+                if close {
+                    store.close().await;
                 }
             });
         }
@@ -721,14 +735,22 @@ impl ScheduleStore {
         if self.try_lease(scope, owner, now, expires).await? {
             return Ok(true);
         }
-        match self.holder(scope).await? {
-            Some(holder) if owner_is_gone(&holder) => {
+        // Taking over is a bonus: any error on the way leaves the lease to expire.
+        match self.holder(scope).await {
+            Ok(Some(holder)) if owner_is_gone(&holder) => {
                 tracing::warn!(target: "rbac::backup", scope = %scope, holder = %holder,
                     "the lease of the scope was held by a process of this machine that has ended; taking it");
-                self.release(scope, &holder).await?;
+                if let Err(e) = self.release(scope, &holder).await {
+                    tracing::warn!(target: "rbac::backup", scope = %scope, error = %e, "cannot take over the lease");
+                    return Ok(false);
+                }
                 self.try_lease(scope, owner, now, expires).await
             }
-            _ => Ok(false),
+            Ok(_) => Ok(false),
+            Err(e) => {
+                tracing::warn!(target: "rbac::backup", scope = %scope, error = %e, "cannot read the lease's holder");
+                Ok(false)
+            }
         }
     }
 
@@ -804,12 +826,14 @@ impl ScheduleStore {
     }
 
     /// Runs `work` holding the lease of `scope` (as `owner`, for `ttl` at a time, renewed
-    /// while it runs if `renew`), then releases it. The lease is the one scheduled runs take, so a backup
+    /// while it runs if `renew`), then releases it and closes this store's connections
+    /// (it is the backup's own; it takes `self` so that nothing closes it before the lease
+    /// is released). The lease is the one scheduled runs take, so a backup
     /// made this way and a scheduled one of the same scope never run at once, in this process
     /// or another. `Busy` if another owner holds the lease; if the lease is lost on the way,
     /// `work` is dropped where it stands and the result is `Busy` too.
     pub(crate) async fn with_lease<F: Future>(
-        &self,
+        self,
         scope: &str,
         owner: &str,
         ttl: Duration,
@@ -821,12 +845,10 @@ impl ScheduleStore {
         let now = Utc::now();
         let expires =
             now + chrono::Duration::from_std(ttl).unwrap_or(chrono::Duration::seconds(60));
-        let taken = self
-            .lease(scope, owner, now, expires)
-            .await
-            .map_err(failed)?;
-        if !taken {
-            return Err(BackupError::Busy(scope.to_owned()));
+        let taken = self.lease(scope, owner, now, expires).await;
+        if !matches!(taken, Ok(true)) {
+            self.close().await;
+            return Err(taken.map_or_else(failed, |_| BackupError::Busy(scope.to_owned())));
         }
         // Released below; if this future is dropped before (a client gone, a timeout), by
         // a task of its own, so that the scope is not refused until the lease expires.
@@ -835,6 +857,7 @@ impl ScheduleStore {
             scope: scope.to_owned(),
             owner: owner.to_owned(),
             armed: true,
+            close: true,
         };
         let outcome = if renew {
             // Failed renewals are borne; only a lease taken by another owner (once it
@@ -853,9 +876,14 @@ impl ScheduleStore {
             Ok(work.await)
         };
         // Disarmed only once released: dropped during the release, or after it failed, the
-        // guard tries again (the owner names this backup, so no later holder is freed).
+        // guard tries again, then closes (the owner names this backup, so no later holder is
+        // freed).
         match self.release(scope, owner).await {
-            Ok(()) => held.armed = false,
+            Ok(()) => {
+                held.armed = false;
+                drop(held);
+                self.close().await;
+            }
             Err(e) => {
                 tracing::warn!(target: "rbac::backup", scope = %scope, error = %e, "cannot release the scope lease; trying again");
             }

@@ -462,8 +462,8 @@ impl BackupService {
     /// SQLite file not in WAL mode (a scheduler puts the files it uses in WAL mode): there a
     /// renewal waits on the backup's own read, and while it waits no reader of the
     /// application can start. It then lasts [`SQLITE_LEASE_TTL`], unrenewed; a backup whose
-    /// process ended without releasing it (on this machine) is found out at once by the
-    /// next one, scheduled or not.
+    /// process ended without releasing it (on this machine, boot and pid namespace) is
+    /// found out at once by the next one, scheduled or not.
     async fn leased<T>(
         &self,
         scope: &Scope,
@@ -488,7 +488,6 @@ impl BackupService {
         let done = leases
             .with_lease(&scope.to_string(), &owner, ttl, renew, work)
             .await;
-        leases.close().await;
         done?
     }
 
