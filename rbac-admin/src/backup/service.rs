@@ -1644,44 +1644,25 @@ impl BackupService {
         let mut m = self.storage.manifest(id).await?;
         self.gate(actor, Operation::Rewrap, &m.scope, Some(id))
             .await?;
-        let Some(enc) = &m.encryption else {
-            return Err(BackupError::InvalidInput(format!(
-                "backup {id} is not encrypted"
-            )));
-        };
-        let key = self.keys.unwrap(id, enc)?;
-        if !self.keys.encrypts() {
-            return Err(BackupError::Key(
-                "no recipients configured to wrap the key for: set `encryption.recipients`".into(),
-            ));
-        }
-        // Logged like a delete: after the checks that change nothing, around the write.
-        let row = self
-            .log_start(
-                Operation::Rewrap,
-                Some(id),
-                &m.scope,
-                actor,
-                Status::Running,
-            )
-            .await;
-        let result = match self.keys.wrap(&key) {
-            Ok(wrapped) => {
-                m.encryption = Some(wrapped);
-                self.storage.put_manifest(&m).await
+        let scope = m.scope.clone();
+        let work = async {
+            let Some(enc) = &m.encryption else {
+                return Err(BackupError::InvalidInput(format!(
+                    "backup {id} is not encrypted"
+                )));
+            };
+            let key = self.keys.unwrap(id, enc)?;
+            if !self.keys.encrypts() {
+                return Err(BackupError::Key(
+                    "no recipients configured to wrap the key for: set `encryption.recipients`"
+                        .into(),
+                ));
             }
-            Err(e) => Err(e),
+            m.encryption = Some(self.keys.wrap(&key)?);
+            self.storage.put_manifest(&m).await
         };
-        self.log_finish(
-            row,
-            Outcome {
-                backup_id: Some(id.as_str()),
-                error: result.as_ref().err().map(|e| e.to_string()),
-                ..Outcome::default()
-            },
-        )
-        .await;
-        result?;
+        self.logged(Operation::Rewrap, id, &scope, actor, None, work)
+            .await?;
         tracing::info!(target: "rbac::backup", backup = %id, actor = actor.subject, "data key re-wrapped");
         Ok(m)
     }
@@ -1692,34 +1673,47 @@ impl BackupService {
         let m = self.storage.manifest(id).await?;
         self.gate(actor, Operation::Delete, &m.scope, Some(id))
             .await?;
-        let dependents: Vec<String> = self
-            .summaries()
-            .await?
-            .into_iter()
-            .filter(|s| s.parent.as_ref() == Some(id))
-            .map(|s| s.id.to_string())
-            .collect();
-        if !dependents.is_empty() {
-            return Err(BackupError::InvalidInput(format!(
-                "backup {id} has incrementals depending on it ({}); delete those first",
-                dependents.join(", ")
-            )));
-        }
+        let work = async {
+            let dependents: Vec<String> = self
+                .summaries()
+                .await?
+                .into_iter()
+                .filter(|s| s.parent.as_ref() == Some(id))
+                .map(|s| s.id.to_string())
+                .collect();
+            if !dependents.is_empty() {
+                return Err(BackupError::InvalidInput(format!(
+                    "backup {id} has incrementals depending on it ({}); delete those first",
+                    dependents.join(", ")
+                )));
+            }
+            self.storage.delete(id).await
+        };
+        self.logged(Operation::Delete, id, &m.scope, actor, Some(m.size()), work)
+            .await
+    }
+
+    /// Runs `work`, an operation on backup `id` that `actor` was allowed, as a row of the
+    /// backup log: refusals after the permission check (a backup others depend on, one that
+    /// is not encrypted) included.
+    async fn logged<T>(
+        &self,
+        op: Operation,
+        id: &BackupId,
+        scope: &Scope,
+        actor: &Actor<'_>,
+        size: Option<u64>,
+        work: impl Future<Output = Result<T, BackupError>>,
+    ) -> Result<T, BackupError> {
         let row = self
-            .log_start(
-                Operation::Delete,
-                Some(id),
-                &m.scope,
-                actor,
-                Status::Running,
-            )
+            .log_start(op, Some(id), scope, actor, Status::Running)
             .await;
-        let result = self.storage.delete(id).await;
+        let result = work.await;
         self.log_finish(
             row,
             Outcome {
                 backup_id: Some(id.as_str()),
-                size: Some(m.size()),
+                size,
                 error: result.as_ref().err().map(|e| e.to_string()),
                 ..Outcome::default()
             },

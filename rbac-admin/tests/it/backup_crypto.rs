@@ -165,6 +165,21 @@ async fn key_rotation_rewraps_without_reencrypting() {
         (row.status, row.actor.as_str(), row.backup_id.as_deref()),
         (Status::Success, "ops", Some(m.id.as_str()))
     );
+    // So is a refusal after the permission check: a backup that is not encrypted.
+    let plain = service(&env, "")
+        .create(&full(), &ops, &NoProgress)
+        .await
+        .unwrap();
+    let err = rotate.rewrap(&ops, &plain.id).await.unwrap_err();
+    let log = rotate.logs(&ops, &LogQuery::default()).await.unwrap();
+    let row = log
+        .iter()
+        .find(|e| e.operation == "rewrap" && e.backup_id.as_deref() == Some(plain.id.as_str()))
+        .expect("a row for the refused rewrap");
+    assert_eq!(
+        (row.status, row.error.clone()),
+        (Status::Failed, Some(err.to_string()))
+    );
     assert_eq!(
         rotated.encryption.as_ref().unwrap().recipients[0].recipient,
         new.public

@@ -254,6 +254,21 @@ async fn incremental_chains_restore_exactly_including_deletes() {
         "a key change is a delete and an insert"
     );
     assert!(i1.size() < f.size() / 4);
+    // The full backup cannot go while the incremental needs it; the refusal is logged.
+    let err = ops.service.delete(&ops.actor(), &f.id).await.unwrap_err();
+    assert!(err.to_string().contains("delete those first"), "{err}");
+    let log = ops
+        .service
+        .logs(&ops.actor(), &LogQuery::default())
+        .await
+        .unwrap();
+    assert!(
+        log.iter().any(|e| e.operation == "delete"
+            && e.backup_id.as_deref() == Some(f.id.as_str())
+            && e.status == Status::Failed
+            && e.error.as_deref() == Some(err.to_string().as_str())),
+        "{log:?}"
+    );
     let snapshot1 = dump(&env.db);
 
     exec(
