@@ -422,14 +422,12 @@ fn owner_is_gone(owner: &str) -> bool {
 }
 
 /// A lease [`ScheduleStore::with_lease`] holds: released by a task of its own if dropped
-/// armed (the future dropped, or its release failed), which then closes the connections
-/// if `close`.
+/// armed (the future dropped, or its release failed), which then closes the connections.
 struct HeldLease {
     store: ScheduleStore,
     scope: String,
     owner: String,
     armed: bool,
-    close: bool,
 }
 
 impl Drop for HeldLease {
@@ -438,11 +436,10 @@ impl Drop for HeldLease {
             return;
         }
         if let Ok(runtime) = tokio::runtime::Handle::try_current() {
-            let (store, scope, owner, close) = (
+            let (store, scope, owner) = (
                 self.store.clone(),
                 std::mem::take(&mut self.scope),
                 std::mem::take(&mut self.owner),
-                self.close,
             );
             runtime.spawn(async move {
                 // A busy SQLite file (each try waits 30 s) or a passing network failure:
@@ -456,9 +453,7 @@ impl Drop for HeldLease {
                         Err(_) => tokio::time::sleep(Duration::from_secs(5)).await,
                     }
                 }
-                if close {
-                    store.close().await;
-                }
+                store.close().await;
             });
         }
     }
@@ -857,7 +852,6 @@ impl ScheduleStore {
             scope: scope.to_owned(),
             owner: owner.to_owned(),
             armed: true,
-            close: true,
         };
         let outcome = if renew {
             // Failed renewals are borne; only a lease taken by another owner (once it
@@ -891,18 +885,8 @@ impl ScheduleStore {
         outcome
     }
 
-    /// Whether the database is a SQLite file in WAL mode, or PostgreSQL (where writes never
-    /// wait on readers either).
-    pub(crate) async fn wal(&self) -> Result<bool, ScheduleError> {
-        if self
-            .pool
-            .connect_options()
-            .database_url
-            .scheme()
-            .starts_with("postgres")
-        {
-            return Ok(true);
-        }
+    /// Whether this SQLite file is in WAL mode (where a write never waits on readers).
+    pub(crate) async fn sqlite_wal(&self) -> Result<bool, ScheduleError> {
         let mode: String = sqlx::query_scalar("PRAGMA journal_mode")
             .fetch_one(&self.pool)
             .await?;

@@ -26,7 +26,7 @@ use super::model::{
 use super::pg;
 use super::plan;
 use super::progress::Progress;
-use super::schedule::{ScheduleStore, owner_by_hand};
+use super::schedule::{ScheduleError, ScheduleStore, owner_by_hand};
 use super::sqlite::{self, Restorer, Step, TableReport};
 use super::storage::Storage;
 
@@ -470,25 +470,20 @@ impl BackupService {
         id: &BackupId,
         work: impl Future<Output = Result<T, BackupError>>,
     ) -> Result<T, BackupError> {
+        let unreachable =
+            |e: ScheduleError| BackupError::Database(format!("cannot reach the scope leases: {e}"));
         let leases = ScheduleStore::connect_for_lease(&self.config.database)
             .await
-            .map_err(|e| BackupError::Database(format!("cannot reach the scope leases: {e}")))?;
-        let renewable = match &self.db {
-            Db::Sqlite(_) => leases.wal().await.map_err(|e| {
-                BackupError::Database(format!("cannot reach the scope leases: {e}"))
-            })?,
+            .map_err(unreachable)?;
+        let renew = match &self.db {
+            Db::Sqlite(_) => leases.sqlite_wal().await.map_err(unreachable)?,
             Db::Postgres(_) => true,
         };
-        let (ttl, renew) = if renewable {
-            (LEASE_TTL, true)
-        } else {
-            (SQLITE_LEASE_TTL, false)
-        };
+        let ttl = if renew { LEASE_TTL } else { SQLITE_LEASE_TTL };
         let owner = owner_by_hand(id.as_str());
-        let done = leases
+        leases
             .with_lease(&scope.to_string(), &owner, ttl, renew, work)
-            .await;
-        done?
+            .await?
     }
 
     async fn create_as(

@@ -109,6 +109,15 @@ fn options(runner: &str) -> SchedulerOptions {
     }
 }
 
+/// A scheduler (runner `a`) of `job` on `store`, on `clock`.
+fn scheduler_a<J: ScheduledJob + 'static>(
+    store: &ScheduleStore,
+    job: Arc<J>,
+    clock: &ManualClock,
+) -> Scheduler {
+    Scheduler::new(store.clone(), job, Arc::new(clock.clone()), options("a"))
+}
+
 /// A scheduler (runner `a`) working in a task until [`Running::stop`].
 struct Running {
     stop: tokio::sync::oneshot::Sender<()>,
@@ -121,7 +130,7 @@ impl Running {
         job: Arc<J>,
         clock: &ManualClock,
     ) -> Running {
-        let scheduler = Scheduler::new(store.clone(), job, Arc::new(clock.clone()), options("a"));
+        let scheduler = scheduler_a(store, job, clock);
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let handle = tokio::spawn(async move {
             scheduler
@@ -458,12 +467,7 @@ async fn failures_are_recorded_and_the_schedule_goes_on(db: TestDb) {
         fail_names: vec!["flaky".into()],
         ..RecordingJob::default()
     });
-    let scheduler = Scheduler::new(
-        store.clone(),
-        job.clone(),
-        Arc::new(clock.clone()),
-        options("a"),
-    );
+    let scheduler = scheduler_a(&store, job.clone(), &clock);
     clock.set(at(2026, 11, 23, 1, 0));
     let stats = scheduler.run_due_once().await.unwrap();
     assert_eq!((stats.runs, stats.failed), (1, 1));
@@ -511,12 +515,7 @@ async fn a_local_time_schedule_runs_once_a_day_across_dst(db: TestDb) {
     daily.time_zone = "Europe/Berlin".into();
     store.add(&daily, clock.now()).await.unwrap();
     let job = Arc::new(RecordingJob::default());
-    let scheduler = Scheduler::new(
-        store.clone(),
-        job.clone(),
-        Arc::new(clock.clone()),
-        options("a"),
-    );
+    let scheduler = scheduler_a(&store, job.clone(), &clock);
     // Walk the clock in 10-minute steps over the spring-forward and fall-back weekends.
     for (from, to) in [
         (at(2026, 3, 27, 12, 0), at(2026, 3, 31, 12, 0)),
@@ -587,7 +586,7 @@ async fn scheduled_runs_make_real_backups_and_apply_retention() {
     intruder.created_by = "alice".into();
     store.add(&intruder, clock.now()).await.unwrap();
 
-    let scheduler = Scheduler::new(store.clone(), job, Arc::new(clock.clone()), options("a"));
+    let scheduler = scheduler_a(&store, job, &clock);
     for day in 23..=25 {
         clock.set(at(2026, 11, day, 2, 0));
         let stats = scheduler.run_due_once().await.unwrap();
@@ -659,12 +658,7 @@ async fn a_dead_backups_lease_is_taken_over_by_the_scheduler() {
     };
     let (now, clock) = minutely_backup_of_all(&store).await;
     let job = Arc::new(RecordingJob::default());
-    let scheduler = Scheduler::new(
-        store.clone(),
-        job.clone(),
-        Arc::new(clock.clone()),
-        options("a"),
-    );
+    let scheduler = scheduler_a(&store, job.clone(), &clock);
     // A live holder (this process): the run waits.
     hold(std::process::id());
     clock.set(now + chrono::Duration::seconds(61));
@@ -969,7 +963,7 @@ async fn a_scheduled_incremental_that_cannot_follow_makes_a_full_backup() {
         )
         .await
         .unwrap();
-    let scheduler = Scheduler::new(store.clone(), job, Arc::new(clock.clone()), options("a"));
+    let scheduler = scheduler_a(&store, job, &clock);
     let run_at = |hour| {
         clock.set(at(2026, 11, 23, hour, 0));
         scheduler.run_due_once()
